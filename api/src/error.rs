@@ -1,0 +1,97 @@
+//! The API's one error type: every failure becomes `{"error": {"code", "message"}}` with the
+//! right status, and internals never leak into a response.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use inferq_shared::JobStatus;
+use inferq_shared::model::ValidationError;
+use inferq_shared::queue::QueueError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("'{0}' is not a valid job id (expected a UUID)")]
+    InvalidJobId(String),
+    #[error("no job with id {0} (unknown, or its record expired)")]
+    JobNotFound(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed for this route")]
+    MethodNotAllowed,
+    #[error("job is already {0}")]
+    AlreadyFinished(JobStatus),
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    #[error("unknown model '{name}' (served models: {available})")]
+    UnknownModel { name: String, available: String },
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("the queue of model '{0}' is full; retry later")]
+    Overloaded(String),
+    #[error("redis is unavailable; retry later")]
+    Unavailable(#[source] QueueError),
+    #[error("internal error")]
+    Internal(#[source] QueueError),
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            // Any error from the Redis client (unreachable, timed out, or refusing writes, e.g.
+            // out of memory) means the store is unavailable right now.
+            QueueError::Redis(_) => Self::Unavailable(e),
+            QueueError::Protocol(_) => Self::Internal(e),
+        }
+    }
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::InvalidJobId(_) => (StatusCode::BAD_REQUEST, "invalid_job_id"),
+            Self::JobNotFound(_) => (StatusCode::NOT_FOUND, "job_not_found"),
+            Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::AlreadyFinished(_) => (StatusCode::CONFLICT, "job_finished"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::UnknownModel { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_model"),
+            Self::Validation(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
+            Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            Self::Unavailable(e) => tracing::warn!(error = %e, "redis unavailable"),
+            Self::Internal(e) => tracing::error!(error = %e, "internal error"),
+            _ => {}
+        }
+        let mut res = (
+            status,
+            Json(json!({ "error": { "code": code, "message": self.to_string() } })),
+        )
+            .into_response();
+        if matches!(self, Self::Overloaded(_) | Self::Unavailable(_)) {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        res
+    }
+}

@@ -1,0 +1,202 @@
+//! HTTP routes: submit, status (with optional long-poll), cancel, models, health.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use inferq_shared::job::{JobId, JobRecord, JobRequest};
+use inferq_shared::model::valid_model_name;
+use inferq_shared::queue::{Cancelled, Retention, Submitted};
+use inferq_shared::time::now_ms;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+type AppResult<T> = Result<T, ApiError>;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/jobs", post(submit))
+        .route("/jobs/{id}", get(status).delete(cancel))
+        .route("/status/{id}", get(status))
+        .route("/models", get(models))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A JSON request body, as bytes: checks the content type and the size limit with the API's
+/// error shape; parsing stays with the handler, which borrows from the bytes.
+pub struct JsonBody(pub Bytes);
+
+impl FromRequest<Arc<AppState>> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = state.config.max_body_bytes;
+        Bytes::from_request(req, state).await.map(JsonBody).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::InvalidRequest(rejection.body_text())
+            }
+        })
+    }
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> AppResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+        _ => ApiError::MalformedJson(e.to_string()),
+    })
+}
+
+async fn submit(State(state): State<Arc<AppState>>, JsonBody(body): JsonBody) -> AppResult<Response> {
+    let req: JobRequest<'_> = parse_json(&body)?;
+    let model = if valid_model_name(&req.model) {
+        state.model(&req.model).await?
+    } else {
+        None
+    };
+    let Some(model) = model else {
+        return Err(ApiError::UnknownModel {
+            name: req.model.chars().take(128).collect(),
+            available: state.cached_model_names().join(", "),
+        });
+    };
+    model.validate(&req)?;
+    let deadline = req
+        .parameters
+        .as_ref()
+        .and_then(|p| p.timeout_ms)
+        .map(|t| now_ms().saturating_add(t));
+
+    let id = JobId::new();
+    match state
+        .queue
+        .submit(id, &model.name, &body, state.config.max_queued, deadline)
+        .await?
+    {
+        Submitted::Queued => {}
+        Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone())),
+    }
+    let url = format!("/status/{id}");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, url.clone())],
+        Json(json!({ "id": id, "status": "queued", "status_url": url })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    /// Seconds to wait for the job to finish before answering.
+    wait: Option<f64>,
+}
+
+fn parse_id(raw: &str) -> AppResult<JobId> {
+    raw.parse().map_err(|_| ApiError::InvalidJobId(raw.chars().take(64).collect()))
+}
+
+async fn status(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> AppResult<Json<JobRecord>> {
+    let id = parse_id(&raw)?;
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let wait = match query.wait {
+        None => Duration::ZERO,
+        Some(w) if w.is_finite() && w >= 0.0 => {
+            Duration::from_secs_f64(w.min(state.config.max_wait_secs as f64))
+        }
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "wait must be a non-negative number of seconds".into(),
+            ));
+        }
+    };
+    let read = || async {
+        state
+            .queue
+            .record(id)
+            .await?
+            .ok_or_else(|| ApiError::JobNotFound(id.to_string()))
+    };
+    if wait.is_zero() {
+        return read().await.map(Json);
+    }
+
+    let deadline = tokio::time::Instant::now() + wait;
+    let guard = state.wait_for(id);
+    loop {
+        let notified = guard.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let record = read().await?;
+        let now = tokio::time::Instant::now();
+        if record.status.is_terminal() || now >= deadline {
+            return Ok(Json(record));
+        }
+        // Events arrive over pub/sub; the periodic re-read only covers events lost while the
+        // subscription was reconnecting.
+        let slice = (deadline - now).min(Duration::from_secs(5));
+        let _ = tokio::time::timeout(slice, notified).await;
+    }
+}
+
+async fn cancel(State(state): State<Arc<AppState>>, Path(raw): Path<String>) -> AppResult<Json<JobRecord>> {
+    let id = parse_id(&raw)?;
+    let retention = Retention {
+        result_ttl: Duration::from_secs(state.config.result_ttl_secs),
+    };
+    match state.queue.cancel(id, retention).await? {
+        Cancelled::NotFound => Err(ApiError::JobNotFound(id.to_string())),
+        Cancelled::AlreadyFinished(s) => Err(ApiError::AlreadyFinished(s)),
+        Cancelled::Cancelled => state
+            .queue
+            .record(id)
+            .await?
+            .map(Json)
+            .ok_or_else(|| ApiError::JobNotFound(id.to_string())),
+    }
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> AppResult<Json<serde_json::Value>> {
+    let mut models = state
+        .queue
+        .live_models(inferq_shared::queue::MODEL_LIVENESS)
+        .await?;
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(json!({ "models": models })))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> AppResult<Json<serde_json::Value>> {
+    state.queue.ping().await?;
+    Ok(Json(json!({ "status": "ready" })))
+}

@@ -1,0 +1,185 @@
+//! Shared API state: the queue handle, a short-lived cache of model metadata, and the waiters
+//! of `GET /status/<id>?wait=` fed by one Redis pub/sub subscription per process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use inferq_shared::job::JobId;
+use inferq_shared::model::ModelInfo;
+use inferq_shared::queue::{Queue, QueueError};
+use tokio::sync::Notify;
+
+use crate::Config;
+
+/// How long model metadata is trusted before it is read again. Workers announce changes at
+/// start, so a new model becomes visible within this time.
+const MODEL_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Lower bound between two refreshes triggered by an unknown model name, so a client sending
+/// garbage names cannot turn every request into a Redis round trip.
+const MISS_REFRESH_INTERVAL: Duration = Duration::from_millis(250);
+
+pub struct AppState {
+    pub config: Config,
+    pub queue: Queue,
+    models: RwLock<ModelCache>,
+    waiters: Mutex<HashMap<JobId, Waiter>>,
+}
+
+struct ModelCache {
+    models: Arc<HashMap<String, Arc<ModelInfo>>>,
+    refreshed: Option<Instant>,
+}
+
+struct Waiter {
+    notify: Arc<Notify>,
+    count: usize,
+}
+
+/// A registration to be woken when a job turns terminal; deregisters on drop.
+pub struct WaitGuard<'a> {
+    state: &'a AppState,
+    id: JobId,
+    pub notify: Arc<Notify>,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.state.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = waiters.get_mut(&self.id) {
+            w.count -= 1;
+            if w.count == 0 {
+                waiters.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, queue: Queue) -> Self {
+        Self {
+            config,
+            queue,
+            models: RwLock::new(ModelCache {
+                models: Arc::default(),
+                refreshed: None,
+            }),
+            waiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Looks a model up, reading Redis when the cache is stale or misses. While Redis is
+    /// unreachable a cached entry is still served (submission will then report the outage).
+    pub async fn model(&self, name: &str) -> Result<Option<Arc<ModelInfo>>, QueueError> {
+        let (hit, age) = {
+            let cache = self.models.read().unwrap_or_else(|p| p.into_inner());
+            (
+                cache.models.get(name).cloned(),
+                cache.refreshed.map(|t| t.elapsed()),
+            )
+        };
+        let stale = match (&hit, age) {
+            (_, None) => true,
+            (Some(_), Some(age)) => age > MODEL_CACHE_TTL,
+            (None, Some(age)) => age > MISS_REFRESH_INTERVAL,
+        };
+        if !stale {
+            return Ok(hit);
+        }
+        match self.queue.known_models().await {
+            Ok(list) => {
+                let models: HashMap<_, _> =
+                    list.into_iter().map(|m| (m.name.clone(), Arc::new(m))).collect();
+                let models = Arc::new(models);
+                let found = models.get(name).cloned();
+                *self.models.write().unwrap_or_else(|p| p.into_inner()) = ModelCache {
+                    models,
+                    refreshed: Some(Instant::now()),
+                };
+                Ok(found)
+            }
+            Err(_) if hit.is_some() => Ok(hit),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Names of the models in the cache, sorted, for error messages.
+    pub fn cached_model_names(&self) -> Vec<String> {
+        let cache = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = cache.models.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Registers interest in `id` turning terminal. Register before reading the record, so an
+    /// event between the read and the wait is not missed.
+    pub fn wait_for(&self, id: JobId) -> WaitGuard<'_> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let w = waiters.entry(id).or_insert_with(|| Waiter {
+            notify: Arc::new(Notify::new()),
+            count: 0,
+        });
+        w.count += 1;
+        WaitGuard {
+            state: self,
+            id,
+            notify: w.notify.clone(),
+        }
+    }
+
+    fn notify(&self, id: JobId) {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = waiters.get(&id) {
+            w.notify.notify_waiters();
+        }
+    }
+
+    /// Subscribes to job events for the life of the process, reconnecting with backoff when
+    /// Redis goes away. One connection serves every waiting client.
+    pub fn spawn_event_listener(self: &Arc<Self>) {
+        let state = Arc::downgrade(self);
+        let url = self.config.redis.redis_url.clone();
+        let channel = self.queue.keys().events();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let result = async {
+                    let client = redis::Client::open(url.expose())?;
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    tracing::debug!(%channel, "subscribed to job events");
+                    Ok::<_, redis::RedisError>(pubsub.into_on_message())
+                }
+                .await;
+                match result {
+                    Ok(mut messages) => {
+                        backoff = Duration::from_millis(100);
+                        while let Some(msg) = messages.next().await {
+                            let Some(state) = state.upgrade() else { return };
+                            if let Some(id) = terminal_event(msg.get_payload_bytes()) {
+                                state.notify(id);
+                            }
+                        }
+                        tracing::warn!("job event subscription lost; reconnecting");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to job events; retrying"),
+                }
+                if state.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+/// `<job id> <status>` → the id, when the status is terminal.
+fn terminal_event(payload: &[u8]) -> Option<JobId> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (id, status) = text.split_once(' ')?;
+    let status = inferq_shared::JobStatus::parse(status)?;
+    status.is_terminal().then(|| id.parse().ok()).flatten()
+}

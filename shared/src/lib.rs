@@ -1,0 +1,13 @@
+//! Types, wire formats and the Redis queue protocol shared by the inferq API and workers.
+
+pub mod config;
+pub mod job;
+pub mod model;
+pub mod queue;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tensor;
+pub mod time;
+
+pub use job::{JobId, JobStatus};
+pub use tensor::DataType;

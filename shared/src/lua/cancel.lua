@@ -1,0 +1,27 @@
+-- Cancel a job that has not finished. A queued job's entry is removed so it never runs; a
+-- running job keeps its fencing token, so the completion script acknowledges its entry but
+-- discards its result.
+--
+-- KEYS[1]  job hash
+-- KEYS[2]  model stream (of the job's model)
+-- ARGV[1]  now, ms since the epoch
+-- ARGV[2]  seconds a finished job record is kept
+-- ARGV[3]  events channel
+-- ARGV[4]  consumer group
+--
+-- Returns the status before cancelling, or false for an unknown job.
+local rec = redis.call('HMGET', KEYS[1], 'status', 'entry')
+if not rec[1] then
+  return false
+end
+if rec[1] == 'queued' or rec[1] == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+  if rec[1] == 'queued' and rec[2] then
+    -- The group may not exist yet if no worker ever served the model.
+    redis.pcall('XACK', KEYS[2], ARGV[4], rec[2])
+    redis.call('XDEL', KEYS[2], rec[2])
+  end
+  redis.call('PUBLISH', ARGV[3], string.sub(KEYS[1], -36) .. ' cancelled')
+end
+return rec[1]

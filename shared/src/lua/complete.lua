@@ -1,0 +1,40 @@
+-- Record the outcome of attempts, fenced by their tokens.
+--
+-- KEYS[1]    model stream
+-- KEYS[2..]  job hashes, one per outcome
+-- ARGV[1]    consumer group
+-- ARGV[2]    now, ms since the epoch
+-- ARGV[3]    seconds a finished job record is kept
+-- ARGV[4]    events channel
+-- then five values per outcome, in KEYS order:
+--   stream entry id, fencing token, 'succeeded' | 'failed',
+--   result JSON | error code, '' | error message
+--
+-- Returns one integer per outcome: 1 recorded; 0 discarded because a newer attempt owns the
+-- job (its lease expired and another worker reclaimed it) or the job was cancelled meanwhile.
+local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local out = {}
+for i = 2, #KEYS do
+  local job = KEYS[i]
+  local b = 5 + (i - 2) * 5
+  local entry, token, status, a, c = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  local rec = redis.call('HMGET', job, 'status', 'token')
+  local done = 0
+  if rec[2] == token then
+    if rec[1] == 'running' then
+      if status == 'succeeded' then
+        redis.call('HSET', job, 'status', status, 'finished_at', now, 'result', a)
+      else
+        redis.call('HSET', job, 'status', status, 'finished_at', now,
+          'error_code', a, 'error_message', c)
+      end
+      redis.call('EXPIRE', job, ttl)
+      redis.call('PUBLISH', channel, string.sub(job, -36) .. ' ' .. status)
+      done = 1
+    end
+    redis.call('XACK', KEYS[1], group, entry)
+    redis.call('XDEL', KEYS[1], entry)
+  end
+  out[#out + 1] = done
+end
+return out

@@ -1,0 +1,60 @@
+-- Begin an attempt on each stream entry a worker has just read or reclaimed.
+--
+-- KEYS[1]    model stream
+-- KEYS[2]    dead-letter stream
+-- KEYS[3..]  job hashes, one per entry
+-- ARGV[1]    consumer group
+-- ARGV[2]    now, ms since the epoch
+-- ARGV[3]    maximum attempts per job
+-- ARGV[4]    events channel
+-- ARGV[5]    seconds a finished job record is kept
+-- ARGV[6]    consumer (worker) name
+-- ARGV[7..]  stream entry ids, aligned with KEYS[3..]
+--
+-- Returns one integer per entry: the attempt's fencing token (> 0) when the worker must run
+-- the job, or 0 when it must not (already finished or cancelled, deadline passed, or attempts
+-- used up; the last two are failed here). Entries not to run are acknowledged and deleted.
+local group, now, max_attempts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local channel, ttl, consumer = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local out = {}
+
+local function fail(job, id, code, message)
+  redis.call('HSET', job, 'status', 'failed', 'finished_at', now,
+    'error_code', code, 'error_message', message)
+  redis.call('EXPIRE', job, ttl)
+  redis.call('PUBLISH', channel, id .. ' failed')
+end
+
+for i = 3, #KEYS do
+  local job, entry = KEYS[i], ARGV[i + 4]
+  local id = string.sub(job, -36)
+  local rec = redis.call('HMGET', job, 'status', 'attempts', 'deadline')
+  local token = 0
+  if rec[1] == 'queued' or rec[1] == 'running' then
+    local attempts = tonumber(rec[2]) or 0
+    local deadline = tonumber(rec[3]) or 0
+    if deadline > 0 and now > deadline then
+      fail(job, id, 'deadline_exceeded', 'the job did not start before its deadline')
+    elseif attempts >= max_attempts then
+      fail(job, id, 'max_attempts_exceeded', 'the job was started ' .. attempts ..
+        ' times and its worker stopped before finishing each time; it was moved to the dead-letter stream')
+      local fields = {'id', id, 'reason', 'max_attempts_exceeded', 'failed_at', ARGV[2]}
+      local e = redis.call('XRANGE', KEYS[1], entry, entry)
+      if e[1] then
+        for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
+      end
+      redis.call('XADD', KEYS[2], '*', unpack(fields))
+    else
+      token = attempts + 1
+      redis.call('HSET', job, 'status', 'running', 'attempts', token, 'token', token,
+        'started_at', now, 'worker', consumer)
+      redis.call('PUBLISH', channel, id .. ' running')
+    end
+  end
+  if token == 0 then
+    redis.call('XACK', KEYS[1], group, entry)
+    redis.call('XDEL', KEYS[1], entry)
+  end
+  out[#out + 1] = token
+end
+return out

@@ -1,0 +1,271 @@
+//! What a worker publishes about each model it serves, and the check of a job request against it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::JobRequest;
+use crate::tensor::{DataType, count_elements};
+
+/// One input or output of a model; `-1` marks a dynamic dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+}
+
+/// A model as the API sees it: read from the ONNX file by a worker and published to Redis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    /// Whether workers batch this model's jobs together (every input and output has a dynamic
+    /// leading dimension, and `model.toml` did not turn it off).
+    pub batching: bool,
+    pub max_batch_size: usize,
+}
+
+/// Model names become part of Redis keys, so they are kept to a safe alphabet.
+pub fn valid_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Why a well-formed request does not fit its model. Each variant is one stable error code.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValidationError {
+    #[error("input '{0}' is missing")]
+    MissingInput(String),
+    #[error("input '{name}' is not an input of the model (inputs: {expected})")]
+    UnknownInput { name: String, expected: String },
+    #[error("input '{0}' is given more than once")]
+    DuplicateInput(String),
+    #[error("input '{name}': datatype {got} is not supported (use one of: {supported})")]
+    UnsupportedDatatype {
+        name: String,
+        got: String,
+        supported: String,
+    },
+    #[error("input '{name}': datatype is {got}, the model expects {expected}")]
+    DatatypeMismatch {
+        name: String,
+        got: String,
+        expected: DataType,
+    },
+    #[error("input '{name}': shape {got:?} does not fit the model's shape {expected:?} (-1 = any size)")]
+    ShapeMismatch {
+        name: String,
+        got: Vec<i64>,
+        expected: Vec<i64>,
+    },
+    #[error("input '{name}': shape {shape:?} has a negative or too large dimension")]
+    InvalidShape { name: String, shape: Vec<i64> },
+    #[error("input '{name}': data holds {got} values, shape {shape:?} needs {expected}")]
+    DataLength {
+        name: String,
+        got: usize,
+        expected: usize,
+        shape: Vec<i64>,
+    },
+    #[error("input '{name}': {message}")]
+    InvalidData { name: String, message: String },
+    #[error("output '{name}' is not an output of the model (outputs: {expected})")]
+    UnknownOutput { name: String, expected: String },
+}
+
+impl ValidationError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingInput(_) => "missing_input",
+            Self::UnknownInput { .. } => "unknown_input",
+            Self::DuplicateInput(_) => "duplicate_input",
+            Self::UnsupportedDatatype { .. } => "unsupported_datatype",
+            Self::DatatypeMismatch { .. } => "datatype_mismatch",
+            Self::ShapeMismatch { .. } => "shape_mismatch",
+            Self::InvalidShape { .. } => "invalid_shape",
+            Self::DataLength { .. } => "data_length_mismatch",
+            Self::InvalidData { .. } => "invalid_data",
+            Self::UnknownOutput { .. } => "unknown_output",
+        }
+    }
+}
+
+/// Elements a shape holds, or `None` for a negative dimension or an overflowing product.
+pub fn element_count(shape: &[i64]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| {
+        usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+    })
+}
+
+fn names(specs: &[TensorSpec]) -> String {
+    specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ModelInfo {
+    pub fn input(&self, name: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|s| s.name == name)
+    }
+
+    /// Checks a request against the model: every input present once, known, of the right
+    /// datatype and a compatible shape, with exactly as many valid values as its shape needs.
+    pub fn validate(&self, req: &JobRequest<'_>) -> Result<(), ValidationError> {
+        for (i, t) in req.inputs.iter().enumerate() {
+            let spec = self
+                .input(&t.name)
+                .ok_or_else(|| ValidationError::UnknownInput {
+                    name: t.name.to_string(),
+                    expected: names(&self.inputs),
+                })?;
+            if req.inputs[..i].iter().any(|o| o.name == t.name) {
+                return Err(ValidationError::DuplicateInput(t.name.to_string()));
+            }
+            let datatype =
+                DataType::parse(&t.datatype).ok_or_else(|| ValidationError::UnsupportedDatatype {
+                    name: t.name.to_string(),
+                    got: t.datatype.to_string(),
+                    supported: DataType::ALL.map(DataType::as_str).join(", "),
+                })?;
+            if datatype != spec.datatype {
+                return Err(ValidationError::DatatypeMismatch {
+                    name: t.name.to_string(),
+                    got: t.datatype.to_string(),
+                    expected: spec.datatype,
+                });
+            }
+            let expected = element_count(&t.shape).ok_or_else(|| ValidationError::InvalidShape {
+                name: t.name.to_string(),
+                shape: t.shape.clone(),
+            })?;
+            let fits = t.shape.len() == spec.shape.len()
+                && t.shape
+                    .iter()
+                    .zip(&spec.shape)
+                    .all(|(&got, &want)| want < 0 || got == want);
+            if !fits {
+                return Err(ValidationError::ShapeMismatch {
+                    name: t.name.to_string(),
+                    got: t.shape.clone(),
+                    expected: spec.shape.clone(),
+                });
+            }
+            let got =
+                count_elements(datatype, t.data).map_err(|e| ValidationError::InvalidData {
+                    name: t.name.to_string(),
+                    message: e.to_string(),
+                })?;
+            if got != expected {
+                return Err(ValidationError::DataLength {
+                    name: t.name.to_string(),
+                    got,
+                    expected,
+                    shape: t.shape.clone(),
+                });
+            }
+        }
+        if let Some(missing) = self
+            .inputs
+            .iter()
+            .find(|s| !req.inputs.iter().any(|t| t.name == s.name))
+        {
+            return Err(ValidationError::MissingInput(missing.name.clone()));
+        }
+        for o in req.outputs.iter().flatten() {
+            if !self.outputs.iter().any(|s| s.name == o.name) {
+                return Err(ValidationError::UnknownOutput {
+                    name: o.name.clone(),
+                    expected: names(&self.outputs),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> ModelInfo {
+        ModelInfo {
+            name: "m".into(),
+            description: None,
+            inputs: vec![
+                TensorSpec {
+                    name: "x".into(),
+                    datatype: DataType::Fp32,
+                    shape: vec![-1, 2],
+                },
+                TensorSpec {
+                    name: "sr".into(),
+                    datatype: DataType::Int64,
+                    shape: vec![],
+                },
+            ],
+            outputs: vec![TensorSpec {
+                name: "y".into(),
+                datatype: DataType::Fp32,
+                shape: vec![-1, 1],
+            }],
+            batching: false,
+            max_batch_size: 1,
+        }
+    }
+
+    fn check(body: &str) -> Result<(), &'static str> {
+        let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
+        model().validate(&req).map_err(|e| e.code())
+    }
+
+    const SR: &str = r#"{"name":"sr","shape":[],"datatype":"INT64","data":[16000]}"#;
+
+    #[test]
+    fn accepts_matching_inputs_including_scalars() {
+        let body = format!(
+            r#"{{"model":"m","inputs":[{{"name":"x","shape":[3,2],"datatype":"FP32","data":[1,2,3,4,5,6]}},{SR}]}}"#
+        );
+        assert_eq!(check(&body), Ok(()));
+    }
+
+    #[test]
+    fn each_mismatch_has_its_code() {
+        let x = |shape: &str, dt: &str, data: &str| {
+            format!(
+                r#"{{"model":"m","inputs":[{{"name":"x","shape":{shape},"datatype":"{dt}","data":{data}}},{SR}]}}"#
+            )
+        };
+        assert_eq!(check(&x("[1,2]", "FP64", "[1,2]")), Err("datatype_mismatch"));
+        assert_eq!(check(&x("[1,2]", "FP16", "[1,2]")), Err("unsupported_datatype"));
+        assert_eq!(check(&x("[1,3]", "FP32", "[1,2,3]")), Err("shape_mismatch"));
+        assert_eq!(check(&x("[2]", "FP32", "[1,2]")), Err("shape_mismatch"));
+        assert_eq!(check(&x("[-1,2]", "FP32", "[1,2]")), Err("invalid_shape"));
+        assert_eq!(check(&x("[2,2]", "FP32", "[1,2,3]")), Err("data_length_mismatch"));
+        assert_eq!(check(&x("[1,2]", "FP32", r#"[1,"a"]"#)), Err("invalid_data"));
+        assert_eq!(
+            check(r#"{"model":"m","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#),
+            Err("missing_input")
+        );
+        let extra = format!(
+            r#"{{"model":"m","inputs":[{SR},{{"name":"z","shape":[],"datatype":"FP32","data":[1]}}]}}"#
+        );
+        assert_eq!(check(&extra), Err("unknown_input"));
+        let twice = format!(r#"{{"model":"m","inputs":[{SR},{SR}]}}"#);
+        assert_eq!(check(&twice), Err("duplicate_input"));
+    }
+
+    #[test]
+    fn model_names_are_restricted() {
+        assert!(valid_model_name("silero_vad-v6.2"));
+        assert!(!valid_model_name("a:b"));
+        assert!(!valid_model_name("{x}"));
+        assert!(!valid_model_name(""));
+    }
+}
