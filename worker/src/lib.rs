@@ -1,1 +1,110 @@
-//! placeholder
+//! The inferq worker: consumes jobs from Redis, batches them and runs ONNX models on dedicated
+//! threads, then records outcomes. Redis I/O runs on tokio; inference never does.
+
+pub mod consumer;
+pub mod engine;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use inferq_shared::config::{LogConfig, RedisConfig};
+
+/// `inferq-worker` configuration; every flag also reads an environment variable.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "inferq-worker", version, about = "inferq inference worker")]
+pub struct Config {
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
+    #[command(flatten)]
+    pub log: LogConfig,
+
+    /// Directory of models, one `<name>/model.onnx` (plus optional `model.toml`) each.
+    #[arg(long, env = "INFERQ_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+
+    /// Serve only these models (comma-separated names); default: every model in the directory.
+    #[arg(long, env = "INFERQ_MODELS", value_delimiter = ',')]
+    pub models: Vec<String>,
+
+    /// Inference threads, each with its own ONNX Runtime session per model; default: one per
+    /// CPU core.
+    #[arg(long, env = "INFERQ_THREADS")]
+    pub threads: Option<usize>,
+
+    /// ONNX Runtime intra-op threads per session. One per inference thread is fastest when
+    /// inference threads already cover the cores.
+    #[arg(long, env = "INFERQ_INTRA_OP_THREADS", default_value_t = 1)]
+    pub intra_op_threads: usize,
+
+    /// Path of the ONNX Runtime shared library (`libonnxruntime.so.1.31.1`).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_library: PathBuf,
+
+    /// Most rows in one batched run, for models whose `model.toml` does not set
+    /// `max_batch_size`.
+    #[arg(long, env = "INFERQ_MAX_BATCH_SIZE", default_value_t = 32)]
+    pub max_batch_size: usize,
+
+    /// Longest wait for more jobs to fill a batch, in milliseconds, for models whose
+    /// `model.toml` does not set `max_batch_delay_ms`. 0 batches only what is already queued.
+    #[arg(long, env = "INFERQ_MAX_BATCH_DELAY_MS", default_value_t = 0)]
+    pub max_batch_delay_ms: u64,
+
+    /// Lease on a running job, in milliseconds: a job whose worker has not renewed its lease for
+    /// this long (the worker died) is taken over by another worker.
+    #[arg(long, env = "INFERQ_LEASE_MS", default_value_t = 5000)]
+    pub lease_ms: u64,
+
+    /// Attempts a job gets before it fails with `max_attempts_exceeded` and moves to the
+    /// dead-letter stream.
+    #[arg(long, env = "INFERQ_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+
+    /// Seconds a finished job's record (and result) stays readable.
+    #[arg(long, env = "INFERQ_RESULT_TTL_SECS", default_value_t = 86_400)]
+    pub result_ttl_secs: u64,
+
+    /// On shutdown, seconds to finish the jobs already started before handing the rest back.
+    #[arg(long, env = "INFERQ_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Name of this worker in the consumer group; default: `<hostname>-<pid>-<random>`.
+    #[arg(long, env = "INFERQ_WORKER_ID")]
+    pub worker_id: Option<String>,
+}
+
+impl Config {
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.max(100))
+    }
+}
+
+/// Loads the models, starts the inference threads and consumes jobs until `shutdown`
+/// completes; then finishes (or hands back) what it holds and returns.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let library = config.ort_library.clone();
+    let dir = config.models_dir.clone();
+    let only = config.models.clone();
+    let defaults = engine::BatchDefaults {
+        max_batch_size: config.max_batch_size.max(1),
+        max_batch_delay: Duration::from_millis(config.max_batch_delay_ms),
+    };
+    let models = tokio::task::spawn_blocking(move || {
+        engine::init_runtime(&library)?;
+        engine::discover(&dir, &only, defaults)
+    })
+    .await
+    .context("loading models")??;
+    anyhow::ensure!(
+        !models.is_empty(),
+        "no models found in {} (expected <name>/model.onnx)",
+        config.models_dir.display()
+    );
+    consumer::Consumer::start(config, models)
+        .await?
+        .run(shutdown)
+        .await
+}
