@@ -89,8 +89,10 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if matches!(self, Self::Overloaded(_) | Self::Unavailable(_)) {
-            res.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
         }
         res
     }

@@ -49,29 +49,48 @@ impl FromRequest<Arc<AppState>> for JsonBody {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if !(mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))) {
+        let mime = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if !(mime == "application/json"
+            || (mime.starts_with("application/") && mime.ends_with("+json")))
+        {
             return Err(ApiError::UnsupportedMediaType);
         }
         let limit = state.config.max_body_bytes;
-        Bytes::from_request(req, state).await.map(JsonBody).map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(limit)
-            } else {
-                ApiError::InvalidRequest(rejection.body_text())
-            }
-        })
+        Bytes::from_request(req, state)
+            .await
+            .map(JsonBody)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(limit)
+                } else {
+                    ApiError::InvalidRequest(rejection.body_text())
+                }
+            })
     }
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> AppResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
-        _ => ApiError::MalformedJson(e.to_string()),
+    serde_json::from_slice(bytes).map_err(|e| {
+        // A shape error can surface before a syntax error further on; syntax wins.
+        if e.classify() != serde_json::error::Category::Data {
+            return ApiError::MalformedJson(e.to_string());
+        }
+        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(syntax) => ApiError::MalformedJson(syntax.to_string()),
+            Ok(_) => ApiError::InvalidRequest(e.to_string()),
+        }
     })
 }
 
-async fn submit(State(state): State<Arc<AppState>>, JsonBody(body): JsonBody) -> AppResult<Response> {
+async fn submit(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody,
+) -> AppResult<Response> {
     let req: JobRequest<'_> = parse_json(&body)?;
     let model = if valid_model_name(&req.model) {
         state.model(&req.model).await?
@@ -88,8 +107,7 @@ async fn submit(State(state): State<Arc<AppState>>, JsonBody(body): JsonBody) ->
     let deadline = req
         .parameters
         .as_ref()
-        .and_then(|p| p.timeout_ms)
-        .map(|t| now_ms().saturating_add(t));
+        .and_then(|p| p.deadline_ms(now_ms()));
 
     let id = JobId::new();
     match state
@@ -116,7 +134,8 @@ struct StatusQuery {
 }
 
 fn parse_id(raw: &str) -> AppResult<JobId> {
-    raw.parse().map_err(|_| ApiError::InvalidJobId(raw.chars().take(64).collect()))
+    raw.parse()
+        .map_err(|_| ApiError::InvalidJobId(raw.chars().take(64).collect()))
 }
 
 async fn status(
@@ -166,7 +185,10 @@ async fn status(
     }
 }
 
-async fn cancel(State(state): State<Arc<AppState>>, Path(raw): Path<String>) -> AppResult<Json<JobRecord>> {
+async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+) -> AppResult<Json<JobRecord>> {
     let id = parse_id(&raw)?;
     let retention = Retention {
         result_ttl: Duration::from_secs(state.config.result_ttl_secs),

@@ -90,8 +90,10 @@ impl AppState {
         }
         match self.queue.known_models().await {
             Ok(list) => {
-                let models: HashMap<_, _> =
-                    list.into_iter().map(|m| (m.name.clone(), Arc::new(m))).collect();
+                let models: HashMap<_, _> = list
+                    .into_iter()
+                    .map(|m| (m.name.clone(), Arc::new(m)))
+                    .collect();
                 let models = Arc::new(models);
                 let found = models.get(name).cloned();
                 *self.models.write().unwrap_or_else(|p| p.into_inner()) = ModelCache {
@@ -164,7 +166,9 @@ impl AppState {
                         }
                         tracing::warn!("job event subscription lost; reconnecting");
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot subscribe to job events; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot subscribe to job events; retrying")
+                    }
                 }
                 if state.strong_count() == 0 {
                     return;

@@ -8,7 +8,11 @@ use std::time::Duration;
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisConfig {
     /// Redis URL, `redis://[user:password@]host:port[/db]`. The password never appears in logs.
-    #[arg(long, env = "INFERQ_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "INFERQ_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: RedisUrl,
 
     /// Prefix of every Redis key and channel; API and workers must agree on it.

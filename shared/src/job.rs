@@ -96,6 +96,25 @@ pub struct JobParameters {
     /// Fail the job with `deadline_exceeded` if it has not started this many ms after submission.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Same, as an absolute time in milliseconds since the Unix epoch. With both, the earlier
+    /// one applies.
+    #[serde(default)]
+    pub deadline: Option<u64>,
+    /// Test hook: a worker started with `INFERQ_TEST_HOOKS=1` aborts its whole process when it
+    /// runs this job, to exercise crash recovery. Ignored by every other worker.
+    #[serde(default)]
+    pub test_abort_worker: bool,
+}
+
+impl JobParameters {
+    /// The time the job must start by, if any, given its submission time.
+    pub fn deadline_ms(&self, submitted_ms: u64) -> Option<u64> {
+        let relative = self.timeout_ms.map(|t| submitted_ms.saturating_add(t));
+        match (relative, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// `POST /jobs` body, borrowed from the request bytes. The same bytes are what the worker

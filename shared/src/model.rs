@@ -57,7 +57,9 @@ pub enum ValidationError {
         got: String,
         expected: DataType,
     },
-    #[error("input '{name}': shape {got:?} does not fit the model's shape {expected:?} (-1 = any size)")]
+    #[error(
+        "input '{name}': shape {got:?} does not fit the model's shape {expected:?} (-1 = any size)"
+    )]
     ShapeMismatch {
         name: String,
         got: Vec<i64>,
@@ -128,12 +130,13 @@ impl ModelInfo {
             if req.inputs[..i].iter().any(|o| o.name == t.name) {
                 return Err(ValidationError::DuplicateInput(t.name.to_string()));
             }
-            let datatype =
-                DataType::parse(&t.datatype).ok_or_else(|| ValidationError::UnsupportedDatatype {
+            let datatype = DataType::parse(&t.datatype).ok_or_else(|| {
+                ValidationError::UnsupportedDatatype {
                     name: t.name.to_string(),
                     got: t.datatype.to_string(),
                     supported: DataType::ALL.map(DataType::as_str).join(", "),
-                })?;
+                }
+            })?;
             if datatype != spec.datatype {
                 return Err(ValidationError::DatatypeMismatch {
                     name: t.name.to_string(),
@@ -141,10 +144,11 @@ impl ModelInfo {
                     expected: spec.datatype,
                 });
             }
-            let expected = element_count(&t.shape).ok_or_else(|| ValidationError::InvalidShape {
-                name: t.name.to_string(),
-                shape: t.shape.clone(),
-            })?;
+            let expected =
+                element_count(&t.shape).ok_or_else(|| ValidationError::InvalidShape {
+                    name: t.name.to_string(),
+                    shape: t.shape.clone(),
+                })?;
             let fits = t.shape.len() == spec.shape.len()
                 && t.shape
                     .iter()
@@ -242,15 +246,29 @@ mod tests {
                 r#"{{"model":"m","inputs":[{{"name":"x","shape":{shape},"datatype":"{dt}","data":{data}}},{SR}]}}"#
             )
         };
-        assert_eq!(check(&x("[1,2]", "FP64", "[1,2]")), Err("datatype_mismatch"));
-        assert_eq!(check(&x("[1,2]", "FP16", "[1,2]")), Err("unsupported_datatype"));
+        assert_eq!(
+            check(&x("[1,2]", "FP64", "[1,2]")),
+            Err("datatype_mismatch")
+        );
+        assert_eq!(
+            check(&x("[1,2]", "FP16", "[1,2]")),
+            Err("unsupported_datatype")
+        );
         assert_eq!(check(&x("[1,3]", "FP32", "[1,2,3]")), Err("shape_mismatch"));
         assert_eq!(check(&x("[2]", "FP32", "[1,2]")), Err("shape_mismatch"));
         assert_eq!(check(&x("[-1,2]", "FP32", "[1,2]")), Err("invalid_shape"));
-        assert_eq!(check(&x("[2,2]", "FP32", "[1,2,3]")), Err("data_length_mismatch"));
-        assert_eq!(check(&x("[1,2]", "FP32", r#"[1,"a"]"#)), Err("invalid_data"));
         assert_eq!(
-            check(r#"{"model":"m","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#),
+            check(&x("[2,2]", "FP32", "[1,2,3]")),
+            Err("data_length_mismatch")
+        );
+        assert_eq!(
+            check(&x("[1,2]", "FP32", r#"[1,"a"]"#)),
+            Err("invalid_data")
+        );
+        assert_eq!(
+            check(
+                r#"{"model":"m","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#
+            ),
             Err("missing_input")
         );
         let extra = format!(

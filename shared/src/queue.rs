@@ -2,16 +2,16 @@
 //!
 //! Layout, all under one namespace `ns` whose `{ns}` hash tag puts every key in one Redis
 //! Cluster slot, so each multi-key script is legal there:
-//! - `{ns}:job:<id>`     hash: model, status, created/started/finished_at, attempts, token,
-//!                       entry, deadline, worker, result | error_code + error_message;
-//!                       expires a configurable time after it turns terminal.
-//! - `{ns}:q:<model>`    stream of queued and in-flight jobs (`id`, `p` = request JSON), read
-//!                       by the consumer group [`GROUP`]; entries are deleted when acknowledged,
-//!                       so its length is the model's backlog.
-//! - `{ns}:dead`         dead-letter stream of jobs that used up their attempts.
-//! - `{ns}:models`       hash: model name → [`ModelInfo`] JSON, written by workers.
-//! - `{ns}:models:seen`  sorted set: model name → last time a live worker announced it (ms).
-//! - `{ns}:events`       pub/sub channel: `<job id> <status>` on every state change.
+//! - `{ns}:job:<id>`: hash with model, status, created/started/finished_at, attempts, token,
+//!   entry, deadline, worker, and result or error_code + error_message; it expires a
+//!   configurable time after the job turns terminal.
+//! - `{ns}:q:<model>`: stream of queued and in-flight jobs (`id`, `p` = request JSON), read by
+//!   the consumer group [`GROUP`]; entries are deleted when acknowledged, so its length is the
+//!   model's backlog.
+//! - `{ns}:dead`: dead-letter stream of jobs that used up their attempts.
+//! - `{ns}:models`: hash: model name → [`ModelInfo`] JSON, written by workers.
+//! - `{ns}:models:seen`: sorted set: model name → last time a live worker announced it (ms).
+//! - `{ns}:events`: pub/sub channel: `<job id> <status>` on every state change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -37,8 +37,7 @@ pub const MODEL_LIVENESS: Duration = Duration::from_secs(10);
 
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/submit.lua")));
 static START: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/start.lua")));
-static COMPLETE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
 static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
@@ -58,7 +57,10 @@ impl QueueError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Redis(e) => {
-                e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
             }
             Self::Protocol(_) => false,
         }
@@ -175,7 +177,9 @@ impl Queue {
     }
 
     pub async fn ping(&self) -> Result<(), QueueError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 
@@ -234,7 +238,8 @@ impl Queue {
         let attempts = next().and_then(|s| s.parse().ok()).unwrap_or(0);
         let result = match next() {
             Some(json) => Some(
-                RawValue::from_string(json).map_err(|_| QueueError::Protocol("stored result is not JSON"))?,
+                RawValue::from_string(json)
+                    .map_err(|_| QueueError::Protocol("stored result is not JSON"))?,
             ),
             None => None,
         };
@@ -309,7 +314,9 @@ impl Queue {
     pub async fn live_models(&self, window: Duration) -> Result<Vec<ModelInfo>, QueueError> {
         let mut conn = self.conn.clone();
         let since = now_ms().saturating_sub(window.as_millis() as u64);
-        let names: Vec<String> = conn.zrangebyscore(self.keys.models_seen(), since, "+inf").await?;
+        let names: Vec<String> = conn
+            .zrangebyscore(self.keys.models_seen(), since, "+inf")
+            .await?;
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -350,7 +357,11 @@ impl Queue {
         block: Option<Duration>,
     ) -> Result<Vec<(usize, Delivery)>, QueueError> {
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(GROUP).arg(consumer).arg("COUNT").arg(count);
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count);
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
@@ -413,7 +424,8 @@ impl Queue {
         retention: Retention,
     ) -> Result<Vec<u64>, QueueError> {
         let mut inv = START.prepare_invoke();
-        inv.key(self.keys.stream(model)).key(self.keys.dead_letter());
+        inv.key(self.keys.stream(model))
+            .key(self.keys.dead_letter());
         for d in deliveries {
             inv.key(self.keys.job(d.job));
         }
@@ -546,7 +558,8 @@ fn parse_entries(entries: Value) -> Result<Vec<Delivery>, QueueError> {
         };
         let mut map: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(2);
         let mut it = fields.into_iter();
-        while let (Some(Value::BulkString(k)), Some(Value::BulkString(v))) = (it.next(), it.next()) {
+        while let (Some(Value::BulkString(k)), Some(Value::BulkString(v))) = (it.next(), it.next())
+        {
             map.insert(k, v);
         }
         let job = map
@@ -566,7 +579,9 @@ fn parse_entries(entries: Value) -> Result<Vec<Delivery>, QueueError> {
 
 fn string(v: Value) -> Result<String, QueueError> {
     match v {
-        Value::BulkString(b) => String::from_utf8(b).map_err(|_| QueueError::Protocol("non-UTF-8 string")),
+        Value::BulkString(b) => {
+            String::from_utf8(b).map_err(|_| QueueError::Protocol("non-UTF-8 string"))
+        }
         Value::SimpleString(s) => Ok(s),
         _ => Err(QueueError::Protocol("expected a string")),
     }

@@ -374,7 +374,9 @@ impl TensorData {
                 }
             };
         }
-        ext!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp32, Fp64)
+        ext!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp32, Fp64
+        )
     }
 }
 
@@ -469,7 +471,10 @@ mod tests {
 
     #[test]
     fn integers_are_range_checked_and_exact() {
-        assert_eq!(count_elements(DataType::Int32, &raw("[1, -2, 2147483647]")).unwrap(), 3);
+        assert_eq!(
+            count_elements(DataType::Int32, &raw("[1, -2, 2147483647]")).unwrap(),
+            3
+        );
         let err = count_elements(DataType::Int32, &raw("[2147483648]")).unwrap_err();
         assert_eq!(err.to_string(), "2147483648 is not a valid INT32 value");
         assert!(count_elements(DataType::Int64, &raw("[1.5]")).is_err());
@@ -485,7 +490,10 @@ mod tests {
         assert!(count_elements(DataType::Bool, &raw("[1]")).is_err());
         assert!(count_elements(DataType::Fp32, &raw("{\"a\": 1}")).is_err());
         assert!(count_elements(DataType::Fp32, &raw("3")).is_err());
-        assert_eq!(count_elements(DataType::Bool, &raw("[true, false]")).unwrap(), 2);
+        assert_eq!(
+            count_elements(DataType::Bool, &raw("[true, false]")).unwrap(),
+            2
+        );
     }
 
     #[test]

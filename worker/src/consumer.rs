@@ -39,6 +39,7 @@ pub struct Consumer {
     queue: Queue,
     reader: Queue,
     slots: Arc<Semaphore>,
+    threads: usize,
     work: mpsc::SyncSender<Work>,
     held: Held,
     retention: Retention,
@@ -78,7 +79,8 @@ impl Consumer {
                 .context("spawning an inference thread")?;
         }
         for r in ready {
-            r.await.context("an inference thread died while loading models")??;
+            r.await
+                .context("an inference thread died while loading models")??;
         }
 
         let queue = Queue::connect(&config.redis, Duration::ZERO).await?;
@@ -99,6 +101,7 @@ impl Consumer {
         Ok(Self {
             held: Arc::new(Mutex::new(vec![HashMap::new(); models.len()])),
             slots: Arc::new(Semaphore::new(threads)),
+            threads,
             config,
             models,
             names,
@@ -112,7 +115,10 @@ impl Consumer {
 
     /// Consumes jobs until `shutdown` completes, then drains: jobs already started get the
     /// grace period to finish; everything else held goes back to the queue.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(Notify::new());
         {
@@ -177,16 +183,20 @@ impl Consumer {
         );
         // Read but never started: straight back to the queue.
         for (model, deliveries) in pending.drain(..) {
-            let entries: Vec<_> = deliveries.iter().map(|d| (d.job, d.entry.clone(), 0)).collect();
+            let entries: Vec<_> = deliveries
+                .iter()
+                .map(|d| (d.job, d.entry.clone(), 0))
+                .collect();
             self.release(model, &entries).await;
         }
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
-        let drained = tokio::time::timeout(grace, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            tracing::warn!(?grace, "grace period over; handing unfinished jobs back to the queue");
+            tracing::warn!(
+                ?grace,
+                "grace period over; handing unfinished jobs back to the queue"
+            );
         }
         let leftovers: Vec<Vec<(JobId, String, u64)>> = {
             let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
@@ -206,9 +216,13 @@ impl Consumer {
 
     async fn release(&self, model: usize, entries: &[(JobId, String, u64)]) {
         match self.queue.release(&self.names[model], entries).await {
-            Ok(n) => tracing::info!(model = %self.names[model], released = n, "handed jobs back to the queue"),
+            Ok(n) => {
+                tracing::info!(model = %self.names[model], released = n, "handed jobs back to the queue")
+            }
             // Not lost: once the lease expires another worker reclaims them.
-            Err(e) => tracing::warn!(error = %e, "could not hand jobs back; they will be reclaimed after the lease"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand jobs back; they will be reclaimed after the lease")
+            }
         }
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         for (_, entry, _) in entries {
@@ -291,7 +305,10 @@ impl Consumer {
             *last_reclaim = Some(Instant::now());
             for (i, m) in self.models.iter().enumerate() {
                 let count = m.info.max_batch_size * idle;
-                let got = self.reader.reclaim(&self.consumer, &m.info.name, lease, count).await?;
+                let got = self
+                    .reader
+                    .reclaim(&self.consumer, &m.info.name, lease, count)
+                    .await?;
                 if !got.is_empty() {
                     tracing::info!(model = %m.info.name, jobs = got.len(), "reclaimed jobs whose lease expired");
                     self.hold(i, &got);
@@ -307,7 +324,10 @@ impl Consumer {
             .unwrap_or(1)
             * idle;
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let got = self.reader.read(&self.consumer, &names, count, Some(READ_BLOCK)).await?;
+        let got = self
+            .reader
+            .read(&self.consumer, &names, count, Some(READ_BLOCK))
+            .await?;
         if got.is_empty() {
             return Ok(None);
         }
@@ -334,7 +354,13 @@ impl Consumer {
     }
 
     /// Waits up to `delay` for more jobs of one model to fill a batch.
-    async fn fill(&self, model: usize, batch: &mut Vec<Delivery>, max: usize, delay: Duration) -> Result<(), QueueError> {
+    async fn fill(
+        &self,
+        model: usize,
+        batch: &mut Vec<Delivery>,
+        max: usize,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         let deadline = Instant::now() + delay;
         let name = [self.names[model].as_str()];
         while batch.len() < max {
@@ -344,7 +370,12 @@ impl Consumer {
             }
             let more = self
                 .reader
-                .read(&self.consumer, &name, max - batch.len(), Some(left.max(Duration::from_millis(1))))
+                .read(
+                    &self.consumer,
+                    &name,
+                    max - batch.len(),
+                    Some(left.max(Duration::from_millis(1))),
+                )
                 .await?;
             if more.is_empty() {
                 break;
@@ -372,7 +403,13 @@ impl Consumer {
         let name = &self.names[model];
         let tokens = match self
             .queue
-            .start(name, &self.consumer, &deliveries, self.config.max_attempts, self.retention)
+            .start(
+                name,
+                &self.consumer,
+                &deliveries,
+                self.config.max_attempts,
+                self.retention,
+            )
             .await
         {
             Ok(t) => t,
@@ -393,61 +430,98 @@ impl Consumer {
         if run.is_empty() {
             return Ok(());
         }
-        let (reply, outcomes) = oneshot::channel();
-        let payloads = run.iter_mut().map(|(d, _)| std::mem::take(&mut d.payload)).collect();
-        let work = Work {
-            model,
-            payloads,
-            reply,
+        // A retried job may be what killed this worker's predecessor. It runs alone, with every
+        // inference thread of this worker reserved, so if it crashes the process again it takes
+        // no first-attempt jobs down with it and cannot exhaust their attempts.
+        let quarantine = run.iter().any(|(_, token)| *token > 1);
+        let (groups, reserved) = if quarantine {
+            let others = self.threads.saturating_sub(1) as u32;
+            let reserved = self
+                .slots
+                .clone()
+                .acquire_many_owned(others)
+                .await
+                .expect("semaphore is never closed");
+            tracing::info!(model = %name, jobs = run.len(), "running retried jobs one at a time");
+            (run.into_iter().map(|r| vec![r]).collect(), Some(reserved))
+        } else {
+            (vec![run], None)
         };
-        // Each queued or running batch holds a permit and the channel has room for as many
-        // batches as there are permits, so this never finds the channel full.
-        if let Err(e) = self.work.try_send(work) {
-            tracing::error!(error = %e, "inference threads cannot take work");
-        }
-        let (queue, held, name, retention) = (
+        let (queue, held, name, retention, work) = (
             self.queue.clone(),
             self.held.clone(),
             name.clone(),
             self.retention,
+            self.work.clone(),
         );
-        let span = tracing::debug_span!("batch", model = %name, jobs = run.len());
+        let span = tracing::debug_span!("batch", model = %name);
         tasks.spawn(
             async move {
-                let outcomes = outcomes.await.unwrap_or_else(|_| {
-                    run.iter()
-                        .map(|_| {
-                            Outcome::Failed(JobError {
-                                code: "internal".into(),
-                                message: "the inference thread stopped before finishing the job".into(),
-                            })
+                let mut permits = Some((permit, reserved));
+                let last = groups.len() - 1;
+                for (i, mut group) in groups.into_iter().enumerate() {
+                    let outcomes = infer(&work, model, &mut group).await;
+                    if i == last {
+                        // The threads are free again before the outcomes are recorded.
+                        permits.take();
+                    }
+                    let completions: Vec<Completion> = group
+                        .into_iter()
+                        .zip(outcomes)
+                        .map(|((d, token), outcome)| {
+                            tracing::debug!(job_id = %d.job, attempt = token, ok = matches!(outcome, Outcome::Succeeded(_)), "job finished");
+                            Completion {
+                                job: d.job,
+                                entry: d.entry,
+                                token,
+                                outcome,
+                            }
                         })
-                        .collect()
-                });
-                drop(permit);
-                let completions: Vec<Completion> = run
-                    .into_iter()
-                    .zip(outcomes)
-                    .map(|((d, token), outcome)| {
-                        tracing::debug!(job_id = %d.job, attempt = token, ok = matches!(outcome, Outcome::Succeeded(_)), "job finished");
-                        Completion {
-                            job: d.job,
-                            entry: d.entry,
-                            token,
-                            outcome,
-                        }
-                    })
-                    .collect();
-                record(&queue, &name, &completions, retention).await;
-                let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
-                for c in &completions {
-                    held[model].remove(&c.entry);
+                        .collect();
+                    record(&queue, &name, &completions, retention).await;
+                    let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
+                    for c in &completions {
+                        held[model].remove(&c.entry);
+                    }
                 }
             }
             .instrument(span),
         );
         Ok(())
     }
+}
+
+/// Runs one batch on an inference thread and waits for its outcomes.
+async fn infer(
+    work: &mpsc::SyncSender<Work>,
+    model: usize,
+    group: &mut [(Delivery, u64)],
+) -> Vec<Outcome> {
+    let (reply, outcomes) = oneshot::channel();
+    let payloads = group
+        .iter_mut()
+        .map(|(d, _)| std::mem::take(&mut d.payload))
+        .collect();
+    // Each queued or running batch holds a permit and the channel has room for as many
+    // batches as there are permits, so this never finds the channel full.
+    if let Err(e) = work.try_send(Work {
+        model,
+        payloads,
+        reply,
+    }) {
+        tracing::error!(error = %e, "inference threads cannot take work");
+    }
+    outcomes.await.unwrap_or_else(|_| {
+        group
+            .iter()
+            .map(|_| {
+                Outcome::Failed(JobError {
+                    code: "internal".into(),
+                    message: "the inference thread stopped before finishing the job".into(),
+                })
+            })
+            .collect()
+    })
 }
 
 /// Records outcomes, retrying transient Redis failures: the result is only in this process's
@@ -461,7 +535,11 @@ async fn record(queue: &Queue, model: &str, completions: &[Completion], retentio
             Ok(recorded) => {
                 let discarded = recorded.iter().filter(|r| !**r).count();
                 if discarded > 0 {
-                    tracing::info!(model, discarded, "outcomes discarded: jobs were cancelled or taken over by another worker");
+                    tracing::info!(
+                        model,
+                        discarded,
+                        "outcomes discarded: jobs were cancelled or taken over by another worker"
+                    );
                 }
                 return;
             }
@@ -474,7 +552,10 @@ async fn record(queue: &Queue, model: &str, completions: &[Completion], retentio
 }
 
 /// Splits one model's deliveries evenly over up to `threads` batches.
-fn split((model, mut deliveries): (usize, Vec<Delivery>), threads: usize) -> Vec<(usize, Vec<Delivery>)> {
+fn split(
+    (model, mut deliveries): (usize, Vec<Delivery>),
+    threads: usize,
+) -> Vec<(usize, Vec<Delivery>)> {
     let parts = threads.clamp(1, deliveries.len().max(1));
     let size = deliveries.len().div_ceil(parts);
     let mut out = Vec::with_capacity(parts);

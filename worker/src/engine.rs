@@ -127,7 +127,8 @@ pub fn discover(
             if !inferq_shared::model::valid_model_name(&name) {
                 return Err(EngineError::Model {
                     path: model_dir,
-                    message: "model directory names may only use letters, digits, '_', '-' and '.'".into(),
+                    message: "model directory names may only use letters, digits, '_', '-' and '.'"
+                        .into(),
                 });
             }
             let toml_path = model_dir.join("model.toml");
@@ -278,9 +279,26 @@ fn permanent(code: &str, message: impl Into<String>) -> Outcome {
     })
 }
 
+/// Whether `INFERQ_TEST_HOOKS=1` enabled the crash hook of [`JobParameters`]; tests use it to
+/// stand in for a job that kills its worker (a native crash, the OOM killer).
+///
+/// [`JobParameters`]: inferq_shared::job::JobParameters
+fn test_hooks() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("INFERQ_TEST_HOOKS").is_ok_and(|v| v == "1"))
+}
+
 fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
-    let req: JobRequest<'_> = serde_json::from_slice(payload)
-        .map_err(|e| permanent("invalid_request", format!("job payload is not a valid request: {e}")))?;
+    let req: JobRequest<'_> = serde_json::from_slice(payload).map_err(|e| {
+        permanent(
+            "invalid_request",
+            format!("job payload is not a valid request: {e}"),
+        )
+    })?;
+    if test_hooks() && req.parameters.as_ref().is_some_and(|p| p.test_abort_worker) {
+        tracing::error!("test hook: aborting the worker process");
+        std::process::abort();
+    }
     // The API validated against the metadata it had; the model may have changed since.
     info.validate(&req)
         .map_err(|e| permanent(e.code(), e.to_string()))?;
@@ -290,7 +308,9 @@ fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
             .inputs
             .iter()
             .find(|t| t.name == spec.name)
-            .ok_or_else(|| permanent("missing_input", format!("input '{}' is missing", spec.name)))?;
+            .ok_or_else(|| {
+                permanent("missing_input", format!("input '{}' is missing", spec.name))
+            })?;
         let n = element_count(&t.shape).unwrap_or(0);
         let data = TensorData::parse(spec.datatype, t.data, n)
             .map_err(|e| permanent("invalid_data", format!("input '{}': {e}", spec.name)))?;
@@ -311,6 +331,9 @@ fn rows(d: &Decoded) -> Option<i64> {
         .all(|(shape, _)| shape.first() == Some(&first))
         .then_some(first)
 }
+
+/// Each input's shape without its leading (batch) dimension: jobs batch together when these match.
+type TrailingShapes = Vec<Vec<i64>>;
 
 /// One session per model, owned by one inference thread.
 pub struct Runner {
@@ -338,7 +361,12 @@ impl Runner {
         let Some((session, info)) = self.sessions.get_mut(model) else {
             return payloads
                 .iter()
-                .map(|_| permanent("unknown_model", format!("this worker does not serve model '{model}'")))
+                .map(|_| {
+                    permanent(
+                        "unknown_model",
+                        format!("this worker does not serve model '{model}'"),
+                    )
+                })
                 .collect();
         };
         let info = info.clone();
@@ -353,14 +381,14 @@ impl Runner {
 
         if info.batching {
             // Group by everything but the leading dimension: same trailing shapes per input.
-            let mut groups: Vec<(Vec<Vec<i64>>, Vec<(usize, Decoded)>)> = Vec::new();
+            let mut groups: Vec<(TrailingShapes, Vec<(usize, Decoded)>)> = Vec::new();
             let mut alone = Vec::new();
             for (i, d) in decoded {
                 if rows(&d).is_none_or(|r| r as usize > info.max_batch_size) {
                     alone.push((i, d));
                     continue;
                 }
-                let key: Vec<Vec<i64>> = d.inputs.iter().map(|(s, _)| s[1..].to_vec()).collect();
+                let key: TrailingShapes = d.inputs.iter().map(|(s, _)| s[1..].to_vec()).collect();
                 match groups.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, members)) => members.push((i, d)),
                     None => groups.push((key, vec![(i, d)])),
@@ -416,7 +444,10 @@ fn run_one(session: &mut Session, info: &ModelInfo, job: Decoded) -> Outcome {
     match result {
         Ok(Ok(json)) => Outcome::Succeeded(json),
         Ok(Err(o)) => o,
-        Err(e) => permanent("inference_error", format!("the model rejected the input: {e}")),
+        Err(e) => permanent(
+            "inference_error",
+            format!("the model rejected the input: {e}"),
+        ),
     }
 }
 
@@ -432,7 +463,10 @@ fn run_batch(
         outcomes[i] = Some(run_one(session, info, d));
         return;
     }
-    let row_counts: Vec<usize> = jobs.iter().map(|(_, d)| rows(d).unwrap_or(1) as usize).collect();
+    let row_counts: Vec<usize> = jobs
+        .iter()
+        .map(|(_, d)| rows(d).unwrap_or(1) as usize)
+        .collect();
     let total: usize = row_counts.iter().sum();
     let mut merged: Vec<(Vec<i64>, TensorData)> = Vec::with_capacity(info.inputs.len());
     for k in 0..info.inputs.len() {
@@ -459,7 +493,12 @@ fn run_batch(
             if fits {
                 let mut offset = 0;
                 for ((i, d), r) in jobs.iter().zip(&row_counts) {
-                    let o = match encode(info, &outputs, d.outputs.as_deref(), Some((offset, *r, total))) {
+                    let o = match encode(
+                        info,
+                        &outputs,
+                        d.outputs.as_deref(),
+                        Some((offset, *r, total)),
+                    ) {
                         Ok(json) => Outcome::Succeeded(json),
                         Err(o) => o,
                     };
@@ -498,10 +537,16 @@ fn encode(
     let mut shapes = Vec::with_capacity(names.len());
     for name in &names {
         let Some(value) = outputs.get(name) else {
-            return Err(permanent("inference_error", format!("the model produced no output '{name}'")));
+            return Err(permanent(
+                "inference_error",
+                format!("the model produced no output '{name}'"),
+            ));
         };
         let ValueType::Tensor { shape, .. } = value.dtype() else {
-            return Err(permanent("unsupported_output", format!("output '{name}' is not a tensor")));
+            return Err(permanent(
+                "unsupported_output",
+                format!("output '{name}' is not a tensor"),
+            ));
         };
         let mut shape: Vec<i64> = shape.to_vec();
         let total_elems = element_count(&shape).unwrap_or(0);
@@ -543,7 +588,8 @@ fn encode(
             },
             _ => unreachable!("checked above"),
         };
-        let data = data.map_err(|e| permanent("inference_error", format!("reading output '{name}': {e}")))?;
+        let data = data
+            .map_err(|e| permanent("inference_error", format!("reading output '{name}': {e}")))?;
         tensors.push((name, data));
     }
     let out: Vec<OutputTensor<'_>> = tensors

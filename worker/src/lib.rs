@@ -84,7 +84,10 @@ impl Config {
 
 /// Loads the models, starts the inference threads and consumes jobs until `shutdown`
 /// completes; then finishes (or hands back) what it holds and returns.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let library = config.ort_library.clone();
     let dir = config.models_dir.clone();
     let only = config.models.clone();

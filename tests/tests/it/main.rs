@@ -1,1 +1,7 @@
-//! tests
+//! inferq integration tests: a real `redis-server` per test, the real API (in-process) and real
+//! worker processes running real ONNX models.
+
+mod helpers;
+mod jobs;
+mod lifecycle;
+mod validation;

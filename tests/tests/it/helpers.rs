@@ -1,0 +1,452 @@
+//! Test harness: starts a private `redis-server` on a free port, the API on port 0 and worker
+//! processes, each test in its own key namespace.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn test_models() -> PathBuf {
+    repo_root().join("tests/models")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private redis-server, killed on drop.
+pub struct Redis {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    aof: bool,
+}
+
+impl Redis {
+    /// With `aof`, every write is appended and fsynced, as in docker-compose.yml.
+    pub fn start_with(aof: bool) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("inferq-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            port: free_port(),
+            dir,
+            child: None,
+            aof,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(&self.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if self.aof {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let child = cmd
+            .spawn()
+            .expect("redis-server must be installed (scripts/setup.sh installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server abruptly (SIGKILL): no final save, like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory (so the AOF is replayed).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A worker process, killed on drop.
+pub struct Worker {
+    pub child: Child,
+    pub id: String,
+}
+
+impl Worker {
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "worker {} did not exit", self.id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn worker_binary() -> PathBuf {
+    // target/<profile>/deps/it-<hash> → target/<profile>/inferq-worker
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("inferq-worker");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+pub struct AppOptions {
+    pub max_body_bytes: usize,
+    pub max_queued: u64,
+    /// Redis with the append-only file on (fsync on every write).
+    pub aof: bool,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_queued: 100_000,
+            aof: false,
+        }
+    }
+}
+
+/// Redis, the API and a namespace; workers are started per test.
+pub struct App {
+    pub redis: Redis,
+    pub namespace: String,
+    pub base: String,
+    pub http: reqwest::Client,
+    api: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.api.abort();
+    }
+}
+
+pub async fn spawn_app() -> App {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> App {
+    let redis = Redis::start_with(options.aof);
+    let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut config = inferq_api::Config::new(inferq_shared::config::RedisConfig::new(
+        &redis.url(),
+        &namespace,
+    ));
+    config.redis.redis_timeout_ms = 1000;
+    config.max_body_bytes = options.max_body_bytes;
+    config.max_queued = options.max_queued;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let api = tokio::spawn(async move {
+        inferq_api::run(config, listener, std::future::pending())
+            .await
+            .unwrap()
+    });
+    App {
+        redis,
+        namespace,
+        base,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        api,
+    }
+}
+
+impl App {
+    /// Starts a worker process serving `models_dir`; `env` adds or overrides settings.
+    pub fn worker(&self, models_dir: &Path, env: &[(&str, &str)]) -> Worker {
+        let id = format!("w-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let mut cmd = Command::new(worker_binary());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("INFERQ_REDIS_URL", self.redis.url())
+            .env("INFERQ_NAMESPACE", &self.namespace)
+            .env("INFERQ_MODELS_DIR", models_dir)
+            .env("INFERQ_WORKER_ID", &id)
+            .env("INFERQ_THREADS", "2")
+            .env("INFERQ_LEASE_MS", "2000")
+            .env("ORT_DYLIB_PATH", env!("ORT_DYLIB_PATH"))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Worker {
+            child: cmd.spawn().unwrap(),
+            id,
+        }
+    }
+
+    /// Waits until `GET /models` lists every one of `names`.
+    pub async fn wait_models(&self, names: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, body) = self.get("/models").await;
+            let listed: Vec<&str> = body["models"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|m| m["name"].as_str()).collect())
+                .unwrap_or_default();
+            if names.iter().all(|n| listed.contains(n)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "models {names:?} never appeared");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET; a transport failure reads as status 0.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        match self.http.get(format!("{}{path}", self.base)).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls until the job has the given status.
+    pub async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, record) = self.get(&format!("/status/{id}")).await;
+            if record["status"] == status {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} never became {status}: {record}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Submits jobs 32 at a time and returns their ids in order.
+    pub async fn submit_all(&self, jobs: &[Value]) -> Vec<String> {
+        let mut ids = vec![String::new(); jobs.len()];
+        let mut set = tokio::task::JoinSet::new();
+        for (i, body) in jobs.iter().enumerate() {
+            let (http, base, body) = (self.http.clone(), self.base.clone(), body.clone());
+            set.spawn(async move {
+                let r = http
+                    .post(format!("{base}/jobs"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                let v: Value = r.json().await.unwrap();
+                (i, v["id"].as_str().unwrap().to_owned())
+            });
+            if set.len() >= 32 {
+                let (i, id) = set.join_next().await.unwrap().unwrap();
+                ids[i] = id;
+            }
+        }
+        while let Some(r) = set.join_next().await {
+            let (i, id) = r.unwrap();
+            ids[i] = id;
+        }
+        ids
+    }
+
+    /// A job hash field straight from Redis.
+    pub async fn job_field(&self, id: &str, field: &str) -> Option<String> {
+        let mut conn = self.redis.conn().await;
+        redis::cmd("HGET")
+            .arg(format!("{{{}}}:job:{id}", self.namespace))
+            .arg(field)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// Submits a job and returns its id, asserting the 202 contract.
+    pub async fn submit(&self, body: &Value) -> String {
+        let (status, reply) = self.post_json("/jobs", body).await;
+        assert_eq!(status, 202, "submit failed: {reply}");
+        assert_eq!(reply["status"], "queued");
+        let id = reply["id"].as_str().unwrap().to_owned();
+        assert_eq!(reply["status_url"], format!("/status/{id}"));
+        id
+    }
+
+    /// Polls until the job is terminal and returns its record.
+    pub async fn wait_done(&self, id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, record) = self.get(&format!("/status/{id}")).await;
+            // 503 while Redis is down or the API is reconnecting: retry, as a client would.
+            assert!(
+                matches!(status, 200 | 503),
+                "status of {id}: {status} {record}"
+            );
+            if matches!(
+                record["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not done in time: {record}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The worker that ran a job's latest attempt, read from its Redis record.
+    pub async fn job_worker(&self, id: &str) -> Option<String> {
+        self.job_field(id, "worker").await
+    }
+}
+
+/// A `linear` model job on one row `x`; its expected output is [`linear_expected`].
+pub fn slow_job(x: f32) -> Value {
+    json!({"model": "slow", "inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [x]}]})
+}
+
+pub fn linear_job(rows: &[[f32; 4]]) -> Value {
+    let data: Vec<f32> = rows.iter().flatten().copied().collect();
+    json!({
+        "model": "linear",
+        "inputs": [{"name": "x", "shape": [rows.len(), 4], "datatype": "FP32", "data": data}]
+    })
+}
+
+/// y = x·W + b with W[i][j] = 0.1·(3i + j + 1), b = [0.5, −0.5, 1.0]: the committed test model.
+pub fn linear_expected(rows: &[[f32; 4]]) -> Vec<f64> {
+    let b = [0.5, -0.5, 1.0];
+    rows.iter()
+        .flat_map(|x| {
+            (0..3).map(move |j| {
+                b[j] + (0..4)
+                    .map(|i| f64::from(x[i]) * 0.1 * (3 * i + j + 1) as f64)
+                    .sum::<f64>()
+            })
+        })
+        .collect()
+}
+
+pub fn assert_close(got: &Value, want: &[f64], tol: f64) {
+    let got: Vec<f64> = got
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {got}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len(), "got {got:?}, want {want:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "got {got:?}, want {want:?}"
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! The job path end to end: submit → Redis → worker → ONNX Runtime → status.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const DONE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn linear_model_result_matches_the_formula() {
+    let app = spawn_app().await;
+    let _w = app.worker(&test_models(), &[]);
+    app.wait_models(&["linear"]).await;
+
+    let rows = [
+        [1.0, 2.0, 3.0, 4.0],
+        [0.0, 0.0, 0.0, 0.0],
+        [-1.5, 0.25, 8.0, -2.0],
+    ];
+    let id = app.submit(&linear_job(&rows)).await;
+    let record = app.wait_done(&id, DONE).await;
+
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["id"], id);
+    assert_eq!(record["model"], "linear");
+    assert_eq!(record["attempts"], 1);
+    assert!(record["error"].is_null());
+    for field in ["created_at", "started_at", "finished_at"] {
+        assert!(
+            record[field].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{field}: {record}"
+        );
+    }
+    let out = &record["result"]["outputs"][0];
+    assert_eq!(out["name"], "y");
+    assert_eq!(out["datatype"], "FP32");
+    assert_eq!(out["shape"], json!([3, 3]));
+    assert_close(&out["data"], &linear_expected(&rows), 1e-5);
+}
+
+#[tokio::test]
+async fn every_datatype_round_trips_including_scalars() {
+    let app = spawn_app().await;
+    let _w = app.worker(&test_models(), &[]);
+    app.wait_models(&["dtypes"]).await;
+
+    let id = app
+        .submit(&json!({
+            "model": "dtypes",
+            "inputs": [
+                {"name": "f64", "shape": [2, 2], "datatype": "FP64", "data": [[0.1, -2.5], [1e300, 3.0]]},
+                {"name": "i32", "shape": [2, 2], "datatype": "INT32", "data": [1, -1, 2147483646, 0]},
+                {"name": "i64s", "shape": [], "datatype": "INT64", "data": [3074457345618258602i64]},
+                {"name": "flag", "shape": [2, 2], "datatype": "BOOL", "data": [true, false, false, true]}
+            ],
+            "outputs": [{"name": "i64_out"}, {"name": "f64_out"}, {"name": "i32_out"}, {"name": "flag_out"}]
+        }))
+        .await;
+    let record = app.wait_done(&id, DONE).await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    let outputs = record["result"]["outputs"].as_array().unwrap();
+    // Requested order is kept.
+    let names: Vec<&str> = outputs
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["i64_out", "f64_out", "i32_out", "flag_out"]);
+    assert_eq!(
+        outputs[0],
+        json!({"name": "i64_out", "shape": [], "datatype": "INT64", "data": [9223372036854775806i64]})
+    );
+    assert_eq!(outputs[1]["datatype"], "FP64");
+    assert_eq!(outputs[1]["data"], json!([0.2, -5.0, 2e300, 6.0]));
+    assert_eq!(
+        outputs[2],
+        json!({"name": "i32_out", "shape": [2, 2], "datatype": "INT32", "data": [2, 0, 2147483647, 1]})
+    );
+    assert_eq!(
+        outputs[3],
+        json!({"name": "flag_out", "shape": [2, 2], "datatype": "BOOL", "data": [false, true, true, false]})
+    );
+}
+
+#[tokio::test]
+async fn silero_vad_returns_a_probability_and_its_state() {
+    let models = repo_root().join("models");
+    assert!(
+        models.join("silero_vad/model.onnx").exists(),
+        "models/silero_vad/model.onnx is missing: run scripts/setup.sh"
+    );
+    let app = spawn_app().await;
+    let _w = app.worker(&models, &[("INFERQ_MODELS", "silero_vad")]);
+    app.wait_models(&["silero_vad"]).await;
+
+    let (_, listing) = app.get("/models").await;
+    let silero = &listing["models"][0];
+    assert_eq!(silero["name"], "silero_vad");
+    assert_eq!(
+        silero["batching"], false,
+        "the state input carries the batch on axis 1"
+    );
+    assert_eq!(
+        silero["inputs"],
+        json!([
+            {"name": "input", "datatype": "FP32", "shape": [-1, -1]},
+            {"name": "state", "datatype": "FP32", "shape": [2, -1, 128]},
+            {"name": "sr", "datatype": "INT64", "shape": []}
+        ])
+    );
+
+    // 512 samples of a 440 Hz tone and of silence, at 16 kHz.
+    let tone: Vec<f32> = (0..512)
+        .map(|i| 0.5 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16000.0).sin())
+        .collect();
+    for samples in [tone, vec![0.0; 512]] {
+        let id = app
+            .submit(&json!({
+                "model": "silero_vad",
+                "inputs": [
+                    {"name": "input", "shape": [1, 512], "datatype": "FP32", "data": samples},
+                    {"name": "state", "shape": [2, 1, 128], "datatype": "FP32", "data": vec![0.0; 256]},
+                    {"name": "sr", "shape": [], "datatype": "INT64", "data": [16000]}
+                ]
+            }))
+            .await;
+        let record = app.wait_done(&id, DONE).await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+        let outputs = record["result"]["outputs"].as_array().unwrap();
+        assert_eq!(outputs[0]["name"], "output");
+        assert_eq!(outputs[0]["shape"], json!([1, 1]));
+        let p = outputs[0]["data"][0].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "speech probability {p}");
+        assert_eq!(outputs[1]["name"], "stateN");
+        assert_eq!(outputs[1]["shape"], json!([2, 1, 128]));
+        assert_eq!(outputs[1]["data"].as_array().unwrap().len(), 256);
+    }
+
+    // A chunk size the model cannot take fails the job with a clear error; the worker lives on.
+    let id = app
+        .submit(&json!({
+            "model": "silero_vad",
+            "inputs": [
+                {"name": "input", "shape": [1, 16], "datatype": "FP32", "data": vec![0.0; 16]},
+                {"name": "state", "shape": [2, 1, 128], "datatype": "FP32", "data": vec![0.0; 256]},
+                {"name": "sr", "shape": [], "datatype": "INT64", "data": [16000]}
+            ]
+        }))
+        .await;
+    let record = app.wait_done(&id, DONE).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error"]["code"], "inference_error");
+    assert_eq!(record["attempts"], 1, "a permanent error is not retried");
+    assert!(record["result"].is_null());
+}
+
+#[tokio::test]
+async fn a_thousand_jobs_over_two_workers_all_succeed_with_their_own_results() {
+    let app = spawn_app().await;
+    let w1 = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    let w2 = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    app.wait_models(&["linear"]).await;
+    // Both workers announce within the announce interval; give the second a moment to join.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Each job gets distinct inputs, and some carry several rows, so a mix-up shows.
+    let jobs: Vec<Vec<[f32; 4]>> = (0..1000)
+        .map(|i| {
+            let f = i as f32;
+            (0..1 + i % 3)
+                .map(|r| [f, -f / 7.0, r as f32, 1.0])
+                .collect()
+        })
+        .collect();
+    let bodies: Vec<Value> = jobs.iter().map(|rows| linear_job(rows)).collect();
+    let ids = app.submit_all(&bodies).await;
+
+    let mut workers = HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let record = app.wait_done(id, DONE).await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+        let out = &record["result"]["outputs"][0];
+        assert_eq!(out["shape"], json!([jobs[i].len(), 3]));
+        assert_close(&out["data"], &linear_expected(&jobs[i]), 1e-4);
+        workers.insert(app.job_worker(id).await.unwrap());
+    }
+    assert!(
+        workers.contains(&w1.id) && workers.contains(&w2.id),
+        "workers used: {workers:?}"
+    );
+}
+
+#[tokio::test]
+async fn healthz_answers_promptly_while_workers_saturate_the_cpu() {
+    let app = spawn_app().await;
+    let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "slow")]);
+    app.wait_models(&["slow"]).await;
+    let job = json!({"model": "slow", "inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]});
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(app.submit(&job).await);
+    }
+    // Wait until both inference threads are busy.
+    let deadline = Instant::now() + DONE;
+    loop {
+        let mut running = 0;
+        for id in &ids {
+            if app.get(&format!("/status/{id}")).await.1["status"] == "running" {
+                running += 1;
+            }
+        }
+        if running >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "jobs never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (status, body) = app.get("/healthz").await;
+        worst = worst.max(t.elapsed());
+        assert_eq!((status, body), (200, json!({"status": "ok"})));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Generous bound: the point is that inference never blocks the API, not a latency figure.
+    assert!(
+        worst < Duration::from_secs(1),
+        "slowest /healthz took {worst:?}"
+    );
+    assert_eq!(app.get("/readyz").await, (200, json!({"status": "ready"})));
+    let record = app.wait_done(&ids[0], DONE).await;
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(record["result"]["outputs"][0]["data"], json!([2.0]));
+}

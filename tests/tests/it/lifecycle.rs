@@ -1,0 +1,469 @@
+//! Shutdown and recovery: what a worker holds is finished or handed back, never lost.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn sigterm_finishes_started_jobs_and_hands_back_the_rest() {
+    let app = spawn_app().await;
+    let mut w1 = app.worker(&test_models(), &[("INFERQ_MODELS", "slow")]);
+    app.wait_models(&["slow"]).await;
+
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(app.submit(&slow_job(i as f32)).await);
+        }
+        ids
+    };
+    // Wait until the worker's two threads are each running one job.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        let mut running = Vec::new();
+        for id in &ids {
+            if app.get(&format!("/status/{id}")).await.1["status"] == "running" {
+                running.push(id.clone());
+            }
+        }
+        if running.len() == 2 {
+            break running;
+        }
+        assert!(Instant::now() < deadline, "jobs never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    w1.signal("TERM");
+    assert_eq!(
+        w1.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "worker must exit 0 after draining"
+    );
+
+    // What it had started, it finished; everything else is queued again, untouched.
+    for (i, id) in ids.iter().enumerate() {
+        let (_, record) = app.get(&format!("/status/{id}")).await;
+        if running.contains(id) {
+            assert_eq!(record["status"], "succeeded", "{record}");
+            assert_eq!(
+                record["result"]["outputs"][0]["data"],
+                json!([i as f64 + 1.0])
+            );
+            assert_eq!(app.job_worker(id).await.as_deref(), Some(w1.id.as_str()));
+        } else {
+            assert_eq!(record["status"], "queued", "{record}");
+            assert_eq!(record["attempts"], 0, "{record}");
+        }
+    }
+
+    let w2 = app.worker(&test_models(), &[("INFERQ_MODELS", "slow")]);
+    for (i, id) in ids.iter().enumerate() {
+        let record = app.wait_done(id, Duration::from_secs(60)).await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+        assert_eq!(record["attempts"], 1, "{record}");
+        assert_eq!(
+            record["result"]["outputs"][0]["data"],
+            json!([i as f64 + 1.0])
+        );
+        if !running.contains(id) {
+            assert_eq!(app.job_worker(id).await.as_deref(), Some(w2.id.as_str()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigkill_mid_run_loses_nothing() {
+    let app = spawn_app().await;
+    let env = [("INFERQ_MODELS", "mlp_small"), ("INFERQ_LEASE_MS", "1000")];
+    let w1 = app.worker(&test_models(), &env);
+    let _w2 = app.worker(&test_models(), &env);
+    app.wait_models(&["mlp_small"]).await;
+
+    let n = 2000;
+    let bodies: Vec<Value> = (0..n)
+        .map(|i| {
+            let x: Vec<f32> = (0..64).map(|k| ((i * 64 + k) % 97) as f32 / 97.0).collect();
+            json!({"model": "mlp_small", "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": x}]})
+        })
+        .collect();
+    let submitter = {
+        let bodies = bodies.clone();
+        let (http, base) = (app.http.clone(), app.base.clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(bodies.len());
+            for chunk in bodies.chunks(32) {
+                let mut set = tokio::task::JoinSet::new();
+                for (k, body) in chunk.iter().enumerate() {
+                    let (http, base, body) = (http.clone(), base.clone(), body.clone());
+                    set.spawn(async move {
+                        let r = http
+                            .post(format!("{base}/jobs"))
+                            .json(&body)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 202);
+                        (
+                            k,
+                            r.json::<Value>().await.unwrap()["id"]
+                                .as_str()
+                                .unwrap()
+                                .to_owned(),
+                        )
+                    });
+                }
+                let mut got = set.join_all().await;
+                got.sort();
+                ids.extend(got.into_iter().map(|(_, id)| id));
+            }
+            ids
+        })
+    };
+    // Kill w1 while it holds jobs.
+    let mut conn = app.redis.conn().await;
+    let stream = format!("{{{}}}:q:mlp_small", app.namespace);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held_at_kill = loop {
+        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg("workers")
+            .arg("-")
+            .arg("+")
+            .arg(1000)
+            .arg(&w1.id)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !pending.is_empty() {
+            w1.signal("KILL");
+            break pending.len();
+        }
+        assert!(Instant::now() < deadline, "w1 never held a job");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let killed_at = Instant::now();
+    let _w3 = app.worker(&test_models(), &env);
+    let ids = submitter.await.unwrap();
+    assert_eq!(ids.len(), n);
+
+    // Inputs repeat with period 97, so jobs with identical inputs must get identical outputs
+    // whichever worker, batch or attempt produced them.
+    let mut by_input: std::collections::HashMap<String, Value> = Default::default();
+    let mut ran_twice = 0;
+    let mut last_done = Instant::now();
+    for (i, id) in ids.iter().enumerate() {
+        let record = app.wait_done(id, Duration::from_secs(120)).await;
+        last_done = Instant::now();
+        assert_eq!(record["status"], "succeeded", "{record}");
+        let attempts = record["attempts"].as_u64().unwrap();
+        assert!((1..=2).contains(&attempts), "{record}");
+        if attempts > 1 {
+            ran_twice += 1;
+        }
+        let out = record["result"]["outputs"][0].clone();
+        assert_eq!(out["shape"], json!([1, 10]));
+        let key = bodies[i]["inputs"][0]["data"].to_string();
+        let expected = by_input.entry(key).or_insert(out.clone());
+        assert_close(
+            &out["data"],
+            &expected["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect::<Vec<_>>(),
+            1e-5,
+        );
+    }
+    assert!(
+        ran_twice >= 1,
+        "jobs held by the killed worker must have been retried"
+    );
+    println!(
+        "kill -9: {n} submitted, 0 lost, {ran_twice} ran twice (w1 held {held_at_kill} at the kill), all done {:?} after the kill",
+        last_done.duration_since(killed_at)
+    );
+}
+
+#[tokio::test]
+async fn a_poison_job_is_dead_lettered_and_others_all_succeed() {
+    let app = spawn_app().await;
+    let env = [
+        ("INFERQ_MODELS", "linear"),
+        ("INFERQ_LEASE_MS", "500"),
+        ("INFERQ_MAX_ATTEMPTS", "3"),
+        ("INFERQ_TEST_HOOKS", "1"),
+    ];
+    // A supervisor (compose's restart policy) keeps two workers running.
+    let mut workers = vec![
+        app.worker(&test_models(), &env),
+        app.worker(&test_models(), &env),
+    ];
+    app.wait_models(&["linear"]).await;
+
+    let normal: Vec<Value> = (0..100)
+        .map(|i| linear_job(&[[i as f32, 1.0, 2.0, 3.0]]))
+        .collect();
+    let mut poison = linear_job(&[[0.0; 4]]);
+    poison["parameters"] = json!({"test_abort_worker": true});
+    let mut ids = app.submit_all(&normal[..50]).await;
+    let poison_id = app.submit(&poison).await;
+    ids.extend(app.submit_all(&normal[50..]).await);
+
+    let mut restarts = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        for w in &mut workers {
+            if w.child.try_wait().unwrap().is_some() {
+                *w = app.worker(&test_models(), &env);
+                restarts += 1;
+            }
+        }
+        let (_, record) = app.get(&format!("/status/{poison_id}")).await;
+        if record["status"] == "failed" {
+            assert_eq!(record["error"]["code"], "max_attempts_exceeded", "{record}");
+            assert_eq!(record["attempts"], 3, "{record}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "poison job never failed: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(restarts, 3, "each attempt killed one worker");
+    for (i, id) in ids.iter().enumerate() {
+        let record = app.wait_done(id, Duration::from_secs(60)).await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+        assert_close(
+            &record["result"]["outputs"][0]["data"],
+            &linear_expected(&[[i as f32, 1.0, 2.0, 3.0]]),
+            1e-5,
+        );
+    }
+    // The dead-letter stream holds the poison job, with its request.
+    let mut conn = app.redis.conn().await;
+    let dead: redis::Value = redis::cmd("XRANGE")
+        .arg(format!("{{{}}}:dead", app.namespace))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let text = format!("{dead:?}");
+    assert!(text.contains(&poison_id), "{text}");
+    assert!(text.contains("max_attempts_exceeded"), "{text}");
+    assert!(
+        text.contains("test_abort_worker"),
+        "the request is kept for inspection: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_longer_than_the_lease_runs_exactly_once() {
+    let app = spawn_app().await;
+    // Lease 300 ms, the job ~700 ms: only heartbeats keep the other worker off it.
+    let env = [("INFERQ_MODELS", "slow"), ("INFERQ_LEASE_MS", "300")];
+    let _w1 = app.worker(&test_models(), &env);
+    let _w2 = app.worker(&test_models(), &env);
+    app.wait_models(&["slow"]).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(app.submit(&slow_job(i as f32)).await);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let record = app.wait_done(id, Duration::from_secs(60)).await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+        assert_eq!(
+            record["attempts"], 1,
+            "a live worker's job was taken over: {record}"
+        );
+        assert_eq!(
+            record["result"]["outputs"][0]["data"],
+            json!([i as f64 + 1.0])
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_worker_cannot_overwrite_the_reclaimed_attempt() {
+    let app = spawn_app().await;
+    let env = [("INFERQ_MODELS", "slow"), ("INFERQ_LEASE_MS", "400")];
+    let a = app.worker(&test_models(), &env);
+    app.wait_models(&["slow"]).await;
+    let id = app.submit(&slow_job(41.0)).await;
+    app.wait_status(&id, "running", Duration::from_secs(30))
+        .await;
+    a.signal("STOP");
+
+    let b = app.worker(&test_models(), &env);
+    let record = app.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["attempts"], 2, "{record}");
+    assert_eq!(app.job_worker(&id).await.as_deref(), Some(b.id.as_str()));
+
+    // The paused worker wakes up, finishes attempt 1 and tries to record it: fenced off.
+    a.signal("CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, after) = app.get(&format!("/status/{id}")).await;
+    assert_eq!(after, record, "the stale attempt changed the record");
+    assert_eq!(app.job_worker(&id).await.as_deref(), Some(b.id.as_str()));
+    assert_eq!(app.job_field(&id, "token").await.as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn cancellation_of_queued_running_and_finished_jobs() {
+    let app = spawn_app().await;
+    let _w = app.worker(
+        &test_models(),
+        &[("INFERQ_MODELS", "slow"), ("INFERQ_THREADS", "1")],
+    );
+    app.wait_models(&["slow"]).await;
+    let running = app.submit(&slow_job(1.0)).await;
+    let queued = app.submit(&slow_job(2.0)).await;
+    let after = app.submit(&slow_job(3.0)).await;
+    app.wait_status(&running, "running", Duration::from_secs(30))
+        .await;
+
+    let (status, record) = app.delete(&format!("/jobs/{queued}")).await;
+    assert_eq!(
+        (status, record["status"].as_str()),
+        (200, Some("cancelled")),
+        "{record}"
+    );
+    let (status, record) = app.delete(&format!("/jobs/{running}")).await;
+    assert_eq!(
+        (status, record["status"].as_str()),
+        (200, Some("cancelled")),
+        "{record}"
+    );
+
+    // The job queued after the cancelled one still runs; the cancelled ones never change again.
+    let done = app.wait_done(&after, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded");
+    let (_, r) = app.get(&format!("/status/{running}")).await;
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert!(
+        r["result"].is_null(),
+        "a cancelled job's result is discarded: {r}"
+    );
+    assert_eq!(r["attempts"], 1);
+    let (_, q) = app.get(&format!("/status/{queued}")).await;
+    assert_eq!(q["status"], "cancelled", "{q}");
+    assert_eq!(q["attempts"], 0, "a cancelled queued job never runs: {q}");
+    assert!(q["started_at"].is_null());
+
+    let (status, body) = app.delete(&format!("/jobs/{after}")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("job_finished")),
+        "{body}"
+    );
+    let (status, body) = app.delete(&format!("/jobs/{running}")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("job_finished")),
+        "{body}"
+    );
+    let (status, body) = app.delete(&format!("/jobs/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("job_not_found"))
+    );
+    let (status, body) = app.delete("/jobs/xyz").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_job_id"))
+    );
+    // Nothing is left in the queue.
+    let mut conn = app.redis.conn().await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("{{{}}}:q:slow", app.namespace))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 0);
+}
+
+#[tokio::test]
+async fn a_job_past_its_deadline_fails_without_running() {
+    let app = spawn_app().await;
+    let _w = app.worker(
+        &test_models(),
+        &[("INFERQ_MODELS", "slow"), ("INFERQ_THREADS", "1")],
+    );
+    app.wait_models(&["slow"]).await;
+    let blocker = app.submit(&slow_job(0.0)).await;
+    let mut late = slow_job(1.0);
+    late["parameters"] = json!({"timeout_ms": 100});
+    let late = app.submit(&late).await;
+    let mut past = slow_job(2.0);
+    past["parameters"] = json!({"deadline": 1_000_000_000_000u64});
+    let past = app.submit(&past).await;
+    let mut roomy = slow_job(3.0);
+    roomy["parameters"] = json!({"timeout_ms": 600_000});
+    let roomy = app.submit(&roomy).await;
+
+    for id in [&late, &past] {
+        let r = app.wait_done(id, Duration::from_secs(60)).await;
+        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(r["error"]["code"], "deadline_exceeded", "{r}");
+        assert_eq!(r["attempts"], 0, "{r}");
+        assert!(r["started_at"].is_null(), "{r}");
+    }
+    for id in [&blocker, &roomy] {
+        assert_eq!(
+            app.wait_done(id, Duration::from_secs(60)).await["status"],
+            "succeeded"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jobs_survive_a_redis_restart_with_aof() {
+    let mut app = spawn_app_with(AppOptions {
+        aof: true,
+        ..Default::default()
+    })
+    .await;
+    let _w1 = app.worker(&test_models(), &[("INFERQ_MODELS", "slow")]);
+    app.wait_models(&["slow"]).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(app.submit(&slow_job(i as f32)).await);
+    }
+    app.wait_status(&ids[0], "running", Duration::from_secs(30))
+        .await;
+
+    app.redis.kill();
+    let t = Instant::now();
+    let (status, body) = app.post_json("/jobs", &slow_job(9.0)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("redis_unavailable")),
+        "{body}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "503 took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(app.get("/readyz").await.0, 503);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app.redis.restart();
+
+    // Everything that got a 202 finishes, with no restart of the API or the worker.
+    for (i, id) in ids.iter().enumerate() {
+        let r = app.wait_done(id, Duration::from_secs(120)).await;
+        assert_eq!(r["status"], "succeeded", "{r}");
+        assert_eq!(r["result"]["outputs"][0]["data"], json!([i as f64 + 1.0]));
+    }
+    assert_eq!(app.get("/readyz").await.0, 200);
+    let id = app.submit(&slow_job(5.0)).await;
+    assert_eq!(
+        app.wait_done(&id, Duration::from_secs(60)).await["status"],
+        "succeeded"
+    );
+}
