@@ -1,6 +1,7 @@
 //! inferq integration tests: a real `redis-server` per test, the real API (in-process) and real
 //! worker processes running real ONNX models.
 
+mod batching;
 mod helpers;
 mod jobs;
 mod lifecycle;

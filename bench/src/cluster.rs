@@ -1,0 +1,245 @@
+//! The system under test, started by the benchmark itself: a private `redis-server`, one
+//! `inferq-api` and N `inferq-worker` processes from the release binaries, in a temporary
+//! directory holding only the benchmarked model. Dropping a [`Cluster`] kills and reaps every
+//! process it started and removes the directory, on success, error, panic or Ctrl-C alike.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Redis key namespace of the benchmark's own Redis.
+const NAMESPACE: &str = "bench";
+
+/// How long Redis and the API get to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub bin_dir: PathBuf,
+    pub redis_server: PathBuf,
+    /// `<models-dir>/<model>`: holds `model.onnx` and maybe `model.toml`.
+    pub model_dir: PathBuf,
+    pub model: String,
+    pub ort_lib: PathBuf,
+    pub workers: usize,
+    pub threads: usize,
+    pub max_batch: usize,
+    pub max_queued: usize,
+}
+
+/// One child process, killed and reaped on drop.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: String, mut cmd: Command, dir: &Path) -> anyhow::Result<Self> {
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        // Its own process group: a terminal's Ctrl-C reaches only the benchmark, which then
+        // stops everything it started in a known order.
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        Ok(Self { name, child, log })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails with the end of its log if the process has exited.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited early ({status}); end of its log:\n{}",
+                self.name,
+                log_tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Redis, the API and the workers, running. Fields drop in declaration order: workers first,
+/// then the API, then Redis, then the directory.
+pub struct Cluster {
+    pub workers: Vec<Proc>,
+    pub api: Proc,
+    pub redis: Proc,
+    pub api_url: String,
+    pub redis_url: String,
+    pub namespace: String,
+    /// The temporary models directory (only the benchmarked model).
+    pub models_dir: PathBuf,
+    _dir: TempDir,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    // The port is released before the child binds it; nothing else on this machine is expected
+    // to grab it in between.
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(path).with_context(|| format!("{} not found", path.display()))
+}
+
+fn redis_answers(addr: SocketAddr) -> bool {
+    let ping = || -> std::io::Result<bool> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        s.write_all(b"PING\r\n")?;
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf)?;
+        Ok(&buf == b"+PONG\r\n")
+    };
+    ping().unwrap_or(false)
+}
+
+impl Cluster {
+    /// Starts Redis, then the API, then the workers; returns once Redis answers and the API is
+    /// ready. Waiting for the workers to announce the model is the caller's job.
+    pub async fn start(cfg: &ClusterConfig) -> anyhow::Result<Self> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        let root = std::env::temp_dir().join(format!(
+            "inferq-bench-{}-{}",
+            std::process::id(),
+            stamp % 1_000_000_000
+        ));
+        let dir = TempDir(root.clone());
+        let models_dir = root.join("models");
+        let model_dir = models_dir.join(&cfg.model);
+        std::fs::create_dir_all(&model_dir)
+            .with_context(|| format!("creating {}", model_dir.display()))?;
+        for file in ["model.onnx", "model.toml"] {
+            let src = cfg.model_dir.join(file);
+            if file == "model.onnx" || src.exists() {
+                std::os::unix::fs::symlink(absolute(&src)?, model_dir.join(file))?;
+            }
+        }
+        let bin = |name: &str| -> anyhow::Result<PathBuf> {
+            let path = cfg.bin_dir.join(name);
+            anyhow::ensure!(
+                path.is_file(),
+                "{} not found: build it with `cargo build --release -p inferq-api -p inferq-worker` (or pass --bin-dir)",
+                path.display()
+            );
+            Ok(path)
+        };
+        let (api_bin, worker_bin) = (bin("inferq-api")?, bin("inferq-worker")?);
+        let ort_lib = absolute(&cfg.ort_lib)?;
+
+        let redis_port = free_port()?;
+        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+        let mut cmd = Command::new(&cfg.redis_server);
+        cmd.args(["--port", &redis_port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&root);
+        let mut redis = Proc::spawn("redis-server".into(), cmd, &root)?;
+        let redis_addr: SocketAddr = ([127, 0, 0, 1], redis_port).into();
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !redis_answers(redis_addr) {
+            redis.check_alive()?;
+            anyhow::ensure!(Instant::now() < deadline, "redis-server did not answer PING");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let api_port = free_port()?;
+        let mut cmd = Command::new(api_bin);
+        cmd.env("INFERQ_BIND", format!("127.0.0.1:{api_port}"))
+            .env("INFERQ_REDIS_URL", &redis_url)
+            .env("INFERQ_NAMESPACE", NAMESPACE)
+            .env("INFERQ_MAX_QUEUED", cfg.max_queued.to_string());
+        let api = Proc::spawn("inferq-api".into(), cmd, &root)?;
+        let api_url = format!("http://127.0.0.1:{api_port}");
+
+        let mut workers = Vec::with_capacity(cfg.workers);
+        for i in 0..cfg.workers {
+            let mut cmd = Command::new(&worker_bin);
+            cmd.env("INFERQ_REDIS_URL", &redis_url)
+                .env("INFERQ_NAMESPACE", NAMESPACE)
+                .env("INFERQ_MODELS_DIR", &models_dir)
+                .env("INFERQ_MODELS", &cfg.model)
+                .env("INFERQ_THREADS", cfg.threads.to_string())
+                .env("INFERQ_INTRA_OP_THREADS", "1")
+                .env("INFERQ_MAX_BATCH_SIZE", cfg.max_batch.to_string())
+                .env("ORT_DYLIB_PATH", &ort_lib);
+            workers.push(Proc::spawn(format!("inferq-worker-{i}"), cmd, &root)?);
+        }
+        let mut cluster = Self {
+            workers,
+            api,
+            redis,
+            api_url,
+            redis_url,
+            namespace: NAMESPACE.into(),
+            models_dir,
+            _dir: dir,
+        };
+
+        let client = reqwest::Client::builder().no_proxy().build()?;
+        let ready = format!("{}/readyz", cluster.api_url);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let ok = client
+                .get(&ready)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                break;
+            }
+            cluster.check_alive()?;
+            anyhow::ensure!(Instant::now() < deadline, "inferq-api did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(cluster)
+    }
+
+    /// Fails with a log excerpt if any process has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        self.redis.check_alive()?;
+        self.api.check_alive()?;
+        self.workers.iter_mut().try_for_each(Proc::check_alive)
+    }
+}

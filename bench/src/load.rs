@@ -1,0 +1,247 @@
+//! The HTTP load generator: C concurrent keep-alive clients share N jobs; each submits one job,
+//! long-polls its status until it is terminal, then takes the next (a closed loop), or in
+//! submit-only mode just submits as fast as it can.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Deserialize;
+use serde_json::json;
+
+/// How long one status request waits server-side for the job to finish.
+const WAIT_SECS: u64 = 30;
+
+/// Distinct request bodies, reused round-robin; enough that batches mix different inputs.
+const BODIES: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub api_url: String,
+    pub model: String,
+    pub input: String,
+    pub width: usize,
+    pub jobs: usize,
+    pub concurrency: usize,
+    pub submit_only: bool,
+    /// A job accepted but not terminal this long after its submission counts as lost.
+    pub job_timeout: Duration,
+}
+
+/// What the clients saw, merged.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    /// `202 Accepted` answers.
+    pub accepted: usize,
+    /// Accepted jobs whose record reached `succeeded`.
+    pub succeeded: usize,
+    /// Accepted jobs that ended `failed` or `cancelled`.
+    pub failed: usize,
+    /// Submissions answered with anything but 202, and transport errors.
+    pub rejected: usize,
+    /// Status requests that failed (retried until the job timeout).
+    pub status_errors: usize,
+    /// Accepted jobs never seen terminal within the job timeout.
+    pub lost: usize,
+    /// Submit start to terminal record, per succeeded job.
+    pub latencies: Vec<Duration>,
+    /// From the first submission to the last 202.
+    pub submit_wall: Duration,
+    /// From the first submission to the last terminal record (or last 202 in submit-only mode).
+    pub wall: Duration,
+    /// A few distinct error messages, for the report.
+    pub errors: Vec<String>,
+}
+
+impl LoadResult {
+    fn merge(&mut self, other: Self) {
+        self.accepted += other.accepted;
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.rejected += other.rejected;
+        self.status_errors += other.status_errors;
+        self.lost += other.lost;
+        self.latencies.extend(other.latencies);
+        self.submit_wall = self.submit_wall.max(other.submit_wall);
+        self.wall = self.wall.max(other.wall);
+        for e in other.errors {
+            self.note(e);
+        }
+    }
+
+    fn note(&mut self, error: String) {
+        if self.errors.len() < 5 && !self.errors.contains(&error) {
+            self.errors.push(error);
+        }
+    }
+
+    /// The `q` quantile (0..=1) of the latencies, nearest rank.
+    pub fn percentile(&self, q: f64) -> Option<Duration> {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+        sorted.get(rank - 1).copied()
+    }
+}
+
+/// `n` deterministic pseudo-random values in [-1, 1) with four decimals (short JSON), from a
+/// 64-bit LCG seeded by `seed`.
+pub fn input_data(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 33) % 20_000) as f32 / 10_000.0 - 1.0
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    status: String,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// Drives the API until all `jobs` are submitted (and, unless submit-only, terminal or timed out).
+pub async fn run(cfg: LoadConfig) -> anyhow::Result<LoadResult> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(cfg.concurrency)
+        .timeout(Duration::from_secs(WAIT_SECS + 10))
+        .build()
+        .context("building the HTTP client")?;
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..BODIES.min(cfg.jobs.max(1)))
+            .map(|i| {
+                json!({
+                    "model": cfg.model,
+                    "inputs": [{
+                        "name": cfg.input,
+                        "shape": [1, cfg.width],
+                        "datatype": "FP32",
+                        "data": input_data(i as u64, cfg.width),
+                    }],
+                })
+                .to_string()
+            })
+            .collect(),
+    );
+    let cfg = Arc::new(cfg);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..cfg.concurrency.max(1))
+        .map(|_| {
+            let (client, bodies, cfg, next) =
+                (client.clone(), bodies.clone(), cfg.clone(), next.clone());
+            tokio::spawn(async move { client_loop(&client, &bodies, &cfg, &next, start).await })
+        })
+        .collect();
+    let mut total = LoadResult::default();
+    for t in tasks {
+        total.merge(t.await.context("a load client panicked")?);
+    }
+    Ok(total)
+}
+
+/// One client: takes job numbers from `next` until all are taken.
+async fn client_loop(
+    client: &reqwest::Client,
+    bodies: &[String],
+    cfg: &LoadConfig,
+    next: &AtomicUsize,
+    start: Instant,
+) -> LoadResult {
+    let mut out = LoadResult::default();
+    let submit_url = format!("{}/jobs", cfg.api_url);
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= cfg.jobs {
+            return out;
+        }
+        let began = Instant::now();
+        let id = match submit(client, &submit_url, &bodies[i % bodies.len()]).await {
+            Ok(id) => id,
+            Err(e) => {
+                out.rejected += 1;
+                out.note(format!("submit: {e:#}"));
+                continue;
+            }
+        };
+        out.accepted += 1;
+        out.submit_wall = start.elapsed();
+        out.wall = out.submit_wall;
+        if cfg.submit_only {
+            continue;
+        }
+        let status_url = format!("{}/status/{id}", cfg.api_url);
+        let deadline = began + cfg.job_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                out.lost += 1;
+                break;
+            }
+            let wait = left.as_secs_f64().min(WAIT_SECS as f64);
+            match status(client, &status_url, wait).await {
+                Ok(s) if s.status == "succeeded" => {
+                    out.latencies.push(began.elapsed());
+                    out.succeeded += 1;
+                    break;
+                }
+                Ok(s) if matches!(s.status.as_str(), "failed" | "cancelled") => {
+                    out.failed += 1;
+                    out.note(format!("job {}: {}", s.status, s.error.unwrap_or_default()));
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    out.status_errors += 1;
+                    out.note(format!("status: {e:#}"));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        out.wall = start.elapsed();
+    }
+}
+
+async fn submit(client: &reqwest::Client, url: &str, body: &str) -> anyhow::Result<String> {
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await?;
+    let code = resp.status();
+    let bytes = resp.bytes().await?;
+    anyhow::ensure!(
+        code == reqwest::StatusCode::ACCEPTED,
+        "HTTP {code}: {}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+    );
+    Ok(serde_json::from_slice::<Accepted>(&bytes)?.id)
+}
+
+async fn status(client: &reqwest::Client, url: &str, wait: f64) -> anyhow::Result<Status> {
+    let resp = client.get(format!("{url}?wait={wait:.3}")).send().await?;
+    let code = resp.status();
+    let bytes = resp.bytes().await?;
+    anyhow::ensure!(
+        code.is_success(),
+        "HTTP {code}: {}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+    );
+    Ok(serde_json::from_slice(&bytes)?)
+}
