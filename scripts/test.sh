@@ -12,6 +12,8 @@ echo "[test] cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "[test] cargo build --workspace --bins"
 cargo build --workspace --bins --locked
+echo "[test] scripts/check_docker.sh (static checks of Dockerfile and docker-compose.yml)"
+scripts/check_docker.sh
 echo "[test] cargo test --workspace"
 cargo test --workspace --locked
 echo "[test] all checks passed"

@@ -179,7 +179,10 @@ impl Cluster {
         let deadline = Instant::now() + START_TIMEOUT;
         while !redis_answers(redis_addr) {
             redis.check_alive()?;
-            anyhow::ensure!(Instant::now() < deadline, "redis-server did not answer PING");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 

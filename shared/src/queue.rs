@@ -41,6 +41,7 @@ static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("l
 static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/heartbeat.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+static PRUNE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/prune.lua")));
 static CANCEL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cancel.lua")));
 
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +345,17 @@ impl Queue {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other.map_err(Into::into),
         }
+    }
+
+    /// Removes consumers of `model`'s group that hold nothing and were idle for `idle`: workers
+    /// that are gone (`prune.lua`).
+    pub async fn prune_consumers(&self, model: &str, idle: Duration) -> Result<u64, QueueError> {
+        Ok(PRUNE
+            .key(self.keys.stream(model))
+            .arg(GROUP)
+            .arg(idle.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
     }
 
     /// Reads up to `count` new entries of one of `models` for `consumer`, blocking up to

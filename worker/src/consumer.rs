@@ -21,6 +21,10 @@ use crate::engine::{ModelSpec, Runner};
 /// Longest a blocking read waits, which bounds how late the loop notices shutdown.
 const READ_BLOCK: Duration = Duration::from_millis(500);
 
+/// A group member with nothing pending and idle this long is a worker that left; it is removed
+/// when a worker starts.
+const CONSUMER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
 /// A batch on its way to an inference thread.
 struct Work {
     model: usize,
@@ -240,7 +244,20 @@ impl Consumer {
                 result = result.and(self.queue.ensure_group(name).await);
             }
             match result {
-                Ok(()) => return,
+                Ok(()) => {
+                    for name in &self.names {
+                        match self.queue.prune_consumers(name, CONSUMER_EXPIRY).await {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::info!(model = %name, removed = n, "removed departed workers from the group")
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "pruning departed workers failed")
+                            }
+                        }
+                    }
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "redis not ready; retrying");
                     backoff.wait(&stop).await;

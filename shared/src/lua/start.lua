@@ -43,7 +43,8 @@ for i = 3, #KEYS do
       if e[1] then
         for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
       end
-      redis.call('XADD', KEYS[2], '*', unpack(fields))
+      -- Capped, so a flood of poison jobs cannot fill Redis; the newest are kept.
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
     else
       token = attempts + 1
       redis.call('HSET', job, 'status', 'running', 'attempts', token, 'token', token,
