@@ -222,3 +222,124 @@ async fn readyz(State(state): State<Arc<AppState>>) -> AppResult<Json<serde_json
     state.queue.ping().await?;
     Ok(Json(json!({ "status": "ready" })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use inferq_shared::config::RedisConfig;
+    use inferq_shared::queue::Queue;
+    use tower::ServiceExt;
+
+    /// A router whose Redis is unreachable: these requests must be answered without it.
+    async fn app(max_body_bytes: usize) -> Router {
+        let mut config = crate::Config::new(RedisConfig::new("redis://127.0.0.1:1", "unit"));
+        config.max_body_bytes = max_body_bytes;
+        config.redis.redis_timeout_ms = 200;
+        let queue = Queue::connect(&config.redis, Duration::ZERO).await.unwrap();
+        router(Arc::new(AppState::new(config, queue)))
+    }
+
+    async fn call(app: Router, req: Request) -> (StatusCode, serde_json::Value) {
+        let res = app.oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn post(content_type: Option<&str>, body: impl Into<Body>) -> Request {
+        let mut req = Request::post("/jobs");
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        req.body(body.into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rejections_use_the_error_shape() {
+        let cases = [
+            (
+                post(Some("text/plain"), "{}"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                post(None, "{}"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                post(Some("application/json"), "{\"model\""),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            ),
+            (
+                post(Some("application/json; charset=utf-8"), "{}"),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                post(Some("application/json"), vec![b' '; 2048]),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                Request::get("/status/123").body(Body::empty()).unwrap(),
+                StatusCode::BAD_REQUEST,
+                "invalid_job_id",
+            ),
+            (
+                Request::get("/nope").body(Body::empty()).unwrap(),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Request::patch("/jobs").body(Body::empty()).unwrap(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
+        ];
+        for (req, status, code) in cases {
+            let (got, body) = call(app(1024).await, req).await;
+            assert_eq!(
+                (got, body["error"]["code"].as_str()),
+                (status, Some(code)),
+                "{body}"
+            );
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_down_is_503_and_healthz_stays_up() {
+        let (status, body) = call(
+            app(1024).await,
+            Request::get(format!("/status/{}", JobId::new()))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("redis_unavailable"))
+        );
+        let (status, _) = call(
+            app(1024).await,
+            Request::get("/readyz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, body) = call(
+            app(1024).await,
+            Request::get("/healthz").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    }
+}

@@ -647,3 +647,32 @@ fn inference_thread(
         let _ = work.reply.send(outcomes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deliveries(n: usize) -> Vec<Delivery> {
+        (0..n)
+            .map(|i| Delivery {
+                entry: format!("{i}-0"),
+                job: JobId::new(),
+                payload: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn split_spreads_evenly_over_idle_threads() {
+        let sizes = |n, threads| -> Vec<usize> {
+            split((0, deliveries(n)), threads)
+                .iter()
+                .map(|(_, d)| d.len())
+                .collect()
+        };
+        assert_eq!(sizes(1, 4), [1]);
+        assert_eq!(sizes(5, 2), [3, 2]);
+        assert_eq!(sizes(64, 2), [32, 32]);
+        assert_eq!(sizes(3, 1), [3]);
+    }
+}

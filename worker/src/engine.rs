@@ -609,3 +609,77 @@ fn encode(
     serde_json::to_string(&Outputs { outputs: out })
         .map_err(|e| permanent("internal", format!("encoding the result: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models() -> Vec<ModelSpec> {
+        init_runtime(Path::new(env!("ORT_DYLIB_PATH"))).unwrap();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models");
+        discover(
+            &dir,
+            &[],
+            BatchDefaults {
+                max_batch_size: 8,
+                max_batch_delay: Duration::ZERO,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn batching_follows_the_onnx_metadata_and_model_toml() {
+        let models = models();
+        let get = |n: &str| {
+            models
+                .iter()
+                .find(|m| m.info.name == n)
+                .unwrap()
+                .info
+                .clone()
+        };
+        assert!(get("linear").batching && get("linear").max_batch_size == 8);
+        assert!(get("mlp_small").batching);
+        assert!(!get("dtypes").batching, "a scalar input has no batch axis");
+        assert!(!get("slow").batching, "model.toml turns it off");
+        assert_eq!(get("slow").max_batch_size, 1);
+        assert_eq!(get("linear").inputs[0].shape, vec![-1, 4]);
+    }
+
+    #[test]
+    fn a_batch_splits_back_per_job_and_a_bad_job_fails_alone() {
+        let models = models();
+        let mut runner = Runner::new(&models, 1).unwrap();
+        let job = |rows: &str, shape: &str| {
+            format!(
+                r#"{{"model":"linear","inputs":[{{"name":"x","shape":{shape},"datatype":"FP32","data":{rows}}}]}}"#
+            )
+        };
+        let payloads = [
+            job("[1,2,3,4]", "[1,4]"),
+            job("[1,2,3]", "[1,3]"),
+            job("[[0,0,0,0],[1,0,0,0]]", "[2,4]"),
+        ];
+        let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
+        let out = runner.run("linear", &refs);
+        let Outcome::Succeeded(a) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            a,
+            r#"{"outputs":[{"name":"y","shape":[1,3],"datatype":"FP32","data":[7.5,7.5,10.0]}]}"#
+        );
+        assert!(
+            matches!(&out[1], Outcome::Failed(e) if e.code == "shape_mismatch"),
+            "{out:?}"
+        );
+        let Outcome::Succeeded(c) = &out[2] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            c,
+            r#"{"outputs":[{"name":"y","shape":[2,3],"datatype":"FP32","data":[0.5,-0.5,1.0,0.6,-0.3,1.3]}]}"#
+        );
+    }
+}
