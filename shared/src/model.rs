@@ -120,6 +120,29 @@ impl ModelInfo {
     /// Checks a request against the model: every input present once, known, of the right
     /// datatype and a compatible shape, with exactly as many valid values as its shape needs.
     pub fn validate(&self, req: &JobRequest<'_>) -> Result<(), ValidationError> {
+        self.check(req, true)
+    }
+
+    /// [`validate`](Self::validate) without reading the data arrays, for a caller that parses
+    /// them next anyway and checks their length with [`data_length`](Self::data_length).
+    pub fn validate_structure(&self, req: &JobRequest<'_>) -> Result<(), ValidationError> {
+        self.check(req, false)
+    }
+
+    /// The error for `got` values where `shape` needs another count, if they differ.
+    pub fn data_length(name: &str, shape: &[i64], got: usize) -> Result<(), ValidationError> {
+        match element_count(shape) {
+            Some(expected) if expected == got => Ok(()),
+            expected => Err(ValidationError::DataLength {
+                name: name.to_owned(),
+                got,
+                expected: expected.unwrap_or(0),
+                shape: shape.to_vec(),
+            }),
+        }
+    }
+
+    fn check(&self, req: &JobRequest<'_>, read_data: bool) -> Result<(), ValidationError> {
         for (i, t) in req.inputs.iter().enumerate() {
             let spec = self
                 .input(&t.name)
@@ -144,11 +167,12 @@ impl ModelInfo {
                     expected: spec.datatype,
                 });
             }
-            let expected =
-                element_count(&t.shape).ok_or_else(|| ValidationError::InvalidShape {
+            if element_count(&t.shape).is_none() {
+                return Err(ValidationError::InvalidShape {
                     name: t.name.to_string(),
                     shape: t.shape.clone(),
-                })?;
+                });
+            }
             let fits = t.shape.len() == spec.shape.len()
                 && t.shape
                     .iter()
@@ -161,18 +185,13 @@ impl ModelInfo {
                     expected: spec.shape.clone(),
                 });
             }
-            let got =
-                count_elements(datatype, t.data).map_err(|e| ValidationError::InvalidData {
-                    name: t.name.to_string(),
-                    message: e.to_string(),
-                })?;
-            if got != expected {
-                return Err(ValidationError::DataLength {
-                    name: t.name.to_string(),
-                    got,
-                    expected,
-                    shape: t.shape.clone(),
-                });
+            if read_data {
+                let got =
+                    count_elements(datatype, t.data).map_err(|e| ValidationError::InvalidData {
+                        name: t.name.to_string(),
+                        message: e.to_string(),
+                    })?;
+                Self::data_length(&t.name, &t.shape, got)?;
             }
         }
         if let Some(missing) = self

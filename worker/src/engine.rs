@@ -300,7 +300,8 @@ fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
         std::process::abort();
     }
     // The API validated against the metadata it had; the model may have changed since.
-    info.validate(&req)
+    // Data arrays are read once, below, straight into typed buffers.
+    info.validate_structure(&req)
         .map_err(|e| permanent(e.code(), e.to_string()))?;
     let mut inputs = Vec::with_capacity(info.inputs.len());
     for spec in &info.inputs {
@@ -314,6 +315,8 @@ fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
         let n = element_count(&t.shape).unwrap_or(0);
         let data = TensorData::parse(spec.datatype, t.data, n)
             .map_err(|e| permanent("invalid_data", format!("input '{}': {e}", spec.name)))?;
+        ModelInfo::data_length(&spec.name, &t.shape, data.len())
+            .map_err(|e| permanent(e.code(), e.to_string()))?;
         inputs.push((t.shape.clone(), data));
     }
     Ok(Decoded {

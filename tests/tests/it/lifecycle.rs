@@ -121,7 +121,8 @@ async fn sigkill_mid_run_loses_nothing() {
             ids
         })
     };
-    // Kill w1 while it holds jobs.
+    // Kill w1 while it holds jobs (read, or read and started): every one of them must be
+    // reclaimed for all jobs to finish.
     let mut conn = app.redis.conn().await;
     let stream = format!("{{{}}}:q:mlp_small", app.namespace);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -177,10 +178,6 @@ async fn sigkill_mid_run_loses_nothing() {
             1e-5,
         );
     }
-    assert!(
-        ran_twice >= 1,
-        "jobs held by the killed worker must have been retried"
-    );
     println!(
         "kill -9: {n} submitted, 0 lost, {ran_twice} ran twice (w1 held {held_at_kill} at the kill), all done {:?} after the kill",
         last_done.duration_since(killed_at)
