@@ -88,9 +88,11 @@ async fn sigkill_mid_run_loses_nothing() {
             json!({"model": "mlp_small", "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": x}]})
         })
         .collect();
+    let submitted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let submitter = {
         let bodies = bodies.clone();
         let (http, base) = (app.http.clone(), app.base.clone());
+        let submitted = submitted.clone();
         tokio::spawn(async move {
             let mut ids = Vec::with_capacity(bodies.len());
             for chunk in bodies.chunks(32) {
@@ -117,6 +119,7 @@ async fn sigkill_mid_run_loses_nothing() {
                 let mut got = set.join_all().await;
                 got.sort();
                 ids.extend(got.into_iter().map(|(_, id)| id));
+                submitted.store(ids.len(), std::sync::atomic::Ordering::SeqCst);
             }
             ids
         })
@@ -137,7 +140,8 @@ async fn sigkill_mid_run_loses_nothing() {
             .query_async(&mut conn)
             .await
             .unwrap_or_default();
-        if !pending.is_empty() {
+        // Mid-run: a quarter of the jobs are in, the workers are busy.
+        if !pending.is_empty() && submitted.load(std::sync::atomic::Ordering::SeqCst) >= n / 4 {
             w1.signal("KILL");
             break pending.len();
         }
