@@ -468,3 +468,35 @@ async fn jobs_survive_a_redis_restart_with_aof() {
         "succeeded"
     );
 }
+
+#[tokio::test]
+async fn sigterm_past_the_grace_period_hands_running_jobs_back() {
+    let app = spawn_app().await;
+    let env = [
+        ("INFERQ_MODELS", "slow"),
+        ("INFERQ_SHUTDOWN_GRACE_SECS", "0"),
+    ];
+    let mut w1 = app.worker(&test_models(), &env);
+    app.wait_models(&["slow"]).await;
+    let id = app.submit(&slow_job(7.0)).await;
+    app.wait_status(&id, "running", Duration::from_secs(30))
+        .await;
+
+    w1.signal("TERM");
+    assert_eq!(w1.wait_exit(Duration::from_secs(30)), Some(0));
+    let (_, record) = app.get(&format!("/status/{id}")).await;
+    assert_eq!(
+        record["status"], "queued",
+        "handed back, not lost: {record}"
+    );
+    assert_eq!(
+        record["attempts"], 1,
+        "the interrupted attempt counts: {record}"
+    );
+
+    let _w2 = app.worker(&test_models(), &env);
+    let record = app.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["attempts"], 2);
+    assert_eq!(record["result"]["outputs"][0]["data"], json!([8.0]));
+}
