@@ -4,6 +4,8 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -330,31 +332,7 @@ impl App {
 
     /// Submits jobs 32 at a time and returns their ids in order.
     pub async fn submit_all(&self, jobs: &[Value]) -> Vec<String> {
-        let mut ids = vec![String::new(); jobs.len()];
-        let mut set = tokio::task::JoinSet::new();
-        for (i, body) in jobs.iter().enumerate() {
-            let (http, base, body) = (self.http.clone(), self.base.clone(), body.clone());
-            set.spawn(async move {
-                let r = http
-                    .post(format!("{base}/jobs"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 202);
-                let v: Value = r.json().await.unwrap();
-                (i, v["id"].as_str().unwrap().to_owned())
-            });
-            if set.len() >= 32 {
-                let (i, id) = set.join_next().await.unwrap().unwrap();
-                ids[i] = id;
-            }
-        }
-        while let Some(r) = set.join_next().await {
-            let (i, id) = r.unwrap();
-            ids[i] = id;
-        }
-        ids
+        submit_all(self.http.clone(), self.base.clone(), jobs.to_vec(), None).await
     }
 
     /// A job hash field straight from Redis.
@@ -409,6 +387,45 @@ impl App {
 }
 
 /// A `linear` model job on one row `x`; its expected output is [`linear_expected`].
+/// Submits `jobs` 32 at a time through the API at `base` and returns their ids in order,
+/// counting accepted jobs in `progress`. Owns its inputs, so it can run in a spawned task.
+pub async fn submit_all(
+    http: reqwest::Client,
+    base: String,
+    jobs: Vec<Value>,
+    progress: Option<Arc<AtomicUsize>>,
+) -> Vec<String> {
+    let mut ids = vec![String::new(); jobs.len()];
+    let mut set = tokio::task::JoinSet::new();
+    let mut collect = |(i, id): (usize, String)| {
+        ids[i] = id;
+        if let Some(p) = &progress {
+            p.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    for (i, body) in jobs.into_iter().enumerate() {
+        let (http, base) = (http.clone(), base.clone());
+        set.spawn(async move {
+            let r = http
+                .post(format!("{base}/jobs"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            let v: Value = r.json().await.unwrap();
+            (i, v["id"].as_str().unwrap().to_owned())
+        });
+        if set.len() >= 32 {
+            collect(set.join_next().await.unwrap().unwrap());
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        collect(r.unwrap());
+    }
+    ids
+}
+
 pub fn slow_job(x: f32) -> Value {
     json!({"model": "slow", "inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [x]}]})
 }

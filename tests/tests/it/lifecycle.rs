@@ -89,41 +89,12 @@ async fn sigkill_mid_run_loses_nothing() {
         })
         .collect();
     let submitted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let submitter = {
-        let bodies = bodies.clone();
-        let (http, base) = (app.http.clone(), app.base.clone());
-        let submitted = submitted.clone();
-        tokio::spawn(async move {
-            let mut ids = Vec::with_capacity(bodies.len());
-            for chunk in bodies.chunks(32) {
-                let mut set = tokio::task::JoinSet::new();
-                for (k, body) in chunk.iter().enumerate() {
-                    let (http, base, body) = (http.clone(), base.clone(), body.clone());
-                    set.spawn(async move {
-                        let r = http
-                            .post(format!("{base}/jobs"))
-                            .json(&body)
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(r.status(), 202);
-                        (
-                            k,
-                            r.json::<Value>().await.unwrap()["id"]
-                                .as_str()
-                                .unwrap()
-                                .to_owned(),
-                        )
-                    });
-                }
-                let mut got = set.join_all().await;
-                got.sort();
-                ids.extend(got.into_iter().map(|(_, id)| id));
-                submitted.store(ids.len(), std::sync::atomic::Ordering::SeqCst);
-            }
-            ids
-        })
-    };
+    let submitter = tokio::spawn(submit_all(
+        app.http.clone(),
+        app.base.clone(),
+        bodies.clone(),
+        Some(submitted.clone()),
+    ));
     // Kill w1 while it holds jobs (read, or read and started): every one of them must be
     // reclaimed for all jobs to finish.
     let mut conn = app.redis.conn().await;
