@@ -31,6 +31,7 @@ pub struct ClusterConfig {
     pub workers: usize,
     pub threads: usize,
     pub max_batch: usize,
+    pub batch_delay_ms: Option<u64>,
     pub max_queued: usize,
 }
 
@@ -81,10 +82,16 @@ impl Drop for Proc {
     }
 }
 
+/// The end of a log, or, when the process printed an `Error:` (anyhow's report, maybe followed
+/// by a long backtrace), the lines from there.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+    let from = lines
+        .iter()
+        .rposition(|l| l.starts_with("Error:"))
+        .unwrap_or(lines.len().saturating_sub(20));
+    lines[from..lines.len().min(from + 20)].join("\n")
 }
 
 /// A temporary directory, removed on drop.
@@ -104,6 +111,7 @@ pub struct Cluster {
     pub redis: Proc,
     pub api_url: String,
     pub redis_url: String,
+    redis_addr: SocketAddr,
     pub namespace: String,
     /// The temporary models directory (only the benchmarked model).
     pub models_dir: PathBuf,
@@ -118,6 +126,43 @@ fn free_port() -> anyhow::Result<u16> {
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::fs::canonicalize(path).with_context(|| format!("{} not found", path.display()))
+}
+
+/// Sends one inline command and reads a bulk-string reply (`$<len>\r\n<data>\r\n`).
+fn redis_bulk(addr: SocketAddr, command: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(format!("{command}\r\n").as_bytes())?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        if let Some(eol) = reply.iter().position(|&b| b == b'\n') {
+            let len: usize = std::str::from_utf8(&reply[1..eol])
+                .ok()
+                .and_then(|l| l.trim().parse().ok())
+                .ok_or_else(|| std::io::Error::other("unexpected reply from redis"))?;
+            if reply.len() >= eol + 1 + len {
+                return Ok(String::from_utf8_lossy(&reply[eol + 1..eol + 1 + len]).into_owned());
+            }
+        }
+    }
+    Err(std::io::Error::other("redis closed the connection"))
+}
+
+/// Calls per Redis command (`INFO commandstats`), Lua-internal calls included.
+pub fn parse_command_stats(info: &str) -> Vec<(String, u64)> {
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
 }
 
 fn redis_answers(addr: SocketAddr) -> bool {
@@ -206,6 +251,9 @@ impl Cluster {
                 .env("INFERQ_INTRA_OP_THREADS", "1")
                 .env("INFERQ_MAX_BATCH_SIZE", cfg.max_batch.to_string())
                 .env("ORT_DYLIB_PATH", &ort_lib);
+            if let Some(ms) = cfg.batch_delay_ms {
+                cmd.env("INFERQ_MAX_BATCH_DELAY_MS", ms.to_string());
+            }
             workers.push(Proc::spawn(format!("inferq-worker-{i}"), cmd, &root)?);
         }
         let mut cluster = Self {
@@ -214,6 +262,7 @@ impl Cluster {
             redis,
             api_url,
             redis_url,
+            redis_addr,
             namespace: NAMESPACE.into(),
             models_dir,
             _dir: dir,
@@ -239,10 +288,31 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Redis commands executed so far, by name.
+    pub fn redis_commands(&self) -> Vec<(String, u64)> {
+        redis_bulk(self.redis_addr, "INFO commandstats")
+            .map(|info| parse_command_stats(&info))
+            .unwrap_or_default()
+    }
+
     /// Fails with a log excerpt if any process has exited.
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         self.redis.check_alive()?;
         self.api.check_alive()?;
         self.workers.iter_mut().try_for_each(Proc::check_alive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_stats_parse() {
+        let info = "# Commandstats\r\ncmdstat_evalsha:calls=12,usec=340,usec_per_call=28.33,rejected_calls=0,failed_calls=0\r\ncmdstat_hgetall:calls=7,usec=9,usec_per_call=1.29,rejected_calls=0,failed_calls=0\r\n";
+        assert_eq!(
+            parse_command_stats(info),
+            vec![("evalsha".to_owned(), 12), ("hgetall".to_owned(), 7)]
+        );
     }
 }

@@ -245,3 +245,28 @@ async fn status(client: &reqwest::Client, url: &str, wait: f64) -> anyhow::Resul
     );
     Ok(serde_json::from_slice(&bytes)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let load = LoadResult {
+            latencies: (1..=100).rev().map(Duration::from_millis).collect(),
+            ..LoadResult::default()
+        };
+        assert_eq!(load.percentile(0.5), Some(Duration::from_millis(50)));
+        assert_eq!(load.percentile(0.99), Some(Duration::from_millis(99)));
+        assert_eq!(load.percentile(1.0), Some(Duration::from_millis(100)));
+        assert_eq!(LoadResult::default().percentile(0.5), None);
+    }
+
+    #[test]
+    fn input_data_is_deterministic_and_bounded() {
+        let a = input_data(7, 1000);
+        assert_eq!(a, input_data(7, 1000));
+        assert_ne!(a, input_data(8, 1000));
+        assert!(a.iter().all(|v| (-1.0..1.0).contains(v)));
+    }
+}

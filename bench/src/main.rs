@@ -10,8 +10,10 @@ mod cluster;
 mod load;
 mod procfs;
 mod raw;
+mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -20,11 +22,11 @@ use inferq_shared::config::RedisConfig;
 use inferq_shared::model::ModelInfo;
 use inferq_shared::queue::Queue;
 use inferq_worker::engine;
-use serde_json::json;
 
 use crate::cluster::{Cluster, ClusterConfig};
-use crate::load::{LoadConfig, LoadResult};
+use crate::load::LoadConfig;
 use crate::raw::RawResult;
+use crate::report::{CpuSample, Report};
 
 /// Benchmark inferq: raw ONNX Runtime loop versus the whole system under HTTP load.
 ///
@@ -69,6 +71,11 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     max_batch: usize,
 
+    /// Workers' `INFERQ_MAX_BATCH_DELAY_MS`: how long a worker waits for more jobs to fill a
+    /// batch; default: the worker's own default (0, batch only what is already queued).
+    #[arg(long)]
+    batch_delay_ms: Option<u64>,
+
     /// Seconds each raw loop (batch 1, then max batch) runs.
     #[arg(long, default_value_t = 3.0)]
     raw_secs: f64,
@@ -106,14 +113,21 @@ struct Args {
     job_timeout_secs: u64,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     let args = Args::parse();
     // Dropping `run` on a signal drops the cluster, which kills every process it started.
     tokio::select! {
-        r = run(args) => r,
+        r = run(args) => match r {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("inferq-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         () = inferq_shared::shutdown::signal() => {
-            bail!("interrupted; stopped every process the benchmark started")
+            eprintln!("inferq-bench: interrupted; stopped every process it started");
+            ExitCode::from(130)
         }
     }
 }
@@ -128,60 +142,6 @@ async fn off_runtime<T: Send + 'static>(
         let _ = tx.send(f());
     });
     rx.await.context("the raw benchmark thread panicked")?
-}
-
-/// CPU time of the processes that share the machine during the load.
-#[derive(Debug, Clone, Copy, Default)]
-struct CpuSample {
-    redis: Option<Duration>,
-    api: Option<Duration>,
-    workers: Option<Duration>,
-    load: Option<Duration>,
-}
-
-impl CpuSample {
-    fn take(cluster: Option<&Cluster>) -> Self {
-        let workers = cluster.and_then(|c| {
-            (!c.workers.is_empty())
-                .then(|| {
-                    c.workers
-                        .iter()
-                        .map(|w| procfs::cpu_time(w.pid()))
-                        .sum::<Option<Duration>>()
-                })
-                .flatten()
-        });
-        Self {
-            redis: cluster.and_then(|c| procfs::cpu_time(c.redis.pid())),
-            api: cluster.and_then(|c| procfs::cpu_time(c.api.pid())),
-            workers,
-            load: procfs::cpu_time(std::process::id()),
-        }
-    }
-
-    fn since(self, before: Self) -> Self {
-        let d = |a: Option<Duration>, b: Option<Duration>| Some(a?.saturating_sub(b?));
-        Self {
-            redis: d(self.redis, before.redis),
-            api: d(self.api, before.api),
-            workers: d(self.workers, before.workers),
-            load: d(self.load, before.load),
-        }
-    }
-}
-
-/// Everything one run measured.
-struct Report {
-    model: String,
-    input: String,
-    width: usize,
-    cores: usize,
-    workers: usize,
-    threads: usize,
-    raw: Option<(RawResult, RawResult)>,
-    load: LoadResult,
-    cpu: CpuSample,
-    api_memory: Option<(u64, u64)>,
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -202,62 +162,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let raw = if args.skip_raw {
         None
     } else {
-        let raw_threads = threads * args.workers.max(1);
-        let (path, lib, width, batch) = (
-            onnx.clone(),
-            args.ort_lib.clone(),
-            args.width,
-            args.max_batch,
-        );
-        let secs = Duration::from_secs_f64(args.raw_secs.max(0.1));
-        eprintln!(
-            "raw loop: {raw_threads} thread(s), batch 1 and {batch}, {:.1} s each ...",
-            secs.as_secs_f64()
-        );
-        Some(
-            off_runtime(move || {
-                engine::init_runtime(&lib)?;
-                let (input, found) = raw::model_input(&path)?;
-                let width = width
-                    .or(found)
-                    .context("the model's input width is not fixed; pass --width")?;
-                let one = raw::measure(&path, &input, width, raw_threads, 1, secs)?;
-                let many = raw::measure(&path, &input, width, raw_threads, batch, secs)?;
-                Ok((one, many))
-            })
-            .await?,
-        )
+        Some(raw_limits(&args, &onnx, threads * args.workers.max(1)).await?)
     };
 
     let mut cluster = match &args.target {
         Some(_) => None,
-        None => {
-            eprintln!(
-                "starting redis-server, inferq-api and {} inferq-worker(s) × {threads} thread(s) ...",
-                args.workers
-            );
-            let bin_dir = match &args.bin_dir {
-                Some(d) => d.clone(),
-                None => std::env::current_exe()?
-                    .parent()
-                    .context("this binary has no directory")?
-                    .to_owned(),
-            };
-            Some(
-                Cluster::start(&ClusterConfig {
-                    bin_dir,
-                    redis_server: args.redis_server.clone(),
-                    model_dir: model_dir.clone(),
-                    model: args.model.clone(),
-                    ort_lib: args.ort_lib.clone(),
-                    workers: args.workers,
-                    threads,
-                    max_batch: args.max_batch,
-                    max_queued: args.jobs.max(100_000),
-                })
-                .await?,
-            )
-        }
+        None => Some(start_cluster(&args, &model_dir, threads).await?),
     };
     let api_url = match (&args.target, &cluster) {
         (Some(url), _) => url.trim_end_matches('/').to_owned(),
@@ -297,6 +207,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ""
         }
     );
+    let commands_before = cluster.as_ref().map(Cluster::redis_commands);
     let before = CpuSample::take(cluster.as_ref());
     let load = load::run(LoadConfig {
         api_url,
@@ -310,6 +221,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })
     .await?;
     let cpu = CpuSample::take(cluster.as_ref()).since(before);
+    let redis_commands = match (&cluster, commands_before) {
+        (Some(c), Some(before)) => report::per_job(&before, &c.redis_commands(), args.jobs),
+        _ => Vec::new(),
+    };
     let api_memory = cluster.as_ref().and_then(|c| {
         Some((
             procfs::memory(c.api.pid(), "VmHWM")?,
@@ -333,6 +248,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         load,
         cpu,
         api_memory,
+        redis_commands,
     };
     let text = report.text(&args);
     if args.json {
@@ -342,6 +258,63 @@ async fn run(args: Args) -> anyhow::Result<()> {
         print!("{text}");
     }
     Ok(())
+}
+
+/// The raw loop at batch 1 and at the max batch, on `threads` sessions.
+async fn raw_limits(
+    args: &Args,
+    onnx: &Path,
+    threads: usize,
+) -> anyhow::Result<(RawResult, RawResult)> {
+    let (path, lib, width, batch) = (
+        onnx.to_owned(),
+        args.ort_lib.clone(),
+        args.width,
+        args.max_batch,
+    );
+    let secs = Duration::from_secs_f64(args.raw_secs.max(0.1));
+    eprintln!(
+        "raw loop: {threads} thread(s), batch 1 and {batch}, {:.1} s each ...",
+        secs.as_secs_f64()
+    );
+    off_runtime(move || {
+        engine::init_runtime(&lib)?;
+        let (input, found) = raw::model_input(&path)?;
+        let width = width
+            .or(found)
+            .context("the model's input width is not fixed; pass --width")?;
+        let one = raw::measure(&path, &input, width, threads, 1, secs)?;
+        let many = raw::measure(&path, &input, width, threads, batch, secs)?;
+        Ok((one, many))
+    })
+    .await
+}
+
+async fn start_cluster(args: &Args, model_dir: &Path, threads: usize) -> anyhow::Result<Cluster> {
+    eprintln!(
+        "starting redis-server, inferq-api and {} inferq-worker(s) x {threads} thread(s) ...",
+        args.workers
+    );
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("this binary has no directory")?
+            .to_owned(),
+    };
+    Cluster::start(&ClusterConfig {
+        bin_dir,
+        redis_server: args.redis_server.clone(),
+        model_dir: model_dir.to_owned(),
+        model: args.model.clone(),
+        ort_lib: args.ort_lib.clone(),
+        workers: args.workers,
+        threads,
+        max_batch: args.max_batch,
+        batch_delay_ms: args.batch_delay_ms,
+        max_queued: args.jobs.max(100_000),
+    })
+    .await
 }
 
 /// With no workers, nothing tells the API about the model; publish its metadata the way a
@@ -407,211 +380,11 @@ async fn wait_for_model(
     }
 }
 
-fn ms(d: Option<Duration>) -> Option<f64> {
-    d.map(|d| d.as_secs_f64() * 1000.0)
-}
-
-fn fmt_opt(v: Option<f64>, unit: &str) -> String {
-    v.map_or_else(|| "n/a".into(), |v| format!("{v:.2} {unit}"))
-}
-
-impl Report {
-    fn wall(&self) -> f64 {
-        self.load.wall.as_secs_f64()
-    }
-
-    fn completed_per_sec(&self, args: &Args) -> Option<f64> {
-        (!args.submit_only && self.wall() > 0.0).then(|| self.load.succeeded as f64 / self.wall())
-    }
-
-    fn accepted_per_sec(&self) -> f64 {
-        let secs = self.load.submit_wall.as_secs_f64();
-        if secs > 0.0 {
-            self.load.accepted as f64 / secs
-        } else {
-            0.0
-        }
-    }
-
-    /// Completed/s over the raw batch-1 and max-batch rates.
-    fn ratios(&self, args: &Args) -> Option<(f64, f64)> {
-        let done = self.completed_per_sec(args)?;
-        let (one, many) = self.raw?;
-        Some((done / one.rows_per_sec, done / many.rows_per_sec))
-    }
-
-    fn text(&self, args: &Args) -> String {
-        use std::fmt::Write;
-        let mut s = String::new();
-        let l = &self.load;
-        let _ = writeln!(
-            s,
-            "\ninferq-bench: model {} (input '{}', width {}), {} CPU core(s)",
-            self.model, self.input, self.width, self.cores
-        );
-        if let Some((one, many)) = self.raw {
-            let _ = writeln!(
-                s,
-                "raw ONNX Runtime loop ({} thread(s) x 1 intra-op thread, {:.1} s each):",
-                one.threads, args.raw_secs
-            );
-            let _ = writeln!(s, "  batch 1:  {:>10.0} rows/s", one.rows_per_sec);
-            let _ = writeln!(
-                s,
-                "  batch {}: {:>10.0} rows/s",
-                many.batch, many.rows_per_sec
-            );
-        }
-        let system = match &args.target {
-            Some(url) => format!("running API at {url}"),
-            None => format!(
-                "{} worker(s) x {} thread(s), max batch {}",
-                self.workers, self.threads, args.max_batch
-            ),
-        };
-        let _ = writeln!(
-            s,
-            "system ({system}), {} client(s), {} job(s){}:",
-            args.concurrency,
-            args.jobs,
-            if args.submit_only {
-                ", submit only"
-            } else {
-                ""
-            }
-        );
-        let _ = writeln!(
-            s,
-            "  accepted {}, succeeded {}, failed {}, rejected {}, status errors {}, lost {}",
-            l.accepted, l.succeeded, l.failed, l.rejected, l.status_errors, l.lost
-        );
-        let _ = writeln!(
-            s,
-            "  accepted/s {:.0} over {:.2} s",
-            self.accepted_per_sec(),
-            l.submit_wall.as_secs_f64()
-        );
-        if let Some(done) = self.completed_per_sec(args) {
-            let _ = writeln!(
-                s,
-                "  completed/s {done:.0} over {:.2} s (first submit to last result)",
-                self.wall()
-            );
-            let _ = writeln!(
-                s,
-                "  latency p50 {}  p90 {}  p99 {}  max {}",
-                fmt_opt(ms(l.percentile(0.5)), "ms"),
-                fmt_opt(ms(l.percentile(0.9)), "ms"),
-                fmt_opt(ms(l.percentile(0.99)), "ms"),
-                fmt_opt(ms(l.percentile(1.0)), "ms"),
-            );
-        }
-        if let Some((one, many)) = self.ratios(args) {
-            let _ = writeln!(
-                s,
-                "  completed/s / raw batch 1: {one:.2}   / raw batch {}: {many:.2}",
-                args.max_batch
-            );
-        }
-        let _ = writeln!(
-            s,
-            "  CPU during the load ({:.2} s wall; 100% = one core):",
-            self.wall()
-        );
-        for (name, t) in [
-            ("redis-server", self.cpu.redis),
-            ("inferq-api", self.cpu.api),
-            ("inferq-worker(s)", self.cpu.workers),
-            ("load generator", self.cpu.load),
-        ] {
-            if let Some(t) = t {
-                let _ = writeln!(
-                    s,
-                    "    {name:<17} {:>7.2} s  {:>5.0}%",
-                    t.as_secs_f64(),
-                    100.0 * t.as_secs_f64() / self.wall().max(1e-9)
-                );
-            }
-        }
-        if let Some((peak, now)) = self.api_memory {
-            let _ = writeln!(
-                s,
-                "  inferq-api memory: peak RSS (VmHWM) {:.1} MiB, RSS at end {:.1} MiB",
-                peak as f64 / 1_048_576.0,
-                now as f64 / 1_048_576.0
-            );
-        }
-        for e in &l.errors {
-            let _ = writeln!(s, "  error: {e}");
-        }
-        s
-    }
-
-    fn json(&self, args: &Args) -> serde_json::Value {
-        let l = &self.load;
-        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-        json!({
-            "model": self.model,
-            "width": self.width,
-            "cores": self.cores,
-            "workers": self.workers,
-            "threads": self.threads,
-            "max_batch": args.max_batch,
-            "concurrency": args.concurrency,
-            "jobs": args.jobs,
-            "submit_only": args.submit_only,
-            "target": args.target,
-            "raw_batch1_per_sec": self.raw.map(|r| r.0.rows_per_sec),
-            "raw_max_batch_per_sec": self.raw.map(|r| r.1.rows_per_sec),
-            "accepted": l.accepted,
-            "succeeded": l.succeeded,
-            "failed": l.failed,
-            "rejected": l.rejected,
-            "status_errors": l.status_errors,
-            "lost": l.lost,
-            "accepted_per_sec": self.accepted_per_sec(),
-            "completed_per_sec": self.completed_per_sec(args),
-            "wall_secs": self.wall(),
-            "p50_ms": ms(l.percentile(0.5)),
-            "p90_ms": ms(l.percentile(0.9)),
-            "p99_ms": ms(l.percentile(0.99)),
-            "ratio_raw_batch1": self.ratios(args).map(|r| r.0),
-            "ratio_raw_max_batch": self.ratios(args).map(|r| r.1),
-            "cpu_redis_secs": secs(self.cpu.redis),
-            "cpu_api_secs": secs(self.cpu.api),
-            "cpu_workers_secs": secs(self.cpu.workers),
-            "cpu_load_secs": secs(self.cpu.load),
-            "api_vmhwm_bytes": self.api_memory.map(|m| m.0),
-            "api_vmrss_bytes": self.api_memory.map(|m| m.1),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
 
     use super::*;
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let load = LoadResult {
-            latencies: (1..=100).rev().map(Duration::from_millis).collect(),
-            ..LoadResult::default()
-        };
-        assert_eq!(load.percentile(0.5), Some(Duration::from_millis(50)));
-        assert_eq!(load.percentile(0.99), Some(Duration::from_millis(99)));
-        assert_eq!(load.percentile(1.0), Some(Duration::from_millis(100)));
-        assert_eq!(LoadResult::default().percentile(0.5), None);
-    }
-
-    #[test]
-    fn input_data_is_deterministic_and_bounded() {
-        let a = load::input_data(7, 1000);
-        assert_eq!(a, load::input_data(7, 1000));
-        assert_ne!(a, load::input_data(8, 1000));
-        assert!(a.iter().all(|v| (-1.0..1.0).contains(v)));
-    }
 
     #[test]
     fn cli_parses() {

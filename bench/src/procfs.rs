@@ -42,6 +42,24 @@ pub fn memory(pid: u32, field: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU time the whole machine spent busy, all cores together, from the `cpu` line of
+/// `/proc/stat`; with the benchmark's own processes subtracted, what other programs took.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum();
+    Some(Duration::from_secs_f64(busy as f64 / clock_ticks() as f64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +71,6 @@ mod tests {
         assert!(memory(me, "VmRSS").is_some_and(|b| b > 0));
         assert!(memory(me, "VmHWM").is_some_and(|b| b > 0));
         assert!(memory(me, "NoSuchField").is_none());
+        assert!(machine_busy().is_some());
     }
 }
