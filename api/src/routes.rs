@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, WaitGuard};
 
 type AppResult<T> = Result<T, ApiError>;
 
@@ -89,8 +90,10 @@ fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> AppResult<T> {
 
 async fn submit(
     State(state): State<Arc<AppState>>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     JsonBody(body): JsonBody,
 ) -> AppResult<Response> {
+    let wait = wait_duration(&state, query)?;
     let req: JobRequest<'_> = parse_json(&body)?;
     let model = if valid_model_name(&req.model) {
         state.model(&req.model).await?
@@ -110,6 +113,8 @@ async fn submit(
         .and_then(|p| p.deadline_ms(now_ms()));
 
     let id = JobId::new();
+    // Registered before the job exists, so its completion cannot slip past.
+    let guard = (!wait.is_zero()).then(|| state.wait_for(id));
     match state
         .queue
         .submit(id, &model.name, &body, state.config.max_queued, deadline)
@@ -119,6 +124,13 @@ async fn submit(
         Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone())),
     }
     let url = format!("/status/{id}");
+    if let Some(guard) = guard {
+        let until = tokio::time::Instant::now() + wait;
+        let record = wait_for_record(&state, &guard, id, until, false).await?;
+        if record.status.is_terminal() {
+            return Ok(([(header::LOCATION, url)], Json(record)).into_response());
+        }
+    }
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, url.clone())],
@@ -128,9 +140,26 @@ async fn submit(
 }
 
 #[derive(Deserialize)]
-struct StatusQuery {
+struct WaitQuery {
     /// Seconds to wait for the job to finish before answering.
     wait: Option<f64>,
+}
+
+/// `?wait=<seconds>`, capped at the configured maximum; zero when absent.
+fn wait_duration(
+    state: &AppState,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> AppResult<Duration> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    match query.wait {
+        None => Ok(Duration::ZERO),
+        Some(w) if w.is_finite() && w >= 0.0 => Ok(Duration::from_secs_f64(
+            w.min(state.config.max_wait_secs as f64),
+        )),
+        Some(_) => Err(ApiError::InvalidRequest(
+            "wait must be a non-negative number of seconds".into(),
+        )),
+    }
 }
 
 fn parse_id(raw: &str) -> AppResult<JobId> {
@@ -138,51 +167,59 @@ fn parse_id(raw: &str) -> AppResult<JobId> {
         .map_err(|_| ApiError::InvalidJobId(raw.chars().take(64).collect()))
 }
 
-async fn status(
-    State(state): State<Arc<AppState>>,
-    Path(raw): Path<String>,
-    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
-) -> AppResult<Json<JobRecord>> {
-    let id = parse_id(&raw)?;
-    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    let wait = match query.wait {
-        None => Duration::ZERO,
-        Some(w) if w.is_finite() && w >= 0.0 => {
-            Duration::from_secs_f64(w.min(state.config.max_wait_secs as f64))
-        }
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "wait must be a non-negative number of seconds".into(),
-            ));
-        }
-    };
-    let read = || async {
-        state
-            .queue
-            .record(id)
-            .await?
-            .ok_or_else(|| ApiError::JobNotFound(id.to_string()))
-    };
-    if wait.is_zero() {
-        return read().await.map(Json);
-    }
+async fn read_record(state: &AppState, id: JobId) -> AppResult<JobRecord> {
+    state
+        .queue
+        .record(id)
+        .await?
+        .ok_or_else(|| ApiError::JobNotFound(id.to_string()))
+}
 
-    let deadline = tokio::time::Instant::now() + wait;
-    let guard = state.wait_for(id);
+/// Reads the record once it is terminal or `until` passes, whichever is first. `read_first`
+/// reads before the first wait (a job that may already be done); a job just submitted is not.
+async fn wait_for_record(
+    state: &AppState,
+    guard: &WaitGuard<'_>,
+    id: JobId,
+    until: tokio::time::Instant,
+    mut read_first: bool,
+) -> AppResult<JobRecord> {
     loop {
         let notified = guard.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let record = read().await?;
         let now = tokio::time::Instant::now();
-        if record.status.is_terminal() || now >= deadline {
-            return Ok(Json(record));
+        if read_first || now >= until {
+            let record = read_record(state, id).await?;
+            if record.status.is_terminal() || now >= until {
+                return Ok(record);
+            }
         }
+        read_first = true;
         // Events arrive over pub/sub; the periodic re-read only covers events lost while the
         // subscription was reconnecting.
-        let slice = (deadline - now).min(Duration::from_secs(5));
+        let slice = until
+            .saturating_duration_since(now)
+            .min(Duration::from_secs(5));
         let _ = tokio::time::timeout(slice, notified).await;
     }
+}
+
+async fn status(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> AppResult<Json<JobRecord>> {
+    let id = parse_id(&raw)?;
+    let wait = wait_duration(&state, query)?;
+    if wait.is_zero() {
+        return read_record(&state, id).await.map(Json);
+    }
+    let guard = state.wait_for(id);
+    let until = tokio::time::Instant::now() + wait;
+    wait_for_record(&state, &guard, id, until, true)
+        .await
+        .map(Json)
 }
 
 async fn cancel(

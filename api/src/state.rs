@@ -160,7 +160,7 @@ impl AppState {
                         backoff = Duration::from_millis(100);
                         while let Some(msg) = messages.next().await {
                             let Some(state) = state.upgrade() else { return };
-                            if let Some(id) = terminal_event(msg.get_payload_bytes()) {
+                            for id in terminal_events(msg.get_payload_bytes()) {
                                 state.notify(id);
                             }
                         }
@@ -180,10 +180,27 @@ impl AppState {
     }
 }
 
-/// `<job id> <status>` → the id, when the status is terminal.
-fn terminal_event(payload: &[u8]) -> Option<JobId> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let (id, status) = text.split_once(' ')?;
-    let status = inferq_shared::JobStatus::parse(status)?;
-    status.is_terminal().then(|| id.parse().ok()).flatten()
+/// `<job id> <status>` lines → the ids whose status is terminal.
+fn terminal_events(payload: &[u8]) -> impl Iterator<Item = JobId> + '_ {
+    std::str::from_utf8(payload)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|line| {
+            let (id, status) = line.split_once(' ')?;
+            let status = inferq_shared::JobStatus::parse(status)?;
+            status.is_terminal().then(|| id.parse().ok()).flatten()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_messages_carry_one_line_per_job() {
+        let (a, b) = (JobId::new(), JobId::new());
+        let msg = format!("{a} succeeded\n{b} failed\nnot-an-id succeeded\n{a} running");
+        let ids: Vec<JobId> = terminal_events(msg.as_bytes()).collect();
+        assert_eq!(ids, [a, b]);
+    }
 }

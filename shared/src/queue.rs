@@ -11,7 +11,8 @@
 //! - `{ns}:dead`: dead-letter stream of jobs that used up their attempts.
 //! - `{ns}:models`: hash: model name → [`ModelInfo`] JSON, written by workers.
 //! - `{ns}:models:seen`: sorted set: model name → last time a live worker announced it (ms).
-//! - `{ns}:events`: pub/sub channel: `<job id> <status>` on every state change.
+//! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
+//!   others; each message holds one `<job id> <status>` line per job of one atomic step.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -95,8 +96,14 @@ impl Keys {
     pub fn models_seen(&self) -> String {
         format!("{}:models:seen", self.prefix)
     }
+    /// Terminal state changes (what `?wait=` listens for).
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
+    }
+    /// Non-terminal state changes (started, handed back), kept off the channel API processes
+    /// subscribe to.
+    pub fn progress_events(&self) -> String {
+        format!("{}:events:progress", self.prefix)
     }
 }
 
@@ -446,7 +453,8 @@ impl Queue {
             .arg(max_attempts)
             .arg(self.keys.events())
             .arg(retention.result_ttl.as_secs().max(1))
-            .arg(consumer);
+            .arg(consumer)
+            .arg(self.keys.progress_events());
         for d in deliveries {
             inv.arg(&d.entry);
         }
@@ -508,7 +516,7 @@ impl Queue {
         for (job, _, _) in entries {
             inv.key(self.keys.job(*job));
         }
-        inv.arg(GROUP).arg(self.keys.events());
+        inv.arg(GROUP).arg(self.keys.progress_events());
         for (_, entry, token) in entries {
             inv.arg(entry).arg(token);
         }

@@ -6,7 +6,7 @@
 -- KEYS[2]  model stream (of the job's model)
 -- ARGV[1]  now, ms since the epoch
 -- ARGV[2]  seconds a finished job record is kept
--- ARGV[3]  events channel
+-- ARGV[3]  channel of terminal events
 -- ARGV[4]  consumer group
 --
 -- Returns the status before cancelling, or false for an unknown job.

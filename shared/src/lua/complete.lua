@@ -5,7 +5,7 @@
 -- ARGV[1]    consumer group
 -- ARGV[2]    now, ms since the epoch
 -- ARGV[3]    seconds a finished job record is kept
--- ARGV[4]    events channel
+-- ARGV[4]    channel of terminal events (one message, one `<id> <status>` line per job)
 -- then five values per outcome, in KEYS order:
 --   stream entry id, fencing token, 'succeeded' | 'failed',
 --   result JSON | error code, '' | error message
@@ -13,7 +13,7 @@
 -- Returns one integer per outcome: 1 recorded; 0 discarded because a newer attempt owns the
 -- job (its lease expired and another worker reclaimed it) or the job was cancelled meanwhile.
 local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local out = {}
+local out, events = {}, {}
 for i = 2, #KEYS do
   local job = KEYS[i]
   local b = 5 + (i - 2) * 5
@@ -29,12 +29,15 @@ for i = 2, #KEYS do
           'error_code', a, 'error_message', c)
       end
       redis.call('EXPIRE', job, ttl)
-      redis.call('PUBLISH', channel, string.sub(job, -36) .. ' ' .. status)
+      events[#events + 1] = string.sub(job, -36) .. ' ' .. status
       done = 1
     end
     redis.call('XACK', KEYS[1], group, entry)
     redis.call('XDEL', KEYS[1], entry)
   end
   out[#out + 1] = done
+end
+if #events > 0 then
+  redis.call('PUBLISH', channel, table.concat(events, '\n'))
 end
 return out

@@ -4,7 +4,7 @@
 -- KEYS[1]    model stream
 -- KEYS[2..]  job hashes, one per entry
 -- ARGV[1]    consumer group
--- ARGV[2]    events channel
+-- ARGV[2]    channel of progress (non-terminal) events
 -- then two values per entry, in KEYS order: stream entry id, fencing token ('0' if not started)
 --
 -- Returns how many jobs were put back.

@@ -6,27 +6,29 @@
 -- ARGV[1]    consumer group
 -- ARGV[2]    now, ms since the epoch
 -- ARGV[3]    maximum attempts per job
--- ARGV[4]    events channel
+-- ARGV[4]    channel of terminal events
 -- ARGV[5]    seconds a finished job record is kept
 -- ARGV[6]    consumer (worker) name
--- ARGV[7..]  stream entry ids, aligned with KEYS[3..]
+-- ARGV[7]    channel of progress (non-terminal) events
+-- ARGV[8..]  stream entry ids, aligned with KEYS[3..]
 --
 -- Returns one integer per entry: the attempt's fencing token (> 0) when the worker must run
 -- the job, or 0 when it must not (already finished or cancelled, deadline passed, or attempts
 -- used up; the last two are failed here). Entries not to run are acknowledged and deleted.
+-- Events go out as one message per channel, one `<id> <status>` line per job.
 local group, now, max_attempts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local channel, ttl, consumer = ARGV[4], tonumber(ARGV[5]), ARGV[6]
-local out = {}
+local channel, ttl, consumer, progress = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local out, done_events, started_events = {}, {}, {}
 
 local function fail(job, id, code, message)
   redis.call('HSET', job, 'status', 'failed', 'finished_at', now,
     'error_code', code, 'error_message', message)
   redis.call('EXPIRE', job, ttl)
-  redis.call('PUBLISH', channel, id .. ' failed')
+  done_events[#done_events + 1] = id .. ' failed'
 end
 
 for i = 3, #KEYS do
-  local job, entry = KEYS[i], ARGV[i + 4]
+  local job, entry = KEYS[i], ARGV[i + 5]
   local id = string.sub(job, -36)
   local rec = redis.call('HMGET', job, 'status', 'attempts', 'deadline')
   local token = 0
@@ -49,7 +51,7 @@ for i = 3, #KEYS do
       token = attempts + 1
       redis.call('HSET', job, 'status', 'running', 'attempts', token, 'token', token,
         'started_at', now, 'worker', consumer)
-      redis.call('PUBLISH', channel, id .. ' running')
+      started_events[#started_events + 1] = id .. ' running'
     end
   end
   if token == 0 then
@@ -57,5 +59,11 @@ for i = 3, #KEYS do
     redis.call('XDEL', KEYS[1], entry)
   end
   out[#out + 1] = token
+end
+if #done_events > 0 then
+  redis.call('PUBLISH', channel, table.concat(done_events, '\n'))
+end
+if #started_events > 0 then
+  redis.call('PUBLISH', progress, table.concat(started_events, '\n'))
 end
 return out

@@ -191,3 +191,49 @@ async fn wait_returns_on_completion_and_on_timeout() {
     let r = app.wait_done(&last, Duration::from_secs(60)).await;
     assert_eq!(r["status"], "succeeded");
 }
+
+#[tokio::test]
+async fn submit_can_wait_for_the_result() {
+    let app = spawn_app().await;
+    let _w = app.worker(
+        &test_models(),
+        &[("INFERQ_MODELS", "slow"), ("INFERQ_THREADS", "1")],
+    );
+    app.wait_models(&["slow"]).await;
+
+    // Finished within the wait: 200 with the whole record.
+    let r = app
+        .http
+        .post(format!("{}/jobs?wait=30", app.base))
+        .json(&slow_job(5.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let record: Value = r.json().await.unwrap();
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["result"]["outputs"][0]["data"], json!([6.0]));
+    assert_eq!(
+        location,
+        format!("/status/{}", record["id"].as_str().unwrap())
+    );
+
+    // Not finished within the wait: the usual 202, and the job goes on.
+    let _busy = app.submit(&slow_job(1.0)).await;
+    let t = Instant::now();
+    let (status, body) = app.post_json("/jobs?wait=0.2", &slow_job(2.0)).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+    assert!(t.elapsed() >= Duration::from_millis(200));
+    let done = app
+        .wait_done(body["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(done["result"]["outputs"][0]["data"], json!([3.0]));
+
+    let (status, body) = app.post_json("/jobs?wait=x", &slow_job(2.0)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+}
