@@ -185,11 +185,11 @@ async fn wait_for_record(
     mut read_first: bool,
 ) -> AppResult<JobRecord> {
     loop {
-        let notified = guard.notify.notified();
+        let notified = guard.signal.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = tokio::time::Instant::now();
-        if read_first || now >= until {
+        if read_first || now >= until || guard.signal.fired() {
             let record = read_record(state, id).await?;
             if record.status.is_terminal() || now >= until {
                 return Ok(record);

@@ -2,6 +2,7 @@
 //! of `GET /status/<id>?wait=` fed by one Redis pub/sub subscription per process.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ struct ModelCache {
 }
 
 struct Waiter {
-    notify: Arc<Notify>,
+    signal: Arc<Finished>,
     count: usize,
 }
 
@@ -42,7 +43,22 @@ struct Waiter {
 pub struct WaitGuard<'a> {
     state: &'a AppState,
     id: JobId,
-    pub notify: Arc<Notify>,
+    pub signal: Arc<Finished>,
+}
+
+/// Wakes the requests waiting for one job. `fired` stays set once the job turned terminal, so
+/// a request that registered but was not yet waiting (still submitting, still reading) does
+/// not miss the event: `Notify::notify_waiters` keeps no permit.
+#[derive(Default)]
+pub struct Finished {
+    pub notify: Notify,
+    fired: AtomicBool,
+}
+
+impl Finished {
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for WaitGuard<'_> {
@@ -120,21 +136,22 @@ impl AppState {
     pub fn wait_for(&self, id: JobId) -> WaitGuard<'_> {
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         let w = waiters.entry(id).or_insert_with(|| Waiter {
-            notify: Arc::new(Notify::new()),
+            signal: Arc::default(),
             count: 0,
         });
         w.count += 1;
         WaitGuard {
             state: self,
             id,
-            notify: w.notify.clone(),
+            signal: w.signal.clone(),
         }
     }
 
     fn notify(&self, id: JobId) {
         let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = waiters.get(&id) {
-            w.notify.notify_waiters();
+            w.signal.fired.store(true, Ordering::SeqCst);
+            w.signal.notify.notify_waiters();
         }
     }
 

@@ -58,6 +58,11 @@ struct Args {
     #[arg(long)]
     submit_only: bool,
 
+    /// Submit with `POST /jobs?wait=30`, which answers with the finished record when the job
+    /// ends within the wait (one request per job instead of a submit and a status request).
+    #[arg(long, conflicts_with = "submit_only")]
+    submit_wait: bool,
+
     /// Worker processes to start (0: none; the benchmark then announces the model itself so
     /// the API accepts jobs).
     #[arg(long, default_value_t = 1)]
@@ -203,6 +208,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.concurrency,
         if args.submit_only {
             ", submit only"
+        } else if args.submit_wait {
+            ", submit and wait in one request"
         } else {
             ""
         }
@@ -217,6 +224,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         jobs: args.jobs,
         concurrency: args.concurrency,
         submit_only: args.submit_only,
+        submit_wait: args.submit_wait,
         job_timeout: Duration::from_secs(args.job_timeout_secs),
     })
     .await?;
