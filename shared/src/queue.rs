@@ -53,22 +53,6 @@ pub enum QueueError {
     Protocol(&'static str),
 }
 
-impl QueueError {
-    /// Whether the failure was reaching Redis at all (down, timed out), as opposed to Redis
-    /// answering with an error.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            Self::Redis(e) => {
-                e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-            }
-            Self::Protocol(_) => false,
-        }
-    }
-}
-
 /// Key names derived from the namespace.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -521,16 +505,6 @@ impl Queue {
             inv.arg(entry).arg(token);
         }
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
-    }
-
-    /// Entries in `model`'s stream: queued plus in flight.
-    pub async fn backlog(&self, model: &str) -> Result<u64, QueueError> {
-        Ok(self.conn.clone().xlen(self.keys.stream(model)).await?)
-    }
-
-    /// Raw access for tests and tools that inspect the protocol's state.
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
     }
 }
 
