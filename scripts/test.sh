@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "[test] cargo fmt --all --check"
 cargo fmt --all --check
-echo "[test] cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "[test] cargo build --workspace --bins"
-cargo build --workspace --bins --locked
+# --all-features turns on the worker's `test-hooks` (jobs that crash or panic a worker, for the
+# crash-recovery tests); release builds lack it.
+echo "[test] cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "[test] cargo build --workspace --bins --all-features"
+cargo build --workspace --bins --all-features --locked
 echo "[test] scripts/check_docker.sh (static checks of Dockerfile and docker-compose.yml)"
 scripts/check_docker.sh
-echo "[test] cargo test --workspace"
-cargo test --workspace --locked
+echo "[test] cargo test --workspace --all-features"
+cargo test --workspace --all-features --locked
 echo "[test] all checks passed"

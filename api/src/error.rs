@@ -19,6 +19,10 @@ pub enum ApiError {
     InvalidJobId(String),
     #[error("no job with id {0} (unknown, or its record expired)")]
     JobNotFound(String),
+    #[error("no model named '{0}'")]
+    ModelNotFound(String),
+    #[error("model '{name}' is served by {workers} live worker(s); stop them before retiring it")]
+    ModelInUse { name: String, workers: usize },
     #[error("no route for {0}")]
     RouteNotFound(String),
     #[error("method not allowed for this route")]
@@ -37,17 +41,19 @@ pub enum ApiError {
     Overloaded(String),
     #[error("redis is unavailable; retry later")]
     Unavailable(#[source] QueueError),
+    /// A bug or a misconfiguration. The detail is logged, never sent.
     #[error("internal error")]
-    Internal(#[source] QueueError),
+    Internal(String),
 }
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
-        match e {
-            // Any error from the Redis client (unreachable, timed out, or refusing writes, e.g.
-            // out of memory) means the store is unavailable right now.
-            QueueError::Redis(_) => Self::Unavailable(e),
-            QueueError::Protocol(_) => Self::Internal(e),
+        // Only an outage is a 503 that clients should retry; a script error or a wrong type is
+        // a bug, and dressing it as an outage would have clients retry it forever.
+        if e.is_unavailable() {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(format!("redis: {e}"))
         }
     }
 }
@@ -59,6 +65,8 @@ impl ApiError {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::InvalidJobId(_) => (StatusCode::BAD_REQUEST, "invalid_job_id"),
             Self::JobNotFound(_) => (StatusCode::NOT_FOUND, "job_not_found"),
+            Self::ModelNotFound(_) => (StatusCode::NOT_FOUND, "model_not_found"),
+            Self::ModelInUse { .. } => (StatusCode::CONFLICT, "model_in_use"),
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::AlreadyFinished(_) => (StatusCode::CONFLICT, "job_finished"),
@@ -67,7 +75,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::UnknownModel { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_model"),
-            Self::Validation(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
+            Self::Validation(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code().as_str()),
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -80,7 +88,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         match &self {
             Self::Unavailable(e) => tracing::warn!(error = %e, "redis unavailable"),
-            Self::Internal(e) => tracing::error!(error = %e, "internal error"),
+            Self::Internal(detail) => tracing::error!(error = %detail, "internal error"),
             _ => {}
         }
         let mut res = (

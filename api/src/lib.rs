@@ -1,7 +1,10 @@
 //! The inferq HTTP API: validates jobs against the models workers publish, enqueues them in
 //! Redis and answers their status. Pure async I/O; it never loads ONNX Runtime.
 
+mod body;
 pub mod error;
+mod jobs;
+pub mod record;
 pub mod routes;
 pub mod state;
 
@@ -71,7 +74,8 @@ pub async fn run(
     let queue = Queue::connect(&config.redis, std::time::Duration::ZERO)
         .await
         .context("configuring the Redis connection")?;
-    let state = Arc::new(AppState::new(config.clone(), queue));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let state = Arc::new(AppState::new(config.clone(), queue, stop_rx));
     state.spawn_event_listener();
     let app = routes::router(state);
     tracing::info!(
@@ -80,6 +84,11 @@ pub async fn run(
         namespace = %config.redis.namespace,
         "inferq-api listening"
     );
+    // Long-polls see the flag and answer at once; then the server drains.
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

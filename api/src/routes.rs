@@ -1,254 +1,108 @@
-//! HTTP routes: submit, status (with optional long-poll), cancel, models, health.
+//! The router: every route, its fallbacks and layers; and the model and health routes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
-use axum::http::{StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{Request, Uri};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use inferq_shared::job::{JobId, JobRecord, JobRequest};
-use inferq_shared::model::valid_model_name;
-use inferq_shared::queue::{Cancelled, Retention, Submitted};
-use inferq_shared::time::now_ms;
-use serde::Deserialize;
+use inferq_shared::queue::{Retention, Retired};
+use inferq_shared::time::rfc3339_ms;
 use serde_json::json;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-use crate::state::{AppState, WaitGuard};
+use crate::jobs;
+use crate::state::AppState;
 
 type AppResult<T> = Result<T, ApiError>;
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
-        .route("/jobs", post(submit))
-        .route("/jobs/{id}", get(status).delete(cancel))
-        .route("/status/{id}", get(status))
+        .route("/jobs", post(jobs::submit))
+        .route("/jobs/{id}", get(jobs::status).delete(jobs::cancel))
+        .route("/status/{id}", get(jobs::status))
         .route("/models", get(models))
+        .route("/models/{name}", delete(retire_model))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+        // Outermost first: every request gets an `x-request-id` (kept if the client sent
+        // one), is traced in a span carrying it, and the id is echoed in the response.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
-/// A JSON request body, as bytes: checks the content type and the size limit with the API's
-/// error shape; parsing stays with the handler, which borrows from the bytes.
-pub struct JsonBody(pub Bytes);
-
-impl FromRequest<Arc<AppState>> for JsonBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if !(mime == "application/json"
-            || (mime.starts_with("application/") && mime.ends_with("+json")))
-        {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let limit = state.config.max_body_bytes;
-        Bytes::from_request(req, state)
-            .await
-            .map(JsonBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(limit)
-                } else {
-                    ApiError::InvalidRequest(rejection.body_text())
-                }
-            })
-    }
+/// Every registered model, with how many live workers serve it and when one last announced
+/// it. A model without live workers still accepts jobs: they wait for a worker.
+async fn models(State(state): State<Arc<AppState>>) -> AppResult<Json<serde_json::Value>> {
+    let models: Vec<serde_json::Value> = state
+        .queue
+        .model_statuses()
+        .await?
+        .into_iter()
+        .map(|m| {
+            let mut v = serde_json::to_value(&m.info).unwrap_or_default();
+            v["workers"] = json!(m.workers);
+            v["last_seen"] = json!(m.last_seen.map(rfc3339_ms));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "models": models })))
 }
 
-fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> AppResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        // A shape error can surface before a syntax error further on; syntax wins.
-        if e.classify() != serde_json::error::Category::Data {
-            return ApiError::MalformedJson(e.to_string());
-        }
-        match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-            Err(syntax) => ApiError::MalformedJson(syntax.to_string()),
-            Ok(_) => ApiError::InvalidRequest(e.to_string()),
-        }
-    })
-}
-
-async fn submit(
+/// Retires a model no live worker serves: it leaves `GET /models`, new jobs for it get
+/// `unknown_model`, and the jobs still waiting for it fail with `model_retired`.
+async fn retire_model(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    JsonBody(body): JsonBody,
-) -> AppResult<Response> {
-    let wait = wait_duration(&state, query)?;
-    let req: JobRequest<'_> = parse_json(&body)?;
-    let model = if valid_model_name(&req.model) {
-        state.model(&req.model).await?
-    } else {
-        None
-    };
-    let Some(model) = model else {
-        return Err(ApiError::UnknownModel {
-            name: req.model.chars().take(128).collect(),
-            available: state.cached_model_names().join(", "),
+    Path(name): Path<String>,
+) -> AppResult<Json<serde_json::Value>> {
+    let status = state
+        .queue
+        .model_statuses()
+        .await?
+        .into_iter()
+        .find(|m| m.info.name == name)
+        .ok_or_else(|| ApiError::ModelNotFound(name.chars().take(128).collect()))?;
+    if status.workers > 0 {
+        return Err(ApiError::ModelInUse {
+            name,
+            workers: status.workers,
         });
-    };
-    model.validate(&req)?;
-    let deadline = req
-        .parameters
-        .as_ref()
-        .and_then(|p| p.deadline_ms(now_ms()));
-
-    let id = JobId::new();
-    // Registered before the job exists, so its completion cannot slip past.
-    let guard = (!wait.is_zero()).then(|| state.wait_for(id));
-    match state
-        .queue
-        .submit(id, &model.name, &body, state.config.max_queued, deadline)
-        .await?
-    {
-        Submitted::Queued => {}
-        Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone())),
     }
-    let url = format!("/status/{id}");
-    if let Some(guard) = guard {
-        let until = tokio::time::Instant::now() + wait;
-        let record = wait_for_record(&state, &guard, id, until, false).await?;
-        if record.status.is_terminal() {
-            return Ok(([(header::LOCATION, url)], Json(record)).into_response());
-        }
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, url.clone())],
-        Json(json!({ "id": id, "status": "queued", "status_url": url })),
-    )
-        .into_response())
-}
-
-#[derive(Deserialize)]
-struct WaitQuery {
-    /// Seconds to wait for the job to finish before answering.
-    wait: Option<f64>,
-}
-
-/// `?wait=<seconds>`, capped at the configured maximum; zero when absent.
-fn wait_duration(
-    state: &AppState,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-) -> AppResult<Duration> {
-    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
-    match query.wait {
-        None => Ok(Duration::ZERO),
-        Some(w) if w.is_finite() && w >= 0.0 => Ok(Duration::from_secs_f64(
-            w.min(state.config.max_wait_secs as f64),
-        )),
-        Some(_) => Err(ApiError::InvalidRequest(
-            "wait must be a non-negative number of seconds".into(),
-        )),
-    }
-}
-
-fn parse_id(raw: &str) -> AppResult<JobId> {
-    raw.parse()
-        .map_err(|_| ApiError::InvalidJobId(raw.chars().take(64).collect()))
-}
-
-async fn read_record(state: &AppState, id: JobId) -> AppResult<JobRecord> {
-    state
-        .queue
-        .record(id)
-        .await?
-        .ok_or_else(|| ApiError::JobNotFound(id.to_string()))
-}
-
-/// Reads the record once it is terminal or `until` passes, whichever is first. `read_first`
-/// reads before the first wait (a job that may already be done); a job just submitted is not.
-async fn wait_for_record(
-    state: &AppState,
-    guard: &WaitGuard<'_>,
-    id: JobId,
-    until: tokio::time::Instant,
-    mut read_first: bool,
-) -> AppResult<JobRecord> {
-    loop {
-        let notified = guard.signal.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let now = tokio::time::Instant::now();
-        if read_first || now >= until || guard.signal.fired() {
-            let record = read_record(state, id).await?;
-            if record.status.is_terminal() || now >= until {
-                return Ok(record);
-            }
-        }
-        read_first = true;
-        // Events arrive over pub/sub; the periodic re-read only covers events lost while the
-        // subscription was reconnecting.
-        let slice = until
-            .saturating_duration_since(now)
-            .min(Duration::from_secs(5));
-        let _ = tokio::time::timeout(slice, notified).await;
-    }
-}
-
-async fn status(
-    State(state): State<Arc<AppState>>,
-    Path(raw): Path<String>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-) -> AppResult<Json<JobRecord>> {
-    let id = parse_id(&raw)?;
-    let wait = wait_duration(&state, query)?;
-    if wait.is_zero() {
-        return read_record(&state, id).await.map(Json);
-    }
-    let guard = state.wait_for(id);
-    let until = tokio::time::Instant::now() + wait;
-    wait_for_record(&state, &guard, id, until, true)
-        .await
-        .map(Json)
-}
-
-async fn cancel(
-    State(state): State<Arc<AppState>>,
-    Path(raw): Path<String>,
-) -> AppResult<Json<JobRecord>> {
-    let id = parse_id(&raw)?;
     let retention = Retention {
         result_ttl: Duration::from_secs(state.config.result_ttl_secs),
     };
-    match state.queue.cancel(id, retention).await? {
-        Cancelled::NotFound => Err(ApiError::JobNotFound(id.to_string())),
-        Cancelled::AlreadyFinished(s) => Err(ApiError::AlreadyFinished(s)),
-        Cancelled::Cancelled => state
-            .queue
-            .record(id)
-            .await?
-            .map(Json)
-            .ok_or_else(|| ApiError::JobNotFound(id.to_string())),
+    match state.queue.retire_model(&name, retention).await? {
+        Retired::NotFound => Err(ApiError::ModelNotFound(name)),
+        Retired::Retired(failed) => {
+            tracing::info!(model = %name, failed_jobs = failed, "model retired");
+            Ok(Json(
+                json!({ "model": name, "retired": true, "failed_jobs": failed }),
+            ))
+        }
     }
-}
-
-async fn models(State(state): State<Arc<AppState>>) -> AppResult<Json<serde_json::Value>> {
-    let mut models = state
-        .queue
-        .live_models(inferq_shared::queue::MODEL_LIVENESS)
-        .await?;
-    models.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(json!({ "models": models })))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -264,6 +118,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> AppResult<Json<serde_json
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::extract::Request;
+    use axum::http::{StatusCode, header};
+    use inferq_shared::JobId;
     use inferq_shared::config::RedisConfig;
     use inferq_shared::queue::Queue;
     use tower::ServiceExt;
@@ -274,7 +131,8 @@ mod tests {
         config.max_body_bytes = max_body_bytes;
         config.redis.redis_timeout_ms = 200;
         let queue = Queue::connect(&config.redis, Duration::ZERO).await.unwrap();
-        router(Arc::new(AppState::new(config, queue)))
+        let (_, shutdown) = tokio::sync::watch::channel(false);
+        router(Arc::new(AppState::new(config, queue, shutdown)))
     }
 
     async fn call(app: Router, req: Request) -> (StatusCode, serde_json::Value) {

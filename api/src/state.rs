@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use inferq_shared::job::JobId;
 use inferq_shared::model::ModelInfo;
 use inferq_shared::queue::{Queue, QueueError};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::Config;
 
@@ -27,6 +27,17 @@ pub struct AppState {
     pub queue: Queue,
     models: RwLock<ModelCache>,
     waiters: Mutex<HashMap<JobId, Waiter>>,
+    /// Turns true when the server starts shutting down; long-polls answer at once then.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
 }
 
 struct ModelCache {
@@ -40,6 +51,7 @@ struct Waiter {
 }
 
 /// A registration to be woken when a job turns terminal; deregisters on drop.
+#[derive(Debug)]
 pub struct WaitGuard<'a> {
     state: &'a AppState,
     id: JobId,
@@ -49,7 +61,7 @@ pub struct WaitGuard<'a> {
 /// Wakes the requests waiting for one job. `fired` stays set once the job turned terminal, so
 /// a request that registered but was not yet waiting (still submitting, still reading) does
 /// not miss the event: `Notify::notify_waiters` keeps no permit.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Finished {
     pub notify: Notify,
     fired: AtomicBool,
@@ -74,16 +86,27 @@ impl Drop for WaitGuard<'_> {
 }
 
 impl AppState {
-    pub fn new(config: Config, queue: Queue) -> Self {
+    /// `shutdown` turns true when the server starts shutting down.
+    pub fn new(config: Config, queue: Queue, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             config,
             queue,
+            shutdown,
             models: RwLock::new(ModelCache {
                 models: Arc::default(),
                 refreshed: None,
             }),
             waiters: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Completes once the server starts shutting down.
+    pub async fn shutting_down(&self) {
+        let _ = self.shutdown.clone().wait_for(|s| *s).await;
     }
 
     /// Looks a model up, reading Redis when the cache is stale or misses. While Redis is

@@ -21,7 +21,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What to start.
 #[derive(Debug, Clone)]
-pub struct ClusterConfig {
+pub(crate) struct ClusterConfig {
     pub bin_dir: PathBuf,
     pub redis_server: PathBuf,
     /// `<models-dir>/<model>`: holds `model.onnx` and maybe `model.toml`.
@@ -36,7 +36,7 @@ pub struct ClusterConfig {
 }
 
 /// One child process, killed and reaped on drop.
-pub struct Proc {
+pub(crate) struct Proc {
     pub name: String,
     child: Child,
     log: PathBuf,
@@ -58,7 +58,7 @@ impl Proc {
         Ok(Self { name, child, log })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -105,7 +105,7 @@ impl Drop for TempDir {
 
 /// Redis, the API and the workers, running. Fields drop in declaration order: workers first,
 /// then the API, then Redis, then the directory.
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub workers: Vec<Proc>,
     pub api: Proc,
     pub redis: Proc,
@@ -155,7 +155,7 @@ fn redis_bulk(addr: SocketAddr, command: &str) -> std::io::Result<String> {
 }
 
 /// Calls per Redis command (`INFO commandstats`), Lua-internal calls included.
-pub fn parse_command_stats(info: &str) -> Vec<(String, u64)> {
+pub(crate) fn parse_command_stats(info: &str) -> Vec<(String, u64)> {
     info.lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
@@ -180,7 +180,7 @@ fn redis_answers(addr: SocketAddr) -> bool {
 impl Cluster {
     /// Starts Redis, then the API, then the workers; returns once Redis answers and the API is
     /// ready. Waiting for the workers to announce the model is the caller's job.
-    pub async fn start(cfg: &ClusterConfig) -> anyhow::Result<Self> {
+    pub(crate) async fn start(cfg: &ClusterConfig) -> anyhow::Result<Self> {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_nanos();
@@ -289,14 +289,14 @@ impl Cluster {
     }
 
     /// Redis commands executed so far, by name.
-    pub fn redis_commands(&self) -> Vec<(String, u64)> {
+    pub(crate) fn redis_commands(&self) -> Vec<(String, u64)> {
         redis_bulk(self.redis_addr, "INFO commandstats")
             .map(|info| parse_command_stats(&info))
             .unwrap_or_default()
     }
 
     /// Fails with a log excerpt if any process has exited.
-    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         self.redis.check_alive()?;
         self.api.check_alive()?;
         self.workers.iter_mut().try_for_each(Proc::check_alive)

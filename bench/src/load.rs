@@ -17,7 +17,7 @@ const WAIT_SECS: u64 = 30;
 const BODIES: usize = 256;
 
 #[derive(Debug, Clone)]
-pub struct LoadConfig {
+pub(crate) struct LoadConfig {
     pub api_url: String,
     pub model: String,
     pub input: String,
@@ -33,7 +33,7 @@ pub struct LoadConfig {
 
 /// What the clients saw, merged.
 #[derive(Debug, Default)]
-pub struct LoadResult {
+pub(crate) struct LoadResult {
     /// `202 Accepted` answers.
     pub accepted: usize,
     /// Accepted jobs whose record reached `succeeded`.
@@ -79,7 +79,7 @@ impl LoadResult {
     }
 
     /// The `q` quantile (0..=1) of the latencies, nearest rank.
-    pub fn percentile(&self, q: f64) -> Option<Duration> {
+    pub(crate) fn percentile(&self, q: f64) -> Option<Duration> {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
         let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
@@ -89,7 +89,7 @@ impl LoadResult {
 
 /// `n` deterministic pseudo-random values in [-1, 1) with four decimals (short JSON), from a
 /// 64-bit LCG seeded by `seed`.
-pub fn input_data(seed: u64, n: usize) -> Vec<f32> {
+pub(crate) fn input_data(seed: u64, n: usize) -> Vec<f32> {
     let mut state = seed
         .wrapping_mul(6_364_136_223_846_793_005)
         .wrapping_add(1_442_695_040_888_963_407);
@@ -116,7 +116,7 @@ struct Status {
 }
 
 /// Drives the API until all `jobs` are submitted (and, unless submit-only, terminal or timed out).
-pub async fn run(cfg: LoadConfig) -> anyhow::Result<LoadResult> {
+pub(crate) async fn run(cfg: LoadConfig) -> anyhow::Result<LoadResult> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)

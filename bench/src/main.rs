@@ -21,7 +21,7 @@ use clap::Parser;
 use inferq_shared::config::RedisConfig;
 use inferq_shared::model::ModelInfo;
 use inferq_shared::queue::Queue;
-use inferq_worker::engine;
+use inferq_worker::{models, session};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::load::LoadConfig;
@@ -286,7 +286,7 @@ async fn raw_limits(
         secs.as_secs_f64()
     );
     off_runtime(move || {
-        engine::init_runtime(&lib)?;
+        session::init_runtime(&lib)?;
         let (input, found) = raw::model_input(&path)?;
         let width = width
             .or(found)
@@ -335,12 +335,12 @@ async fn announce(cluster: &Cluster, args: &Args) -> anyhow::Result<()> {
         args.max_batch,
     );
     let models = off_runtime(move || {
-        engine::init_runtime(&lib)?;
-        let defaults = engine::BatchDefaults {
+        session::init_runtime(&lib)?;
+        let defaults = models::BatchDefaults {
             max_batch_size: max_batch.max(1),
             max_batch_delay: Duration::ZERO,
         };
-        Ok(engine::discover(&dir, &[model], defaults)?)
+        Ok(models::discover(&dir, &[model], defaults)?)
     })
     .await?;
     let infos: Vec<ModelInfo> = models.iter().map(|m| (*m.info).clone()).collect();
@@ -349,7 +349,7 @@ async fn announce(cluster: &Cluster, args: &Args) -> anyhow::Result<()> {
         Duration::ZERO,
     )
     .await?;
-    queue.announce_models(&infos).await?;
+    queue.announce_models("inferq-bench", &infos).await?;
     Ok(())
 }
 

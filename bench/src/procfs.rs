@@ -19,7 +19,7 @@ fn clock_ticks() -> u64 {
 
 /// User plus system CPU time a process has used so far (all its threads), or `None` once it
 /// is gone.
-pub fn cpu_time(pid: u32) -> Option<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; count fields after its closing parenthesis.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -33,7 +33,7 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 }
 
 /// A `/proc/<pid>/status` memory line such as `VmHWM` (peak resident set) or `VmRSS`, in bytes.
-pub fn memory(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn memory(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status
         .lines()
@@ -44,7 +44,7 @@ pub fn memory(pid: u32, field: &str) -> Option<u64> {
 
 /// CPU time the whole machine spent busy, all cores together, from the `cpu` line of
 /// `/proc/stat`; with the benchmark's own processes subtracted, what other programs took.
-pub fn machine_busy() -> Option<Duration> {
+pub(crate) fn machine_busy() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let ticks: Vec<u64> = line

@@ -6,20 +6,20 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use inferq_worker::engine;
+use inferq_worker::session;
 use ort::value::{Tensor, ValueType};
 
 /// Rows per second one layout sustained at one batch size.
 #[derive(Debug, Clone, Copy)]
-pub struct RawResult {
+pub(crate) struct RawResult {
     pub batch: usize,
     pub threads: usize,
     pub rows_per_sec: f64,
 }
 
 /// The model's first input: its name and, when fixed, its width (the last dimension).
-pub fn model_input(path: &Path) -> anyhow::Result<(String, Option<usize>)> {
-    let session = engine::open_session(path, 1)?;
+pub(crate) fn model_input(path: &Path) -> anyhow::Result<(String, Option<usize>)> {
+    let session = session::open_session(path, 1)?;
     let input = session
         .inputs()
         .first()
@@ -36,7 +36,7 @@ pub fn model_input(path: &Path) -> anyhow::Result<(String, Option<usize>)> {
 
 /// Runs `threads` sessions side by side for `duration`, each on its own `[batch, width]` input,
 /// and counts the rows they get through.
-pub fn measure(
+pub(crate) fn measure(
     path: &Path,
     input: &str,
     width: usize,
@@ -52,7 +52,7 @@ pub fn measure(
             std::thread::Builder::new()
                 .name(format!("raw-{t}"))
                 .spawn(move || -> anyhow::Result<f64> {
-                    let opened = engine::open_session(&path, 1).map_err(anyhow::Error::from);
+                    let opened = session::open_session(&path, 1).map_err(anyhow::Error::from);
                     let setup = opened.and_then(|mut session| {
                         let data = crate::load::input_data(t as u64, batch * width);
                         let tensor = Tensor::from_array((vec![batch as i64, width as i64], data))?;

@@ -12,7 +12,7 @@ use crate::raw::RawResult;
 
 /// CPU time of the processes that share the machine during the load.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CpuSample {
+pub(crate) struct CpuSample {
     redis: Option<Duration>,
     api: Option<Duration>,
     workers: Option<Duration>,
@@ -22,7 +22,7 @@ pub struct CpuSample {
 }
 
 impl CpuSample {
-    pub fn take(cluster: Option<&Cluster>) -> Self {
+    pub(crate) fn take(cluster: Option<&Cluster>) -> Self {
         let workers = cluster
             .filter(|c| !c.workers.is_empty())
             .and_then(|c| c.workers.iter().map(|w| procfs::cpu_time(w.pid())).sum());
@@ -44,7 +44,7 @@ impl CpuSample {
         Some(self.machine?.saturating_sub(ours))
     }
 
-    pub fn since(self, before: Self) -> Self {
+    pub(crate) fn since(self, before: Self) -> Self {
         let d = |a: Option<Duration>, b: Option<Duration>| Some(a?.saturating_sub(b?));
         Self {
             redis: d(self.redis, before.redis),
@@ -57,7 +57,7 @@ impl CpuSample {
 }
 
 /// Everything one run measured.
-pub struct Report {
+pub(crate) struct Report {
     pub model: String,
     pub input: String,
     pub width: usize,
@@ -74,7 +74,7 @@ pub struct Report {
 
 /// The growth of each command's call count from `before` to `after`, divided by `jobs`
 /// (the benchmark's own `INFO` calls left out).
-pub fn per_job(
+pub(crate) fn per_job(
     before: &[(String, u64)],
     after: &[(String, u64)],
     jobs: usize,
@@ -131,7 +131,7 @@ impl Report {
         Some((done / one.rows_per_sec, done / many.rows_per_sec))
     }
 
-    pub fn text(&self, args: &Args) -> String {
+    pub(crate) fn text(&self, args: &Args) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let l = &self.load;
@@ -258,7 +258,7 @@ impl Report {
         s
     }
 
-    pub fn json(&self, args: &Args) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &Args) -> serde_json::Value {
         let l = &self.load;
         let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
         json!({

@@ -4,7 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::tensor::InputTensor;
@@ -100,10 +99,24 @@ pub struct JobParameters {
     /// one applies.
     #[serde(default)]
     pub deadline: Option<u64>,
-    /// Test hook: a worker started with `INFERQ_TEST_HOOKS=1` aborts its whole process when it
-    /// runs this job, to exercise crash recovery. Ignored by every other worker.
+    /// Test hooks (cargo feature `test-hooks`, absent from release builds): make the worker
+    /// that runs this job abort its process (a native crash, the OOM killer) or panic.
+    #[cfg(feature = "test-hooks")]
     #[serde(default)]
-    pub test_abort_worker: bool,
+    pub test_hook: Option<TestHook>,
+}
+
+/// What a test hook does to the worker running the job.
+#[cfg(feature = "test-hooks")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestHook {
+    /// `std::process::abort()` while decoding the job.
+    AbortWorker,
+    /// A panic on the inference thread while decoding the job.
+    PanicInference,
+    /// A panic in the tokio task that records the job's outcome.
+    PanicTask,
 }
 
 impl JobParameters {
@@ -130,24 +143,85 @@ pub struct JobRequest<'a> {
     pub parameters: Option<JobParameters>,
 }
 
-/// A job's failure as clients see it: a stable machine-readable code and a human message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a job failed: each variant is one stable, machine-readable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    MissingInput,
+    UnknownInput,
+    DuplicateInput,
+    UnsupportedDatatype,
+    DatatypeMismatch,
+    ShapeMismatch,
+    InvalidShape,
+    DataLengthMismatch,
+    InvalidData,
+    UnknownOutput,
+    UnknownModel,
+    InferenceError,
+    UnsupportedOutput,
+    DeadlineExceeded,
+    MaxAttemptsExceeded,
+    MalformedEntry,
+    ModelRetired,
+    /// The worker stopped before the job ran to the end (its inference threads shut down).
+    WorkerStopping,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::MissingInput => "missing_input",
+            Self::UnknownInput => "unknown_input",
+            Self::DuplicateInput => "duplicate_input",
+            Self::UnsupportedDatatype => "unsupported_datatype",
+            Self::DatatypeMismatch => "datatype_mismatch",
+            Self::ShapeMismatch => "shape_mismatch",
+            Self::InvalidShape => "invalid_shape",
+            Self::DataLengthMismatch => "data_length_mismatch",
+            Self::InvalidData => "invalid_data",
+            Self::UnknownOutput => "unknown_output",
+            Self::UnknownModel => "unknown_model",
+            Self::InferenceError => "inference_error",
+            Self::UnsupportedOutput => "unsupported_output",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::MaxAttemptsExceeded => "max_attempts_exceeded",
+            Self::MalformedEntry => "malformed_entry",
+            Self::ModelRetired => "model_retired",
+            Self::WorkerStopping => "worker_stopping",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Whether another attempt may succeed where this one failed: a retryable failure goes
+    /// back to the queue (as a worker crash would) instead of ending the job. Everything
+    /// about the request itself is permanent: running it again gives the same answer.
+    pub fn retryable(self) -> bool {
+        matches!(self, Self::WorkerStopping)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job's failure: a stable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
-/// `GET /status/<id>`: the job record, timestamps in RFC 3339.
-#[derive(Debug, Serialize)]
-pub struct JobRecord {
-    pub id: JobId,
-    pub model: String,
-    pub status: JobStatus,
-    pub created_at: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub attempts: u32,
-    /// `{"outputs": [...]}` exactly as the worker serialized it.
-    pub result: Option<Box<RawValue>>,
-    pub error: Option<JobError>,
+impl JobError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
 }

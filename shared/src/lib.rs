@@ -1,6 +1,7 @@
 //! Types, wire formats and the Redis queue protocol shared by the inferq API and workers.
 
 pub mod config;
+pub mod datatype;
 pub mod job;
 pub mod model;
 pub mod queue;
@@ -9,5 +10,5 @@ pub mod telemetry;
 pub mod tensor;
 pub mod time;
 
-pub use job::{JobId, JobStatus};
-pub use tensor::DataType;
+pub use datatype::DataType;
+pub use job::{ErrorCode, JobId, JobStatus};

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::job::JobRequest;
-use crate::tensor::{DataType, count_elements};
+use crate::datatype::DataType;
+use crate::job::{ErrorCode, JobRequest};
+use crate::tensor::count_elements;
 
 /// One input or output of a model; `-1` marks a dynamic dimension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,18 +82,18 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::MissingInput(_) => "missing_input",
-            Self::UnknownInput { .. } => "unknown_input",
-            Self::DuplicateInput(_) => "duplicate_input",
-            Self::UnsupportedDatatype { .. } => "unsupported_datatype",
-            Self::DatatypeMismatch { .. } => "datatype_mismatch",
-            Self::ShapeMismatch { .. } => "shape_mismatch",
-            Self::InvalidShape { .. } => "invalid_shape",
-            Self::DataLength { .. } => "data_length_mismatch",
-            Self::InvalidData { .. } => "invalid_data",
-            Self::UnknownOutput { .. } => "unknown_output",
+            Self::MissingInput(_) => ErrorCode::MissingInput,
+            Self::UnknownInput { .. } => ErrorCode::UnknownInput,
+            Self::DuplicateInput(_) => ErrorCode::DuplicateInput,
+            Self::UnsupportedDatatype { .. } => ErrorCode::UnsupportedDatatype,
+            Self::DatatypeMismatch { .. } => ErrorCode::DatatypeMismatch,
+            Self::ShapeMismatch { .. } => ErrorCode::ShapeMismatch,
+            Self::InvalidShape { .. } => ErrorCode::InvalidShape,
+            Self::DataLength { .. } => ErrorCode::DataLengthMismatch,
+            Self::InvalidData { .. } => ErrorCode::InvalidData,
+            Self::UnknownOutput { .. } => ErrorCode::UnknownOutput,
         }
     }
 }
@@ -157,7 +158,11 @@ impl ModelInfo {
                 ValidationError::UnsupportedDatatype {
                     name: t.name.to_string(),
                     got: t.datatype.to_string(),
-                    supported: DataType::ALL.map(DataType::as_str).join(", "),
+                    supported: DataType::ALL
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 }
             })?;
             if datatype != spec.datatype {
@@ -245,7 +250,7 @@ mod tests {
 
     fn check(body: &str) -> Result<(), &'static str> {
         let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
-        model().validate(&req).map_err(|e| e.code())
+        model().validate(&req).map_err(|e| e.code().as_str())
     }
 
     const SR: &str = r#"{"name":"sr","shape":[],"datatype":"INT64","data":[16000]}"#;

@@ -1,6 +1,7 @@
-//! The KServe / Open Inference Protocol v2 JSON tensor: datatypes, a streaming parser for the
-//! `data` array (flat or nested, checked against the datatype without building a `Value`), and
-//! typed buffers the worker hands to ONNX Runtime.
+//! The KServe / Open Inference Protocol v2 JSON tensor: a streaming parser for the `data`
+//! array (flat or nested, checked against the datatype without building a `Value`), and the
+//! JSON form of elements. Non-finite floats travel as the strings `"NaN"`, `"Infinity"` and
+//! `"-Infinity"` (the protobuf JSON mapping's convention), both ways.
 
 use std::fmt;
 
@@ -8,66 +9,9 @@ use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// Element types the service accepts and returns, spelled as in the Open Inference Protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum DataType {
-    Bool,
-    Uint8,
-    Uint16,
-    Uint32,
-    Uint64,
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    Fp32,
-    Fp64,
-}
+pub use crate::datatype::{DataRef, DataType, TensorData};
 
-impl DataType {
-    pub const ALL: [DataType; 11] = [
-        Self::Bool,
-        Self::Uint8,
-        Self::Uint16,
-        Self::Uint32,
-        Self::Uint64,
-        Self::Int8,
-        Self::Int16,
-        Self::Int32,
-        Self::Int64,
-        Self::Fp32,
-        Self::Fp64,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Bool => "BOOL",
-            Self::Uint8 => "UINT8",
-            Self::Uint16 => "UINT16",
-            Self::Uint32 => "UINT32",
-            Self::Uint64 => "UINT64",
-            Self::Int8 => "INT8",
-            Self::Int16 => "INT16",
-            Self::Int32 => "INT32",
-            Self::Int64 => "INT64",
-            Self::Fp32 => "FP32",
-            Self::Fp64 => "FP64",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.as_str() == name)
-    }
-}
-
-impl fmt::Display for DataType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A Rust element type that JSON numbers (or booleans) convert into exactly, or not at all.
+/// A Rust element type that JSON values convert into exactly, or not at all.
 pub trait Element: Copy + Serialize + Send + 'static {
     const DATATYPE: DataType;
     fn from_u64(_: u64) -> Option<Self> {
@@ -81,6 +25,24 @@ pub trait Element: Copy + Serialize + Send + 'static {
     }
     fn from_bool(_: bool) -> Option<Self> {
         None
+    }
+    /// A JSON string standing for a value JSON numbers cannot spell (`"NaN"`, …).
+    fn from_str(_: &str) -> Option<Self> {
+        None
+    }
+    /// Writes the element as JSON.
+    fn serialize_json<S: serde::Serializer>(self, s: S) -> Result<S::Ok, S::Error> {
+        self.serialize(s)
+    }
+}
+
+/// An element serialized with [`Element::serialize_json`].
+#[derive(Debug, Clone, Copy)]
+pub struct JsonElement<T>(pub T);
+
+impl<T: Element> Serialize for JsonElement<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_json(s)
     }
 }
 
@@ -106,6 +68,32 @@ int_element!(i16, Int16);
 int_element!(i32, Int32);
 int_element!(i64, Int64);
 
+/// The JSON strings for non-finite floats.
+pub const NAN: &str = "NaN";
+pub const INFINITY: &str = "Infinity";
+pub const NEG_INFINITY: &str = "-Infinity";
+
+fn special_float(s: &str) -> Option<f64> {
+    match s {
+        NAN => Some(f64::NAN),
+        INFINITY => Some(f64::INFINITY),
+        NEG_INFINITY => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+fn serialize_float<S: serde::Serializer>(v: f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_nan() {
+        s.serialize_str(NAN)
+    } else if v == f64::INFINITY {
+        s.serialize_str(INFINITY)
+    } else if v == f64::NEG_INFINITY {
+        s.serialize_str(NEG_INFINITY)
+    } else {
+        unreachable!("finite floats are serialized as numbers")
+    }
+}
+
 impl Element for f32 {
     const DATATYPE: DataType = DataType::Fp32;
     fn from_u64(v: u64) -> Option<Self> {
@@ -119,6 +107,16 @@ impl Element for f32 {
         // A finite f64 beyond f32's range would silently become infinity.
         f.is_finite().then_some(f)
     }
+    fn from_str(s: &str) -> Option<Self> {
+        special_float(s).map(|v| v as f32)
+    }
+    fn serialize_json<S: serde::Serializer>(self, s: S) -> Result<S::Ok, S::Error> {
+        if self.is_finite() {
+            s.serialize_f32(self)
+        } else {
+            serialize_float(f64::from(self), s)
+        }
+    }
 }
 
 impl Element for f64 {
@@ -131,6 +129,16 @@ impl Element for f64 {
     }
     fn from_f64(v: f64) -> Option<Self> {
         Some(v)
+    }
+    fn from_str(s: &str) -> Option<Self> {
+        special_float(s)
+    }
+    fn serialize_json<S: serde::Serializer>(self, s: S) -> Result<S::Ok, S::Error> {
+        if self.is_finite() {
+            s.serialize_f64(self)
+        } else {
+            serialize_float(self, s)
+        }
     }
 }
 
@@ -215,6 +223,10 @@ impl<'de, T: Element, S: Sink<T>> Visitor<'de> for Flatten<'_, T, S> {
         let t = T::from_bool(v);
         self.accept(t, format_args!("{v}"))
     }
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        let t = T::from_str(v);
+        self.accept(t, format_args!("{v:?}"))
+    }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if self.depth >= MAX_DEPTH {
@@ -269,167 +281,33 @@ fn strip_position(e: serde_json::Error) -> String {
 /// without allocating for the elements.
 pub fn count_elements(datatype: DataType, raw: &RawValue) -> Result<usize, DataError> {
     macro_rules! count {
-        ($t:ty) => {
-            flatten_into::<$t, _>(raw, &mut Discard)
+        ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
+            match datatype {
+                $(DataType::$variant => flatten_into::<$ty, _>(raw, &mut Discard),)*
+            }
         };
     }
-    match datatype {
-        DataType::Bool => count!(bool),
-        DataType::Uint8 => count!(u8),
-        DataType::Uint16 => count!(u16),
-        DataType::Uint32 => count!(u32),
-        DataType::Uint64 => count!(u64),
-        DataType::Int8 => count!(i8),
-        DataType::Int16 => count!(i16),
-        DataType::Int32 => count!(i32),
-        DataType::Int64 => count!(i64),
-        DataType::Fp32 => count!(f32),
-        DataType::Fp64 => count!(f64),
-    }
+    crate::for_each_datatype!(count)
 }
 
-/// A tensor's elements in row-major order, typed by datatype.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TensorData {
-    Bool(Vec<bool>),
-    Uint8(Vec<u8>),
-    Uint16(Vec<u16>),
-    Uint32(Vec<u32>),
-    Uint64(Vec<u64>),
-    Int8(Vec<i8>),
-    Int16(Vec<i16>),
-    Int32(Vec<i32>),
-    Int64(Vec<i64>),
-    Fp32(Vec<f32>),
-    Fp64(Vec<f64>),
-}
-
-/// Applies `$body` to the inner `Vec` of a `TensorData`, whatever its element type.
-#[macro_export]
-macro_rules! with_tensor_data {
-    ($data:expr, $v:ident => $body:expr) => {
-        match $data {
-            $crate::tensor::TensorData::Bool($v) => $body,
-            $crate::tensor::TensorData::Uint8($v) => $body,
-            $crate::tensor::TensorData::Uint16($v) => $body,
-            $crate::tensor::TensorData::Uint32($v) => $body,
-            $crate::tensor::TensorData::Uint64($v) => $body,
-            $crate::tensor::TensorData::Int8($v) => $body,
-            $crate::tensor::TensorData::Int16($v) => $body,
-            $crate::tensor::TensorData::Int32($v) => $body,
-            $crate::tensor::TensorData::Int64($v) => $body,
-            $crate::tensor::TensorData::Fp32($v) => $body,
-            $crate::tensor::TensorData::Fp64($v) => $body,
-        }
-    };
-}
-
-impl TensorData {
-    /// Parses `raw` as `datatype` values, reserving `expected` elements up front.
-    pub fn parse(datatype: DataType, raw: &RawValue, expected: usize) -> Result<Self, DataError> {
-        macro_rules! parse {
-            ($variant:ident) => {{
-                let mut v = Vec::with_capacity(expected);
-                flatten_into(raw, &mut v)?;
-                TensorData::$variant(v)
-            }};
-        }
-        Ok(match datatype {
-            DataType::Bool => parse!(Bool),
-            DataType::Uint8 => parse!(Uint8),
-            DataType::Uint16 => parse!(Uint16),
-            DataType::Uint32 => parse!(Uint32),
-            DataType::Uint64 => parse!(Uint64),
-            DataType::Int8 => parse!(Int8),
-            DataType::Int16 => parse!(Int16),
-            DataType::Int32 => parse!(Int32),
-            DataType::Int64 => parse!(Int64),
-            DataType::Fp32 => parse!(Fp32),
-            DataType::Fp64 => parse!(Fp64),
-        })
+/// Parses `raw` as `datatype` values, reserving `expected` elements up front.
+pub fn parse_data(
+    datatype: DataType,
+    raw: &RawValue,
+    expected: usize,
+) -> Result<TensorData, DataError> {
+    macro_rules! parse {
+        ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
+            match datatype {
+                $(DataType::$variant => {
+                    let mut v = Vec::with_capacity(expected);
+                    flatten_into::<$ty, _>(raw, &mut v)?;
+                    TensorData::$variant(v)
+                })*
+            }
+        };
     }
-
-    pub fn datatype(&self) -> DataType {
-        fn dt<T: Element>(_: &[T]) -> DataType {
-            T::DATATYPE
-        }
-        with_tensor_data!(self, v => dt(v))
-    }
-
-    pub fn len(&self) -> usize {
-        with_tensor_data!(self, v => v.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Appends `other`'s elements; both must hold the same datatype.
-    pub fn extend_from(&mut self, other: &TensorData) -> bool {
-        macro_rules! ext {
-            ($($variant:ident),*) => {
-                match (self, other) {
-                    $((TensorData::$variant(a), TensorData::$variant(b)) => { a.extend_from_slice(b); true })*
-                    _ => false,
-                }
-            };
-        }
-        ext!(
-            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp32, Fp64
-        )
-    }
-}
-
-/// A borrowed slice of elements of any supported type, serialized as a flat JSON array.
-#[derive(Debug, Clone, Copy)]
-pub enum DataRef<'a> {
-    Bool(&'a [bool]),
-    Uint8(&'a [u8]),
-    Uint16(&'a [u16]),
-    Uint32(&'a [u32]),
-    Uint64(&'a [u64]),
-    Int8(&'a [i8]),
-    Int16(&'a [i16]),
-    Int32(&'a [i32]),
-    Int64(&'a [i64]),
-    Fp32(&'a [f32]),
-    Fp64(&'a [f64]),
-}
-
-impl DataRef<'_> {
-    pub fn datatype(&self) -> DataType {
-        match self {
-            Self::Bool(_) => DataType::Bool,
-            Self::Uint8(_) => DataType::Uint8,
-            Self::Uint16(_) => DataType::Uint16,
-            Self::Uint32(_) => DataType::Uint32,
-            Self::Uint64(_) => DataType::Uint64,
-            Self::Int8(_) => DataType::Int8,
-            Self::Int16(_) => DataType::Int16,
-            Self::Int32(_) => DataType::Int32,
-            Self::Int64(_) => DataType::Int64,
-            Self::Fp32(_) => DataType::Fp32,
-            Self::Fp64(_) => DataType::Fp64,
-        }
-    }
-}
-
-impl Serialize for DataRef<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Bool(v) => v.serialize(s),
-            Self::Uint8(v) => v.serialize(s),
-            Self::Uint16(v) => v.serialize(s),
-            Self::Uint32(v) => v.serialize(s),
-            Self::Uint64(v) => v.serialize(s),
-            Self::Int8(v) => v.serialize(s),
-            Self::Int16(v) => v.serialize(s),
-            Self::Int32(v) => v.serialize(s),
-            Self::Int64(v) => v.serialize(s),
-            Self::Fp32(v) => v.serialize(s),
-            Self::Fp64(v) => v.serialize(s),
-        }
-    }
+    Ok(crate::for_each_datatype!(parse))
 }
 
 /// An output tensor as it goes on the wire, borrowing its data from wherever it lives.
@@ -463,8 +341,8 @@ mod tests {
 
     #[test]
     fn nested_and_flat_data_parse_alike() {
-        let flat = TensorData::parse(DataType::Fp32, &raw("[1, 2.5, -3, 4]"), 4).unwrap();
-        let nested = TensorData::parse(DataType::Fp32, &raw("[[1, 2.5], [-3, 4]]"), 4).unwrap();
+        let flat = parse_data(DataType::Fp32, &raw("[1, 2.5, -3, 4]"), 4).unwrap();
+        let nested = parse_data(DataType::Fp32, &raw("[[1, 2.5], [-3, 4]]"), 4).unwrap();
         assert_eq!(flat, TensorData::Fp32(vec![1.0, 2.5, -3.0, 4.0]));
         assert_eq!(flat, nested);
     }
@@ -497,12 +375,27 @@ mod tests {
     }
 
     #[test]
-    fn datatype_names_round_trip() {
-        for dt in DataType::ALL {
-            assert_eq!(DataType::parse(dt.as_str()), Some(dt));
-            assert_eq!(serde_json::to_string(&dt).unwrap(), format!("\"{dt}\""));
-        }
-        assert_eq!(DataType::parse("FP16"), None);
+    fn non_finite_floats_travel_as_strings_both_ways() {
+        let data = parse_data(
+            DataType::Fp32,
+            &raw(r#"[1.5, "NaN", "Infinity", "-Infinity"]"#),
+            4,
+        )
+        .unwrap();
+        let TensorData::Fp32(v) = &data else {
+            panic!("{data:?}")
+        };
+        assert!(v[1].is_nan() && v[2] == f32::INFINITY && v[3] == f32::NEG_INFINITY);
+        assert_eq!(
+            serde_json::to_string(&DataRef::Fp32(v)).unwrap(),
+            r#"[1.5,"NaN","Infinity","-Infinity"]"#
+        );
+        assert_eq!(
+            serde_json::to_string(&DataRef::Fp64(&[f64::NAN, -0.25])).unwrap(),
+            r#"["NaN",-0.25]"#
+        );
+        assert!(count_elements(DataType::Fp64, &raw(r#"["nan"]"#)).is_err());
+        assert!(count_elements(DataType::Int32, &raw(r#"["NaN"]"#)).is_err());
     }
 
     #[test]

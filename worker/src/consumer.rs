@@ -1,22 +1,28 @@
-//! The Redis side of a worker: one task reads only as many jobs as idle inference threads can
-//! start, begins their attempts, hands them to the threads and records their outcomes; another
-//! renews the leases of everything it holds.
+//! The Redis side of a worker: one loop reads only as many jobs as idle inference threads can
+//! start, begins their attempts and hands each batch to a task that runs it on the pool and
+//! records the outcomes. Lease renewal and model announcements run on tasks of their own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use inferq_shared::job::{JobError, JobId};
-use inferq_shared::queue::{Completion, Delivery, Outcome, Queue, QueueError, Retention};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use futures_util::FutureExt;
+use inferq_shared::job::{ErrorCode, JobError, JobId};
+use inferq_shared::queue::{
+    ANNOUNCE_INTERVAL, Completion, Delivery, Entry, Outcome, Queue, QueueError, Retention,
+};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::Config;
-use crate::engine::{ModelSpec, Runner};
+use crate::batcher;
+use crate::lease::{self, Leases};
+use crate::models::ModelSpec;
+use crate::pool::{Permit, Pool, panic_message};
 
 /// Longest a blocking read waits, which bounds how late the loop notices shutdown.
 const READ_BLOCK: Duration = Duration::from_millis(500);
@@ -25,28 +31,35 @@ const READ_BLOCK: Duration = Duration::from_millis(500);
 /// when a worker starts.
 const CONSUMER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
-/// A batch on its way to an inference thread.
-struct Work {
-    model: usize,
-    payloads: Vec<Vec<u8>>,
-    reply: oneshot::Sender<Vec<Outcome>>,
-}
+/// Longest the shutdown spends handing jobs back after the grace period; what it could not
+/// hand back is reclaimed by other workers once its lease expires.
+const HANDBACK_LIMIT: Duration = Duration::from_secs(3);
 
-/// Entries this worker holds, per model: entry id → (job, fencing token; 0 = not started).
-type Held = Arc<Mutex<Vec<HashMap<String, (JobId, u64)>>>>;
+/// One model's deliveries, by model index.
+type Batch = (usize, Vec<Delivery>);
 
-pub struct Consumer {
+#[derive(Debug)]
+pub(crate) struct Consumer {
     config: Config,
     models: Vec<ModelSpec>,
-    names: Vec<String>,
+    names: Arc<[String]>,
+    /// This worker's consumer name in the group.
     consumer: String,
+    /// Non-blocking commands.
     queue: Queue,
+    /// Blocking reads, on a connection of their own.
     reader: Queue,
-    slots: Arc<Semaphore>,
-    threads: usize,
-    work: mpsc::SyncSender<Work>,
-    held: Held,
+    pool: Pool,
+    leases: Arc<Leases>,
     retention: Retention,
+}
+
+/// Where the read loop stands between calls.
+#[derive(Debug, Default)]
+struct ReadState {
+    last_reclaim: Option<Instant>,
+    /// The model whose stream is read first next time, so no model starves another.
+    next_model: usize,
 }
 
 fn default_worker_id() -> String {
@@ -63,37 +76,27 @@ fn default_worker_id() -> String {
     format!("{host}-{}-{suffix}", std::process::id())
 }
 
+/// Completes once shutdown was requested.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 impl Consumer {
     /// Starts the inference threads (each opens its own sessions) and connects to Redis.
-    pub async fn start(config: Config, models: Vec<ModelSpec>) -> anyhow::Result<Self> {
+    pub(crate) async fn start(config: Config, models: Vec<ModelSpec>) -> anyhow::Result<Self> {
         let threads = config
             .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1);
-        let (work, rx) = mpsc::sync_channel::<Work>(threads);
-        let rx = Arc::new(Mutex::new(rx));
-        let mut ready = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let (ready_tx, ready_rx) = oneshot::channel();
-            ready.push(ready_rx);
-            let (rx, models, intra) = (rx.clone(), models.clone(), config.intra_op_threads.max(1));
-            std::thread::Builder::new()
-                .name(format!("inference-{i}"))
-                .spawn(move || inference_thread(rx, &models, intra, ready_tx))
-                .context("spawning an inference thread")?;
-        }
-        for r in ready {
-            r.await
-                .context("an inference thread died while loading models")??;
-        }
-
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = Pool::start(&models, threads, config.intra_op_threads)
+            .await
+            .context("starting the inference threads")?;
         let queue = Queue::connect(&config.redis, Duration::ZERO).await?;
         let reader = Queue::connect(&config.redis, READ_BLOCK).await?;
         let consumer = config.worker_id.clone().unwrap_or_else(default_worker_id);
-        let names: Vec<String> = models.iter().map(|m| m.info.name.clone()).collect();
+        let names: Arc<[String]> = models.iter().map(|m| m.info.name.clone()).collect();
         tracing::info!(
             worker = %consumer,
-            threads,
+            threads = pool.threads(),
             models = ?names,
             redis = %config.redis.redis_url,
             namespace = %config.redis.namespace,
@@ -103,119 +106,148 @@ impl Consumer {
             result_ttl: Duration::from_secs(config.result_ttl_secs),
         };
         Ok(Self {
-            held: Arc::new(Mutex::new(vec![HashMap::new(); models.len()])),
-            slots: Arc::new(Semaphore::new(threads)),
-            threads,
+            leases: Leases::new(models.len()),
+            names,
             config,
             models,
-            names,
             consumer,
             queue,
             reader,
-            work,
+            pool,
             retention,
         })
     }
 
     /// Consumes jobs until `shutdown` completes, then drains: jobs already started get the
-    /// grace period to finish; everything else held goes back to the queue.
-    pub async fn run(
+    /// grace period to finish; everything else held goes back to the queue. Returns within
+    /// the grace period plus a few seconds whatever Redis does.
+    pub(crate) async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stopping = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(Notify::new());
-        {
-            let (stopping, stop) = (stopping.clone(), stop.clone());
-            tokio::spawn(async move {
-                shutdown.await;
-                stopping.store(true, Ordering::SeqCst);
-                stop.notify_waiters();
-            });
-        }
-        self.wait_for_redis(&stopping).await;
-        let background = self.spawn_background(stopping.clone());
+        let (stop_tx, mut stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            // Keep the sender: receivers read the final value, not a closed channel.
+            std::future::pending::<()>().await;
+        });
+        self.wait_for_redis(&mut stop).await;
+        let renewal = lease::spawn_renewal(
+            self.queue.clone(),
+            self.leases.clone(),
+            self.names.clone(),
+            self.consumer.clone(),
+            self.config.lease(),
+        );
+        let announcer = self.spawn_announcer(stop.clone());
 
         let mut tasks = JoinSet::new();
-        let mut pending: VecDeque<(usize, Vec<Delivery>)> = VecDeque::new();
-        let mut last_reclaim: Option<Instant> = None;
+        let mut pending: VecDeque<Batch> = VecDeque::new();
+        let mut read_state = ReadState::default();
         let mut backoff = Backoff::new();
-        'consume: while !stopping.load(Ordering::SeqCst) {
-            while tasks.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                p = self.slots.clone().acquire_owned() => p.expect("semaphore is never closed"),
-                () = stop.notified() => break 'consume,
-            };
-            if stopping.load(Ordering::SeqCst) {
+        loop {
+            reap(&mut tasks);
+            if *stop.borrow() {
                 break;
             }
-            let batch = match pending.pop_front() {
+            let permit = tokio::select! {
+                p = self.pool.acquire() => p,
+                () = stopped(&mut stop) => break,
+            };
+            if *stop.borrow() {
+                break;
+            }
+            let (model, deliveries) = match pending.pop_front() {
                 Some(b) => b,
-                None => match self.next_batches(&mut pending, &mut last_reclaim).await {
-                    Ok(Some(b)) => {
-                        backoff.reset();
-                        b
-                    }
+                None => match self.next_batch(&mut pending, &mut read_state).await {
+                    Ok(Some(b)) => b,
                     Ok(None) => continue,
                     Err(e) => {
                         tracing::warn!(error = %e, "reading jobs failed; retrying");
-                        backoff.wait(&stop).await;
+                        backoff.wait(&mut stop).await;
                         continue;
                     }
                 },
             };
-            // Idle threads share what was read, so jobs run in parallel rather than queue behind
-            // one another when the worker is not saturated.
-            let mut batches = split(batch, 1 + self.slots.available_permits());
-            let first = batches.remove(0);
-            for b in batches.into_iter().rev() {
-                pending.push_front(b);
+            // Idle threads share what was read, so jobs run in parallel rather than queue
+            // behind one another when the worker is not saturated.
+            let mut parts = batcher::split(deliveries, 1 + self.pool.idle());
+            let first = parts.remove(0);
+            for rest in parts.into_iter().rev() {
+                pending.push_front((model, rest));
             }
-            match self.begin(first, permit, &mut tasks).await {
-                Ok(()) => {}
+            match self.begin((model, first), permit, &mut tasks).await {
+                Ok(()) => backoff.reset(),
                 Err((e, unstarted)) => {
                     tracing::warn!(error = %e, "starting jobs failed; retrying");
                     pending.push_front(unstarted);
-                    backoff.wait(&stop).await;
+                    backoff.wait(&mut stop).await;
                 }
             }
         }
+        self.drain(pending, tasks).await;
+        renewal.abort();
+        announcer.abort();
+        tracing::info!("inferq-worker stopped");
+        Ok(())
+    }
 
+    /// The shutdown sequence: unstarted jobs go straight back; started ones get the grace
+    /// period; whatever is still held then is handed back (bounded in time).
+    async fn drain(&self, pending: VecDeque<Batch>, mut tasks: JoinSet<()>) {
         tracing::info!(
             in_flight = tasks.len(),
             "stopping: no new jobs; finishing started ones"
         );
-        // Read but never started: straight back to the queue.
-        for (model, deliveries) in pending.drain(..) {
-            let entries: Vec<_> = deliveries
-                .iter()
-                .map(|d| (d.job, d.entry.clone(), 0))
-                .collect();
-            self.release(model, &entries).await;
+        let unstarted: Vec<Batch> = pending.into_iter().collect();
+        let handback = async {
+            for (model, deliveries) in &unstarted {
+                let entries: Vec<_> = deliveries
+                    .iter()
+                    .map(|d| (d.job, d.entry.clone(), lease::UNSTARTED))
+                    .collect();
+                self.release(*model, &entries).await;
+            }
+        };
+        let _ = tokio::time::timeout(HANDBACK_LIMIT, handback).await;
+        for (model, deliveries) in &unstarted {
+            for d in deliveries {
+                self.leases.finished(*model, &d.entry, lease::UNSTARTED);
+            }
         }
+
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(r) = tasks.join_next().await {
+                log_panic(r);
+            }
+        })
+        .await;
         if drained.is_err() {
             tracing::warn!(
                 ?grace,
                 "grace period over; handing unfinished jobs back to the queue"
             );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
         }
-        let leftovers: Vec<Vec<(JobId, String, u64)>> = {
-            let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            held.iter()
-                .map(|m| m.iter().map(|(e, (j, t))| (*j, e.clone(), *t)).collect())
-                .collect()
-        };
-        for (model, entries) in leftovers.iter().enumerate() {
-            if !entries.is_empty() {
-                self.release(model, entries).await;
+        let leftovers = self.leases.take_all();
+        let handback = async {
+            for (model, entries) in leftovers.iter().enumerate() {
+                if !entries.is_empty() {
+                    self.release(model, entries).await;
+                }
             }
+        };
+        if tokio::time::timeout(HANDBACK_LIMIT, handback)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "could not hand jobs back in time; they will be reclaimed after the lease"
+            );
         }
-        background.abort();
-        tracing::info!("inferq-worker stopped");
-        Ok(())
     }
 
     async fn release(&self, model: usize, entries: &[(JobId, String, u64)]) {
@@ -228,24 +260,19 @@ impl Consumer {
                 tracing::warn!(error = %e, "could not hand jobs back; they will be reclaimed after the lease")
             }
         }
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, entry, _) in entries {
-            held[model].remove(entry);
-        }
     }
 
     /// Creates the consumer groups, retrying while Redis is unreachable.
-    async fn wait_for_redis(&self, stopping: &AtomicBool) {
+    async fn wait_for_redis(&self, stop: &mut watch::Receiver<bool>) {
         let mut backoff = Backoff::new();
-        let stop = Notify::new();
-        while !stopping.load(Ordering::SeqCst) {
+        while !*stop.borrow() {
             let mut result = Ok(());
-            for name in &self.names {
+            for name in self.names.iter() {
                 result = result.and(self.queue.ensure_group(name).await);
             }
             match result {
                 Ok(()) => {
-                    for name in &self.names {
+                    for name in self.names.iter() {
                         match self.queue.prune_consumers(name, CONSUMER_EXPIRY).await {
                             Ok(0) => {}
                             Ok(n) => {
@@ -260,163 +287,174 @@ impl Consumer {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "redis not ready; retrying");
-                    backoff.wait(&stop).await;
+                    backoff.wait(stop).await;
                 }
             }
         }
     }
 
-    /// Announces the models and renews leases, both on timers, until aborted.
-    fn spawn_background(&self, stopping: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-        let (queue, held, names, consumer) = (
-            self.queue.clone(),
-            self.held.clone(),
-            self.names.clone(),
-            self.consumer.clone(),
-        );
+    /// Announces the models every [`ANNOUNCE_INTERVAL`] until shutdown.
+    fn spawn_announcer(&self, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let (queue, consumer) = (self.queue.clone(), self.consumer.clone());
         let infos: Vec<_> = self.models.iter().map(|m| (*m.info).clone()).collect();
-        let renew_every = self.config.lease() / 3;
         tokio::spawn(async move {
-            let mut announce = tokio::time::interval(inferq_shared::queue::ANNOUNCE_INTERVAL);
-            let mut renew = tokio::time::interval(renew_every);
+            let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
             loop {
-                tokio::select! {
-                    _ = announce.tick() => {
-                        if stopping.load(Ordering::SeqCst) {
-                            continue;
-                        }
-                        if let Err(e) = queue.announce_models(&infos).await {
-                            tracing::warn!(error = %e, "announcing models failed");
-                        }
-                    }
-                    _ = renew.tick() => {
-                        let entries: Vec<Vec<String>> = {
-                            let held = held.lock().unwrap_or_else(|p| p.into_inner());
-                            held.iter().map(|m| m.keys().cloned().collect()).collect()
-                        };
-                        for (model, entries) in entries.iter().enumerate() {
-                            if entries.is_empty() {
-                                continue;
-                            }
-                            if let Err(e) = queue.heartbeat(&names[model], &consumer, entries).await {
-                                tracing::warn!(error = %e, "renewing leases failed");
-                            }
-                        }
-                    }
+                tick.tick().await;
+                if *stop.borrow() {
+                    return;
+                }
+                if let Err(e) = queue.announce_models(&consumer, &infos).await {
+                    tracing::warn!(error = %e, "announcing models failed");
                 }
             }
         })
     }
 
-    /// Reads the next jobs: first any whose lease expired (checked every half lease), then new
-    /// ones, blocking briefly. Reads at most what the idle threads can start. Extra batches
-    /// (other models) go to `pending`.
-    async fn next_batches(
+    /// Most entries of `model` the idle threads can start now.
+    fn capacity(&self, model: usize, idle: usize) -> usize {
+        self.models[model].info.max_batch_size.max(1) * idle
+    }
+
+    /// Reads the next batch: first any entries whose lease expired (checked every half lease),
+    /// then new ones, each model's stream with its own count, so a model that cannot batch is
+    /// never read deeper than the idle threads. Blocks briefly when nothing waits.
+    async fn next_batch(
         &self,
-        pending: &mut VecDeque<(usize, Vec<Delivery>)>,
-        last_reclaim: &mut Option<Instant>,
-    ) -> Result<Option<(usize, Vec<Delivery>)>, QueueError> {
-        let idle = 1 + self.slots.available_permits();
+        pending: &mut VecDeque<Batch>,
+        state: &mut ReadState,
+    ) -> Result<Option<Batch>, QueueError> {
+        let idle = 1 + self.pool.idle();
         let lease = self.config.lease();
-        if last_reclaim.is_none_or(|t| t.elapsed() >= lease / 2) {
-            *last_reclaim = Some(Instant::now());
-            for (i, m) in self.models.iter().enumerate() {
-                let count = m.info.max_batch_size * idle;
+        let n = self.models.len();
+        if state.last_reclaim.is_none_or(|t| t.elapsed() >= lease / 2) {
+            state.last_reclaim = Some(Instant::now());
+            for i in 0..n {
                 let got = self
                     .reader
-                    .reclaim(&self.consumer, &m.info.name, lease, count)
+                    .reclaim(
+                        &self.consumer,
+                        &self.names[i],
+                        lease,
+                        self.capacity(i, idle),
+                    )
                     .await?;
+                let got = self.accept(i, got).await;
                 if !got.is_empty() {
-                    tracing::info!(model = %m.info.name, jobs = got.len(), "reclaimed jobs whose lease expired");
-                    self.hold(i, &got);
+                    tracing::info!(model = %self.names[i], jobs = got.len(), "reclaimed jobs whose lease expired");
                     return Ok(Some((i, got)));
                 }
             }
         }
-        let count = self
-            .models
-            .iter()
-            .map(|m| m.info.max_batch_size)
-            .max()
-            .unwrap_or(1)
-            * idle;
+        if n > 1 {
+            for k in 0..n {
+                let i = (state.next_model + k) % n;
+                let got = self
+                    .reader
+                    .read(&self.consumer, &self.names[i], self.capacity(i, idle), None)
+                    .await?;
+                let got = self.accept(i, got).await;
+                if !got.is_empty() {
+                    state.next_model = i + 1;
+                    return Ok(Some(self.fill(i, got, idle).await));
+                }
+            }
+        }
+        // Nothing waiting: block on every stream at once, one entry each (with one model, as
+        // many as can start).
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let count = if n == 1 { self.capacity(0, idle) } else { 1 };
         let got = self
             .reader
-            .read(&self.consumer, &names, count, Some(READ_BLOCK))
+            .read_any(&self.consumer, &names, count, Some(READ_BLOCK))
             .await?;
-        if got.is_empty() {
-            return Ok(None);
+        let mut by_model: Vec<Vec<Entry>> = vec![Vec::new(); n];
+        for (i, e) in got {
+            by_model[i].push(e);
         }
-        let mut by_model: Vec<Vec<Delivery>> = vec![Vec::new(); self.models.len()];
-        for (i, d) in got {
-            by_model[i].push(d);
-        }
-        let mut batches = by_model
-            .into_iter()
-            .enumerate()
-            .filter(|(_, d)| !d.is_empty())
-            .collect::<Vec<_>>();
-        for (i, d) in &mut batches {
-            let delay = self.models[*i].max_batch_delay;
-            let max = self.models[*i].info.max_batch_size * idle;
-            if !delay.is_zero() && d.len() < max {
-                self.fill(*i, d, max, delay).await?;
+        let mut batches = Vec::new();
+        for (i, entries) in by_model.into_iter().enumerate() {
+            let got = self.accept(i, entries).await;
+            if !got.is_empty() {
+                batches.push((i, got));
             }
-            self.hold(*i, d);
         }
-        let first = batches.remove(0);
+        let mut batches = batches.into_iter();
+        let Some((i, first)) = batches.next() else {
+            return Ok(None);
+        };
+        // At most one entry of each other model: it starts as soon as a thread is free.
         pending.extend(batches);
-        Ok(Some(first))
+        Ok(Some(self.fill(i, first, idle).await))
     }
 
-    /// Waits up to `delay` for more jobs of one model to fill a batch.
-    async fn fill(
-        &self,
-        model: usize,
-        batch: &mut Vec<Delivery>,
-        max: usize,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
+    /// Tops a batch up to what the idle threads can take, waiting up to the model's batching
+    /// delay for more. A Redis error ends the filling but keeps everything already read.
+    async fn fill(&self, model: usize, mut batch: Vec<Delivery>, idle: usize) -> Batch {
+        let max = self.capacity(model, idle);
+        let delay = self.models[model].max_batch_delay;
         let deadline = Instant::now() + delay;
-        let name = [self.names[model].as_str()];
+        let mut first = true;
         while batch.len() < max {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() && !first {
                 break;
             }
-            let more = self
+            let block = (!left.is_zero()).then(|| left.max(Duration::from_millis(1)));
+            first = false;
+            let more = match self
                 .reader
-                .read(
-                    &self.consumer,
-                    &name,
-                    max - batch.len(),
-                    Some(left.max(Duration::from_millis(1))),
-                )
-                .await?;
+                .read(&self.consumer, &self.names[model], max - batch.len(), block)
+                .await
+            {
+                Ok(more) => self.accept(model, more).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, jobs = batch.len(), "reading more jobs for a batch failed; running what was read");
+                    break;
+                }
+            };
             if more.is_empty() {
                 break;
             }
-            batch.extend(more.into_iter().map(|(_, d)| d));
+            batch.extend(more);
         }
-        Ok(())
+        (model, batch)
     }
 
-    fn hold(&self, model: usize, deliveries: &[Delivery]) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        for d in deliveries {
-            held[model].insert(d.entry.clone(), (d.job, 0));
+    /// Holds the leases of readable entries and sets the malformed ones aside.
+    async fn accept(&self, model: usize, entries: Vec<Entry>) -> Vec<Delivery> {
+        let mut good = Vec::with_capacity(entries.len());
+        let mut bad = Vec::new();
+        for e in entries {
+            match e {
+                Entry::Job(d) => good.push(d),
+                Entry::Malformed { entry, job } => bad.push((entry, job)),
+            }
         }
+        self.leases.hold(model, &good);
+        if !bad.is_empty() {
+            tracing::warn!(model = %self.names[model], entries = ?bad, "setting aside malformed stream entries");
+            if let Err(e) = self
+                .queue
+                .set_aside(&self.names[model], &bad, self.retention)
+                .await
+            {
+                // They stay pending; after the lease they are read (and set aside) again.
+                tracing::warn!(error = %e, "setting malformed entries aside failed");
+            }
+        }
+        good
     }
 
-    /// Begins the attempts and hands the batch to an inference thread; a task records the
-    /// outcomes. On a Redis error the batch comes back unstarted.
+    /// Begins the attempts and hands the batch to a task that runs it and records the
+    /// outcomes. On a Redis error the batch comes back unstarted (retrying is safe: starting a
+    /// delivery twice adds no attempt).
     async fn begin(
         &self,
-        (model, deliveries): (usize, Vec<Delivery>),
-        permit: OwnedSemaphorePermit,
+        (model, deliveries): Batch,
+        permit: Permit,
         tasks: &mut JoinSet<()>,
-    ) -> Result<(), (QueueError, (usize, Vec<Delivery>))> {
+    ) -> Result<(), (QueueError, Batch)> {
         let name = &self.names[model];
         let tokens = match self
             .queue
@@ -433,159 +471,197 @@ impl Consumer {
             Err(e) => return Err((e, (model, deliveries))),
         };
         let mut run = Vec::with_capacity(deliveries.len());
-        {
-            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            for (d, token) in deliveries.into_iter().zip(tokens) {
-                if token == 0 {
-                    held[model].remove(&d.entry);
-                } else {
-                    held[model].insert(d.entry.clone(), (d.job, token));
-                    run.push((d, token));
-                }
+        for (d, token) in deliveries.into_iter().zip(tokens) {
+            self.leases.started(model, &d.entry, d.job, token);
+            if token != lease::UNSTARTED {
+                run.push((d, token));
             }
         }
         if run.is_empty() {
             return Ok(());
         }
-        // A retried job may be what killed this worker's predecessor. It runs alone, with every
-        // inference thread of this worker reserved, so if it crashes the process again it takes
-        // no first-attempt jobs down with it and cannot exhaust their attempts.
-        let quarantine = run.iter().any(|(_, token)| *token > 1);
-        let (groups, reserved) = if quarantine {
-            let others = self.threads.saturating_sub(1) as u32;
-            let reserved = self
-                .slots
-                .clone()
-                .acquire_many_owned(others)
-                .await
-                .expect("semaphore is never closed");
-            tracing::info!(model = %name, jobs = run.len(), "running retried jobs one at a time");
-            (run.into_iter().map(|r| vec![r]).collect(), Some(reserved))
-        } else {
-            (vec![run], None)
+        let task = BatchTask {
+            queue: self.queue.clone(),
+            pool: self.pool.clone(),
+            leases: self.leases.clone(),
+            retention: self.retention,
+            model,
         };
-        let (queue, held, name, retention, work) = (
-            self.queue.clone(),
-            self.held.clone(),
-            name.clone(),
-            self.retention,
-            self.work.clone(),
-        );
-        let span = tracing::debug_span!("batch", model = %name);
-        tasks.spawn(
-            async move {
-                let mut permits = Some((permit, reserved));
-                let last = groups.len() - 1;
-                for (i, mut group) in groups.into_iter().enumerate() {
-                    let outcomes = infer(&work, model, &mut group).await;
-                    if i == last {
-                        // The threads are free again before the outcomes are recorded.
-                        permits.take();
-                    }
-                    let completions: Vec<Completion> = group
-                        .into_iter()
-                        .zip(outcomes)
-                        .map(|((d, token), outcome)| {
-                            tracing::debug!(job_id = %d.job, attempt = token, ok = matches!(outcome, Outcome::Succeeded(_)), "job finished");
-                            Completion {
-                                job: d.job,
-                                entry: d.entry,
-                                token,
-                                outcome,
-                            }
-                        })
-                        .collect();
-                    record(&queue, &name, &completions, retention).await;
-                    let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
-                    for c in &completions {
-                        held[model].remove(&c.entry);
-                    }
-                }
-            }
-            .instrument(span),
-        );
+        let span = tracing::debug_span!("batch", model = %name, jobs = run.len());
+        tasks.spawn(task.run(run, permit).instrument(span));
         Ok(())
     }
 }
 
-/// Runs one batch on an inference thread and waits for its outcomes.
-async fn infer(
-    work: &mpsc::SyncSender<Work>,
+/// What a batch's task needs.
+#[derive(Debug)]
+struct BatchTask {
+    queue: Queue,
+    pool: Pool,
+    leases: Arc<Leases>,
+    retention: Retention,
     model: usize,
-    group: &mut [(Delivery, u64)],
-) -> Vec<Outcome> {
-    let (reply, outcomes) = oneshot::channel();
-    let payloads = group
-        .iter_mut()
-        .map(|(d, _)| std::mem::take(&mut d.payload))
-        .collect();
-    // Each queued or running batch holds a permit and the channel has room for as many
-    // batches as there are permits, so this never finds the channel full.
-    if let Err(e) = work.try_send(Work {
-        model,
-        payloads,
-        reply,
-    }) {
-        tracing::error!(error = %e, "inference threads cannot take work");
-    }
-    outcomes.await.unwrap_or_else(|_| {
-        group
+}
+
+impl BatchTask {
+    /// Runs the batch and records its outcomes. A retried job (token > 1) may be what killed
+    /// this worker's predecessor, so it runs alone with every thread reserved. A panic is
+    /// logged with its message and fails the batch's jobs with `internal`.
+    async fn run(self, run: Vec<(Delivery, u64)>, permit: Permit) {
+        let jobs: Vec<(JobId, String, u64)> = run
             .iter()
-            .map(|_| {
-                Outcome::Failed(JobError {
-                    code: "internal".into(),
-                    message: "the inference thread stopped before finishing the job".into(),
+            .map(|(d, t)| (d.job, d.entry.clone(), *t))
+            .collect();
+        let result = AssertUnwindSafe(self.execute(run, permit))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = result {
+            let name = self.pool.model_name(self.model);
+            tracing::error!(
+                model = %name,
+                job_ids = ?jobs.iter().map(|(j, _, _)| j.to_string()).collect::<Vec<_>>(),
+                panic = %panic_message(panic.as_ref()),
+                "a batch task panicked; failing its jobs"
+            );
+            let completions: Vec<Completion> = jobs
+                .iter()
+                .map(|(job, entry, token)| Completion {
+                    job: *job,
+                    entry: entry.clone(),
+                    token: *token,
+                    outcome: Outcome::Failed(JobError::new(
+                        ErrorCode::Internal,
+                        "the worker hit an internal error running this job",
+                    )),
                 })
-            })
-            .collect()
-    })
+                .collect();
+            record(&self.queue, name, &completions, self.retention).await;
+            for (_, entry, token) in &jobs {
+                self.leases.finished(self.model, entry, *token);
+            }
+        }
+    }
+
+    async fn execute(&self, run: Vec<(Delivery, u64)>, permit: Permit) {
+        let name = self.pool.model_name(self.model).to_owned();
+        let mut permit = Some(permit);
+        let quarantine = run.iter().any(|(_, token)| *token > 1);
+        let groups: Vec<Vec<(Delivery, u64)>> = if quarantine {
+            if let Some(p) = permit.as_mut() {
+                self.pool.quarantine(p).await;
+            }
+            tracing::info!(model = %name, jobs = run.len(), "running retried jobs one at a time");
+            run.into_iter().map(|r| vec![r]).collect()
+        } else {
+            vec![run]
+        };
+        let last = groups.len() - 1;
+        for (i, mut group) in groups.into_iter().enumerate() {
+            let payloads: Vec<Vec<u8>> = group
+                .iter_mut()
+                .map(|(d, _)| std::mem::take(&mut d.payload))
+                .collect();
+            #[cfg(feature = "test-hooks")]
+            crate::hooks::on_task(&payloads);
+            let outcomes = match permit.as_mut() {
+                Some(p) => p.run(self.model, payloads).await,
+                None => unreachable!("the permit is released after the last group"),
+            };
+            if i == last {
+                // The threads are free again before the outcomes are recorded.
+                permit.take();
+            }
+            self.settle(&name, group, outcomes).await;
+        }
+    }
+
+    /// Records outcomes; a retryable failure goes back to the queue instead.
+    async fn settle(&self, name: &str, group: Vec<(Delivery, u64)>, outcomes: Vec<Outcome>) {
+        let mut completions = Vec::with_capacity(group.len());
+        let mut retry = Vec::new();
+        for ((d, token), outcome) in group.into_iter().zip(outcomes) {
+            let span = tracing::info_span!("job", job_id = %d.job, model = %name, attempt = token);
+            span.in_scope(|| match &outcome {
+                Outcome::Succeeded(_) => tracing::debug!("job succeeded"),
+                Outcome::Failed(e) => {
+                    tracing::debug!(code = %e.code, message = %e.message, "job failed")
+                }
+            });
+            match outcome {
+                Outcome::Failed(e) if e.code.retryable() => retry.push((d.job, d.entry, token)),
+                outcome => completions.push(Completion {
+                    job: d.job,
+                    entry: d.entry,
+                    token,
+                    outcome,
+                }),
+            }
+        }
+        if !completions.is_empty() {
+            record(&self.queue, name, &completions, self.retention).await;
+        }
+        if !retry.is_empty()
+            && let Err(e) = self.queue.release(name, &retry).await
+        {
+            tracing::warn!(error = %e, "handing jobs back failed; they will be reclaimed after the lease");
+        }
+        for c in &completions {
+            self.leases.finished(self.model, &c.entry, c.token);
+        }
+        for (_, entry, token) in &retry {
+            self.leases.finished(self.model, entry, *token);
+        }
+    }
 }
 
 /// Records outcomes, retrying transient Redis failures: the result is only in this process's
-/// memory until it is recorded. If the worker dies meanwhile, the lease expires and the job
-/// runs again elsewhere.
+/// memory until it is recorded. If the worker dies (or gives up at shutdown) meanwhile, the
+/// lease expires and the job runs again elsewhere.
 async fn record(queue: &Queue, model: &str, completions: &[Completion], retention: Retention) {
     let mut backoff = Backoff::new();
-    let never = Notify::new();
+    let (_never_tx, mut never) = watch::channel(false);
     loop {
         match queue.complete(model, completions, retention).await {
             Ok(recorded) => {
-                let discarded = recorded.iter().filter(|r| !**r).count();
-                if discarded > 0 {
-                    tracing::info!(
-                        model,
-                        discarded,
-                        "outcomes discarded: jobs were cancelled or taken over by another worker"
-                    );
+                for (c, done) in completions.iter().zip(recorded) {
+                    if !done {
+                        tracing::info!(
+                            job_id = %c.job,
+                            model,
+                            attempt = c.token,
+                            "outcome discarded: the job was cancelled or taken over by another worker"
+                        );
+                    }
                 }
                 return;
             }
             Err(e) => {
                 tracing::warn!(error = %e, model, jobs = completions.len(), "recording outcomes failed; retrying");
-                backoff.wait(&never).await;
+                backoff.wait(&mut never).await;
             }
         }
     }
 }
 
-/// Splits one model's deliveries evenly over up to `threads` batches.
-fn split(
-    (model, mut deliveries): (usize, Vec<Delivery>),
-    threads: usize,
-) -> Vec<(usize, Vec<Delivery>)> {
-    let parts = threads.clamp(1, deliveries.len().max(1));
-    let size = deliveries.len().div_ceil(parts);
-    let mut out = Vec::with_capacity(parts);
-    while deliveries.len() > size {
-        let rest = deliveries.split_off(size);
-        out.push((model, deliveries));
-        deliveries = rest;
+/// Collects finished batch tasks, logging any that panicked past their own guard.
+fn reap(tasks: &mut JoinSet<()>) {
+    while let Some(r) = tasks.try_join_next() {
+        log_panic(r);
     }
-    out.push((model, deliveries));
-    out
 }
 
-/// Exponential backoff between retries against Redis, 50 ms up to 2 s.
+fn log_panic(r: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = r
+        && e.is_panic()
+    {
+        let panic = e.into_panic();
+        tracing::error!(panic = %panic_message(panic.as_ref()), "a batch task panicked");
+    }
+}
+
+/// Exponential backoff between retries against Redis, 50 ms up to 2 s; shutdown cuts a wait
+/// short.
+#[derive(Debug)]
 struct Backoff(Duration);
 
 impl Backoff {
@@ -595,84 +671,11 @@ impl Backoff {
     fn reset(&mut self) {
         self.0 = Duration::from_millis(50);
     }
-    async fn wait(&mut self, stop: &Notify) {
+    async fn wait(&mut self, stop: &mut watch::Receiver<bool>) {
         tokio::select! {
             () = tokio::time::sleep(self.0) => {},
-            () = stop.notified() => {},
+            () = stopped(stop) => {},
         }
         self.0 = (self.0 * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// An inference thread: opens its own session per model, then runs batches until the work
-/// channel closes. A panic inside ONNX Runtime glue fails that batch, not the thread.
-fn inference_thread(
-    rx: Arc<Mutex<mpsc::Receiver<Work>>>,
-    models: &[ModelSpec],
-    intra_threads: usize,
-    ready: oneshot::Sender<anyhow::Result<()>>,
-) {
-    let mut runner = match Runner::new(models, intra_threads) {
-        Ok(r) => {
-            let _ = ready.send(Ok(()));
-            r
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e.into()));
-            return;
-        }
-    };
-    let names: Vec<String> = models.iter().map(|m| m.info.name.clone()).collect();
-    loop {
-        let work = {
-            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            rx.recv()
-        };
-        let Ok(work) = work else { return };
-        let payloads: Vec<&[u8]> = work.payloads.iter().map(Vec::as_slice).collect();
-        let n = payloads.len();
-        let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runner.run(&names[work.model], &payloads)
-        }))
-        .unwrap_or_else(|_| {
-            (0..n)
-                .map(|_| {
-                    Outcome::Failed(JobError {
-                        code: "internal".into(),
-                        message: "the worker hit an internal error running this job".into(),
-                    })
-                })
-                .collect()
-        });
-        let _ = work.reply.send(outcomes);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn deliveries(n: usize) -> Vec<Delivery> {
-        (0..n)
-            .map(|i| Delivery {
-                entry: format!("{i}-0"),
-                job: JobId::new(),
-                payload: Vec::new(),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn split_spreads_evenly_over_idle_threads() {
-        let sizes = |n, threads| -> Vec<usize> {
-            split((0, deliveries(n)), threads)
-                .iter()
-                .map(|(_, d)| d.len())
-                .collect()
-        };
-        assert_eq!(sizes(1, 4), [1]);
-        assert_eq!(sizes(5, 2), [3, 2]);
-        assert_eq!(sizes(64, 2), [32, 32]);
-        assert_eq!(sizes(3, 1), [3]);
     }
 }

@@ -1,8 +1,18 @@
 //! The inferq worker: consumes jobs from Redis, batches them and runs ONNX models on dedicated
 //! threads, then records outcomes. Redis I/O runs on tokio; inference never does.
+//!
+//! [`models`] finds and describes the models, [`session`] runs them on ONNX Runtime; the rest
+//! is private: the thread pool, the batcher, leases, payload codec and the consumer loop.
 
-pub mod consumer;
-pub mod engine;
+mod batcher;
+mod codec;
+mod consumer;
+#[cfg(feature = "test-hooks")]
+mod hooks;
+mod lease;
+pub mod models;
+mod pool;
+pub mod session;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -91,13 +101,13 @@ pub async fn run(
     let library = config.ort_library.clone();
     let dir = config.models_dir.clone();
     let only = config.models.clone();
-    let defaults = engine::BatchDefaults {
+    let defaults = models::BatchDefaults {
         max_batch_size: config.max_batch_size.max(1),
         max_batch_delay: Duration::from_millis(config.max_batch_delay_ms),
     };
     let models = tokio::task::spawn_blocking(move || {
-        engine::init_runtime(&library)?;
-        engine::discover(&dir, &only, defaults)
+        session::init_runtime(&library)?;
+        models::discover(&dir, &only, defaults)
     })
     .await
     .context("loading models")??;

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_owned()
 }
 
-pub fn test_models() -> PathBuf {
+pub(crate) fn test_models() -> PathBuf {
     repo_root().join("tests/models")
 }
 
@@ -30,7 +30,7 @@ fn free_port() -> u16 {
 }
 
 /// A private redis-server, killed on drop.
-pub struct Redis {
+pub(crate) struct Redis {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
@@ -39,7 +39,7 @@ pub struct Redis {
 
 impl Redis {
     /// With `aof`, every write is appended and fsynced, as in docker-compose.yml.
-    pub fn start_with(aof: bool) -> Self {
+    pub(crate) fn start_with(aof: bool) -> Self {
         let dir =
             std::env::temp_dir().join(format!("inferq-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -83,12 +83,12 @@ impl Redis {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// Stops the server abruptly (SIGKILL): no final save, like a crash.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -96,12 +96,12 @@ impl Redis {
     }
 
     /// Starts it again on the same port and directory (so the AOF is replayed).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn();
     }
 
-    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+    pub(crate) async fn conn(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -118,13 +118,13 @@ impl Drop for Redis {
 }
 
 /// A worker process, killed on drop.
-pub struct Worker {
+pub(crate) struct Worker {
     pub child: Child,
     pub id: String,
 }
 
 impl Worker {
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
             .status()
@@ -134,7 +134,7 @@ impl Worker {
     }
 
     /// Waits for the process to exit and returns its exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -153,7 +153,7 @@ impl Drop for Worker {
     }
 }
 
-pub fn worker_binary() -> PathBuf {
+pub(crate) fn worker_binary() -> PathBuf {
     // target/<profile>/deps/it-<hash> → target/<profile>/inferq-worker
     let exe = std::env::current_exe().unwrap();
     let path = exe
@@ -170,7 +170,7 @@ pub fn worker_binary() -> PathBuf {
     path
 }
 
-pub struct AppOptions {
+pub(crate) struct AppOptions {
     pub max_body_bytes: usize,
     pub max_queued: u64,
     /// Redis with the append-only file on (fsync on every write).
@@ -188,7 +188,7 @@ impl Default for AppOptions {
 }
 
 /// Redis, the API and a namespace; workers are started per test.
-pub struct App {
+pub(crate) struct App {
     pub redis: Redis,
     pub namespace: String,
     pub base: String,
@@ -202,11 +202,11 @@ impl Drop for App {
     }
 }
 
-pub async fn spawn_app() -> App {
+pub(crate) async fn spawn_app() -> App {
     spawn_app_with(AppOptions::default()).await
 }
 
-pub async fn spawn_app_with(options: AppOptions) -> App {
+pub(crate) async fn spawn_app_with(options: AppOptions) -> App {
     let redis = Redis::start_with(options.aof);
     let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let mut config = inferq_api::Config::new(inferq_shared::config::RedisConfig::new(
@@ -237,7 +237,7 @@ pub async fn spawn_app_with(options: AppOptions) -> App {
 
 impl App {
     /// Starts a worker process serving `models_dir`; `env` adds or overrides settings.
-    pub fn worker(&self, models_dir: &Path, env: &[(&str, &str)]) -> Worker {
+    pub(crate) fn worker(&self, models_dir: &Path, env: &[(&str, &str)]) -> Worker {
         let id = format!("w-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let mut cmd = Command::new(worker_binary());
         cmd.env_clear()
@@ -263,14 +263,19 @@ impl App {
         }
     }
 
-    /// Waits until `GET /models` lists every one of `names`.
-    pub async fn wait_models(&self, names: &[&str]) {
+    /// Waits until `GET /models` lists every one of `names` with a live worker.
+    pub(crate) async fn wait_models(&self, names: &[&str]) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (_, body) = self.get("/models").await;
             let listed: Vec<&str> = body["models"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|m| m["name"].as_str()).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter(|m| m["workers"].as_u64().unwrap_or(0) > 0)
+                        .filter_map(|m| m["name"].as_str())
+                        .collect()
+                })
                 .unwrap_or_default();
             if names.iter().all(|n| listed.contains(n)) {
                 return;
@@ -280,7 +285,7 @@ impl App {
         }
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -293,7 +298,7 @@ impl App {
     }
 
     /// GET; a transport failure reads as status 0.
-    pub async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         match self.http.get(format!("{}{path}", self.base)).send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -303,7 +308,7 @@ impl App {
         }
     }
 
-    pub async fn delete(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
         let r = self
             .http
             .delete(format!("{}{path}", self.base))
@@ -315,7 +320,7 @@ impl App {
     }
 
     /// Polls until the job has the given status.
-    pub async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+    pub(crate) async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let (_, record) = self.get(&format!("/status/{id}")).await;
@@ -331,12 +336,12 @@ impl App {
     }
 
     /// Submits jobs 32 at a time and returns their ids in order.
-    pub async fn submit_all(&self, jobs: &[Value]) -> Vec<String> {
+    pub(crate) async fn submit_all(&self, jobs: &[Value]) -> Vec<String> {
         submit_all(self.http.clone(), self.base.clone(), jobs.to_vec(), None).await
     }
 
     /// A job hash field straight from Redis.
-    pub async fn job_field(&self, id: &str, field: &str) -> Option<String> {
+    pub(crate) async fn job_field(&self, id: &str, field: &str) -> Option<String> {
         let mut conn = self.redis.conn().await;
         redis::cmd("HGET")
             .arg(format!("{{{}}}:job:{id}", self.namespace))
@@ -347,7 +352,7 @@ impl App {
     }
 
     /// Submits a job and returns its id, asserting the 202 contract.
-    pub async fn submit(&self, body: &Value) -> String {
+    pub(crate) async fn submit(&self, body: &Value) -> String {
         let (status, reply) = self.post_json("/jobs", body).await;
         assert_eq!(status, 202, "submit failed: {reply}");
         assert_eq!(reply["status"], "queued");
@@ -357,7 +362,7 @@ impl App {
     }
 
     /// Polls until the job is terminal and returns its record.
-    pub async fn wait_done(&self, id: &str, timeout: Duration) -> Value {
+    pub(crate) async fn wait_done(&self, id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let (status, record) = self.get(&format!("/status/{id}")).await;
@@ -381,7 +386,7 @@ impl App {
     }
 
     /// The worker that ran a job's latest attempt, read from its Redis record.
-    pub async fn job_worker(&self, id: &str) -> Option<String> {
+    pub(crate) async fn job_worker(&self, id: &str) -> Option<String> {
         self.job_field(id, "worker").await
     }
 }
@@ -389,7 +394,7 @@ impl App {
 /// A `linear` model job on one row `x`; its expected output is [`linear_expected`].
 /// Submits `jobs` 32 at a time through the API at `base` and returns their ids in order,
 /// counting accepted jobs in `progress`. Owns its inputs, so it can run in a spawned task.
-pub async fn submit_all(
+pub(crate) async fn submit_all(
     http: reqwest::Client,
     base: String,
     jobs: Vec<Value>,
@@ -426,11 +431,11 @@ pub async fn submit_all(
     ids
 }
 
-pub fn slow_job(x: f32) -> Value {
+pub(crate) fn slow_job(x: f32) -> Value {
     json!({"model": "slow", "inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [x]}]})
 }
 
-pub fn linear_job(rows: &[[f32; 4]]) -> Value {
+pub(crate) fn linear_job(rows: &[[f32; 4]]) -> Value {
     let data: Vec<f32> = rows.iter().flatten().copied().collect();
     json!({
         "model": "linear",
@@ -439,7 +444,7 @@ pub fn linear_job(rows: &[[f32; 4]]) -> Value {
 }
 
 /// y = x·W + b with W[i][j] = 0.1·(3i + j + 1), b = [0.5, −0.5, 1.0]: the committed test model.
-pub fn linear_expected(rows: &[[f32; 4]]) -> Vec<f64> {
+pub(crate) fn linear_expected(rows: &[[f32; 4]]) -> Vec<f64> {
     let b = [0.5, -0.5, 1.0];
     rows.iter()
         .flat_map(|x| {
@@ -452,7 +457,7 @@ pub fn linear_expected(rows: &[[f32; 4]]) -> Vec<f64> {
         .collect()
 }
 
-pub fn assert_close(got: &Value, want: &[f64], tol: f64) {
+pub(crate) fn assert_close(got: &Value, want: &[f64], tol: f64) {
     let got: Vec<f64> = got
         .as_array()
         .unwrap_or_else(|| panic!("not an array: {got}"))

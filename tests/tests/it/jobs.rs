@@ -115,7 +115,64 @@ async fn silero_vad_returns_a_probability_and_its_state() {
     let tone: Vec<f32> = (0..512)
         .map(|i| 0.5 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16000.0).sin())
         .collect();
-    for samples in [tone, vec![0.0; 512]] {
+
+    // Reference values for exactly these inputs (zero state, sr 16000), computed once with the
+    // onnxruntime Python package 1.31.1 (the library version the worker loads) by
+    // scripts/silero_reference.py, which rebuilds the same f32 tone bit for bit and prints them.
+    // `stateN` ([2, 1, 128]) is checked through its sum, its sum of absolute values and the
+    // elements at STATE_INDICES (flat, row-major). Thread count and graph optimization change
+    // these by a few 1e-6 at most, hence the absolute tolerances.
+    struct Reference {
+        output: f64,
+        state_sum: f64,
+        state_abs_sum: f64,
+        state_at: [f64; 11],
+    }
+    const STATE_INDICES: [usize; 11] = [0, 40, 89, 116, 128, 168, 171, 188, 217, 244, 253];
+    const TONE: Reference = Reference {
+        output: 0.0033158958,
+        state_sum: 12.5680466,
+        state_abs_sum: 69.7720392,
+        state_at: [
+            -0.761594176,
+            8.47577976e-05,
+            -0.757447958,
+            0.756943107,
+            -1.0,
+            8.47578049e-05,
+            1.0,
+            0.0,
+            -0.990200758,
+            0.989017606,
+            1.0,
+        ],
+    };
+    const SILENCE: Reference = Reference {
+        output: 0.000592201948,
+        state_sum: 15.1784636,
+        state_abs_sum: 70.8871588,
+        state_at: [
+            -0.761594176,
+            0.758088768,
+            0.761594176,
+            0.761594176,
+            -1.0,
+            0.991705954,
+            0.00384095311,
+            0.332074165,
+            1.0,
+            1.0,
+            -1.0,
+        ],
+    };
+    let close = |what: &str, got: f64, want: f64, tol: f64| {
+        assert!(
+            (got - want).abs() <= tol,
+            "{what}: got {got}, want {want} (absolute tolerance {tol})"
+        );
+    };
+
+    for (label, samples, want) in [("tone", tone, TONE), ("silence", vec![0.0; 512], SILENCE)] {
         let id = app
             .submit(&json!({
                 "model": "silero_vad",
@@ -136,6 +193,31 @@ async fn silero_vad_returns_a_probability_and_its_state() {
         assert_eq!(outputs[1]["name"], "stateN");
         assert_eq!(outputs[1]["shape"], json!([2, 1, 128]));
         assert_eq!(outputs[1]["data"].as_array().unwrap().len(), 256);
+
+        close(&format!("{label}: output"), p, want.output, 1e-4);
+        let state: Vec<f64> = outputs[1]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let sum: f64 = state.iter().sum();
+        let abs_sum: f64 = state.iter().map(|v| v.abs()).sum();
+        close(
+            &format!("{label}: sum of stateN"),
+            sum,
+            want.state_sum,
+            1e-3,
+        );
+        close(
+            &format!("{label}: sum of |stateN|"),
+            abs_sum,
+            want.state_abs_sum,
+            1e-3,
+        );
+        for (&i, &w) in STATE_INDICES.iter().zip(&want.state_at) {
+            close(&format!("{label}: stateN[{i}]"), state[i], w, 1e-4);
+        }
     }
 
     // A chunk size the model cannot take fails the job with a clear error; the worker lives on.

@@ -166,7 +166,6 @@ async fn a_poison_job_is_dead_lettered_and_others_all_succeed() {
         ("INFERQ_MODELS", "linear"),
         ("INFERQ_LEASE_MS", "500"),
         ("INFERQ_MAX_ATTEMPTS", "3"),
-        ("INFERQ_TEST_HOOKS", "1"),
     ];
     // A supervisor (compose's restart policy) keeps two workers running.
     let mut workers = vec![
@@ -179,7 +178,7 @@ async fn a_poison_job_is_dead_lettered_and_others_all_succeed() {
         .map(|i| linear_job(&[[i as f32, 1.0, 2.0, 3.0]]))
         .collect();
     let mut poison = linear_job(&[[0.0; 4]]);
-    poison["parameters"] = json!({"test_abort_worker": true});
+    poison["parameters"] = json!({"test_hook": "abort_worker"});
     let mut ids = app.submit_all(&normal[..50]).await;
     let poison_id = app.submit(&poison).await;
     ids.extend(app.submit_all(&normal[50..]).await);
@@ -228,7 +227,7 @@ async fn a_poison_job_is_dead_lettered_and_others_all_succeed() {
     assert!(text.contains(&poison_id), "{text}");
     assert!(text.contains("max_attempts_exceeded"), "{text}");
     assert!(
-        text.contains("test_abort_worker"),
+        text.contains("abort_worker"),
         "the request is kept for inspection: {text}"
     );
 }

@@ -6,9 +6,9 @@
 -- ARGV[2]    now, ms since the epoch
 -- ARGV[3]    seconds a finished job record is kept
 -- ARGV[4]    channel of terminal events (one message, one `<id> <status>` line per job)
--- then five values per outcome, in KEYS order:
---   stream entry id, fencing token, 'succeeded' | 'failed',
---   result JSON | error code, '' | error message
+-- then six values per outcome, in KEYS order:
+--   job id, stream entry id, fencing token, 'succeeded' | 'failed',
+--   result | error code, '' | error message
 --
 -- Returns one integer per outcome: 1 recorded; 0 discarded because a newer attempt owns the
 -- job (its lease expired and another worker reclaimed it) or the job was cancelled meanwhile.
@@ -16,20 +16,21 @@ local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local out, events = {}, {}
 for i = 2, #KEYS do
   local job = KEYS[i]
-  local b = 5 + (i - 2) * 5
-  local entry, token, status, a, c = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
-  local rec = redis.call('HMGET', job, 'status', 'token')
+  local b = 5 + (i - 2) * 6
+  local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local status, a, c = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
+  local rec = redis.call('HMGET', job, F.status, F.token)
   local done = 0
   if rec[2] == token then
     if rec[1] == 'running' then
       if status == 'succeeded' then
-        redis.call('HSET', job, 'status', status, 'finished_at', now, 'result', a)
+        redis.call('HSET', job, F.status, status, F.finished_at, now, F.result, a)
       else
-        redis.call('HSET', job, 'status', status, 'finished_at', now,
-          'error_code', a, 'error_message', c)
+        redis.call('HSET', job, F.status, status, F.finished_at, now,
+          F.error_code, a, F.error_message, c)
       end
       redis.call('EXPIRE', job, ttl)
-      events[#events + 1] = string.sub(job, -36) .. ' ' .. status
+      events[#events + 1] = id .. ' ' .. status
       done = 1
     end
     redis.call('XACK', KEYS[1], group, entry)

@@ -10,29 +10,37 @@
 -- ARGV[5]    seconds a finished job record is kept
 -- ARGV[6]    consumer (worker) name
 -- ARGV[7]    channel of progress (non-terminal) events
--- ARGV[8..]  stream entry ids, aligned with KEYS[3..]
+-- then two values per entry, aligned with KEYS[3..]: job id, stream entry id
 --
 -- Returns one integer per entry: the attempt's fencing token (> 0) when the worker must run
 -- the job, or 0 when it must not (already finished or cancelled, deadline passed, or attempts
 -- used up; the last two are failed here). Entries not to run are acknowledged and deleted.
+--
+-- Idempotent per delivery: a delivery is an entry plus its delivery count (each read or
+-- reclaim increments it). Starting the same delivery again (a retry after an ambiguous error)
+-- returns the token it already got and adds no attempt.
 -- Events go out as one message per channel, one `<id> <status>` line per job.
 local group, now, max_attempts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local channel, ttl, consumer, progress = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local out, done_events, started_events = {}, {}, {}
 
 local function fail(job, id, code, message)
-  redis.call('HSET', job, 'status', 'failed', 'finished_at', now,
-    'error_code', code, 'error_message', message)
+  redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
+    F.error_code, code, F.error_message, message)
   redis.call('EXPIRE', job, ttl)
   done_events[#done_events + 1] = id .. ' failed'
 end
 
 for i = 3, #KEYS do
-  local job, entry = KEYS[i], ARGV[i + 5]
-  local id = string.sub(job, -36)
-  local rec = redis.call('HMGET', job, 'status', 'attempts', 'deadline')
+  local job = KEYS[i]
+  local id, entry = ARGV[8 + (i - 3) * 2], ARGV[9 + (i - 3) * 2]
+  local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token)
+  local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
+  local delivery = entry .. '/' .. (pending[1] and pending[1][4] or 0)
   local token = 0
-  if rec[1] == 'queued' or rec[1] == 'running' then
+  if rec[1] == 'running' and rec[4] == delivery then
+    token = tonumber(rec[5]) or 0
+  elseif rec[1] == 'queued' or rec[1] == 'running' then
     local attempts = tonumber(rec[2]) or 0
     local deadline = tonumber(rec[3]) or 0
     if deadline > 0 and now > deadline then
@@ -40,17 +48,20 @@ for i = 3, #KEYS do
     elseif attempts >= max_attempts then
       fail(job, id, 'max_attempts_exceeded', 'the job was started ' .. attempts ..
         ' times and its worker stopped before finishing each time; it was moved to the dead-letter stream')
-      local fields = {'id', id, 'reason', 'max_attempts_exceeded', 'failed_at', ARGV[2]}
+      local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[2]}
       local e = redis.call('XRANGE', KEYS[1], entry, entry)
       if e[1] then
         for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
+      else
+        fields[#fields + 1] = E.id
+        fields[#fields + 1] = id
       end
       -- Capped, so a flood of poison jobs cannot fill Redis; the newest are kept.
       redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
     else
       token = attempts + 1
-      redis.call('HSET', job, 'status', 'running', 'attempts', token, 'token', token,
-        'started_at', now, 'worker', consumer)
+      redis.call('HSET', job, F.status, 'running', F.attempts, token, F.token, token,
+        F.started_at, now, F.worker, consumer, F.delivery, delivery)
       started_events[#started_events + 1] = id .. ' running'
     end
   end

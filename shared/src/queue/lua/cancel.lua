@@ -8,20 +8,21 @@
 -- ARGV[2]  seconds a finished job record is kept
 -- ARGV[3]  channel of terminal events
 -- ARGV[4]  consumer group
+-- ARGV[5]  job id
 --
 -- Returns the status before cancelling, or false for an unknown job.
-local rec = redis.call('HMGET', KEYS[1], 'status', 'entry')
+local rec = redis.call('HMGET', KEYS[1], F.status, F.entry)
 if not rec[1] then
   return false
 end
 if rec[1] == 'queued' or rec[1] == 'running' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+  redis.call('HSET', KEYS[1], F.status, 'cancelled', F.finished_at, ARGV[1])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
   if rec[1] == 'queued' and rec[2] then
     -- The group may not exist yet if no worker ever served the model.
     redis.pcall('XACK', KEYS[2], ARGV[4], rec[2])
     redis.call('XDEL', KEYS[2], rec[2])
   end
-  redis.call('PUBLISH', ARGV[3], string.sub(KEYS[1], -36) .. ' cancelled')
+  redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' cancelled')
 end
 return rec[1]

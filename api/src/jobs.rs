@@ -1,0 +1,187 @@
+//! Job routes: submit (optionally waiting for the result), status (with long-poll), cancel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use inferq_shared::job::{JobId, JobRequest};
+use inferq_shared::model::valid_model_name;
+use inferq_shared::queue::{Cancelled, Retention, Submitted};
+use inferq_shared::time::now_ms;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::body::{JsonBody, parse_json};
+use crate::error::ApiError;
+use crate::record::JobRecord;
+use crate::state::{AppState, WaitGuard};
+
+type AppResult<T> = Result<T, ApiError>;
+
+pub(crate) async fn submit(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    JsonBody(body): JsonBody,
+) -> AppResult<Response> {
+    let wait = wait_duration(&state, query)?;
+    let req: JobRequest<'_> = parse_json(&body)?;
+    let model = if valid_model_name(&req.model) {
+        state.model(&req.model).await?
+    } else {
+        None
+    };
+    let Some(model) = model else {
+        return Err(ApiError::UnknownModel {
+            name: req.model.chars().take(128).collect(),
+            available: state.cached_model_names().join(", "),
+        });
+    };
+    model.validate(&req)?;
+    let deadline = req
+        .parameters
+        .as_ref()
+        .and_then(|p| p.deadline_ms(now_ms()));
+
+    let id = JobId::new();
+    // Registered before the job exists, so its completion cannot slip past.
+    let guard = (!wait.is_zero()).then(|| state.wait_for(id));
+    match state
+        .queue
+        .submit(id, &model.name, &body, state.config.max_queued, deadline)
+        .await?
+    {
+        Submitted::Queued => {}
+        Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone())),
+        // Retired after the model cache was filled.
+        Submitted::UnknownModel => {
+            return Err(ApiError::UnknownModel {
+                name: model.name.clone(),
+                available: state.cached_model_names().join(", "),
+            });
+        }
+    }
+    tracing::debug!(job_id = %id, model = %model.name, "job submitted");
+    let url = format!("/status/{id}");
+    if let Some(guard) = guard {
+        let until = tokio::time::Instant::now() + wait;
+        let record = wait_for_record(&state, &guard, id, until, false).await?;
+        if record.status.is_terminal() {
+            return Ok(([(header::LOCATION, url)], Json(record)).into_response());
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, url.clone())],
+        Json(json!({ "id": id, "status": "queued", "status_url": url })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WaitQuery {
+    /// Seconds to wait for the job to finish before answering.
+    wait: Option<f64>,
+}
+
+/// `?wait=<seconds>`, capped at the configured maximum; zero when absent.
+fn wait_duration(
+    state: &AppState,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> AppResult<Duration> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    match query.wait {
+        None => Ok(Duration::ZERO),
+        Some(w) if w.is_finite() && w >= 0.0 => Ok(Duration::from_secs_f64(
+            w.min(state.config.max_wait_secs as f64),
+        )),
+        Some(_) => Err(ApiError::InvalidRequest(
+            "wait must be a non-negative number of seconds".into(),
+        )),
+    }
+}
+
+fn parse_id(raw: &str) -> AppResult<JobId> {
+    raw.parse()
+        .map_err(|_| ApiError::InvalidJobId(raw.chars().take(64).collect()))
+}
+
+async fn read_record(state: &AppState, id: JobId) -> AppResult<JobRecord> {
+    state
+        .queue
+        .record(id)
+        .await?
+        .ok_or_else(|| ApiError::JobNotFound(id.to_string()))?
+        .try_into()
+}
+
+/// Reads the record once it is terminal or `until` passes, whichever is first. `read_first`
+/// reads before the first wait (a job that may already be done); a job just submitted is not.
+/// When the server starts shutting down, it answers at once with the record as it stands, so
+/// the drain is not held up by long-polls.
+async fn wait_for_record(
+    state: &AppState,
+    guard: &WaitGuard<'_>,
+    id: JobId,
+    until: tokio::time::Instant,
+    mut read_first: bool,
+) -> AppResult<JobRecord> {
+    loop {
+        let notified = guard.signal.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = tokio::time::Instant::now();
+        let stopping = state.is_shutting_down();
+        if read_first || now >= until || guard.signal.fired() || stopping {
+            let record = read_record(state, id).await?;
+            if record.status.is_terminal() || now >= until || stopping {
+                return Ok(record);
+            }
+        }
+        read_first = true;
+        // Events arrive over pub/sub; the periodic re-read only covers events lost while the
+        // subscription was reconnecting.
+        let slice = until
+            .saturating_duration_since(now)
+            .min(Duration::from_secs(5));
+        tokio::select! {
+            _ = tokio::time::timeout(slice, notified) => {}
+            () = state.shutting_down() => {}
+        }
+    }
+}
+
+pub(crate) async fn status(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> AppResult<Json<JobRecord>> {
+    let id = parse_id(&raw)?;
+    let wait = wait_duration(&state, query)?;
+    if wait.is_zero() {
+        return read_record(&state, id).await.map(Json);
+    }
+    let guard = state.wait_for(id);
+    let until = tokio::time::Instant::now() + wait;
+    wait_for_record(&state, &guard, id, until, true)
+        .await
+        .map(Json)
+}
+
+pub(crate) async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+) -> AppResult<Json<JobRecord>> {
+    let id = parse_id(&raw)?;
+    let retention = Retention {
+        result_ttl: Duration::from_secs(state.config.result_ttl_secs),
+    };
+    match state.queue.cancel(id, retention).await? {
+        Cancelled::NotFound => Err(ApiError::JobNotFound(id.to_string())),
+        Cancelled::AlreadyFinished(s) => Err(ApiError::AlreadyFinished(s)),
+        Cancelled::Cancelled => read_record(&state, id).await.map(Json),
+    }
+}

@@ -1,0 +1,155 @@
+//! Every Redis key name and job-hash field name, derived from one configurable namespace.
+//!
+//! Layout, all under one namespace `ns` whose `{ns}` hash tag puts every key in one Redis
+//! Cluster slot, so each multi-key script is legal there:
+//! - `{ns}:job:<id>`: hash with the [`field`]s below; it expires a configurable time after the
+//!   job turns terminal.
+//! - `{ns}:q:<model>`: stream of queued and in-flight jobs (`id`, `p` = request payload), read
+//!   by the consumer group [`GROUP`]; entries are deleted when acknowledged, so its length is
+//!   the model's backlog.
+//! - `{ns}:dead`: dead-letter stream of jobs that used up their attempts and of stream entries
+//!   that could not be read (`reason` = `malformed_entry`).
+//! - `{ns}:models`: hash: model name → [`ModelInfo`](crate::model::ModelInfo) JSON, written by
+//!   workers; a model stays here (and keeps accepting jobs) until it is retired.
+//! - `{ns}:models:seen`: sorted set: model name → last time a live worker announced it (ms).
+//! - `{ns}:models:workers:<model>`: sorted set: worker name → last time it announced the model.
+//! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
+//!   others; each message holds one `<job id> <status>` line per job of one atomic step.
+
+use crate::job::JobId;
+
+/// The one consumer group all workers join.
+pub const GROUP: &str = "workers";
+
+/// Stream entry fields.
+pub mod entry {
+    /// The job id.
+    pub const ID: &str = "id";
+    /// The request payload.
+    pub const PAYLOAD: &str = "p";
+}
+
+/// Job hash fields. Lua scripts receive them through a generated prelude ([`lua_prelude`]), so
+/// this module is the only place their spelling lives.
+pub mod field {
+    pub const MODEL: &str = "model";
+    pub const STATUS: &str = "status";
+    pub const CREATED_AT: &str = "created_at";
+    pub const STARTED_AT: &str = "started_at";
+    pub const FINISHED_AT: &str = "finished_at";
+    /// Attempts started so far; also the fencing token of the latest one.
+    pub const ATTEMPTS: &str = "attempts";
+    /// Fencing token of the attempt that owns the job while it runs.
+    pub const TOKEN: &str = "token";
+    /// The job's current stream entry.
+    pub const ENTRY: &str = "entry";
+    /// `<entry>/<delivery count>` of the delivery that started the latest attempt, so a
+    /// repeated start of the same delivery is recognised and adds no attempt.
+    pub const DELIVERY: &str = "delivery";
+    /// Start-by time, ms since the epoch; 0 = none.
+    pub const DEADLINE: &str = "deadline";
+    /// Consumer name of the worker running the latest attempt.
+    pub const WORKER: &str = "worker";
+    pub const RESULT: &str = "result";
+    pub const ERROR_CODE: &str = "error_code";
+    pub const ERROR_MESSAGE: &str = "error_message";
+
+    /// Every field, for the Lua prelude.
+    pub const ALL: &[&str] = &[
+        MODEL,
+        STATUS,
+        CREATED_AT,
+        STARTED_AT,
+        FINISHED_AT,
+        ATTEMPTS,
+        TOKEN,
+        ENTRY,
+        DELIVERY,
+        DEADLINE,
+        WORKER,
+        RESULT,
+        ERROR_CODE,
+        ERROR_MESSAGE,
+    ];
+}
+
+/// `local F = {status = 'status', ...}` and `local E = {id = 'id', p = 'p'}`, prepended to every
+/// script so Lua and Rust spell each name once, here.
+pub(crate) fn lua_prelude() -> String {
+    let fields: Vec<String> = field::ALL.iter().map(|f| format!("{f} = '{f}'")).collect();
+    format!(
+        "local F = {{{}}}\nlocal E = {{id = '{}', payload = '{}'}}\n",
+        fields.join(", "),
+        entry::ID,
+        entry::PAYLOAD
+    )
+}
+
+/// Key names derived from the namespace.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            prefix: format!("{{{namespace}}}"),
+        }
+    }
+    pub fn job(&self, id: JobId) -> String {
+        format!("{}:job:{id}", self.prefix)
+    }
+    pub fn stream(&self, model: &str) -> String {
+        format!("{}:q:{model}", self.prefix)
+    }
+    pub fn dead_letter(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+    pub fn models(&self) -> String {
+        format!("{}:models", self.prefix)
+    }
+    pub fn models_seen(&self) -> String {
+        format!("{}:models:seen", self.prefix)
+    }
+    pub fn model_workers(&self, model: &str) -> String {
+        format!("{}:models:workers:{model}", self.prefix)
+    }
+    /// Terminal state changes (what `?wait=` listens for).
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+    /// Non-terminal state changes (started, handed back), kept off the channel API processes
+    /// subscribe to.
+    pub fn progress_events(&self) -> String {
+        format!("{}:events:progress", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let k = Keys::new("ns");
+        for key in [
+            k.job(JobId::new()),
+            k.stream("m"),
+            k.dead_letter(),
+            k.models(),
+            k.models_seen(),
+            k.model_workers("m"),
+        ] {
+            assert!(key.starts_with("{ns}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_prelude_names_every_field() {
+        let p = lua_prelude();
+        for f in field::ALL {
+            assert!(p.contains(&format!("{f} = '{f}'")), "{p}");
+        }
+    }
+}

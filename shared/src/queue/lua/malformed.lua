@@ -1,0 +1,45 @@
+-- Set aside stream entries a worker could not read (no job id, or no payload): each is copied
+-- to the dead-letter stream with reason `malformed_entry`, acknowledged and deleted, so the
+-- valid entries beside it run and it is never delivered again. A job whose id could still be
+-- read fails with `malformed_entry`.
+--
+-- KEYS[1]    model stream
+-- KEYS[2]    dead-letter stream
+-- KEYS[3..]  job hashes of the entries whose job id could be read, in ARGV order
+-- ARGV[1]    consumer group
+-- ARGV[2]    now, ms since the epoch
+-- ARGV[3]    seconds a finished job record is kept
+-- ARGV[4]    channel of terminal events
+-- then two values per entry: stream entry id, job id ('' when it could not be read; such an
+-- entry has no KEYS slot)
+--
+-- Returns how many entries were set aside.
+local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local k, moved, events = 3, 0, {}
+for i = 5, #ARGV, 2 do
+  local entry, id = ARGV[i], ARGV[i + 1]
+  local fields = {'entry', entry, 'reason', 'malformed_entry', 'failed_at', now}
+  local e = redis.call('XRANGE', KEYS[1], entry, entry)
+  if e[1] then
+    for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
+  end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
+  if id ~= '' then
+    local job = KEYS[k]
+    k = k + 1
+    local status = redis.call('HGET', job, F.status)
+    if status == 'queued' or status == 'running' then
+      redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
+        F.error_code, 'malformed_entry', F.error_message, 'the job\'s queue entry could not be read')
+      redis.call('EXPIRE', job, ttl)
+      events[#events + 1] = id .. ' failed'
+    end
+  end
+  redis.call('XACK', KEYS[1], group, entry)
+  redis.call('XDEL', KEYS[1], entry)
+  moved = moved + 1
+end
+if #events > 0 then
+  redis.call('PUBLISH', channel, table.concat(events, '\n'))
+end
+return moved

@@ -1,0 +1,202 @@
+//! The model registry: what workers publish about the models they serve, which workers are
+//! alive for each, consumer-group housekeeping, and retiring a model.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{AsyncCommands, Script, Value};
+
+use super::keys::{GROUP, lua_prelude};
+use super::reply::{Entry, parse_entries};
+use super::{Queue, QueueError, Retention};
+use crate::job::JobId;
+use crate::model::ModelInfo;
+use crate::time::now_ms;
+
+static PRUNE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{}",
+        lua_prelude(),
+        include_str!("lua/prune.lua")
+    ))
+});
+static RETIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{}",
+        lua_prelude(),
+        include_str!("lua/retire.lua")
+    ))
+});
+
+/// How often a worker re-announces the models it serves.
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A worker that has not announced a model for this long no longer counts as serving it.
+pub const MODEL_LIVENESS: Duration = Duration::from_secs(10);
+
+/// Announcements older than this are dropped from a model's worker set.
+const WORKER_RECORD_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// A registered model and who serves it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelStatus {
+    pub info: ModelInfo,
+    /// Workers that announced the model within [`MODEL_LIVENESS`].
+    pub workers: usize,
+    /// Last announcement by any worker, ms since the epoch.
+    pub last_seen: Option<u64>,
+}
+
+/// The result of retiring a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retired {
+    /// Retired; this many waiting jobs failed with `model_retired`.
+    Retired(usize),
+    NotFound,
+}
+
+impl Queue {
+    /// Announces that `worker` serves `models`.
+    pub async fn announce_models(
+        &self,
+        worker: &str,
+        models: &[ModelInfo],
+    ) -> Result<(), QueueError> {
+        let now = now_ms();
+        let expired = now.saturating_sub(WORKER_RECORD_EXPIRY.as_millis() as u64);
+        let mut pipe = redis::pipe();
+        for m in models {
+            let json = serde_json::to_string(m).map_err(|_| QueueError::Protocol("model info"))?;
+            let workers = self.keys.model_workers(&m.name);
+            pipe.hset(self.keys.models(), &m.name, json).ignore();
+            pipe.zadd(self.keys.models_seen(), &m.name, now).ignore();
+            pipe.zadd(&workers, worker, now).ignore();
+            pipe.zrembyscore(&workers, "-inf", expired).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Every registered model, served right now or not: jobs for a model whose workers are
+    /// restarting (or scaled to zero) still queue.
+    pub async fn known_models(&self) -> Result<Vec<ModelInfo>, QueueError> {
+        let all: HashMap<String, String> = self.conn.clone().hgetall(self.keys.models()).await?;
+        Ok(all
+            .into_values()
+            .filter_map(|json| serde_json::from_str(&json).ok())
+            .collect())
+    }
+
+    /// Every registered model with its live worker count and last announcement, by name.
+    pub async fn model_statuses(&self) -> Result<Vec<ModelStatus>, QueueError> {
+        let mut models = self.known_models().await?;
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        if models.is_empty() {
+            return Ok(Vec::new());
+        }
+        let since = now_ms().saturating_sub(MODEL_LIVENESS.as_millis() as u64);
+        let mut pipe = redis::pipe();
+        for m in &models {
+            pipe.zcount(self.keys.model_workers(&m.name), since, "+inf");
+            pipe.zscore(self.keys.models_seen(), &m.name);
+        }
+        let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut it = replies.into_iter();
+        Ok(models
+            .into_iter()
+            .map(|info| {
+                let workers = it.next().and_then(|v| redis::from_redis_value(v).ok());
+                let last_seen: Option<f64> =
+                    it.next().and_then(|v| redis::from_redis_value(v).ok());
+                ModelStatus {
+                    info,
+                    workers: workers.unwrap_or(0),
+                    last_seen: last_seen.map(|s| s as u64),
+                }
+            })
+            .collect())
+    }
+
+    /// Retires `model` (`retire.lua`): removes it from the registry and fails every job still
+    /// in its stream with `model_retired`.
+    pub async fn retire_model(
+        &self,
+        model: &str,
+        retention: Retention,
+    ) -> Result<Retired, QueueError> {
+        let mut conn = self.conn.clone();
+        loop {
+            let known: bool = conn.hexists(self.keys.models(), model).await?;
+            if !known {
+                return Ok(Retired::NotFound);
+            }
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(self.keys.stream(model))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await?;
+            let entries = parse_entries(reply)?;
+            let mut newest = String::new();
+            let mut jobs: Vec<JobId> = Vec::with_capacity(entries.len());
+            for e in entries {
+                match e {
+                    Entry::Job(d) => {
+                        newest = d.entry;
+                        jobs.push(d.job);
+                    }
+                    Entry::Malformed { entry, job } => {
+                        newest = entry;
+                        jobs.extend(job);
+                    }
+                }
+            }
+            let mut inv = RETIRE.prepare_invoke();
+            inv.key(self.keys.stream(model))
+                .key(self.keys.models())
+                .key(self.keys.models_seen())
+                .key(self.keys.model_workers(model));
+            for j in &jobs {
+                inv.key(self.keys.job(*j));
+            }
+            inv.arg(model)
+                .arg(now_ms())
+                .arg(retention.result_ttl.as_secs().max(1))
+                .arg(self.keys.events())
+                .arg(&newest);
+            for j in &jobs {
+                inv.arg(j.to_string());
+            }
+            let failed: i64 = inv.invoke_async(&mut conn).await?;
+            if failed >= 0 {
+                return Ok(Retired::Retired(failed as usize));
+            }
+        }
+    }
+
+    /// Creates the consumer group of a model's stream (and the stream) if missing. The group
+    /// starts at the beginning, so jobs submitted before any worker existed are served.
+    pub async fn ensure_group(&self, model: &str) -> Result<(), QueueError> {
+        let res: Result<(), _> = self
+            .conn
+            .clone()
+            .xgroup_create_mkstream(self.keys.stream(model), GROUP, "0")
+            .await;
+        match res {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other.map_err(Into::into),
+        }
+    }
+
+    /// Removes consumers of `model`'s group that hold nothing and were idle for `idle`: workers
+    /// that are gone (`prune.lua`).
+    pub async fn prune_consumers(&self, model: &str, idle: Duration) -> Result<u64, QueueError> {
+        Ok(PRUNE
+            .key(self.keys.stream(model))
+            .arg(GROUP)
+            .arg(idle.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+}

@@ -1,0 +1,171 @@
+//! Reading stream replies (`XREADGROUP`, `XAUTOCLAIM`) into deliveries. One unreadable entry
+//! never spoils its neighbours: it comes back as [`Entry::Malformed`] for the worker to set
+//! aside while the others run.
+
+use std::collections::HashMap;
+
+use redis::Value;
+
+use super::QueueError;
+use super::keys::entry;
+use crate::job::JobId;
+
+/// A job as a worker receives it from the stream.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub entry: String,
+    pub job: JobId,
+    pub payload: Vec<u8>,
+}
+
+/// One stream entry of a reply.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Job(Delivery),
+    /// An entry without a readable job id or payload; `job` is its id when that much could be
+    /// read.
+    Malformed {
+        entry: String,
+        job: Option<JobId>,
+    },
+}
+
+/// `[[stream, entries], ...]` (RESP2) or `{stream: entries}` (RESP3); nil when nothing arrived.
+pub(crate) fn stream_pairs(reply: Value) -> Result<Vec<(String, Value)>, QueueError> {
+    let pairs = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let entries = kv.pop().unwrap_or(Value::Nil);
+                    Ok((kv.pop().unwrap_or(Value::Nil), entries))
+                }
+                _ => Err(QueueError::Protocol("stream reply item is not a pair")),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Value::Map(kv) => kv,
+        _ => return Err(QueueError::Protocol("stream reply is not an array")),
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| Ok((string(k)?, v)))
+        .collect()
+}
+
+/// `[[entry id, [field, value, ...]], ...]` into entries. An entry whose fields are gone
+/// (deleted after it was delivered) carries nothing to run and is skipped; an entry without an
+/// id cannot even be acknowledged and is skipped too (Redis never sends one).
+pub(crate) fn parse_entries(entries: Value) -> Result<Vec<Entry>, QueueError> {
+    let Value::Array(entries) = entries else {
+        return Err(QueueError::Protocol("stream entries are not an array"));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Value::Array(mut parts) = e else {
+            continue;
+        };
+        if parts.len() != 2 {
+            continue;
+        }
+        let fields = parts.pop().unwrap_or(Value::Nil);
+        let Ok(entry_id) = string(parts.pop().unwrap_or(Value::Nil)) else {
+            continue;
+        };
+        let fields = match fields {
+            Value::Array(fields) => fields,
+            Value::Nil => continue,
+            _ => {
+                out.push(Entry::Malformed {
+                    entry: entry_id,
+                    job: None,
+                });
+                continue;
+            }
+        };
+        let mut map: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(2);
+        let mut it = fields.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if let (Value::BulkString(k), Value::BulkString(v)) = (k, v) {
+                map.insert(k, v);
+            }
+        }
+        let job = map
+            .get(entry::ID.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|s| s.parse().ok());
+        let payload = map.remove(entry::PAYLOAD.as_bytes());
+        out.push(match (job, payload) {
+            (Some(job), Some(payload)) if !payload.is_empty() => Entry::Job(Delivery {
+                entry: entry_id,
+                job,
+                payload,
+            }),
+            (job, _) => Entry::Malformed {
+                entry: entry_id,
+                job,
+            },
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn string(v: Value) -> Result<String, QueueError> {
+    match v {
+        Value::BulkString(b) => {
+            String::from_utf8(b).map_err(|_| QueueError::Protocol("non-UTF-8 string"))
+        }
+        Value::SimpleString(s) => Ok(s),
+        _ => Err(QueueError::Protocol("expected a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_malformed_entry_does_not_spoil_its_neighbours() {
+        let id = JobId::new();
+        let good = |e: &str| {
+            Value::Array(vec![
+                bulk(e),
+                Value::Array(vec![
+                    bulk("id"),
+                    bulk(&id.to_string()),
+                    bulk("p"),
+                    bulk("{}"),
+                ]),
+            ])
+        };
+        let reply = Value::Array(vec![
+            good("1-0"),
+            Value::Array(vec![
+                bulk("2-0"),
+                Value::Array(vec![bulk("id"), bulk("not-a-uuid")]),
+            ]),
+            Value::Array(vec![
+                bulk("3-0"),
+                Value::Array(vec![bulk("id"), bulk(&id.to_string())]),
+            ]),
+            Value::Array(vec![bulk("4-0"), Value::Nil]),
+            good("5-0"),
+        ]);
+        let got = parse_entries(reply).unwrap();
+        let kinds: Vec<String> = got
+            .iter()
+            .map(|e| match e {
+                Entry::Job(d) => format!("job {}", d.entry),
+                Entry::Malformed { entry, job } => format!("bad {entry} {}", job.is_some()),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["job 1-0", "bad 2-0 false", "bad 3-0 true", "job 5-0"]
+        );
+    }
+}

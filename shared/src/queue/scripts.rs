@@ -1,0 +1,250 @@
+//! The atomic steps of a job's life, one Lua script each (`lua/*.lua`, whose headers document
+//! their KEYS and ARGV). Every script starts with the generated field-name prelude.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::keys::{GROUP, lua_prelude};
+use super::{Delivery, Queue, QueueError};
+use crate::job::{JobError, JobId, JobStatus};
+use crate::time::now_ms;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{}{body}", lua_prelude()))
+}
+
+static SUBMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/submit.lua")));
+static START: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/start.lua")));
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/complete.lua")));
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/release.lua")));
+static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/cancel.lua")));
+static MALFORMED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/malformed.lua")));
+
+/// What a worker reports for one attempt.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The result, stored as given (`{"outputs": [...]}` JSON).
+    Succeeded(String),
+    Failed(JobError),
+}
+
+/// One attempt's outcome, addressed by entry and fenced by token.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub job: JobId,
+    pub entry: String,
+    pub token: u64,
+    pub outcome: Outcome,
+}
+
+/// The result of submitting a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    Queued,
+    /// The model's stream already holds its configured maximum.
+    QueueFull,
+    /// The model is not (or no longer) in the registry: it was retired.
+    UnknownModel,
+}
+
+/// The result of a cancellation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    Cancelled,
+    NotFound,
+    AlreadyFinished(JobStatus),
+}
+
+/// How long records are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// How long a terminal job record stays readable.
+    pub result_ttl: Duration,
+}
+
+impl Retention {
+    fn secs(self) -> u64 {
+        self.result_ttl.as_secs().max(1)
+    }
+}
+
+impl Queue {
+    /// Writes the job record and its stream entry in one step (`submit.lua`).
+    pub async fn submit(
+        &self,
+        id: JobId,
+        model: &str,
+        payload: &[u8],
+        max_queued: u64,
+        deadline_ms: Option<u64>,
+    ) -> Result<Submitted, QueueError> {
+        let reply: String = SUBMIT
+            .key(self.keys.job(id))
+            .key(self.keys.stream(model))
+            .key(self.keys.models())
+            .arg(id.to_string())
+            .arg(model)
+            .arg(now_ms())
+            .arg(payload)
+            .arg(max_queued)
+            .arg(deadline_ms.unwrap_or(0))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match reply.as_str() {
+            "QUEUE_FULL" => Submitted::QueueFull,
+            "UNKNOWN_MODEL" => Submitted::UnknownModel,
+            _ => Submitted::Queued,
+        })
+    }
+
+    /// Cancels a job that has not finished (`cancel.lua`).
+    pub async fn cancel(&self, id: JobId, retention: Retention) -> Result<Cancelled, QueueError> {
+        let mut conn = self.conn.clone();
+        let model: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.job(id))
+            .arg(super::keys::field::MODEL)
+            .query_async(&mut conn)
+            .await?;
+        let Some(model) = model else {
+            return Ok(Cancelled::NotFound);
+        };
+        let before: Option<String> = CANCEL
+            .key(self.keys.job(id))
+            .key(self.keys.stream(&model))
+            .arg(now_ms())
+            .arg(retention.secs())
+            .arg(self.keys.events())
+            .arg(GROUP)
+            .arg(id.to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match before.as_deref().and_then(JobStatus::parse) {
+            None => Cancelled::NotFound,
+            Some(s) if s.is_terminal() => Cancelled::AlreadyFinished(s),
+            Some(_) => Cancelled::Cancelled,
+        })
+    }
+
+    /// Begins attempts on `deliveries` of `model` (`start.lua`); returns each one's fencing
+    /// token, 0 for those not to run. Safe to retry: a delivery already started keeps its
+    /// token and gains no attempt.
+    pub async fn start(
+        &self,
+        model: &str,
+        consumer: &str,
+        deliveries: &[Delivery],
+        max_attempts: u32,
+        retention: Retention,
+    ) -> Result<Vec<u64>, QueueError> {
+        let mut inv = START.prepare_invoke();
+        inv.key(self.keys.stream(model))
+            .key(self.keys.dead_letter());
+        for d in deliveries {
+            inv.key(self.keys.job(d.job));
+        }
+        inv.arg(GROUP)
+            .arg(now_ms())
+            .arg(max_attempts)
+            .arg(self.keys.events())
+            .arg(retention.secs())
+            .arg(consumer)
+            .arg(self.keys.progress_events());
+        for d in deliveries {
+            inv.arg(d.job.to_string()).arg(&d.entry);
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Records outcomes (`complete.lua`); returns for each whether it was recorded (not fenced
+    /// off by a newer attempt, not cancelled meanwhile).
+    pub async fn complete(
+        &self,
+        model: &str,
+        completions: &[Completion],
+        retention: Retention,
+    ) -> Result<Vec<bool>, QueueError> {
+        let mut inv = COMPLETE.prepare_invoke();
+        inv.key(self.keys.stream(model));
+        for c in completions {
+            inv.key(self.keys.job(c.job));
+        }
+        inv.arg(GROUP)
+            .arg(now_ms())
+            .arg(retention.secs())
+            .arg(self.keys.events());
+        for c in completions {
+            inv.arg(c.job.to_string()).arg(&c.entry).arg(c.token);
+            match &c.outcome {
+                Outcome::Succeeded(result) => inv.arg("succeeded").arg(result.as_str()).arg(""),
+                Outcome::Failed(e) => inv.arg("failed").arg(e.code.as_str()).arg(&e.message),
+            };
+        }
+        let done: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(done.into_iter().map(|d| d == 1).collect())
+    }
+
+    /// Renews the leases `consumer` holds on `entries` of `model` (`heartbeat.lua`); returns
+    /// how many it still held.
+    pub async fn heartbeat(
+        &self,
+        model: &str,
+        consumer: &str,
+        entries: &[String],
+    ) -> Result<usize, QueueError> {
+        let mut inv = HEARTBEAT.prepare_invoke();
+        inv.key(self.keys.stream(model)).arg(GROUP).arg(consumer);
+        for e in entries {
+            inv.arg(e);
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Puts entries back at the tail of the queue (`release.lua`): `(job, entry, token)`, token
+    /// 0 for an entry that was never started.
+    pub async fn release(
+        &self,
+        model: &str,
+        entries: &[(JobId, String, u64)],
+    ) -> Result<usize, QueueError> {
+        let mut inv = RELEASE.prepare_invoke();
+        inv.key(self.keys.stream(model));
+        for (job, _, _) in entries {
+            inv.key(self.keys.job(*job));
+        }
+        inv.arg(GROUP).arg(self.keys.progress_events());
+        for (job, entry, token) in entries {
+            inv.arg(job.to_string()).arg(entry).arg(token);
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Sets aside entries that could not be read (`malformed.lua`): dead-lettered with
+    /// `malformed_entry`, acknowledged, and their job (if its id was readable) failed.
+    pub async fn set_aside(
+        &self,
+        model: &str,
+        entries: &[(String, Option<JobId>)],
+        retention: Retention,
+    ) -> Result<usize, QueueError> {
+        let mut inv = MALFORMED.prepare_invoke();
+        inv.key(self.keys.stream(model))
+            .key(self.keys.dead_letter());
+        for (_, job) in entries {
+            if let Some(job) = job {
+                inv.key(self.keys.job(*job));
+            }
+        }
+        inv.arg(GROUP)
+            .arg(now_ms())
+            .arg(retention.secs())
+            .arg(self.keys.events());
+        for (entry, job) in entries {
+            inv.arg(entry)
+                .arg(job.map(|j| j.to_string()).unwrap_or_default());
+        }
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+}

@@ -1,0 +1,71 @@
+//! A job record as the protocol stores it; the API renders it for clients.
+
+use super::keys::field;
+use super::{Queue, QueueError};
+use crate::job::{JobId, JobStatus};
+
+/// A job hash, read back. Times are ms since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJob {
+    pub id: JobId,
+    pub model: String,
+    pub status: JobStatus,
+    pub created_at: Option<u64>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub attempts: u32,
+    /// The worker's result, exactly as it stored it.
+    pub result: Option<String>,
+    /// `(code, message)` of a failure. The code stays a string: a record written by a newer
+    /// worker may carry a code this build does not know.
+    pub error: Option<(String, String)>,
+}
+
+const FIELDS: [&str; 9] = [
+    field::MODEL,
+    field::STATUS,
+    field::CREATED_AT,
+    field::STARTED_AT,
+    field::FINISHED_AT,
+    field::ATTEMPTS,
+    field::RESULT,
+    field::ERROR_CODE,
+    field::ERROR_MESSAGE,
+];
+
+impl Queue {
+    /// Reads a job record, or `None` for an unknown or expired id.
+    pub async fn record(&self, id: JobId) -> Result<Option<StoredJob>, QueueError> {
+        let fields: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.job(id))
+            .arg(&FIELDS)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut f = fields.into_iter();
+        let mut next = || f.next().flatten();
+        let (model, status) = (next(), next());
+        let (Some(model), Some(status)) = (model, status) else {
+            return Ok(None);
+        };
+        let status = JobStatus::parse(&status).ok_or(QueueError::Protocol("unknown job status"))?;
+        let time = |v: Option<String>| v.and_then(|s| s.parse().ok());
+        let (created_at, started_at, finished_at) = (time(next()), time(next()), time(next()));
+        let attempts = next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let result = next();
+        let error = match (next(), next()) {
+            (Some(code), message) => Some((code, message.unwrap_or_default())),
+            _ => None,
+        };
+        Ok(Some(StoredJob {
+            id,
+            model,
+            status,
+            created_at,
+            started_at,
+            finished_at,
+            attempts,
+            result,
+            error,
+        }))
+    }
+}

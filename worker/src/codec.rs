@@ -1,0 +1,202 @@
+//! Job payloads in, results out: decoding a request into typed input buffers and encoding
+//! ONNX Runtime's outputs as the result, straight from its buffers. Runs on inference threads.
+
+use inferq_shared::job::{ErrorCode, JobError, JobRequest};
+use inferq_shared::model::{ModelInfo, element_count};
+use inferq_shared::queue::Outcome;
+use inferq_shared::tensor::{DataRef, DataType, OutputTensor, TensorData, parse_data};
+use ort::session::{SessionInputValue, SessionOutputs};
+use ort::value::{IntoTensorElementType, TensorElementType, Value, ValueType};
+
+/// A job decoded for inference: its inputs in the model's input order.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub(crate) inputs: Vec<(Vec<i64>, TensorData)>,
+    /// The outputs the client asked for; `None` = all.
+    pub(crate) outputs: Option<Vec<String>>,
+}
+
+impl Decoded {
+    /// The rows (leading dimension) the job contributes to a batch, if it can join one: every
+    /// input must agree on it.
+    pub(crate) fn rows(&self) -> Option<usize> {
+        let first = *self.inputs.first()?.0.first()?;
+        self.inputs
+            .iter()
+            .all(|(shape, _)| shape.first() == Some(&first))
+            .then_some(first)
+            .and_then(|r| usize::try_from(r).ok())
+    }
+
+    /// Each input's shape without its leading (batch) dimension: jobs batch together when
+    /// these match.
+    pub(crate) fn trailing_shapes(&self) -> Vec<Vec<i64>> {
+        self.inputs
+            .iter()
+            .map(|(s, _)| s.get(1..).unwrap_or_default().to_vec())
+            .collect()
+    }
+}
+
+pub(crate) fn failed(code: ErrorCode, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(JobError::new(code, message))
+}
+
+/// Parses and checks a payload against the model. The API validated it against the metadata
+/// it had; the model may have changed since, so the structure is checked again here, and the
+/// data arrays are read once, straight into typed buffers.
+pub(crate) fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
+    let req: JobRequest<'_> = serde_json::from_slice(payload).map_err(|e| {
+        failed(
+            ErrorCode::InvalidRequest,
+            format!("job payload is not a valid request: {e}"),
+        )
+    })?;
+    #[cfg(feature = "test-hooks")]
+    crate::hooks::on_decode(&req);
+    info.validate_structure(&req)
+        .map_err(|e| failed(e.code(), e.to_string()))?;
+    let mut inputs = Vec::with_capacity(info.inputs.len());
+    for spec in &info.inputs {
+        let t = req
+            .inputs
+            .iter()
+            .find(|t| t.name == spec.name)
+            .ok_or_else(|| {
+                failed(
+                    ErrorCode::MissingInput,
+                    format!("input '{}' is missing", spec.name),
+                )
+            })?;
+        let n = element_count(&t.shape).unwrap_or(0);
+        let data = parse_data(spec.datatype, t.data, n).map_err(|e| {
+            failed(
+                ErrorCode::InvalidData,
+                format!("input '{}': {e}", spec.name),
+            )
+        })?;
+        ModelInfo::data_length(&spec.name, &t.shape, data.len())
+            .map_err(|e| failed(e.code(), e.to_string()))?;
+        inputs.push((t.shape.clone(), data));
+    }
+    Ok(Decoded {
+        inputs,
+        outputs: req.outputs.map(|o| o.into_iter().map(|o| o.name).collect()),
+    })
+}
+
+/// An input buffer as an ONNX Runtime value.
+pub(crate) fn to_value(
+    shape: Vec<i64>,
+    data: TensorData,
+) -> ort::Result<SessionInputValue<'static>> {
+    macro_rules! convert {
+        ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
+            match data {
+                $(TensorData::$variant(v) => Value::from_array((shape, v))?.into_dyn().into(),)*
+            }
+        };
+    }
+    Ok(inferq_shared::for_each_datatype!(convert))
+}
+
+/// The service's datatype for an ONNX element type, if it supports it.
+pub(crate) fn datatype(ty: TensorElementType) -> Option<DataType> {
+    macro_rules! find {
+        ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
+            $(if ty == <$ty>::into_tensor_element_type() {
+                return Some(DataType::$variant);
+            })*
+        };
+    }
+    inferq_shared::for_each_datatype!(find);
+    None
+}
+
+/// `elements` of an output value, borrowed from ONNX Runtime's buffer.
+fn slice<'a>(
+    value: &'a ort::value::DynValue,
+    datatype: DataType,
+    elements: std::ops::Range<usize>,
+) -> ort::Result<DataRef<'a>> {
+    macro_rules! extract {
+        ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
+            match datatype {
+                $(DataType::$variant => {
+                    let (_, d) = value.try_extract_tensor::<$ty>()?;
+                    DataRef::$variant(&d[elements])
+                })*
+            }
+        };
+    }
+    Ok(inferq_shared::for_each_datatype!(extract))
+}
+
+/// Serializes `{"outputs": [...]}` straight from ONNX Runtime's buffers. With `rows`
+/// (`offset`, `count`, `total`), only that slice of the leading dimension is written.
+pub(crate) fn encode(
+    info: &ModelInfo,
+    outputs: &SessionOutputs<'_>,
+    wanted: Option<&[String]>,
+    rows: Option<(usize, usize, usize)>,
+) -> Result<String, Outcome> {
+    let names: Vec<&str> = match wanted {
+        Some(w) => w.iter().map(String::as_str).collect(),
+        None => info.outputs.iter().map(|o| o.name.as_str()).collect(),
+    };
+    let mut tensors = Vec::with_capacity(names.len());
+    for name in &names {
+        let Some(value) = outputs.get(name) else {
+            return Err(failed(
+                ErrorCode::InferenceError,
+                format!("the model produced no output '{name}'"),
+            ));
+        };
+        let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
+            return Err(failed(
+                ErrorCode::UnsupportedOutput,
+                format!("output '{name}' is not a tensor"),
+            ));
+        };
+        let Some(dt) = datatype(*ty) else {
+            return Err(failed(
+                ErrorCode::UnsupportedOutput,
+                format!("output '{name}' has unsupported element type {ty:?}"),
+            ));
+        };
+        let mut shape: Vec<i64> = shape.to_vec();
+        let total_elems = element_count(&shape).unwrap_or(0);
+        let range = match rows {
+            Some((offset, count, total)) => {
+                let per_row = total_elems / total.max(1);
+                shape[0] = count as i64;
+                offset * per_row..(offset + count) * per_row
+            }
+            None => 0..total_elems,
+        };
+        let data = slice(value, dt, range).map_err(|e| {
+            failed(
+                ErrorCode::InferenceError,
+                format!("reading output '{name}': {e}"),
+            )
+        })?;
+        tensors.push((*name, shape, data));
+    }
+    #[derive(serde::Serialize)]
+    struct Outputs<'a> {
+        outputs: Vec<OutputTensor<'a>>,
+    }
+    let out = Outputs {
+        outputs: tensors
+            .iter()
+            .map(|(name, shape, data)| OutputTensor {
+                name,
+                shape,
+                datatype: data.datatype(),
+                data: *data,
+            })
+            .collect(),
+    };
+    serde_json::to_string(&out)
+        .map_err(|e| failed(ErrorCode::Internal, format!("encoding the result: {e}")))
+}
