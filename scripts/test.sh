@@ -18,4 +18,6 @@ echo "[test] scripts/check_docker.sh (static checks of Dockerfile and docker-com
 scripts/check_docker.sh
 echo "[test] cargo test --workspace --all-features"
 cargo test --workspace --all-features --locked
+echo "[test] cargo test -p inferq-worker --lib (without test-hooks, as release builds are)"
+cargo test -p inferq-worker --lib --locked
 echo "[test] all checks passed"

@@ -186,9 +186,13 @@ impl Consumer {
                 }
             }
         }
+        announcer.abort();
+        let withdraw = self.queue.withdraw_worker(&self.consumer, &self.names);
+        if let Ok(Err(e)) = tokio::time::timeout(HANDBACK_LIMIT, withdraw).await {
+            tracing::debug!(error = %e, "withdrawing from the model registry failed");
+        }
         self.drain(pending, tasks).await;
         renewal.abort();
-        announcer.abort();
         tracing::info!("inferq-worker stopped");
         Ok(())
     }
@@ -400,7 +404,9 @@ impl Consumer {
             if left.is_zero() && !first {
                 break;
             }
-            let block = (!left.is_zero()).then(|| left.max(Duration::from_millis(1)));
+            // Capped like every blocking read, so the connection's response timeout (which
+            // allows for READ_BLOCK) never fires on a long batching delay.
+            let block = (!left.is_zero()).then(|| left.clamp(Duration::from_millis(1), READ_BLOCK));
             first = false;
             let more = match self
                 .reader

@@ -304,6 +304,17 @@ pub(crate) mod tests {
         );
     }
 
+    /// Release builds lack the `test-hooks` feature: a job asking for a crash runs normally.
+    #[cfg(not(feature = "test-hooks"))]
+    #[test]
+    fn test_hooks_are_inert_without_the_feature() {
+        let models = test_models();
+        let mut runner = Runner::new(&models, 1).unwrap();
+        let payload = r#"{"model":"linear","inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}],"parameters":{"test_hook":"abort_worker"}}"#;
+        let out = runner.run("linear", &[payload.as_bytes()]);
+        assert!(matches!(&out[0], Outcome::Succeeded(_)), "{out:?}");
+    }
+
     #[test]
     fn non_finite_outputs_are_spelled_as_strings() {
         let models = test_models();

@@ -78,6 +78,17 @@ impl Queue {
         Ok(())
     }
 
+    /// Says that `worker` stops serving `models` (a clean shutdown), so `GET /models` counts it
+    /// out at once rather than after [`MODEL_LIVENESS`].
+    pub async fn withdraw_worker(&self, worker: &str, models: &[String]) -> Result<(), QueueError> {
+        let mut pipe = redis::pipe();
+        for m in models {
+            pipe.zrem(self.keys.model_workers(m), worker).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
     /// Every registered model, served right now or not: jobs for a model whose workers are
     /// restarting (or scaled to zero) still queue.
     pub async fn known_models(&self) -> Result<Vec<ModelInfo>, QueueError> {

@@ -32,7 +32,7 @@ fn free_port() -> u16 {
 /// A private redis-server, killed on drop.
 pub(crate) struct Redis {
     pub port: u16,
-    dir: PathBuf,
+    pub dir: PathBuf,
     child: Option<Child>,
     aof: bool,
 }
@@ -121,9 +121,16 @@ impl Drop for Redis {
 pub(crate) struct Worker {
     pub child: Child,
     pub id: String,
+    /// Where its log lines (stdout) go.
+    pub log: PathBuf,
 }
 
 impl Worker {
+    /// Everything the worker logged so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
@@ -194,6 +201,8 @@ pub(crate) struct App {
     pub base: String,
     pub http: reqwest::Client,
     api: tokio::task::JoinHandle<()>,
+    /// Sending (or dropping) it starts the API's graceful shutdown.
+    stop_api: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Drop for App {
@@ -218,10 +227,12 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> App {
     config.max_queued = options.max_queued;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_api, stop) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(async move {
-        inferq_api::run(config, listener, std::future::pending())
-            .await
-            .unwrap()
+        let shutdown = async move {
+            let _ = stop.await;
+        };
+        inferq_api::run(config, listener, shutdown).await.unwrap()
     });
     App {
         redis,
@@ -232,10 +243,20 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> App {
             .build()
             .unwrap(),
         api,
+        stop_api: Some(stop_api),
     }
 }
 
 impl App {
+    /// Starts the API's graceful shutdown and waits up to `timeout` for it to finish; returns
+    /// whether it did.
+    pub(crate) async fn stop_api(&mut self, timeout: Duration) -> bool {
+        if let Some(stop) = self.stop_api.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(timeout, &mut self.api).await.is_ok()
+    }
+
     /// Starts a worker process serving `models_dir`; `env` adds or overrides settings.
     pub(crate) fn worker(&self, models_dir: &Path, env: &[(&str, &str)]) -> Worker {
         let id = format!("w-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -252,14 +273,16 @@ impl App {
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null());
+            );
+        let log = self.redis.dir.join(format!("{id}.log"));
+        cmd.stdout(std::fs::File::create(&log).unwrap());
         for (k, v) in env {
             cmd.env(k, v);
         }
         Worker {
             child: cmd.spawn().unwrap(),
             id,
+            log,
         }
     }
 

@@ -2,7 +2,9 @@
 //! worker processes running real ONNX models.
 
 mod batching;
+mod faults;
 mod helpers;
 mod jobs;
 mod lifecycle;
+mod protocol;
 mod validation;
