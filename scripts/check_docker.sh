@@ -124,6 +124,8 @@ check(hashes <= PIN_HASHES,
       "every sha256 in the Dockerfile is a pin of scripts/fetch_assets.py (unknown: %s)"
       % (sorted(hashes - PIN_HASHES) or "none"))
 check("fetch_assets.py" in text, "Dockerfile runs scripts/fetch_assets.py (same pins as setup.sh)")
+check("test-hooks" not in text and "--all-features" not in text and "--features" not in text,
+      "the release build leaves the worker's test-hooks feature off")
 versions = set(re.findall(r"libonnxruntime\.so\.([0-9][0-9.]*[0-9])", text))
 check(versions == {pins.ORT_VERSION}, "Dockerfile's libonnxruntime version(s) %s == fetch_assets ORT_VERSION %s"
       % (sorted(versions), pins.ORT_VERSION))
@@ -204,6 +206,7 @@ if yaml is not None:
         check("container_name" not in w and not w.get("ports"), "worker has no container_name and no host ports (scalable)")
         check(bool(w.get("stop_grace_period")), "worker has stop_grace_period (%s)" % w.get("stop_grace_period"))
         check(w.get("restart") == "unless-stopped", "worker restart: unless-stopped")
+        check(bool(a.get("stop_grace_period")), "api has stop_grace_period (%s)" % a.get("stop_grace_period"))
 
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

@@ -122,6 +122,11 @@ impl Fixture {
             .unwrap()
     }
 
+    async fn start_one(&self, consumer: &str, d: &Delivery, max_attempts: u32) -> Vec<u64> {
+        self.start(consumer, std::slice::from_ref(d), max_attempts)
+            .await
+    }
+
     async fn complete(&self, d: &Delivery, token: u64) -> Vec<bool> {
         self.queue
             .complete(MODEL, &[succeeded(d, token)], RETENTION)
@@ -234,21 +239,13 @@ async fn a_stale_token_is_refused() {
     let first = f.read_one("w1").await;
     assert_eq!(first.job, id);
     assert_eq!(first.payload, PAYLOAD);
-    assert_eq!(
-        f.start("w1", std::slice::from_ref(&first), MAX_ATTEMPTS)
-            .await,
-        [1]
-    );
+    assert_eq!(f.start_one("w1", &first, MAX_ATTEMPTS).await, [1]);
 
     // w1 stalls past its lease; w2 takes the job over.
     let second = f.reclaim_one("w2").await;
     assert_eq!(second.job, id);
     assert_eq!(second.entry, first.entry);
-    assert_eq!(
-        f.start("w2", std::slice::from_ref(&second), MAX_ATTEMPTS)
-            .await,
-        [2]
-    );
+    assert_eq!(f.start_one("w2", &second, MAX_ATTEMPTS).await, [2]);
 
     // w1 wakes up and reports: fenced off, nothing changes.
     assert_eq!(f.complete(&first, 1).await, [false]);
@@ -275,11 +272,7 @@ async fn a_completion_after_release_is_discarded() {
     let id = f.submit(None).await;
 
     let first = f.read_one("w1").await;
-    assert_eq!(
-        f.start("w1", std::slice::from_ref(&first), MAX_ATTEMPTS)
-            .await,
-        [1]
-    );
+    assert_eq!(f.start_one("w1", &first, MAX_ATTEMPTS).await, [1]);
     let released = f
         .queue
         .release(MODEL, &[(id, first.entry.clone(), 1)])
@@ -305,11 +298,7 @@ async fn a_completion_after_release_is_discarded() {
     assert_eq!(again.job, id);
     assert_eq!(again.entry, ids[0]);
     assert_eq!(again.payload, PAYLOAD);
-    assert_eq!(
-        f.start("w1", std::slice::from_ref(&again), MAX_ATTEMPTS)
-            .await,
-        [2]
-    );
+    assert_eq!(f.start_one("w1", &again, MAX_ATTEMPTS).await, [2]);
     assert_eq!(f.complete(&again, 2).await, [true]);
     let rec = f.record(id).await;
     assert_eq!(rec.status, JobStatus::Succeeded);
@@ -334,10 +323,7 @@ async fn cancelling_a_running_job_discards_its_result() {
     let f = setup().await;
     let id = f.submit(None).await;
     let d = f.read_one("w1").await;
-    assert_eq!(
-        f.start("w1", std::slice::from_ref(&d), MAX_ATTEMPTS).await,
-        [1]
-    );
+    assert_eq!(f.start_one("w1", &d, MAX_ATTEMPTS).await, [1]);
 
     assert_eq!(
         f.queue.cancel(id, RETENTION).await.unwrap(),
@@ -371,14 +357,8 @@ async fn starting_one_delivery_twice_adds_no_attempt() {
     let id = f.submit(None).await;
     let d = f.read_one("w1").await;
 
-    assert_eq!(
-        f.start("w1", std::slice::from_ref(&d), MAX_ATTEMPTS).await,
-        [1]
-    );
-    assert_eq!(
-        f.start("w1", std::slice::from_ref(&d), MAX_ATTEMPTS).await,
-        [1]
-    );
+    assert_eq!(f.start_one("w1", &d, MAX_ATTEMPTS).await, [1]);
+    assert_eq!(f.start_one("w1", &d, MAX_ATTEMPTS).await, [1]);
     let rec = f.record(id).await;
     assert_eq!(rec.status, JobStatus::Running);
     assert_eq!(rec.attempts, 1);
@@ -387,16 +367,8 @@ async fn starting_one_delivery_twice_adds_no_attempt() {
     // is again harmless.
     let again = f.reclaim_one("w2").await;
     assert_eq!(again.entry, d.entry);
-    assert_eq!(
-        f.start("w2", std::slice::from_ref(&again), MAX_ATTEMPTS)
-            .await,
-        [2]
-    );
-    assert_eq!(
-        f.start("w2", std::slice::from_ref(&again), MAX_ATTEMPTS)
-            .await,
-        [2]
-    );
+    assert_eq!(f.start_one("w2", &again, MAX_ATTEMPTS).await, [2]);
+    assert_eq!(f.start_one("w2", &again, MAX_ATTEMPTS).await, [2]);
     assert_eq!(f.record(id).await.attempts, 2);
 
     assert_eq!(f.complete(&d, 1).await, [false]);
@@ -525,11 +497,7 @@ async fn retiring_a_model_fails_its_jobs_and_refuses_new_ones() {
     let entries = f.queue.read("w1", MODEL, 1, None).await.unwrap();
     let running = one(jobs(entries));
     assert_eq!(running.job, ids[0]);
-    assert_eq!(
-        f.start("w1", std::slice::from_ref(&running), MAX_ATTEMPTS)
-            .await,
-        [1]
-    );
+    assert_eq!(f.start_one("w1", &running, MAX_ATTEMPTS).await, [1]);
 
     assert_eq!(
         f.queue.retire_model(MODEL, RETENTION).await.unwrap(),
@@ -579,10 +547,7 @@ async fn start_enforces_deadline_and_max_attempts() {
     let late = f.submit(Some(1)).await;
     let d = f.read_one("w1").await;
     assert_eq!(d.job, late);
-    assert_eq!(
-        f.start("w1", std::slice::from_ref(&d), MAX_ATTEMPTS).await,
-        [0]
-    );
+    assert_eq!(f.start_one("w1", &d, MAX_ATTEMPTS).await, [0]);
     let rec = f.record(late).await;
     assert_eq!(rec.status, JobStatus::Failed);
     assert_eq!(error_code(&rec), Some(ErrorCode::DeadlineExceeded.as_str()));
@@ -595,10 +560,10 @@ async fn start_enforces_deadline_and_max_attempts() {
     let poison = f.submit(None).await;
     let first = f.read_one("w1").await;
     assert_eq!(first.job, poison);
-    assert_eq!(f.start("w1", std::slice::from_ref(&first), 1).await, [1]);
+    assert_eq!(f.start_one("w1", &first, 1).await, [1]);
     let second = f.reclaim_one("w2").await;
     assert_eq!(second.job, poison);
-    assert_eq!(f.start("w2", std::slice::from_ref(&second), 1).await, [0]);
+    assert_eq!(f.start_one("w2", &second, 1).await, [0]);
     let rec = f.record(poison).await;
     assert_eq!(rec.status, JobStatus::Failed);
     assert_eq!(
@@ -632,22 +597,12 @@ async fn a_start_retried_after_a_reclaim_does_not_share_the_new_token() {
     let f = setup().await;
     let id = f.submit(None).await;
     let first = f.read_one("w1").await;
-    assert_eq!(
-        f.start("w1", std::slice::from_ref(&first), MAX_ATTEMPTS)
-            .await,
-        [1]
-    );
+    assert_eq!(f.start_one("w1", &first, MAX_ATTEMPTS).await, [1]);
     let second = f.reclaim_one("w2").await;
-    assert_eq!(
-        f.start("w2", std::slice::from_ref(&second), MAX_ATTEMPTS)
-            .await,
-        [2]
-    );
+    assert_eq!(f.start_one("w2", &second, MAX_ATTEMPTS).await, [2]);
 
     // w1 retries the start of its own (old) delivery.
-    let retried = f
-        .start("w1", std::slice::from_ref(&first), MAX_ATTEMPTS)
-        .await;
+    let retried = f.start_one("w1", &first, MAX_ATTEMPTS).await;
     assert_ne!(retried, [2], "w1 was handed w2's fencing token");
     assert_eq!(f.pending().await, 1, "w2's entry must stay pending");
     assert_eq!(f.complete(&second, 2).await, [true]);
