@@ -592,7 +592,6 @@ async fn start_enforces_deadline_and_max_attempts() {
 /// Fails today: `start.lua` keys a delivery by entry and delivery count only, not by the
 /// consumer that owns the pending entry.
 #[tokio::test]
-#[ignore = "protocol bug: start.lua ignores which consumer owns the delivery"]
 async fn a_start_retried_after_a_reclaim_does_not_share_the_new_token() {
     let f = setup().await;
     let id = f.submit(None).await;

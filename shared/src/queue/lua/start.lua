@@ -16,6 +16,9 @@
 -- the job, or 0 when it must not (already finished or cancelled, deadline passed, or attempts
 -- used up; the last two are failed here). Entries not to run are acknowledged and deleted.
 --
+-- An entry this consumer no longer owns (its lease lapsed and another worker reclaimed it
+-- while a start was being retried) is not started and not touched: it is the other worker's.
+--
 -- Idempotent per delivery: a delivery is an entry plus its delivery count (each read or
 -- reclaim increments it). Starting the same delivery again (a retry after an ambiguous error)
 -- returns the token it already got and adds no attempt.
@@ -36,9 +39,12 @@ for i = 3, #KEYS do
   local id, entry = ARGV[8 + (i - 3) * 2], ARGV[9 + (i - 3) * 2]
   local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token)
   local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
+  local owned = pending[1] ~= nil and pending[1][2] == consumer
   local delivery = entry .. '/' .. (pending[1] and pending[1][4] or 0)
   local token = 0
-  if rec[1] == 'running' and rec[4] == delivery then
+  if not owned then
+    token = -1
+  elseif rec[1] == 'running' and rec[4] == delivery then
     token = tonumber(rec[5]) or 0
   elseif rec[1] == 'queued' or rec[1] == 'running' then
     local attempts = tonumber(rec[2]) or 0
@@ -69,7 +75,7 @@ for i = 3, #KEYS do
     redis.call('XACK', KEYS[1], group, entry)
     redis.call('XDEL', KEYS[1], entry)
   end
-  out[#out + 1] = token
+  out[#out + 1] = math.max(token, 0)
 end
 if #done_events > 0 then
   redis.call('PUBLISH', channel, table.concat(done_events, '\n'))
