@@ -40,7 +40,8 @@ pub(crate) async fn submit(
             available: state.cached_model_names().join(", "),
         });
     };
-    model.validate(&req)?;
+    // Validated and converted to the binary payload in one pass over the data.
+    let payload = model.encode_request(&req)?;
     let deadline = req
         .parameters
         .as_ref()
@@ -51,7 +52,7 @@ pub(crate) async fn submit(
     let guard = (!wait.is_zero()).then(|| state.wait_for(id));
     match state
         .queue
-        .submit(id, &model.name, &body, state.config.max_queued, deadline)
+        .submit(id, &model.name, &payload, state.config.max_queued, deadline)
         .await?
     {
         Submitted::Queued => {}

@@ -1,6 +1,7 @@
 //! `GET /status/<id>`: the job record as clients read it, rendered from the stored job.
 
 use inferq_shared::job::{JobId, JobStatus};
+use inferq_shared::payload;
 use inferq_shared::queue::StoredJob;
 use inferq_shared::time::rfc3339_ms;
 use serde::Serialize;
@@ -25,7 +26,7 @@ pub struct JobRecord {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub attempts: u32,
-    /// `{"outputs": [...]}` exactly as the worker serialized it, embedded without re-parsing.
+    /// `{"outputs": [...]}`, rendered from the worker's binary result.
     pub result: Option<Box<RawValue>>,
     pub error: Option<ErrorBody>,
 }
@@ -34,13 +35,23 @@ impl TryFrom<StoredJob> for JobRecord {
     type Error = ApiError;
 
     fn try_from(job: StoredJob) -> Result<Self, ApiError> {
-        let result = job
-            .result
+        let id = job.id;
+        let bad = |e: &dyn std::fmt::Display| {
+            ApiError::Internal(format!("stored result of job {id} is unreadable: {e}"))
+        };
+        let json = match job.result {
+            None => None,
+            // Rendered from bytes, here, for the client that asked.
+            Some(bytes) if payload::is_result_frame(&bytes) => {
+                Some(payload::result_to_json(&bytes).map_err(|e| bad(&e))?)
+            }
+            // Written as JSON by a worker from before binary results.
+            Some(bytes) => Some(String::from_utf8(bytes).map_err(|e| bad(&e))?),
+        };
+        let result = json
             .map(RawValue::from_string)
             .transpose()
-            .map_err(|e| {
-                ApiError::Internal(format!("stored result of job {} is not JSON: {e}", job.id))
-            })?;
+            .map_err(|e| bad(&e))?;
         Ok(Self {
             id: job.id,
             model: job.model,

@@ -91,6 +91,29 @@ macro_rules! define_datatypes {
                 }
             }
 
+            /// Reads raw little-endian elements; `None` when the length is not a whole number
+            /// of elements.
+            pub fn from_le_bytes(datatype: DataType, bytes: &[u8]) -> Option<Self> {
+                if bytes.len() % datatype.size() != 0 {
+                    return None;
+                }
+                Some(match datatype {
+                    $(DataType::$variant => Self::$variant(
+                        bytes
+                            .chunks_exact($size)
+                            .map(|c| <$ty as LittleEndian>::read(c))
+                            .collect(),
+                    ),)*
+                })
+            }
+
+            /// A borrowed view of the elements.
+            pub fn as_data_ref(&self) -> DataRef<'_> {
+                match self {
+                    $(Self::$variant(v) => DataRef::$variant(v),)*
+                }
+            }
+
             /// Appends `other`'s elements; returns false (and appends nothing) when the
             /// datatypes differ.
             pub fn extend_from(&mut self, other: &TensorData) -> bool {
@@ -128,6 +151,20 @@ macro_rules! define_datatypes {
             }
         }
 
+        impl DataRef<'_> {
+            /// Appends the elements as raw little-endian bytes.
+            pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
+                match self {
+                    $(Self::$variant(v) => {
+                        out.reserve(v.len() * $size);
+                        for x in v.iter() {
+                            x.write(out);
+                        }
+                    })*
+                }
+            }
+        }
+
         impl Serialize for DataRef<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 use serde::ser::SerializeSeq;
@@ -145,6 +182,34 @@ macro_rules! define_datatypes {
     };
 }
 
+/// An element's raw little-endian form, the encoding tensors take inside the system.
+pub trait LittleEndian: Sized {
+    /// Reads one element from exactly its size in bytes.
+    fn read(bytes: &[u8]) -> Self;
+    fn write(self, out: &mut Vec<u8>);
+}
+
+macro_rules! little_endian {
+    // `tt`, not `ty`: the `bool` arms below must still see the bare token.
+    ([] $($variant:ident $name:literal $size:literal $ty:tt,)*) => {
+        $(impl LittleEndian for $ty {
+            fn read(bytes: &[u8]) -> Self {
+                let mut b = [0u8; $size];
+                b.copy_from_slice(bytes);
+                little_endian!(@read $ty, b)
+            }
+            fn write(self, out: &mut Vec<u8>) {
+                little_endian!(@write $ty, self, out)
+            }
+        })*
+    };
+    (@read bool, $b:ident) => { $b[0] != 0 };
+    (@read $ty:tt, $b:ident) => { <$ty>::from_le_bytes($b) };
+    (@write bool, $v:ident, $out:ident) => { $out.push(u8::from($v)) };
+    (@write $ty:tt, $v:ident, $out:ident) => { $out.extend_from_slice(&$v.to_le_bytes()) };
+}
+
+for_each_datatype!(little_endian);
 for_each_datatype!(define_datatypes);
 
 impl fmt::Display for DataType {
@@ -167,6 +232,28 @@ mod tests {
         assert_eq!(DataType::parse("FP16"), None);
         assert_eq!(DataType::Int64.size(), std::mem::size_of::<i64>());
         assert_eq!(DataType::Fp32.size(), std::mem::size_of::<f32>());
+    }
+
+    #[test]
+    fn little_endian_bytes_round_trip() {
+        let cases = [
+            TensorData::Fp32(vec![1.5, -0.0, f32::NAN]),
+            TensorData::Int64(vec![-1, i64::MAX]),
+            TensorData::Bool(vec![true, false]),
+            TensorData::Uint16(vec![0xBEEF]),
+        ];
+        for data in cases {
+            let mut bytes = Vec::new();
+            data.as_data_ref().write_le_bytes(&mut bytes);
+            assert_eq!(bytes.len(), data.len() * data.datatype().size());
+            let back = TensorData::from_le_bytes(data.datatype(), &bytes).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{data:?}"));
+        }
+        assert_eq!(
+            TensorData::from_le_bytes(DataType::Uint16, &[0xEF, 0xBE]),
+            Some(TensorData::Uint16(vec![0xBEEF]))
+        );
+        assert_eq!(TensorData::from_le_bytes(DataType::Fp32, &[0, 0, 0]), None);
     }
 
     #[test]

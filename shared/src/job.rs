@@ -90,25 +90,25 @@ pub struct OutputRequest {
 }
 
 /// Optional per-job settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct JobParameters {
     /// Fail the job with `deadline_exceeded` if it has not started this many ms after submission.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Same, as an absolute time in milliseconds since the Unix epoch. With both, the earlier
     /// one applies.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<u64>,
     /// Test hooks (cargo feature `test-hooks`, absent from release builds): make the worker
     /// that runs this job abort its process (a native crash, the OOM killer) or panic.
     #[cfg(feature = "test-hooks")]
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_hook: Option<TestHook>,
 }
 
 /// What a test hook does to the worker running the job.
 #[cfg(feature = "test-hooks")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TestHook {
     /// `std::process::abort()` while decoding the job.

@@ -4,6 +4,7 @@ pub mod config;
 pub mod datatype;
 pub mod job;
 pub mod model;
+pub mod payload;
 pub mod queue;
 pub mod shutdown;
 pub mod telemetry;

@@ -105,7 +105,12 @@ pub fn element_count(shape: &[i64]) -> Option<usize> {
     })
 }
 
-fn names(specs: &[TensorSpec]) -> String {
+/// Whether a tensor's shape fits a model's declared shape (`-1` = any size).
+pub(crate) fn shape_fits(got: &[i64], want: &[i64]) -> bool {
+    got.len() == want.len() && got.iter().zip(want).all(|(&g, &w)| w < 0 || g == w)
+}
+
+pub(crate) fn names(specs: &[TensorSpec]) -> String {
     specs
         .iter()
         .map(|s| s.name.as_str())
@@ -178,12 +183,7 @@ impl ModelInfo {
                     shape: t.shape.clone(),
                 });
             }
-            let fits = t.shape.len() == spec.shape.len()
-                && t.shape
-                    .iter()
-                    .zip(&spec.shape)
-                    .all(|(&got, &want)| want < 0 || got == want);
-            if !fits {
+            if !shape_fits(&t.shape, &spec.shape) {
                 return Err(ValidationError::ShapeMismatch {
                     name: t.name.to_string(),
                     got: t.shape.clone(),

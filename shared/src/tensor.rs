@@ -160,6 +160,14 @@ impl<T> Sink<T> for Vec<T> {
     }
 }
 
+/// Writes elements as raw little-endian bytes.
+struct LeBytes(Vec<u8>);
+impl<T: crate::datatype::LittleEndian> Sink<T> for LeBytes {
+    fn push(&mut self, v: T) {
+        v.write(&mut self.0)
+    }
+}
+
 struct Discard;
 impl<T> Sink<T> for Discard {
     fn push(&mut self, _: T) {}
@@ -288,6 +296,25 @@ pub fn count_elements(datatype: DataType, raw: &RawValue) -> Result<usize, DataE
         };
     }
     crate::for_each_datatype!(count)
+}
+
+/// Parses `raw` as `datatype` values straight into raw little-endian bytes (the form tensors
+/// take inside the system); returns them with the element count.
+pub fn parse_le_bytes(
+    datatype: DataType,
+    raw: &RawValue,
+    expected: usize,
+) -> Result<(Vec<u8>, usize), DataError> {
+    let mut sink = LeBytes(Vec::with_capacity(expected.saturating_mul(datatype.size())));
+    macro_rules! parse {
+        ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
+            match datatype {
+                $(DataType::$variant => flatten_into::<$ty, _>(raw, &mut sink)?,)*
+            }
+        };
+    }
+    let count = crate::for_each_datatype!(parse);
+    Ok((sink.0, count))
 }
 
 /// Parses `raw` as `datatype` values, reserving `expected` elements up front.

@@ -3,8 +3,9 @@
 
 use inferq_shared::job::{ErrorCode, JobError, JobRequest};
 use inferq_shared::model::{ModelInfo, element_count};
+use inferq_shared::payload::{self, TensorHeader};
 use inferq_shared::queue::Outcome;
-use inferq_shared::tensor::{DataRef, DataType, OutputTensor, TensorData, parse_data};
+use inferq_shared::tensor::{DataRef, DataType, TensorData, parse_data};
 use ort::session::{SessionInputValue, SessionOutputs};
 use ort::value::{IntoTensorElementType, TensorElementType, Value, ValueType};
 
@@ -42,10 +43,53 @@ pub(crate) fn failed(code: ErrorCode, message: impl Into<String>) -> Outcome {
     Outcome::Failed(JobError::new(code, message))
 }
 
-/// Parses and checks a payload against the model. The API validated it against the metadata
-/// it had; the model may have changed since, so the structure is checked again here, and the
-/// data arrays are read once, straight into typed buffers.
+/// Reads a payload and checks it against the model. The API validated it against the metadata
+/// it had; the model may have changed since, so the structure is checked again here.
 pub(crate) fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
+    if payload::is_job_frame(payload) {
+        decode_frame(info, payload)
+    } else {
+        decode_json(info, payload)
+    }
+}
+
+/// The binary payload the API writes: tensor bytes go to typed buffers without any text.
+fn decode_frame(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
+    let (header, parts) = payload::decode_job(payload).map_err(|e| {
+        failed(
+            ErrorCode::InvalidRequest,
+            format!("job payload is not readable: {e}"),
+        )
+    })?;
+    #[cfg(feature = "test-hooks")]
+    crate::hooks::on_decode(header.parameters.as_ref());
+    info.validate_header(&header)
+        .map_err(|e| failed(e.code(), e.to_string()))?;
+    let mut inputs = Vec::with_capacity(info.inputs.len());
+    for spec in &info.inputs {
+        let k = header
+            .inputs
+            .iter()
+            .position(|t| t.name == spec.name)
+            .expect("validated: every input is present");
+        let t = &header.inputs[k];
+        let data = TensorData::from_le_bytes(t.datatype, parts[k]).ok_or_else(|| {
+            failed(
+                ErrorCode::DataLengthMismatch,
+                format!("input '{}': data is not a whole number of elements", t.name),
+            )
+        })?;
+        inputs.push((t.shape.clone(), data));
+    }
+    Ok(Decoded {
+        inputs,
+        outputs: header.outputs,
+    })
+}
+
+/// A JSON request, as an API from before binary payloads wrote it: the data arrays are read
+/// once, straight into typed buffers.
+fn decode_json(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
     let req: JobRequest<'_> = serde_json::from_slice(payload).map_err(|e| {
         failed(
             ErrorCode::InvalidRequest,
@@ -53,7 +97,7 @@ pub(crate) fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcom
         )
     })?;
     #[cfg(feature = "test-hooks")]
-    crate::hooks::on_decode(&req);
+    crate::hooks::on_decode(req.parameters.as_ref());
     info.validate_structure(&req)
         .map_err(|e| failed(e.code(), e.to_string()))?;
     let mut inputs = Vec::with_capacity(info.inputs.len());
@@ -132,18 +176,19 @@ fn slice<'a>(
     Ok(inferq_shared::for_each_datatype!(extract))
 }
 
-/// Serializes `{"outputs": [...]}` straight from ONNX Runtime's buffers. With `rows`
-/// (`offset`, `count`, `total`), only that slice of the leading dimension is written.
+/// Writes the binary result straight from ONNX Runtime's buffers. With `rows` (`offset`,
+/// `count`, `total`), only that slice of the leading dimension is written.
 pub(crate) fn encode(
     info: &ModelInfo,
     outputs: &SessionOutputs<'_>,
     wanted: Option<&[String]>,
     rows: Option<(usize, usize, usize)>,
-) -> Result<String, Outcome> {
+) -> Result<Vec<u8>, Outcome> {
     let names: Vec<&str> = match wanted {
         Some(w) => w.iter().map(String::as_str).collect(),
         None => info.outputs.iter().map(|o| o.name.as_str()).collect(),
     };
+    let mut headers = Vec::with_capacity(names.len());
     let mut tensors = Vec::with_capacity(names.len());
     for name in &names {
         let Some(value) = outputs.get(name) else {
@@ -180,23 +225,17 @@ pub(crate) fn encode(
                 format!("reading output '{name}': {e}"),
             )
         })?;
-        tensors.push((*name, shape, data));
+        headers.push(TensorHeader {
+            name: (*name).to_owned(),
+            datatype: dt,
+            shape,
+        });
+        tensors.push(data);
     }
-    #[derive(serde::Serialize)]
-    struct Outputs<'a> {
-        outputs: Vec<OutputTensor<'a>>,
-    }
-    let out = Outputs {
-        outputs: tensors
-            .iter()
-            .map(|(name, shape, data)| OutputTensor {
-                name,
-                shape,
-                datatype: data.datatype(),
-                data: *data,
-            })
-            .collect(),
-    };
-    serde_json::to_string(&out)
-        .map_err(|e| failed(ErrorCode::Internal, format!("encoding the result: {e}")))
+    let len = tensors.iter().map(|d| d.len() * d.datatype().size()).sum();
+    Ok(payload::encode_result(headers, len, |out| {
+        for d in &tensors {
+            d.write_le_bytes(out);
+        }
+    }))
 }

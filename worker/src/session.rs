@@ -182,7 +182,7 @@ fn run_one(session: &mut Session, info: &ModelInfo, job: Decoded) -> Outcome {
         Ok(encode(info, &outputs, wanted.as_deref(), None))
     });
     match result {
-        Ok(Ok(json)) => Outcome::Succeeded(json),
+        Ok(Ok(result)) => Outcome::Succeeded(result),
         Ok(Err(o)) => o,
         Err(e) => failed(
             ErrorCode::InferenceError,
@@ -254,6 +254,10 @@ pub(crate) mod tests {
     use super::*;
     use crate::models::{BatchDefaults, discover};
 
+    fn json(result: &[u8]) -> String {
+        inferq_shared::payload::result_to_json(result).unwrap()
+    }
+
     pub(crate) fn test_models() -> Vec<ModelSpec> {
         init_runtime(Path::new(env!("ORT_DYLIB_PATH"))).unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models");
@@ -288,7 +292,7 @@ pub(crate) mod tests {
             panic!("{out:?}")
         };
         assert_eq!(
-            a,
+            json(a),
             r#"{"outputs":[{"name":"y","shape":[1,3],"datatype":"FP32","data":[7.5,7.5,10.0]}]}"#
         );
         assert!(
@@ -299,7 +303,7 @@ pub(crate) mod tests {
             panic!("{out:?}")
         };
         assert_eq!(
-            c,
+            json(c),
             r#"{"outputs":[{"name":"y","shape":[2,3],"datatype":"FP32","data":[0.5,-0.5,1.0,0.6,-0.3,1.3]}]}"#
         );
     }
@@ -321,11 +325,11 @@ pub(crate) mod tests {
         let mut runner = Runner::new(&models, 1).unwrap();
         let payload = r#"{"model":"linear","inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":["NaN",0,0,0]}]}"#;
         let out = runner.run("linear", &[payload.as_bytes()]);
-        let Outcome::Succeeded(json) = &out[0] else {
+        let Outcome::Succeeded(result) = &out[0] else {
             panic!("{out:?}")
         };
         assert_eq!(
-            json,
+            json(result),
             r#"{"outputs":[{"name":"y","shape":[1,3],"datatype":"FP32","data":["NaN","NaN","NaN"]}]}"#
         );
     }

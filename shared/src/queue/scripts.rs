@@ -26,8 +26,8 @@ static MALFORMED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/m
 /// What a worker reports for one attempt.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// The result, stored as given (`{"outputs": [...]}` JSON).
-    Succeeded(String),
+    /// The result, stored as given (a binary result frame, see [`payload`](crate::payload)).
+    Succeeded(Vec<u8>),
     Failed(JobError),
 }
 
@@ -178,7 +178,7 @@ impl Queue {
         for c in completions {
             inv.arg(c.job.to_string()).arg(&c.entry).arg(c.token);
             match &c.outcome {
-                Outcome::Succeeded(result) => inv.arg("succeeded").arg(result.as_str()).arg(""),
+                Outcome::Succeeded(result) => inv.arg("succeeded").arg(result.as_slice()).arg(""),
                 Outcome::Failed(e) => inv.arg("failed").arg(e.code.as_str()).arg(&e.message),
             };
         }

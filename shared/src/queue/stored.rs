@@ -14,8 +14,9 @@ pub struct StoredJob {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
     pub attempts: u32,
-    /// The worker's result, exactly as it stored it.
-    pub result: Option<String>,
+    /// The worker's result, exactly as it stored it (a binary result frame, see
+    /// [`payload`](crate::payload)).
+    pub result: Option<Vec<u8>>,
     /// `(code, message)` of a failure. The code stays a string: a record written by a newer
     /// worker may carry a code this build does not know.
     pub error: Option<(String, String)>,
@@ -36,23 +37,28 @@ const FIELDS: [&str; 9] = [
 impl Queue {
     /// Reads a job record, or `None` for an unknown or expired id.
     pub async fn record(&self, id: JobId) -> Result<Option<StoredJob>, QueueError> {
-        let fields: Vec<Option<String>> = redis::cmd("HMGET")
+        let fields: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
             .arg(self.keys.job(id))
             .arg(&FIELDS)
             .query_async(&mut self.conn.clone())
             .await?;
         let mut f = fields.into_iter();
-        let mut next = || f.next().flatten();
-        let (model, status) = (next(), next());
+        let mut bytes = || f.next().flatten();
+        let (model, status) = (bytes(), bytes());
+        let (created_at, started_at, finished_at) = (bytes(), bytes(), bytes());
+        let (attempts, result) = (bytes(), bytes());
+        let (error_code, error_message) = (bytes(), bytes());
+        let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let (model, status) = (text(model), text(status));
         let (Some(model), Some(status)) = (model, status) else {
             return Ok(None);
         };
         let status = JobStatus::parse(&status).ok_or(QueueError::Protocol("unknown job status"))?;
-        let time = |v: Option<String>| v.and_then(|s| s.parse().ok());
-        let (created_at, started_at, finished_at) = (time(next()), time(next()), time(next()));
-        let attempts = next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        let result = next();
-        let error = match (next(), next()) {
+        let time = |v: Option<Vec<u8>>| text(v).and_then(|s| s.parse().ok());
+        let (created_at, started_at, finished_at) =
+            (time(created_at), time(started_at), time(finished_at));
+        let attempts = time(attempts).unwrap_or(0) as u32;
+        let error = match (text(error_code), text(error_message)) {
             (Some(code), message) => Some((code, message.unwrap_or_default())),
             _ => None,
         };

@@ -23,7 +23,7 @@ async fn xlen(app: &crate::helpers::App, key: &str) -> u64 {
         .unwrap()
 }
 
-/// A worker whose lease on a job lapsed (it was paused) and that then reclaims that job
+/// A worker whose lease on a job lapsed and that then reclaims that job
 /// itself keeps renewing the new attempt after the stale one finishes: another worker does
 /// not take it over (that used to cascade, one attempt after another, to
 /// `max_attempts_exceeded` for jobs longer than the lease).
@@ -40,43 +40,65 @@ async fn a_worker_that_reclaims_its_own_stalled_job_keeps_renewing_the_new_attem
         app.worker(&test_models(), &env),
     ];
     app.wait_models(&["slow"]).await;
-    // Whether the paused worker's renewal or its own reclaim reaches Redis first after the
-    // pause is a race; try until the reclaim wins.
-    for i in 0..8 {
-        let id = app.submit(&slow_job(i as f32)).await;
-        app.wait_status(&id, "running", Duration::from_secs(30))
-            .await;
-        let runner = app.job_worker(&id).await.unwrap();
-        let (r, other) = if runner == workers[0].id {
-            (&workers[0], &workers[1])
-        } else {
-            (&workers[1], &workers[0])
-        };
-        // The other worker cannot step in while the runner's lease lapses.
-        other.signal("STOP");
-        r.signal("STOP");
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        r.signal("CONT");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let reclaimed = app.job_field(&id, "attempts").await.as_deref() == Some("2");
-        // From here on the other worker takes over any lease the runner stops renewing.
-        other.signal("CONT");
-        let record = app.wait_done(&id, Duration::from_secs(60)).await;
-        assert_eq!(record["status"], "succeeded", "{record}");
-        if reclaimed {
-            assert_eq!(
-                record["attempts"], 2,
-                "the new attempt lost its lease renewal: {record}"
-            );
-            assert_eq!(app.job_worker(&id).await.as_deref(), Some(r.id.as_str()));
-            assert_eq!(
-                record["result"]["outputs"][0]["data"],
-                json!([i as f64 + 1.0])
-            );
-            return;
-        }
+    let id = app.submit(&slow_job(5.0)).await;
+    app.wait_status(&id, "running", Duration::from_secs(30))
+        .await;
+    let runner = app.job_worker(&id).await.unwrap();
+    let (r, other) = if runner == workers[0].id {
+        (&workers[0], &workers[1])
+    } else {
+        (&workers[1], &workers[0])
+    };
+    // The runner's lease lapses while it keeps running attempt 1: the test keeps marking the
+    // entry idle for 10 s (faster than the runner renews it) until the runner's own reclaim
+    // picks it up and starts attempt 2. The other worker is paused meanwhile, so it is the
+    // runner that reclaims.
+    other.signal("STOP");
+    let entry = app.job_field(&id, "entry").await.unwrap();
+    let mut conn = app.redis.conn().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.job_field(&id, "attempts").await.as_deref() != Some("2") {
+        assert!(
+            Instant::now() < deadline,
+            "the runner never reclaimed its job"
+        );
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(stream(&app, "slow"))
+            .arg("workers")
+            .arg(&r.id)
+            .arg(0)
+            .arg(&entry)
+            .arg("IDLE")
+            .arg(10_000)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("the worker never reclaimed its own stalled job in 8 tries");
+    // Undo the last forced idle time (the runner's next renewal would, within lease/3); from
+    // here on the other worker takes over any lease the runner stops renewing.
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(stream(&app, "slow"))
+        .arg("workers")
+        .arg(&r.id)
+        .arg(0)
+        .arg(&entry)
+        .arg("IDLE")
+        .arg(0)
+        .arg("JUSTID")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    other.signal("CONT");
+    let record = app.wait_done(&id, Duration::from_secs(60)).await;
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(
+        record["attempts"], 2,
+        "the new attempt lost its lease renewal: {record}"
+    );
+    assert_eq!(app.job_worker(&id).await.as_deref(), Some(r.id.as_str()));
+    assert_eq!(record["result"]["outputs"][0]["data"], json!([6.0]));
 }
 
 /// A model that cannot batch is read one job per idle thread: two single-thread workers share

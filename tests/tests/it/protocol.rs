@@ -223,7 +223,7 @@ fn succeeded(d: &Delivery, token: u64) -> Completion {
         job: d.job,
         entry: d.entry.clone(),
         token,
-        outcome: Outcome::Succeeded(RESULT.to_owned()),
+        outcome: Outcome::Succeeded(RESULT.as_bytes().to_vec()),
     }
 }
 
@@ -259,7 +259,7 @@ async fn a_stale_token_is_refused() {
     let rec = f.record(id).await;
     assert_eq!(rec.status, JobStatus::Succeeded);
     assert_eq!(rec.attempts, 2);
-    assert_eq!(rec.result.as_deref(), Some(RESULT));
+    assert_eq!(rec.result.as_deref(), Some(RESULT.as_bytes()));
     assert_eq!(rec.error, None);
     assert!(rec.finished_at.is_some());
     assert_eq!(f.stream_len().await, 0);
@@ -303,7 +303,7 @@ async fn a_completion_after_release_is_discarded() {
     let rec = f.record(id).await;
     assert_eq!(rec.status, JobStatus::Succeeded);
     assert_eq!(rec.attempts, 2);
-    assert_eq!(rec.result.as_deref(), Some(RESULT));
+    assert_eq!(rec.result.as_deref(), Some(RESULT.as_bytes()));
     assert_eq!(f.stream_len().await, 0);
     assert_eq!(f.pending().await, 0);
 
@@ -480,7 +480,7 @@ async fn malformed_entries_are_set_aside_and_their_neighbours_run() {
     for id in [a, b] {
         let rec = f.record(id).await;
         assert_eq!(rec.status, JobStatus::Succeeded);
-        assert_eq!(rec.result.as_deref(), Some(RESULT));
+        assert_eq!(rec.result.as_deref(), Some(RESULT.as_bytes()));
     }
     assert_eq!(f.stream_len().await, 0);
     assert_eq!(f.pending().await, 0);

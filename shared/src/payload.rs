@@ -1,0 +1,328 @@
+//! The binary form jobs and results take inside the system: the API converts a JSON request
+//! once, while validating it; Redis stores bytes; the worker hands the bytes to ONNX Runtime
+//! without parsing text and stores its outputs as bytes; JSON is rendered only for a client.
+//!
+//! A frame is `magic (4 bytes) | header length (u32 LE) | header (JSON) | tensor bytes`: the
+//! small header names the tensors (name, datatype, shape, in order) and everything else of the
+//! request; each tensor's data follows, raw little-endian, `element count × datatype size`
+//! bytes, in header order (BOOL: one byte, 0 or 1).
+
+use serde::{Deserialize, Serialize};
+
+use crate::datatype::{DataType, TensorData};
+use crate::job::{JobParameters, JobRequest};
+use crate::model::{ModelInfo, ValidationError, element_count};
+use crate::tensor::{OutputTensor, parse_le_bytes};
+
+/// Starts a job payload.
+pub const JOB_MAGIC: &[u8; 4] = b"IQJ1";
+/// Starts a stored result.
+pub const RESULT_MAGIC: &[u8; 4] = b"IQR1";
+
+/// A tensor's name, datatype and shape; its bytes follow the header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorHeader {
+    pub name: String,
+    pub datatype: DataType,
+    pub shape: Vec<i64>,
+}
+
+impl TensorHeader {
+    /// Bytes its data takes, or `None` for an invalid shape.
+    pub fn byte_len(&self) -> Option<usize> {
+        element_count(&self.shape)?.checked_mul(self.datatype.size())
+    }
+}
+
+/// Everything of a job but its tensor data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobHeader {
+    pub model: String,
+    pub inputs: Vec<TensorHeader>,
+    /// The outputs the client asked for; `None` = all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<JobParameters>,
+}
+
+/// The header of a stored result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultHeader {
+    pub outputs: Vec<TensorHeader>,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed frame: {0}")]
+pub struct FrameError(&'static str);
+
+fn frame(magic: &[u8; 4], header: &impl Serialize, data_len: usize) -> Vec<u8> {
+    let header = serde_json::to_vec(header).expect("headers always serialize");
+    let mut out = Vec::with_capacity(8 + header.len() + data_len);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out
+}
+
+/// Splits a frame into its header and its tensors' bytes, checking their lengths.
+fn unframe<'a, H: Deserialize<'a>>(
+    magic: &[u8; 4],
+    bytes: &'a [u8],
+    tensors: impl Fn(&H) -> &[TensorHeader],
+) -> Result<(H, Vec<&'a [u8]>), FrameError> {
+    let rest = bytes
+        .strip_prefix(magic.as_slice())
+        .ok_or(FrameError("wrong magic"))?;
+    let (len, rest) = rest.split_at_checked(4).ok_or(FrameError("truncated"))?;
+    let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
+    let (header, mut data) = rest
+        .split_at_checked(len)
+        .ok_or(FrameError("truncated header"))?;
+    let header: H = serde_json::from_slice(header).map_err(|_| FrameError("bad header"))?;
+    let mut parts = Vec::new();
+    for t in tensors(&header) {
+        let n = t.byte_len().ok_or(FrameError("invalid shape"))?;
+        let (part, rest) = data
+            .split_at_checked(n)
+            .ok_or(FrameError("truncated data"))?;
+        parts.push(part);
+        data = rest;
+    }
+    if !data.is_empty() {
+        return Err(FrameError("trailing bytes"));
+    }
+    Ok((header, parts))
+}
+
+/// Is `bytes` a binary job payload (rather than a JSON request from an older API)?
+pub fn is_job_frame(bytes: &[u8]) -> bool {
+    bytes.starts_with(JOB_MAGIC)
+}
+
+/// Is `bytes` a binary result (rather than JSON from an older worker)?
+pub fn is_result_frame(bytes: &[u8]) -> bool {
+    bytes.starts_with(RESULT_MAGIC)
+}
+
+impl ModelInfo {
+    /// Validates a JSON request against the model and converts it to the binary payload in the
+    /// same pass: each `data` array is read once, straight into little-endian bytes.
+    pub fn encode_request(&self, req: &JobRequest<'_>) -> Result<Vec<u8>, ValidationError> {
+        self.validate_structure(req)?;
+        let mut inputs = Vec::with_capacity(req.inputs.len());
+        let mut data = Vec::with_capacity(req.inputs.len());
+        for t in &req.inputs {
+            let datatype = DataType::parse(&t.datatype).expect("validated above");
+            let expected = element_count(&t.shape).expect("validated above");
+            let (bytes, got) = parse_le_bytes(datatype, t.data, expected).map_err(|e| {
+                ValidationError::InvalidData {
+                    name: t.name.to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+            Self::data_length(&t.name, &t.shape, got)?;
+            inputs.push(TensorHeader {
+                name: t.name.to_string(),
+                datatype,
+                shape: t.shape.clone(),
+            });
+            data.push(bytes);
+        }
+        let header = JobHeader {
+            model: req.model.clone(),
+            inputs,
+            outputs: req
+                .outputs
+                .as_ref()
+                .map(|o| o.iter().map(|o| o.name.clone()).collect()),
+            parameters: req.parameters.clone(),
+        };
+        let total = data.iter().map(Vec::len).sum();
+        let mut out = frame(JOB_MAGIC, &header, total);
+        for d in data {
+            out.extend_from_slice(&d);
+        }
+        Ok(out)
+    }
+}
+
+impl ModelInfo {
+    /// Checks a binary payload's header against the model: what [`ModelInfo::validate`] checks
+    /// of a JSON request, the data lengths being guaranteed by the frame itself.
+    pub fn validate_header(&self, header: &JobHeader) -> Result<(), ValidationError> {
+        for (i, t) in header.inputs.iter().enumerate() {
+            let spec = self
+                .input(&t.name)
+                .ok_or_else(|| ValidationError::UnknownInput {
+                    name: t.name.clone(),
+                    expected: crate::model::names(&self.inputs),
+                })?;
+            if header.inputs[..i].iter().any(|o| o.name == t.name) {
+                return Err(ValidationError::DuplicateInput(t.name.clone()));
+            }
+            if t.datatype != spec.datatype {
+                return Err(ValidationError::DatatypeMismatch {
+                    name: t.name.clone(),
+                    got: t.datatype.to_string(),
+                    expected: spec.datatype,
+                });
+            }
+            if !crate::model::shape_fits(&t.shape, &spec.shape) {
+                return Err(ValidationError::ShapeMismatch {
+                    name: t.name.clone(),
+                    got: t.shape.clone(),
+                    expected: spec.shape.clone(),
+                });
+            }
+        }
+        if let Some(missing) = self
+            .inputs
+            .iter()
+            .find(|s| !header.inputs.iter().any(|t| t.name == s.name))
+        {
+            return Err(ValidationError::MissingInput(missing.name.clone()));
+        }
+        for o in header.outputs.iter().flatten() {
+            if !self.outputs.iter().any(|s| &s.name == o) {
+                return Err(ValidationError::UnknownOutput {
+                    name: o.clone(),
+                    expected: crate::model::names(&self.outputs),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A binary job payload's header and each input's bytes.
+pub fn decode_job(bytes: &[u8]) -> Result<(JobHeader, Vec<&[u8]>), FrameError> {
+    unframe(JOB_MAGIC, bytes, |h: &JobHeader| &h.inputs)
+}
+
+/// Builds a result frame; `write` appends each output's bytes in `outputs` order.
+pub fn encode_result(
+    outputs: Vec<TensorHeader>,
+    data_len: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
+    let mut out = frame(RESULT_MAGIC, &ResultHeader { outputs }, data_len);
+    write(&mut out);
+    out
+}
+
+/// A binary result's header and each output's bytes.
+pub fn decode_result(bytes: &[u8]) -> Result<(ResultHeader, Vec<&[u8]>), FrameError> {
+    unframe(RESULT_MAGIC, bytes, |h: &ResultHeader| &h.outputs)
+}
+
+/// Renders a binary result as `{"outputs": [<JSON tensor>, ...]}` for a client.
+pub fn result_to_json(bytes: &[u8]) -> Result<String, FrameError> {
+    let (header, parts) = decode_result(bytes)?;
+    let data: Vec<TensorData> = header
+        .outputs
+        .iter()
+        .zip(&parts)
+        .map(|(t, b)| TensorData::from_le_bytes(t.datatype, b).ok_or(FrameError("bad data length")))
+        .collect::<Result<_, _>>()?;
+    #[derive(Serialize)]
+    struct Outputs<'a> {
+        outputs: Vec<OutputTensor<'a>>,
+    }
+    let out = Outputs {
+        outputs: header
+            .outputs
+            .iter()
+            .zip(&data)
+            .map(|(t, d)| OutputTensor {
+                name: &t.name,
+                shape: &t.shape,
+                datatype: t.datatype,
+                data: d.as_data_ref(),
+            })
+            .collect(),
+    };
+    Ok(serde_json::to_string(&out).expect("outputs always serialize"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TensorSpec;
+
+    fn model() -> ModelInfo {
+        ModelInfo {
+            name: "m".into(),
+            description: None,
+            inputs: vec![
+                TensorSpec {
+                    name: "x".into(),
+                    datatype: DataType::Fp32,
+                    shape: vec![-1, 2],
+                },
+                TensorSpec {
+                    name: "n".into(),
+                    datatype: DataType::Int64,
+                    shape: vec![],
+                },
+            ],
+            outputs: vec![],
+            batching: false,
+            max_batch_size: 1,
+        }
+    }
+
+    #[test]
+    fn a_json_request_becomes_a_frame_with_raw_tensors() {
+        let body = r#"{"model":"m","inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,"NaN"]]},{"name":"n","shape":[],"datatype":"INT64","data":[7]}],"parameters":{"timeout_ms":5}}"#;
+        let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
+        let bytes = model().encode_request(&req).unwrap();
+        assert!(is_job_frame(&bytes));
+        let (header, parts) = decode_job(&bytes).unwrap();
+        assert_eq!(header.model, "m");
+        assert_eq!(header.inputs[0].shape, vec![2, 2]);
+        assert_eq!(header.parameters.unwrap().timeout_ms, Some(5));
+        let TensorData::Fp32(x) = TensorData::from_le_bytes(DataType::Fp32, parts[0]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(x[..3], [1.0, 2.0, 3.0]);
+        assert!(x[3].is_nan());
+        assert_eq!(parts[1], 7i64.to_le_bytes());
+    }
+
+    #[test]
+    fn invalid_data_is_reported_per_input() {
+        let body = r#"{"model":"m","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1]},{"name":"n","shape":[],"datatype":"INT64","data":[7]}]}"#;
+        let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            model().encode_request(&req).unwrap_err().code().as_str(),
+            "data_length_mismatch"
+        );
+    }
+
+    #[test]
+    fn results_render_as_json_and_bad_frames_are_refused() {
+        let mut data = Vec::new();
+        let bytes = encode_result(
+            vec![TensorHeader {
+                name: "y".into(),
+                datatype: DataType::Fp64,
+                shape: vec![2],
+            }],
+            16,
+            |out| {
+                crate::datatype::DataRef::Fp64(&[0.5, f64::INFINITY]).write_le_bytes(out);
+                data.extend_from_slice(out);
+            },
+        );
+        assert_eq!(
+            result_to_json(&bytes).unwrap(),
+            r#"{"outputs":[{"name":"y","shape":[2],"datatype":"FP64","data":[0.5,"Infinity"]}]}"#
+        );
+        assert!(result_to_json(&bytes[..bytes.len() - 1]).is_err());
+        assert!(result_to_json(b"IQR1").is_err());
+        assert!(decode_job(&bytes).is_err());
+    }
+}
