@@ -553,8 +553,8 @@ impl BatchTask {
         let mut permit = Some(permit);
         let quarantine = run.iter().any(|(_, token)| *token > 1);
         let groups: Vec<Vec<(Delivery, u64)>> = if quarantine {
-            if let Some(p) = permit.as_mut() {
-                self.pool.quarantine(p).await;
+            if let Some(p) = permit.take() {
+                permit = Some(self.pool.quarantine(p).await);
             }
             tracing::info!(model = %name, jobs = run.len(), "running retried jobs one at a time");
             run.into_iter().map(|r| vec![r]).collect()

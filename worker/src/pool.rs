@@ -33,9 +33,7 @@ pub(crate) struct Pool {
 /// its outcomes are back. A quarantine permit holds every thread.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    _slot: OwnedSemaphorePermit,
-    /// The other threads' slots, held while a retried job runs alone.
-    reserved: Option<OwnedSemaphorePermit>,
+    _slots: OwnedSemaphorePermit,
     work: mpsc::SyncSender<Work>,
 }
 
@@ -90,25 +88,27 @@ impl Pool {
             .await
             .expect("the semaphore is never closed");
         Permit {
-            _slot: slot,
-            reserved: None,
+            _slots: slot,
             work: self.work.clone(),
         }
     }
 
-    /// Extends `permit` to every thread, waiting for the others to finish: a retried job may
-    /// be what killed this worker's predecessor, so it runs with no other job beside it that
-    /// a crash could take down.
-    pub(crate) async fn quarantine(&self, permit: &mut Permit) {
-        let others = self.threads.saturating_sub(1) as u32;
-        if others > 0 && permit.reserved.is_none() {
-            permit.reserved = Some(
-                self.slots
-                    .clone()
-                    .acquire_many_owned(others)
-                    .await
-                    .expect("the semaphore is never closed"),
-            );
+    /// Trades `permit` for one that holds every thread, waiting for the others to finish: a
+    /// retried job may be what killed this worker's predecessor, so it runs with no other job
+    /// beside it that a crash could take down. The permit is given up first and all threads
+    /// are then taken in one step, so two quarantined batches can never each hold a thread
+    /// while waiting for the other's.
+    pub(crate) async fn quarantine(&self, permit: Permit) -> Permit {
+        drop(permit);
+        let all = self
+            .slots
+            .clone()
+            .acquire_many_owned(self.threads as u32)
+            .await
+            .expect("the semaphore is never closed");
+        Permit {
+            _slots: all,
+            work: self.work.clone(),
         }
     }
 
