@@ -25,6 +25,7 @@ COPY api ./api
 COPY worker ./worker
 COPY tests ./tests
 COPY bench ./bench
+COPY cli ./cli
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bins -p inferq-api -p inferq-worker \

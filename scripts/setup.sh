@@ -78,6 +78,7 @@ fi
 if ! command -v redis-cli >/dev/null 2>&1; then
   apt_install redis-tools
 fi
+command -v tmux >/dev/null 2>&1 || apt_install tmux  # the CLI test runs `inferq wait` in a terminal
 
 # --- python3 ----------------------------------------------------------------------------------
 if ! command -v python3 >/dev/null 2>&1; then

@@ -2,6 +2,7 @@
 //! worker processes running real ONNX models.
 
 mod batching;
+mod cli;
 mod faults;
 mod helpers;
 mod jobs;

@@ -1,0 +1,422 @@
+//! Reading NumPy `.npy` files (format versions 1.0, 2.0 and 3.0) whose dtype is one of the
+//! service's datatypes: little-endian (or single-byte) `f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1`, in C
+//! order. The header is a Python dict literal with three known keys; a parser for exactly that
+//! is shorter than the dependencies a general one brings (a Python-literal grammar, big
+//! integers).
+
+use inferq_shared::tensor::{DataType, TensorData};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// A `.npy` array: its shape and its elements in row-major order.
+#[derive(Debug)]
+pub(crate) struct Npy {
+    pub(crate) shape: Vec<i64>,
+    pub(crate) data: TensorData,
+}
+
+pub(crate) fn is_npy(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// Parses a whole `.npy` file; the error says what is wrong and, where it helps, how to save
+/// the array so that it can be read.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Npy, String> {
+    if !is_npy(bytes) {
+        return Err("not a .npy file (no \\x93NUMPY magic)".into());
+    }
+    let (header_len, header_start): (usize, usize) = match bytes.get(6..8) {
+        Some([1, 0]) if bytes.len() >= 10 => {
+            (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10)
+        }
+        Some([2 | 3, 0]) if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        Some([major, minor]) => {
+            return Err(format!("unsupported .npy format version {major}.{minor}"));
+        }
+        _ => return Err("truncated .npy header".into()),
+    };
+    let header_end = header_start
+        .checked_add(header_len)
+        .filter(|&end| end <= bytes.len())
+        .ok_or("truncated .npy header")?;
+    let header = std::str::from_utf8(&bytes[header_start..header_end])
+        .map_err(|_| "the .npy header is not text")?;
+    let header = Header::parse(header)?;
+
+    let datatype = datatype(&header.descr)?;
+    if header.fortran_order && header.shape.len() > 1 {
+        return Err(
+            "Fortran-order arrays are not supported; save np.ascontiguousarray(a) instead".into(),
+        );
+    }
+    let count = header
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or("the shape's element count overflows")?;
+    let data = &bytes[header_end..];
+    let expected = count.checked_mul(datatype.size());
+    if expected != Some(data.len()) {
+        return Err(format!(
+            "the file holds {} bytes of data; shape {:?} of '{}' needs {}",
+            data.len(),
+            header.shape,
+            header.descr,
+            expected.map_or_else(|| "more".to_owned(), |n| n.to_string()),
+        ));
+    }
+    let shape = header
+        .shape
+        .iter()
+        .map(|&d| i64::try_from(d).map_err(|_| "a dimension is too large".to_owned()))
+        .collect::<Result<_, _>>()?;
+    Ok(Npy {
+        shape,
+        data: decode(datatype, data)?,
+    })
+}
+
+/// The service datatype of a NumPy type string such as `<f4`.
+fn datatype(descr: &str) -> Result<DataType, String> {
+    let (order, kind) = descr.split_at(descr.chars().next().map_or(0, char::len_utf8));
+    let datatype = match kind {
+        "f4" => DataType::Fp32,
+        "f8" => DataType::Fp64,
+        "i1" => DataType::Int8,
+        "i2" => DataType::Int16,
+        "i4" => DataType::Int32,
+        "i8" => DataType::Int64,
+        "u1" => DataType::Uint8,
+        "u2" => DataType::Uint16,
+        "u4" => DataType::Uint32,
+        "u8" => DataType::Uint64,
+        "b1" => DataType::Bool,
+        _ => {
+            return Err(format!(
+                "dtype '{descr}' has no inferq datatype (supported: f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1)"
+            ));
+        }
+    };
+    match order {
+        "<" => Ok(datatype),
+        // NumPy writes `|` (byte order not applicable) for one-byte types.
+        "|" if datatype.size() == 1 => Ok(datatype),
+        ">" if datatype.size() == 1 => Ok(datatype),
+        ">" => Err(format!(
+            "dtype '{descr}' is big-endian; save a.astype('<{kind}') instead"
+        )),
+        _ => Err(format!("dtype '{descr}' has no byte order NumPy writes")),
+    }
+}
+
+/// Little-endian bytes (their length a whole number of elements) as typed elements.
+fn decode(datatype: DataType, bytes: &[u8]) -> Result<TensorData, String> {
+    macro_rules! le {
+        ($variant:ident, $ty:ty) => {
+            TensorData::$variant(
+                bytes
+                    .chunks_exact(size_of::<$ty>())
+                    .map(|c| <$ty>::from_le_bytes(c.try_into().expect("chunks are exact")))
+                    .collect(),
+            )
+        };
+    }
+    Ok(match datatype {
+        DataType::Bool => TensorData::Bool(
+            bytes
+                .iter()
+                .map(|&b| match b {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    _ => Err(format!("{b} is not a bool (0 or 1)")),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        DataType::Uint8 => TensorData::Uint8(bytes.to_vec()),
+        DataType::Uint16 => le!(Uint16, u16),
+        DataType::Uint32 => le!(Uint32, u32),
+        DataType::Uint64 => le!(Uint64, u64),
+        DataType::Int8 => le!(Int8, i8),
+        DataType::Int16 => le!(Int16, i16),
+        DataType::Int32 => le!(Int32, i32),
+        DataType::Int64 => le!(Int64, i64),
+        DataType::Fp32 => le!(Fp32, f32),
+        DataType::Fp64 => le!(Fp64, f64),
+    })
+}
+
+/// The header dict: `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }`.
+#[derive(Debug, PartialEq)]
+struct Header {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
+}
+
+/// A value in the header dict.
+#[derive(Debug)]
+enum Literal {
+    Str(String),
+    Bool(bool),
+    Tuple(Vec<usize>),
+}
+
+impl Header {
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut p = Cursor {
+            rest: text.trim_end_matches(['\n', ' ', '\0']),
+        };
+        let (mut descr, mut fortran_order, mut shape) = (None, None, None);
+        p.expect('{')?;
+        while !p.eat('}') {
+            let key = match p.literal()? {
+                Literal::Str(key) => key,
+                other => return Err(format!("bad .npy header: key {other:?}")),
+            };
+            p.expect(':')?;
+            match (key.as_str(), p.literal()?) {
+                ("descr", Literal::Str(s)) => descr = Some(s),
+                ("fortran_order", Literal::Bool(b)) => fortran_order = Some(b),
+                ("shape", Literal::Tuple(dims)) => shape = Some(dims),
+                (key, value) => {
+                    return Err(format!("bad .npy header: {key} = {value:?}"));
+                }
+            }
+            if !p.eat(',') {
+                p.expect('}')?;
+                break;
+            }
+        }
+        if !p.rest.trim().is_empty() {
+            return Err("bad .npy header: text after the dict".into());
+        }
+        match (descr, fortran_order, shape) {
+            (Some(descr), Some(fortran_order), Some(shape)) => Ok(Self {
+                descr,
+                fortran_order,
+                shape,
+            }),
+            _ => Err("bad .npy header: it needs descr, fortran_order and shape".into()),
+        }
+    }
+}
+
+/// What is left of the header text to parse.
+struct Cursor<'a> {
+    rest: &'a str,
+}
+
+impl Cursor<'_> {
+    fn skip_space(&mut self) {
+        self.rest = self.rest.trim_start();
+    }
+
+    /// Consumes `c` (after blanks) if it comes next.
+    fn eat(&mut self, c: char) -> bool {
+        self.skip_space();
+        match self.rest.strip_prefix(c) {
+            Some(rest) => {
+                self.rest = rest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            let near: String = self.rest.chars().take(20).collect();
+            Err(format!("bad .npy header: expected '{c}' at '{near}'"))
+        }
+    }
+
+    fn literal(&mut self) -> Result<Literal, String> {
+        self.skip_space();
+        if let Some(quote) = self.rest.chars().next().filter(|c| matches!(c, '\'' | '"')) {
+            let body = &self.rest[1..];
+            let end = body
+                .find(quote)
+                .ok_or("bad .npy header: unterminated string")?;
+            self.rest = &body[end + 1..];
+            return Ok(Literal::Str(body[..end].to_owned()));
+        }
+        for (word, value) in [("True", true), ("False", false)] {
+            if let Some(rest) = self.rest.strip_prefix(word) {
+                self.rest = rest;
+                return Ok(Literal::Bool(value));
+            }
+        }
+        if self.eat('(') {
+            let mut dims = Vec::new();
+            while !self.eat(')') {
+                dims.push(self.int()?);
+                if !self.eat(',') {
+                    self.expect(')')?;
+                    break;
+                }
+            }
+            return Ok(Literal::Tuple(dims));
+        }
+        if self.rest.starts_with('[') {
+            return Err("structured (record) dtypes are not supported".into());
+        }
+        let near: String = self.rest.chars().take(20).collect();
+        Err(format!("bad .npy header: unexpected value at '{near}'"))
+    }
+
+    fn int(&mut self) -> Result<usize, String> {
+        self.skip_space();
+        let digits = self.rest.len()
+            - self
+                .rest
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .len();
+        let n = self.rest[..digits]
+            .parse()
+            .map_err(|_| format!("bad .npy header: expected a number at '{}'", self.rest))?;
+        self.rest = &self.rest[digits..];
+        // Python 2 wrote long integers with an `L` suffix.
+        self.rest = self.rest.strip_prefix('L').unwrap_or(self.rest);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 1.0 file as `numpy.save` writes it: the header padded with spaces to a
+    /// multiple of 64 bytes and ended by a newline.
+    fn npy(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header.to_owned();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn reads_what_numpy_writes() {
+        let data: Vec<u8> = [1.5f32, -2.0, 0.25, 8.0, 0.0, f32::INFINITY]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let file = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
+            &data,
+        );
+        let a = parse(&file).unwrap();
+        assert_eq!(a.shape, [2, 3]);
+        assert_eq!(
+            a.data,
+            TensorData::Fp32(vec![1.5, -2.0, 0.25, 8.0, 0.0, f32::INFINITY])
+        );
+    }
+
+    #[test]
+    fn reads_every_supported_dtype_and_scalars() {
+        let a = parse(&npy(
+            "{'descr': '<i8', 'fortran_order': False, 'shape': (), }",
+            &(-3i64).to_le_bytes(),
+        ))
+        .unwrap();
+        assert_eq!((a.shape, a.data), (vec![], TensorData::Int64(vec![-3])));
+        let a = parse(&npy(
+            "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }",
+            &[1, 0, 1],
+        ))
+        .unwrap();
+        assert_eq!(a.data, TensorData::Bool(vec![true, false, true]));
+        let a = parse(&npy(
+            "{\"descr\": \"<u2\", \"shape\": (1, 2), \"fortran_order\": False}",
+            &[1, 0, 0, 1],
+        ))
+        .unwrap();
+        assert_eq!(
+            (a.shape, a.data),
+            (vec![1, 2], TensorData::Uint16(vec![1, 256]))
+        );
+        for (descr, dt) in [
+            ("<f8", DataType::Fp64),
+            ("|i1", DataType::Int8),
+            ("<i2", DataType::Int16),
+            ("<i4", DataType::Int32),
+            ("|u1", DataType::Uint8),
+            ("<u4", DataType::Uint32),
+            ("<u8", DataType::Uint64),
+        ] {
+            assert_eq!(datatype(descr), Ok(dt), "{descr}");
+        }
+    }
+
+    #[test]
+    fn reads_format_version_2() {
+        let header = "{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }\n";
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&[2, 0]);
+        file.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        file.extend_from_slice(header.as_bytes());
+        file.extend_from_slice(&7i32.to_le_bytes());
+        assert_eq!(parse(&file).unwrap().data, TensorData::Int32(vec![7]));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read_faithfully() {
+        let cases = [
+            (
+                "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }",
+                4,
+                "big-endian",
+            ),
+            (
+                "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }",
+                2,
+                "no inferq datatype",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': True, 'shape': (1, 2), }",
+                8,
+                "Fortran",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+                8,
+                "needs 12",
+            ),
+            (
+                "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+                4,
+                "structured",
+            ),
+            ("{'descr': '<f4', 'shape': (1,), }", 4, "needs descr"),
+            (
+                "{'descr': '|b1', 'fortran_order': False, 'shape': (1,), }",
+                1,
+                "not a bool",
+            ),
+        ];
+        for (header, len, want) in cases {
+            let data = vec![2u8; len];
+            let err = parse(&npy(header, &data)).unwrap_err();
+            assert!(err.contains(want), "{header}: {err}");
+        }
+        assert!(parse(b"\x93NUMPY\x01").is_err());
+        assert!(
+            parse(b"\x93NUMPY\x01\x00\xff\x00{")
+                .unwrap_err()
+                .contains("truncated")
+        );
+        assert!(parse(b"PK\x03\x04").is_err());
+    }
+}
