@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::datatype::DataType;
 use crate::job::{ErrorCode, JobRequest};
-use crate::tensor::count_elements;
 
 /// One input or output of a model; `-1` marks a dynamic dimension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,16 +122,23 @@ impl ModelInfo {
         self.inputs.iter().find(|s| s.name == name)
     }
 
-    /// Checks a request against the model: every input present once, known, of the right
-    /// datatype and a compatible shape, with exactly as many valid values as its shape needs.
-    pub fn validate(&self, req: &JobRequest<'_>) -> Result<(), ValidationError> {
-        self.check(req, true)
-    }
-
-    /// [`validate`](Self::validate) without reading the data arrays, for a caller that parses
-    /// them next anyway and checks their length with [`data_length`](Self::data_length).
+    /// Checks a request's structure against the model: every input present once, known, of
+    /// the right datatype and a compatible shape, and every requested output known. The data
+    /// arrays are read (and their lengths checked) by whoever converts them next.
     pub fn validate_structure(&self, req: &JobRequest<'_>) -> Result<(), ValidationError> {
-        self.check(req, false)
+        let inputs: Vec<InputView<'_>> = req
+            .inputs
+            .iter()
+            .map(|t| InputView {
+                name: &t.name,
+                datatype: &t.datatype,
+                shape: &t.shape,
+            })
+            .collect();
+        self.check_structure(
+            &inputs,
+            req.outputs.iter().flatten().map(|o| o.name.as_str()),
+        )
     }
 
     /// The error for `got` values where `shape` needs another count, if they differ.
@@ -148,21 +154,26 @@ impl ModelInfo {
         }
     }
 
-    fn check(&self, req: &JobRequest<'_>, read_data: bool) -> Result<(), ValidationError> {
-        for (i, t) in req.inputs.iter().enumerate() {
+    /// The structural checks, whatever form the request came in (JSON or a binary header).
+    pub(crate) fn check_structure<'a>(
+        &self,
+        inputs: &[InputView<'_>],
+        outputs: impl Iterator<Item = &'a str>,
+    ) -> Result<(), ValidationError> {
+        for (i, t) in inputs.iter().enumerate() {
             let spec = self
-                .input(&t.name)
+                .input(t.name)
                 .ok_or_else(|| ValidationError::UnknownInput {
-                    name: t.name.to_string(),
+                    name: t.name.to_owned(),
                     expected: names(&self.inputs),
                 })?;
-            if req.inputs[..i].iter().any(|o| o.name == t.name) {
-                return Err(ValidationError::DuplicateInput(t.name.to_string()));
+            if inputs[..i].iter().any(|o| o.name == t.name) {
+                return Err(ValidationError::DuplicateInput(t.name.to_owned()));
             }
-            let datatype = DataType::parse(&t.datatype).ok_or_else(|| {
+            let datatype = DataType::parse(t.datatype).ok_or_else(|| {
                 ValidationError::UnsupportedDatatype {
-                    name: t.name.to_string(),
-                    got: t.datatype.to_string(),
+                    name: t.name.to_owned(),
+                    got: t.datatype.to_owned(),
                     supported: DataType::ALL
                         .iter()
                         .map(|d| d.as_str())
@@ -172,50 +183,50 @@ impl ModelInfo {
             })?;
             if datatype != spec.datatype {
                 return Err(ValidationError::DatatypeMismatch {
-                    name: t.name.to_string(),
-                    got: t.datatype.to_string(),
+                    name: t.name.to_owned(),
+                    got: t.datatype.to_owned(),
                     expected: spec.datatype,
                 });
             }
-            if element_count(&t.shape).is_none() {
+            if element_count(t.shape).is_none() {
                 return Err(ValidationError::InvalidShape {
-                    name: t.name.to_string(),
-                    shape: t.shape.clone(),
+                    name: t.name.to_owned(),
+                    shape: t.shape.to_vec(),
                 });
             }
-            if !shape_fits(&t.shape, &spec.shape) {
+            if !shape_fits(t.shape, &spec.shape) {
                 return Err(ValidationError::ShapeMismatch {
-                    name: t.name.to_string(),
-                    got: t.shape.clone(),
+                    name: t.name.to_owned(),
+                    got: t.shape.to_vec(),
                     expected: spec.shape.clone(),
                 });
-            }
-            if read_data {
-                let got =
-                    count_elements(datatype, t.data).map_err(|e| ValidationError::InvalidData {
-                        name: t.name.to_string(),
-                        message: e.to_string(),
-                    })?;
-                Self::data_length(&t.name, &t.shape, got)?;
             }
         }
         if let Some(missing) = self
             .inputs
             .iter()
-            .find(|s| !req.inputs.iter().any(|t| t.name == s.name))
+            .find(|s| !inputs.iter().any(|t| t.name == s.name))
         {
             return Err(ValidationError::MissingInput(missing.name.clone()));
         }
-        for o in req.outputs.iter().flatten() {
-            if !self.outputs.iter().any(|s| s.name == o.name) {
+        for o in outputs {
+            if !self.outputs.iter().any(|s| s.name == o) {
                 return Err(ValidationError::UnknownOutput {
-                    name: o.name.clone(),
+                    name: o.to_owned(),
                     expected: names(&self.outputs),
                 });
             }
         }
         Ok(())
     }
+}
+
+/// One input as the structural checks see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InputView<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) datatype: &'a str,
+    pub(crate) shape: &'a [i64],
 }
 
 #[cfg(test)]
@@ -250,7 +261,10 @@ mod tests {
 
     fn check(body: &str) -> Result<(), &'static str> {
         let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
-        model().validate(&req).map_err(|e| e.code().as_str())
+        model()
+            .encode_request(&req)
+            .map(drop)
+            .map_err(|e| e.code().as_str())
     }
 
     const SR: &str = r#"{"name":"sr","shape":[],"datatype":"INT64","data":[16000]}"#;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::datatype::{DataType, TensorData};
 use crate::job::{JobParameters, JobRequest};
-use crate::model::{ModelInfo, ValidationError, element_count};
+use crate::model::{InputView, ModelInfo, ValidationError, element_count};
 use crate::tensor::{OutputTensor, parse_le_bytes};
 
 /// Starts a job payload.
@@ -149,50 +149,20 @@ impl ModelInfo {
 }
 
 impl ModelInfo {
-    /// Checks a binary payload's header against the model: what [`ModelInfo::validate`] checks
-    /// of a JSON request, the data lengths being guaranteed by the frame itself.
+    /// Checks a binary payload's header against the model, as
+    /// [`ModelInfo::validate_structure`] checks a JSON request; the data lengths are
+    /// guaranteed by the frame itself.
     pub fn validate_header(&self, header: &JobHeader) -> Result<(), ValidationError> {
-        for (i, t) in header.inputs.iter().enumerate() {
-            let spec = self
-                .input(&t.name)
-                .ok_or_else(|| ValidationError::UnknownInput {
-                    name: t.name.clone(),
-                    expected: crate::model::names(&self.inputs),
-                })?;
-            if header.inputs[..i].iter().any(|o| o.name == t.name) {
-                return Err(ValidationError::DuplicateInput(t.name.clone()));
-            }
-            if t.datatype != spec.datatype {
-                return Err(ValidationError::DatatypeMismatch {
-                    name: t.name.clone(),
-                    got: t.datatype.to_string(),
-                    expected: spec.datatype,
-                });
-            }
-            if !crate::model::shape_fits(&t.shape, &spec.shape) {
-                return Err(ValidationError::ShapeMismatch {
-                    name: t.name.clone(),
-                    got: t.shape.clone(),
-                    expected: spec.shape.clone(),
-                });
-            }
-        }
-        if let Some(missing) = self
+        let inputs: Vec<InputView<'_>> = header
             .inputs
             .iter()
-            .find(|s| !header.inputs.iter().any(|t| t.name == s.name))
-        {
-            return Err(ValidationError::MissingInput(missing.name.clone()));
-        }
-        for o in header.outputs.iter().flatten() {
-            if !self.outputs.iter().any(|s| &s.name == o) {
-                return Err(ValidationError::UnknownOutput {
-                    name: o.clone(),
-                    expected: crate::model::names(&self.outputs),
-                });
-            }
-        }
-        Ok(())
+            .map(|t| InputView {
+                name: &t.name,
+                datatype: t.datatype.as_str(),
+                shape: &t.shape,
+            })
+            .collect();
+        self.check_structure(&inputs, header.outputs.iter().flatten().map(String::as_str))
     }
 }
 

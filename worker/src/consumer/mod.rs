@@ -4,19 +4,21 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use futures_util::FutureExt;
-use inferq_shared::job::{ErrorCode, JobError, JobId};
-use inferq_shared::queue::{
-    ANNOUNCE_INTERVAL, Completion, Delivery, Entry, Outcome, Queue, QueueError, Retention,
-};
+use inferq_shared::job::JobId;
+use inferq_shared::queue::{ANNOUNCE_INTERVAL, Delivery, Queue, QueueError, Retention};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
+
+mod read;
+mod task;
+
+use read::ReadState;
+use task::BatchTask;
 
 use crate::Config;
 use crate::batcher;
@@ -52,14 +54,6 @@ pub(crate) struct Consumer {
     pool: Pool,
     leases: Arc<Leases>,
     retention: Retention,
-}
-
-/// Where the read loop stands between calls.
-#[derive(Debug, Default)]
-struct ReadState {
-    last_reclaim: Option<Instant>,
-    /// The model whose stream is read first next time, so no model starves another.
-    next_model: usize,
 }
 
 fn default_worker_id() -> String {
@@ -314,144 +308,9 @@ impl Consumer {
             }
         })
     }
+}
 
-    /// Most entries of `model` the idle threads can start now.
-    fn capacity(&self, model: usize, idle: usize) -> usize {
-        self.models[model].info.max_batch_size.max(1) * idle
-    }
-
-    /// Reads the next batch: first any entries whose lease expired (checked every half lease),
-    /// then new ones, each model's stream with its own count, so a model that cannot batch is
-    /// never read deeper than the idle threads. Blocks briefly when nothing waits.
-    async fn next_batch(
-        &self,
-        pending: &mut VecDeque<Batch>,
-        state: &mut ReadState,
-    ) -> Result<Option<Batch>, QueueError> {
-        let idle = 1 + self.pool.idle();
-        let lease = self.config.lease();
-        let n = self.models.len();
-        if state.last_reclaim.is_none_or(|t| t.elapsed() >= lease / 2) {
-            state.last_reclaim = Some(Instant::now());
-            for i in 0..n {
-                let got = self
-                    .reader
-                    .reclaim(
-                        &self.consumer,
-                        &self.names[i],
-                        lease,
-                        self.capacity(i, idle),
-                    )
-                    .await?;
-                let got = self.accept(i, got).await;
-                if !got.is_empty() {
-                    tracing::info!(model = %self.names[i], jobs = got.len(), "reclaimed jobs whose lease expired");
-                    return Ok(Some((i, got)));
-                }
-            }
-        }
-        if n > 1 {
-            for k in 0..n {
-                let i = (state.next_model + k) % n;
-                let got = self
-                    .reader
-                    .read(&self.consumer, &self.names[i], self.capacity(i, idle), None)
-                    .await?;
-                let got = self.accept(i, got).await;
-                if !got.is_empty() {
-                    state.next_model = i + 1;
-                    return Ok(Some(self.fill(i, got, idle).await));
-                }
-            }
-        }
-        // Nothing waiting: block on every stream at once, one entry each (with one model, as
-        // many as can start).
-        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let count = if n == 1 { self.capacity(0, idle) } else { 1 };
-        let got = self
-            .reader
-            .read_any(&self.consumer, &names, count, Some(READ_BLOCK))
-            .await?;
-        let mut by_model: Vec<Vec<Entry>> = vec![Vec::new(); n];
-        for (i, e) in got {
-            by_model[i].push(e);
-        }
-        let mut batches = Vec::new();
-        for (i, entries) in by_model.into_iter().enumerate() {
-            let got = self.accept(i, entries).await;
-            if !got.is_empty() {
-                batches.push((i, got));
-            }
-        }
-        let mut batches = batches.into_iter();
-        let Some((i, first)) = batches.next() else {
-            return Ok(None);
-        };
-        // At most one entry of each other model: it starts as soon as a thread is free.
-        pending.extend(batches);
-        Ok(Some(self.fill(i, first, idle).await))
-    }
-
-    /// Tops a batch up to what the idle threads can take, waiting up to the model's batching
-    /// delay for more. A Redis error ends the filling but keeps everything already read.
-    async fn fill(&self, model: usize, mut batch: Vec<Delivery>, idle: usize) -> Batch {
-        let max = self.capacity(model, idle);
-        let delay = self.models[model].max_batch_delay;
-        let deadline = Instant::now() + delay;
-        let mut first = true;
-        while batch.len() < max {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() && !first {
-                break;
-            }
-            // Capped like every blocking read, so the connection's response timeout (which
-            // allows for READ_BLOCK) never fires on a long batching delay.
-            let block = (!left.is_zero()).then(|| left.clamp(Duration::from_millis(1), READ_BLOCK));
-            first = false;
-            let more = match self
-                .reader
-                .read(&self.consumer, &self.names[model], max - batch.len(), block)
-                .await
-            {
-                Ok(more) => self.accept(model, more).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, jobs = batch.len(), "reading more jobs for a batch failed; running what was read");
-                    break;
-                }
-            };
-            if more.is_empty() {
-                break;
-            }
-            batch.extend(more);
-        }
-        (model, batch)
-    }
-
-    /// Holds the leases of readable entries and sets the malformed ones aside.
-    async fn accept(&self, model: usize, entries: Vec<Entry>) -> Vec<Delivery> {
-        let mut good = Vec::with_capacity(entries.len());
-        let mut bad = Vec::new();
-        for e in entries {
-            match e {
-                Entry::Job(d) => good.push(d),
-                Entry::Malformed { entry, job } => bad.push((entry, job)),
-            }
-        }
-        self.leases.hold(model, &good);
-        if !bad.is_empty() {
-            tracing::warn!(model = %self.names[model], entries = ?bad, "setting aside malformed stream entries");
-            if let Err(e) = self
-                .queue
-                .set_aside(&self.names[model], &bad, self.retention)
-                .await
-            {
-                // They stay pending; after the lease they are read (and set aside) again.
-                tracing::warn!(error = %e, "setting malformed entries aside failed");
-            }
-        }
-        good
-    }
-
+impl Consumer {
     /// Begins the attempts and hands the batch to a task that runs it and records the
     /// outcomes. On a Redis error the batch comes back unstarted (retrying is safe: starting a
     /// delivery twice adds no attempt).
@@ -496,156 +355,6 @@ impl Consumer {
         let span = tracing::debug_span!("batch", model = %name, jobs = run.len());
         tasks.spawn(task.run(run, permit).instrument(span));
         Ok(())
-    }
-}
-
-/// What a batch's task needs.
-#[derive(Debug)]
-struct BatchTask {
-    queue: Queue,
-    pool: Pool,
-    leases: Arc<Leases>,
-    retention: Retention,
-    model: usize,
-}
-
-impl BatchTask {
-    /// Runs the batch and records its outcomes. A retried job (token > 1) may be what killed
-    /// this worker's predecessor, so it runs alone with every thread reserved. A panic is
-    /// logged with its message and fails the batch's jobs with `internal`.
-    async fn run(self, run: Vec<(Delivery, u64)>, permit: Permit) {
-        let jobs: Vec<(JobId, String, u64)> = run
-            .iter()
-            .map(|(d, t)| (d.job, d.entry.clone(), *t))
-            .collect();
-        let result = AssertUnwindSafe(self.execute(run, permit))
-            .catch_unwind()
-            .await;
-        if let Err(panic) = result {
-            let name = self.pool.model_name(self.model);
-            tracing::error!(
-                model = %name,
-                job_ids = ?jobs.iter().map(|(j, _, _)| j.to_string()).collect::<Vec<_>>(),
-                panic = %panic_message(panic.as_ref()),
-                "a batch task panicked; failing its jobs"
-            );
-            let completions: Vec<Completion> = jobs
-                .iter()
-                .map(|(job, entry, token)| Completion {
-                    job: *job,
-                    entry: entry.clone(),
-                    token: *token,
-                    outcome: Outcome::Failed(JobError::new(
-                        ErrorCode::Internal,
-                        "the worker hit an internal error running this job",
-                    )),
-                })
-                .collect();
-            record(&self.queue, name, &completions, self.retention).await;
-            for (_, entry, token) in &jobs {
-                self.leases.finished(self.model, entry, *token);
-            }
-        }
-    }
-
-    async fn execute(&self, run: Vec<(Delivery, u64)>, permit: Permit) {
-        let name = self.pool.model_name(self.model).to_owned();
-        let mut permit = Some(permit);
-        let quarantine = run.iter().any(|(_, token)| *token > 1);
-        let groups: Vec<Vec<(Delivery, u64)>> = if quarantine {
-            if let Some(p) = permit.take() {
-                permit = Some(self.pool.quarantine(p).await);
-            }
-            tracing::info!(model = %name, jobs = run.len(), "running retried jobs one at a time");
-            run.into_iter().map(|r| vec![r]).collect()
-        } else {
-            vec![run]
-        };
-        let last = groups.len() - 1;
-        for (i, mut group) in groups.into_iter().enumerate() {
-            let payloads: Vec<Vec<u8>> = group
-                .iter_mut()
-                .map(|(d, _)| std::mem::take(&mut d.payload))
-                .collect();
-            #[cfg(feature = "test-hooks")]
-            crate::hooks::on_task(&payloads);
-            let outcomes = match permit.as_mut() {
-                Some(p) => p.run(self.model, payloads).await,
-                None => unreachable!("the permit is released after the last group"),
-            };
-            if i == last {
-                // The threads are free again before the outcomes are recorded.
-                permit.take();
-            }
-            self.settle(&name, group, outcomes).await;
-        }
-    }
-
-    /// Records outcomes; a retryable failure goes back to the queue instead.
-    async fn settle(&self, name: &str, group: Vec<(Delivery, u64)>, outcomes: Vec<Outcome>) {
-        let mut completions = Vec::with_capacity(group.len());
-        let mut retry = Vec::new();
-        for ((d, token), outcome) in group.into_iter().zip(outcomes) {
-            let span = tracing::info_span!("job", job_id = %d.job, model = %name, attempt = token);
-            span.in_scope(|| match &outcome {
-                Outcome::Succeeded(_) => tracing::debug!("job succeeded"),
-                Outcome::Failed(e) => {
-                    tracing::debug!(code = %e.code, message = %e.message, "job failed")
-                }
-            });
-            match outcome {
-                Outcome::Failed(e) if e.code.retryable() => retry.push((d.job, d.entry, token)),
-                outcome => completions.push(Completion {
-                    job: d.job,
-                    entry: d.entry,
-                    token,
-                    outcome,
-                }),
-            }
-        }
-        if !completions.is_empty() {
-            record(&self.queue, name, &completions, self.retention).await;
-        }
-        if !retry.is_empty()
-            && let Err(e) = self.queue.release(name, &retry).await
-        {
-            tracing::warn!(error = %e, "handing jobs back failed; they will be reclaimed after the lease");
-        }
-        for c in &completions {
-            self.leases.finished(self.model, &c.entry, c.token);
-        }
-        for (_, entry, token) in &retry {
-            self.leases.finished(self.model, entry, *token);
-        }
-    }
-}
-
-/// Records outcomes, retrying transient Redis failures: the result is only in this process's
-/// memory until it is recorded. If the worker dies (or gives up at shutdown) meanwhile, the
-/// lease expires and the job runs again elsewhere.
-async fn record(queue: &Queue, model: &str, completions: &[Completion], retention: Retention) {
-    let mut backoff = Backoff::new();
-    let (_never_tx, mut never) = watch::channel(false);
-    loop {
-        match queue.complete(model, completions, retention).await {
-            Ok(recorded) => {
-                for (c, done) in completions.iter().zip(recorded) {
-                    if !done {
-                        tracing::info!(
-                            job_id = %c.job,
-                            model,
-                            attempt = c.token,
-                            "outcome discarded: the job was cancelled or taken over by another worker"
-                        );
-                    }
-                }
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, model, jobs = completions.len(), "recording outcomes failed; retrying");
-                backoff.wait(&mut never).await;
-            }
-        }
     }
 }
 

@@ -1,0 +1,167 @@
+//! A batch's task: runs it on the inference pool (alone with every thread when it holds a
+//! retried job), then records the outcomes, or hands retryable failures back to the queue. A
+//! panic is logged with its message and fails the batch's jobs.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use inferq_shared::job::{ErrorCode, JobError, JobId};
+use inferq_shared::queue::{Completion, Delivery, Outcome, Queue, Retention};
+use tokio::sync::watch;
+
+use super::Backoff;
+use crate::lease::Leases;
+use crate::pool::{Permit, Pool, panic_message};
+
+/// What a batch's task needs.
+#[derive(Debug)]
+pub(super) struct BatchTask {
+    pub(super) queue: Queue,
+    pub(super) pool: Pool,
+    pub(super) leases: Arc<Leases>,
+    pub(super) retention: Retention,
+    pub(super) model: usize,
+}
+
+impl BatchTask {
+    /// Runs the batch and records its outcomes. A retried job (token > 1) may be what killed
+    /// this worker's predecessor, so it runs alone with every thread reserved. A panic is
+    /// logged with its message and fails the batch's jobs with `internal`.
+    pub(super) async fn run(self, run: Vec<(Delivery, u64)>, permit: Permit) {
+        let jobs: Vec<(JobId, String, u64)> = run
+            .iter()
+            .map(|(d, t)| (d.job, d.entry.clone(), *t))
+            .collect();
+        let result = AssertUnwindSafe(self.execute(run, permit))
+            .catch_unwind()
+            .await;
+        if let Err(panic) = result {
+            let name = self.pool.model_name(self.model);
+            tracing::error!(
+                model = %name,
+                job_ids = ?jobs.iter().map(|(j, _, _)| j.to_string()).collect::<Vec<_>>(),
+                panic = %panic_message(panic.as_ref()),
+                "a batch task panicked; failing its jobs"
+            );
+            let completions: Vec<Completion> = jobs
+                .iter()
+                .map(|(job, entry, token)| Completion {
+                    job: *job,
+                    entry: entry.clone(),
+                    token: *token,
+                    outcome: Outcome::Failed(JobError::new(
+                        ErrorCode::Internal,
+                        "the worker hit an internal error running this job",
+                    )),
+                })
+                .collect();
+            record(&self.queue, name, &completions, self.retention).await;
+            for (_, entry, token) in &jobs {
+                self.leases.finished(self.model, entry, *token);
+            }
+        }
+    }
+
+    async fn execute(&self, run: Vec<(Delivery, u64)>, permit: Permit) {
+        let name = self.pool.model_name(self.model).to_owned();
+        let mut permit = Some(permit);
+        let quarantine = run.iter().any(|(_, token)| *token > 1);
+        let groups: Vec<Vec<(Delivery, u64)>> = if quarantine {
+            if let Some(p) = permit.take() {
+                permit = Some(self.pool.quarantine(p).await);
+            }
+            tracing::info!(model = %name, jobs = run.len(), "running retried jobs one at a time");
+            run.into_iter().map(|r| vec![r]).collect()
+        } else {
+            vec![run]
+        };
+        let last = groups.len() - 1;
+        for (i, mut group) in groups.into_iter().enumerate() {
+            let payloads: Vec<Vec<u8>> = group
+                .iter_mut()
+                .map(|(d, _)| std::mem::take(&mut d.payload))
+                .collect();
+            #[cfg(feature = "test-hooks")]
+            crate::hooks::on_task(&payloads);
+            let outcomes = match permit.as_mut() {
+                Some(p) => p.run(self.model, payloads).await,
+                None => unreachable!("the permit is released after the last group"),
+            };
+            if i == last {
+                // The threads are free again before the outcomes are recorded.
+                permit.take();
+            }
+            self.settle(&name, group, outcomes).await;
+        }
+    }
+
+    /// Records outcomes; a retryable failure goes back to the queue instead.
+    async fn settle(&self, name: &str, group: Vec<(Delivery, u64)>, outcomes: Vec<Outcome>) {
+        let mut completions = Vec::with_capacity(group.len());
+        let mut retry = Vec::new();
+        for ((d, token), outcome) in group.into_iter().zip(outcomes) {
+            // Debug level: at the default level nothing is logged per job, and an enabled span
+            // per job would cost more than a small model's inference.
+            let span = tracing::debug_span!("job", job_id = %d.job, model = %name, attempt = token);
+            span.in_scope(|| match &outcome {
+                Outcome::Succeeded(_) => tracing::debug!("job succeeded"),
+                Outcome::Failed(e) => {
+                    tracing::debug!(code = %e.code, message = %e.message, "job failed")
+                }
+            });
+            match outcome {
+                Outcome::Failed(e) if e.code.retryable() => retry.push((d.job, d.entry, token)),
+                outcome => completions.push(Completion {
+                    job: d.job,
+                    entry: d.entry,
+                    token,
+                    outcome,
+                }),
+            }
+        }
+        if !completions.is_empty() {
+            record(&self.queue, name, &completions, self.retention).await;
+        }
+        if !retry.is_empty()
+            && let Err(e) = self.queue.release(name, &retry).await
+        {
+            tracing::warn!(error = %e, "handing jobs back failed; they will be reclaimed after the lease");
+        }
+        for c in &completions {
+            self.leases.finished(self.model, &c.entry, c.token);
+        }
+        for (_, entry, token) in &retry {
+            self.leases.finished(self.model, entry, *token);
+        }
+    }
+}
+
+/// Records outcomes, retrying transient Redis failures: the result is only in this process's
+/// memory until it is recorded. If the worker dies (or gives up at shutdown) meanwhile, the
+/// lease expires and the job runs again elsewhere.
+async fn record(queue: &Queue, model: &str, completions: &[Completion], retention: Retention) {
+    let mut backoff = Backoff::new();
+    let (_never_tx, mut never) = watch::channel(false);
+    loop {
+        match queue.complete(model, completions, retention).await {
+            Ok(recorded) => {
+                for (c, done) in completions.iter().zip(recorded) {
+                    if !done {
+                        tracing::info!(
+                            job_id = %c.job,
+                            model,
+                            attempt = c.token,
+                            "outcome discarded: the job was cancelled or taken over by another worker"
+                        );
+                    }
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, model, jobs = completions.len(), "recording outcomes failed; retrying");
+                backoff.wait(&mut never).await;
+            }
+        }
+    }
+}
