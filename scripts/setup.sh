@@ -132,6 +132,25 @@ EOF
   CHANGED=1
 fi
 
+# --- test clients: the unmodified Triton client drives the /v2 routes in the test suite -------
+TEST_VENV=".venv-test"
+TEST_PIP_PACKAGES=("tritonclient[http]==2.73.0" "numpy==2.4.6")
+if [ -x "$TEST_VENV/bin/python" ] && "$TEST_VENV/bin/python" -c 'import tritonclient.http, numpy' >/dev/null 2>&1; then
+  log "venv $TEST_VENV: present with tritonclient"
+else
+  if [ ! -x "$TEST_VENV/bin/python" ]; then
+    log "creating venv $TEST_VENV"
+    if ! python3 -m venv "$TEST_VENV" >/dev/null 2>&1; then
+      rm -rf "$TEST_VENV"
+      apt_install python3-venv
+      python3 -m venv "$TEST_VENV"
+    fi
+  fi
+  log "pip install ${TEST_PIP_PACKAGES[*]} into $TEST_VENV"
+  "$TEST_VENV/bin/python" -m pip install -q --disable-pip-version-check "${TEST_PIP_PACKAGES[@]}"
+  CHANGED=1
+fi
+
 # --- optional: large benchmark model --------------------------------------------------------------
 if [ "$BENCH" -eq 1 ]; then
   if [ -f "$BENCH_MODEL" ]; then

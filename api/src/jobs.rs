@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inferq_shared::job::{JobId, JobRequest};
 use inferq_shared::model::valid_model_name;
-use inferq_shared::queue::{Cancelled, Retention, Submitted};
+use inferq_shared::queue::{Cancelled, Retention, StoredJob, Submitted};
 use inferq_shared::time::now_ms;
 use serde::Deserialize;
 use serde_json::json;
@@ -110,13 +110,16 @@ fn parse_id(raw: &str) -> AppResult<JobId> {
         .map_err(|_| ApiError::InvalidJobId(raw.chars().take(64).collect()))
 }
 
-async fn read_record(state: &AppState, id: JobId) -> AppResult<JobRecord> {
+async fn read_stored(state: &AppState, id: JobId) -> AppResult<StoredJob> {
     state
         .queue
         .record(id)
         .await?
-        .ok_or_else(|| ApiError::JobNotFound(id.to_string()))?
-        .try_into()
+        .ok_or_else(|| ApiError::JobNotFound(id.to_string()))
+}
+
+async fn read_record(state: &AppState, id: JobId) -> AppResult<JobRecord> {
+    read_stored(state, id).await?.try_into()
 }
 
 /// Reads the record once it is terminal or `until` passes, whichever is first. `read_first`
@@ -128,8 +131,21 @@ async fn wait_for_record(
     guard: &WaitGuard<'_>,
     id: JobId,
     until: tokio::time::Instant,
-    mut read_first: bool,
+    read_first: bool,
 ) -> AppResult<JobRecord> {
+    wait_for_job(state, guard, id, until, read_first)
+        .await?
+        .try_into()
+}
+
+/// [`wait_for_record`], returning the job as stored.
+pub(crate) async fn wait_for_job(
+    state: &AppState,
+    guard: &WaitGuard<'_>,
+    id: JobId,
+    until: tokio::time::Instant,
+    mut read_first: bool,
+) -> AppResult<StoredJob> {
     loop {
         let notified = guard.signal.notify.notified();
         tokio::pin!(notified);
@@ -137,7 +153,7 @@ async fn wait_for_record(
         let now = tokio::time::Instant::now();
         let stopping = state.is_shutting_down();
         if read_first || now >= until || guard.signal.fired() || stopping {
-            let record = read_record(state, id).await?;
+            let record = read_stored(state, id).await?;
             if record.status.is_terminal() || now >= until || stopping {
                 return Ok(record);
             }

@@ -4,6 +4,7 @@
 mod body;
 pub mod error;
 mod jobs;
+mod oip;
 pub mod record;
 pub mod routes;
 pub mod state;

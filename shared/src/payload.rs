@@ -139,13 +139,19 @@ impl ModelInfo {
                 .map(|o| o.iter().map(|o| o.name.clone()).collect()),
             parameters: req.parameters.clone(),
         };
-        let total = data.iter().map(Vec::len).sum();
-        let mut out = frame(JOB_MAGIC, &header, total);
-        for d in data {
-            out.extend_from_slice(&d);
-        }
-        Ok(out)
+        Ok(encode_job(&header, &data))
     }
+}
+
+/// Builds a job payload from a header and each input's bytes, in header order (checked by the
+/// caller against the header's shapes and datatypes).
+pub fn encode_job(header: &JobHeader, data: &[impl AsRef<[u8]>]) -> Vec<u8> {
+    let total = data.iter().map(|d| d.as_ref().len()).sum();
+    let mut out = frame(JOB_MAGIC, header, total);
+    for d in data {
+        out.extend_from_slice(d.as_ref());
+    }
+    out
 }
 
 impl ModelInfo {

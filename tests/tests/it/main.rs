@@ -7,5 +7,6 @@ mod faults;
 mod helpers;
 mod jobs;
 mod lifecycle;
+mod oip;
 mod protocol;
 mod validation;
