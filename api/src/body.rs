@@ -9,13 +9,21 @@ use axum::http::{StatusCode, header};
 use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::oip::HEADER_LENGTH;
 use crate::state::AppState;
 
-/// A JSON request body, as bytes: checks the content type and the size limit with the API's
-/// error shape; parsing stays with the handler, which borrows from the bytes.
-pub(crate) struct JsonBody(pub Bytes);
+/// A job request body, as bytes: JSON, or (with `Content-Type: application/octet-stream` and
+/// `Inference-Header-Content-Length`) a JSON header followed by binary tensors. Checks the
+/// content type and the size limit with the API's error shape; parsing stays with the
+/// handler, which borrows from the bytes.
+#[derive(Debug)]
+pub(crate) struct JobBody {
+    pub(crate) bytes: Bytes,
+    /// Length of the JSON header when binary tensors follow it.
+    pub(crate) json_len: Option<usize>,
+}
 
-impl FromRequest<Arc<AppState>> for JsonBody {
+impl FromRequest<Arc<AppState>> for JobBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
@@ -30,22 +38,44 @@ impl FromRequest<Arc<AppState>> for JsonBody {
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        if !(mime == "application/json"
+        let binary = mime == "application/octet-stream";
+        if !(binary
+            || mime == "application/json"
             || (mime.starts_with("application/") && mime.ends_with("+json")))
         {
             return Err(ApiError::UnsupportedMediaType);
         }
+        let json_len = match req.headers().get(HEADER_LENGTH) {
+            Some(v) if binary => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        ApiError::InvalidRequest(format!("{HEADER_LENGTH} is not a byte count"))
+                    })?,
+            ),
+            _ if binary => {
+                return Err(ApiError::InvalidRequest(format!(
+                    "a binary body needs the {HEADER_LENGTH} header (the length of its JSON part)"
+                )));
+            }
+            _ => None,
+        };
         let limit = state.config.max_body_bytes;
-        Bytes::from_request(req, state)
-            .await
-            .map(JsonBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(limit)
-                } else {
-                    ApiError::InvalidRequest(rejection.body_text())
-                }
-            })
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::InvalidRequest(rejection.body_text())
+            }
+        })?;
+        if json_len.is_some_and(|n| n == 0 || n > bytes.len()) {
+            return Err(ApiError::InvalidRequest(format!(
+                "{HEADER_LENGTH} does not fit the body of {} bytes",
+                bytes.len()
+            )));
+        }
+        Ok(Self { bytes, json_len })
     }
 }
 

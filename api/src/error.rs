@@ -31,7 +31,9 @@ pub enum ApiError {
     AlreadyFinished(JobStatus),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
-    #[error("content type must be application/json")]
+    #[error(
+        "content type must be application/json, or application/octet-stream with a JSON header and binary tensors"
+    )]
     UnsupportedMediaType,
     #[error("unknown model '{name}' (served models: {available})")]
     UnknownModel { name: String, available: String },

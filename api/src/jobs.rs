@@ -6,46 +6,87 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use inferq_shared::job::{JobId, JobRequest};
+use inferq_shared::job::{JobId, JobParameters, JobRequest};
+use inferq_shared::model::ModelInfo;
 use inferq_shared::model::valid_model_name;
+use inferq_shared::payload::{self, JobHeader};
 use inferq_shared::queue::{Cancelled, Retention, StoredJob, Submitted};
 use inferq_shared::time::now_ms;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::body::{JsonBody, parse_json};
+use crate::body::{JobBody, parse_json};
 use crate::error::ApiError;
+use crate::oip::wire::InferRequest;
 use crate::record::JobRecord;
 use crate::state::{AppState, WaitGuard};
 
 type AppResult<T> = Result<T, ApiError>;
 
-pub(crate) async fn submit(
-    State(state): State<Arc<AppState>>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
-    JsonBody(body): JsonBody,
-) -> AppResult<Response> {
-    let wait = wait_duration(&state, query)?;
-    let req: JobRequest<'_> = parse_json(&body)?;
-    let model = if valid_model_name(&req.model) {
-        state.model(&req.model).await?
+/// What a binary submission's JSON header holds besides its inputs (read by
+/// [`InferRequest`]).
+#[derive(Deserialize)]
+struct JobMeta {
+    model: String,
+    #[serde(default)]
+    parameters: Option<JobParameters>,
+}
+
+async fn find_model(state: &AppState, name: &str) -> AppResult<Arc<ModelInfo>> {
+    let model = if valid_model_name(name) {
+        state.model(name).await?
     } else {
         None
     };
-    let Some(model) = model else {
-        return Err(ApiError::UnknownModel {
-            name: req.model.chars().take(128).collect(),
-            available: state.cached_model_names().join(", "),
-        });
+    model.ok_or_else(|| ApiError::UnknownModel {
+        name: name.chars().take(128).collect(),
+        available: state.cached_model_names().join(", "),
+    })
+}
+
+/// Reads a submission, JSON or binary-framed, into its model, the job payload and its
+/// parameters: validated and converted to the internal binary form in one pass over the data.
+async fn read_submission(
+    state: &AppState,
+    body: &JobBody,
+) -> AppResult<(Arc<ModelInfo>, Vec<u8>, Option<JobParameters>)> {
+    let Some(n) = body.json_len else {
+        let req: JobRequest<'_> = parse_json(&body.bytes)?;
+        let model = find_model(state, &req.model).await?;
+        let payload = model.encode_request(&req)?;
+        return Ok((model, payload, req.parameters));
     };
-    // Validated and converted to the binary payload in one pass over the data.
-    let payload = model.encode_request(&req)?;
-    let deadline = req
-        .parameters
-        .as_ref()
-        .and_then(|p| p.deadline_ms(now_ms()));
+    let (head, binary) = body.bytes.split_at(n);
+    let meta: JobMeta = parse_json(head)?;
+    let req: InferRequest<'_> = parse_json(head)?;
+    let model = find_model(state, &meta.model).await?;
+    let tensors = req
+        .tensors(binary)
+        .map_err(|e| ApiError::InvalidRequest(e.message().to_owned()))?;
+    let (inputs, data): (Vec<_>, Vec<_>) = tensors.into_iter().unzip();
+    let header = JobHeader {
+        model: model.name.clone(),
+        inputs,
+        outputs: req
+            .outputs
+            .as_ref()
+            .map(|o| o.iter().map(|o| o.name.clone()).collect()),
+        parameters: meta.parameters.clone(),
+    };
+    model.validate_header(&header)?;
+    Ok((model, payload::encode_job(&header, &data), meta.parameters))
+}
+
+pub(crate) async fn submit(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    body: JobBody,
+) -> AppResult<Response> {
+    let wait = wait_duration(&state, query)?;
+    let (model, payload, parameters) = read_submission(&state, &body).await?;
+    let deadline = parameters.as_ref().and_then(|p| p.deadline_ms(now_ms()));
 
     let id = JobId::new();
     // Registered before the job exists, so its completion cannot slip past.
@@ -171,21 +212,32 @@ pub(crate) async fn wait_for_job(
     }
 }
 
+/// The record as JSON, or, when the client sends `Accept: application/octet-stream`, with its
+/// outputs as binary tensors after the JSON (the binary tensor extension's framing).
 pub(crate) async fn status(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
-) -> AppResult<Json<JobRecord>> {
+    headers: HeaderMap,
+) -> AppResult<Response> {
     let id = parse_id(&raw)?;
     let wait = wait_duration(&state, query)?;
-    if wait.is_zero() {
-        return read_record(&state, id).await.map(Json);
+    let job = if wait.is_zero() {
+        read_stored(&state, id).await?
+    } else {
+        let guard = state.wait_for(id);
+        let until = tokio::time::Instant::now() + wait;
+        wait_for_job(&state, &guard, id, until, true).await?
+    };
+    let binary = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/octet-stream"));
+    if binary {
+        crate::record::binary_response(job)
+    } else {
+        Ok(Json(JobRecord::try_from(job)?).into_response())
     }
-    let guard = state.wait_for(id);
-    let until = tokio::time::Instant::now() + wait;
-    wait_for_record(&state, &guard, id, until, true)
-        .await
-        .map(Json)
 }
 
 pub(crate) async fn cancel(

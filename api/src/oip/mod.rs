@@ -3,7 +3,7 @@
 //! becomes a job on the same queue (same validation, batching, leases and retries), and the
 //! answer is written when the job finishes. Errors use the protocol's `{"error": "<message>"}`.
 
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,8 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::jobs::wait_for_job;
 use crate::state::AppState;
-use wire::{HEADER_LENGTH, InferRequest, InferResponse};
+pub(crate) use wire::HEADER_LENGTH;
+use wire::{InferRequest, InferResponse};
 
 /// The one version every model has: models are not versioned yet.
 pub(crate) const MODEL_VERSION: &str = "1";
@@ -48,6 +49,10 @@ impl OipError {
             message: message.into(),
             job: None,
         }
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     pub(crate) fn internal(detail: impl Into<String>) -> Self {

@@ -187,3 +187,89 @@ async fn the_triton_client_works_unmodified() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("all checks passed"), "{text}");
 }
+
+/// `POST /jobs` takes the same binary framing (a JSON header, then raw tensors), and
+/// `GET /status/<id>` with `Accept: application/octet-stream` answers with binary outputs.
+#[tokio::test]
+async fn jobs_take_and_give_binary_tensors_on_request() {
+    let app = spawn_app().await;
+    let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    app.wait_models(&["linear"]).await;
+    let rows = [[1.0, -2.0, 0.5, 4.0]];
+    let header = json!({
+        "model": "linear",
+        "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]
+    });
+    let (body, n) = framed(&header, &rows[0]);
+    let submit = |body: Vec<u8>, n: usize| {
+        app.http
+            .post(format!("{}/jobs", app.base))
+            .header("content-type", "application/octet-stream")
+            .header("Inference-Header-Content-Length", n)
+            .body(body)
+            .send()
+    };
+    let r = submit(body.clone(), n).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // JSON stays the default.
+    let record = app.wait_done(&id, Duration::from_secs(30)).await;
+    assert_close(
+        &record["result"]["outputs"][0]["data"],
+        &linear_expected(&rows),
+        1e-5,
+    );
+    let r = app
+        .http
+        .get(format!("{}/status/{id}", app.base))
+        .header("accept", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    let json_len: usize = r.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = r.bytes().await.unwrap();
+    let head: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
+    assert_eq!(head["status"], "succeeded");
+    let out = &head["result"]["outputs"][0];
+    assert_eq!(out["parameters"]["binary_data_size"], 12);
+    assert!(out.get("data").is_none(), "{head}");
+    let y: Vec<Value> = bytes[json_len..]
+        .chunks(4)
+        .map(|c| json!(f32::from_le_bytes(c.try_into().unwrap())))
+        .collect();
+    assert_close(&Value::Array(y), &linear_expected(&rows), 1e-5);
+
+    // Framing mistakes are 400; a wrong input name is the usual 422.
+    let r = submit(body.clone(), body.len() + 1).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = submit(body[..body.len() - 4].to_vec(), n).await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_request", "{v}");
+    let wrong = json!({
+        "model": "linear",
+        "inputs": [{"name": "z", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]
+    });
+    let (body, n) = framed(&wrong, &rows[0]);
+    let r = submit(body, n).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unknown_input", "{v}");
+    let r = app
+        .http
+        .post(format!("{}/jobs", app.base))
+        .header("content-type", "application/octet-stream")
+        .body(vec![1u8, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a binary body without its header length");
+}
