@@ -25,12 +25,13 @@ declare -A CASES=(
   [c1-w1]="--model mlp_small -n 2000 -c 1 --workers 1 --threads 2 --skip-raw"
   [c1-w2]="--model mlp_small -n 2000 -c 1 --workers 2 --threads 1 --skip-raw"
   [large-w1]="--model mlp_large --models-dir bench-models -n 5000 -c 32 --workers 1 --threads 2"
+  [large-oip]="--model mlp_large --models-dir bench-models -n 5000 -c 32 --workers 1 --threads 2 --oip-binary"
   [large-w2]="--model mlp_large --models-dir bench-models -n 5000 -c 32 --workers 2 --threads 1"
   # More clients than the targets ask for: how far queueing depth (bigger batches) moves it.
   [small-c128]="--model mlp_small -n 20000 -c 128 --workers 1 --threads 2 --skip-raw"
   [large-c128]="--model mlp_large --models-dir bench-models -n 5000 -c 128 --workers 1 --threads 2 --skip-raw"
 )
-ORDER=(small-w1 small-w2 small-sw submit-only c1-w1 c1-w2 large-w1 large-w2 small-c128 large-c128)
+ORDER=(small-w1 small-w2 small-sw submit-only c1-w1 c1-w2 large-w1 large-oip large-w2 small-c128 large-c128)
 
 # Waits until the machine was at least 85% idle over one second (at most 2 minutes).
 wait_quiet() {

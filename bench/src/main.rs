@@ -63,6 +63,12 @@ struct Args {
     #[arg(long, conflicts_with = "submit_only")]
     submit_wait: bool,
 
+    /// Each job is one synchronous Open Inference Protocol request,
+    /// `POST /v2/models/<model>/infer`, with its input and its outputs as binary tensors (the
+    /// framing the Triton client uses by default).
+    #[arg(long, conflicts_with_all = ["submit_only", "submit_wait"])]
+    oip_binary: bool,
+
     /// Worker processes to start (0: none; the benchmark then announces the model itself so
     /// the API accepts jobs).
     #[arg(long, default_value_t = 1)]
@@ -210,6 +216,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ", submit only"
         } else if args.submit_wait {
             ", submit and wait in one request"
+        } else if args.oip_binary {
+            ", OIP infer with binary tensors"
         } else {
             ""
         }
@@ -225,6 +233,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         submit_only: args.submit_only,
         submit_wait: args.submit_wait,
+        oip_binary: args.oip_binary,
         job_timeout: Duration::from_secs(args.job_timeout_secs),
     })
     .await?;

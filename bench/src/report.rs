@@ -273,6 +273,7 @@ impl Report {
             "jobs": args.jobs,
             "submit_only": args.submit_only,
             "submit_wait": args.submit_wait,
+            "oip_binary": args.oip_binary,
             "target": args.target,
             "raw_batch1_per_sec": self.raw.map(|r| r.0.rows_per_sec),
             "raw_max_batch_per_sec": self.raw.map(|r| r.1.rows_per_sec),
