@@ -4,7 +4,7 @@
 Needs python packages `onnx` and `numpy`; `--verify` also needs `onnxruntime` (runs every
 generated model on a sample input, checks the outputs against numpy, times the slow model).
 
-  python3 scripts/gen_models.py                      # -> tests/models/{linear,dtypes,mlp_small,slow}
+  python3 scripts/gen_models.py                      # -> tests/models/{linear,dtypes,mlp_small,slow,half,strings}
   python3 scripts/gen_models.py --verify             # ... and check them with onnxruntime
   python3 scripts/gen_models.py --out bench-models --large --only mlp_large
 
@@ -95,6 +95,34 @@ def dtypes():
     )
 
 
+def half():
+    """y = x * 2 + 1 in FP16 (IEEE half), x [batch,4] -> y [batch,4]."""
+    return make_model(
+        [helper.make_node("Mul", ["x", "two"], ["x2"]), helper.make_node("Add", ["x2", "one"], ["y"])],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["batch", 4])],
+        [
+            numpy_helper.from_array(np.array(2.0, dtype=np.float16), "two"),
+            numpy_helper.from_array(np.array(1.0, dtype=np.float16), "one"),
+        ],
+    )
+
+
+def strings():
+    """BYTES (ONNX string) s [batch] -> upper [batch], each string upper-cased (StringNormalizer).
+
+    locale C.UTF-8: ONNX Runtime refuses to load the model when the locale is not installed, and
+    the default (en_US.UTF-8) often is not (slim containers); glibc has C.UTF-8 built in.
+    """
+    return make_model(
+        [helper.make_node("StringNormalizer", ["s"], ["upper"], case_change_action="UPPER", locale="C.UTF-8")],
+        "strings",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, ["batch"])],
+        [helper.make_tensor_value_info("upper", TensorProto.STRING, ["batch"])],
+    )
+
+
 def mlp_weights(sizes, seed):
     rng = np.random.default_rng(seed)
     layers = []
@@ -180,6 +208,8 @@ MLP_LARGE = [1024, 2048, 2048, 10]
 GENERATORS = {
     "linear": (lambda: linear(), None),
     "dtypes": (lambda: dtypes(), None),
+    "half": (lambda: half(), None),
+    "strings": (lambda: strings(), None),
     "mlp_small": (lambda: mlp("mlp_small", MLP_SMALL),
                   'description = "64-256-256-10 MLP (test and benchmark model)"\n'),
     "slow": (lambda: slow(),
@@ -188,7 +218,7 @@ GENERATORS = {
     "mlp_large": (lambda: mlp("mlp_large", MLP_LARGE),
                   'description = "1024-2048-2048-10 MLP (benchmark model, 25 MB)"\n'),
 }
-SMALL = ["linear", "dtypes", "mlp_small", "slow"]
+SMALL = ["linear", "dtypes", "mlp_small", "slow", "half", "strings"]
 
 
 # --- verification with onnxruntime -----------------------------------------------------------
@@ -234,6 +264,16 @@ def verify(name, path):
         assert out["i32_out"].dtype == np.int32 and np.array_equal(out["i32_out"], feeds["i32"] + 1)
         assert out["i64_out"].dtype == np.int64 and out["i64_out"].shape == () and int(out["i64_out"]) == 21
         assert out["flag_out"].dtype == np.bool_ and np.array_equal(out["flag_out"], ~feeds["flag"])
+    elif name == "half":
+        x = np.array([[1, 0.1, -2.5, 1000], [0, 1e-7, -1, 30000]], dtype=np.float16)
+        (y,) = sess.run(None, {"x": x})
+        print("    x=%s -> y=%s" % (x.tolist(), y.tolist()))
+        assert y.dtype == np.float16 and np.array_equal(y, x * np.float16(2) + np.float16(1)), y
+    elif name == "strings":
+        s = np.array(["hello", "World 1", "", "éa"], dtype=object)
+        (upper,) = sess.run(None, {"s": s})
+        print("    s=%s -> upper=%s" % (s.tolist(), upper.tolist()))
+        assert upper.tolist() == ["HELLO", "WORLD 1", "", "ÉA"], upper
     elif name in ("mlp_small", "mlp_large"):
         sizes = MLP_SMALL if name == "mlp_small" else MLP_LARGE
         x = np.random.default_rng(1).standard_normal((4, sizes[0])).astype(np.float32)

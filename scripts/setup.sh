@@ -132,11 +132,12 @@ EOF
   CHANGED=1
 fi
 
-# --- test clients: the unmodified Triton client drives the /v2 routes in the test suite -------
+# --- test clients: the unmodified Triton client drives the /v2 routes in the test suite; -----
+# openapi-spec-validator checks GET /openapi.json, schemathesis fuzzes the API against it
 TEST_VENV=".venv-test"
-TEST_PIP_PACKAGES=("tritonclient[http]==2.73.0" "numpy==2.4.6")
-if [ -x "$TEST_VENV/bin/python" ] && "$TEST_VENV/bin/python" -c 'import tritonclient.http, numpy' >/dev/null 2>&1; then
-  log "venv $TEST_VENV: present with tritonclient"
+TEST_PIP_PACKAGES=("tritonclient[http]==2.73.0" "numpy==2.4.6" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5")
+if [ -x "$TEST_VENV/bin/python" ] && "$TEST_VENV/bin/python" -c 'import tritonclient.http, numpy, openapi_spec_validator, schemathesis' >/dev/null 2>&1; then
+  log "venv $TEST_VENV: present with tritonclient, openapi-spec-validator, schemathesis"
 else
   if [ ! -x "$TEST_VENV/bin/python" ]; then
     log "creating venv $TEST_VENV"

@@ -45,20 +45,28 @@ impl FromRequest<Arc<AppState>> for JobBody {
         {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let json_len = match req.headers().get(HEADER_LENGTH) {
-            Some(v) if binary => Some(
+        // Checked even where it is not used (a JSON body): a malformed header is a mistake.
+        // A non-negative int64, as the document and the protocol's sizes have it.
+        let declared = req
+            .headers()
+            .get(HEADER_LENGTH)
+            .map(|v| {
                 v.to_str()
                     .ok()
-                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+                    .and_then(|n| usize::try_from(n).ok())
                     .ok_or_else(|| {
                         ApiError::InvalidRequest(format!("{HEADER_LENGTH} is not a byte count"))
-                    })?,
-            ),
-            _ if binary => {
+                    })
+            })
+            .transpose()?;
+        let json_len = match declared {
+            None if binary => {
                 return Err(ApiError::InvalidRequest(format!(
                     "a binary body needs the {HEADER_LENGTH} header (the length of its JSON part)"
                 )));
             }
+            n if binary => n,
             _ => None,
         };
         let limit = state.config.max_body_bytes;

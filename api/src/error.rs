@@ -7,7 +7,16 @@ use axum::response::{IntoResponse, Response};
 use inferq_shared::JobStatus;
 use inferq_shared::model::ValidationError;
 use inferq_shared::queue::QueueError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::record::ErrorBody;
+
+/// The body of every error of the native routes: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -93,11 +102,13 @@ impl IntoResponse for ApiError {
             Self::Internal(detail) => tracing::error!(error = %detail, "internal error"),
             _ => {}
         }
-        let mut res = (
-            status,
-            Json(json!({ "error": { "code": code, "message": self.to_string() } })),
-        )
-            .into_response();
+        let body = ErrorResponse {
+            error: ErrorBody {
+                code: code.to_owned(),
+                message: self.to_string(),
+            },
+        };
+        let mut res = (status, Json(body)).into_response();
         if matches!(self, Self::Overloaded(_) | Self::Unavailable(_)) {
             res.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

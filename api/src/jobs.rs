@@ -5,20 +5,22 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use inferq_shared::JobStatus;
 use inferq_shared::job::{JobId, JobParameters, JobRequest};
 use inferq_shared::model::ModelInfo;
 use inferq_shared::model::valid_model_name;
 use inferq_shared::payload::{self, JobHeader};
 use inferq_shared::queue::{Cancelled, Retention, StoredJob, Submitted};
 use inferq_shared::time::now_ms;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::body::{JobBody, parse_json};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorResponse};
+use crate::extract::ApiPath;
 use crate::oip::wire::InferRequest;
 use crate::record::JobRecord;
 use crate::state::{AppState, WaitGuard};
@@ -79,6 +81,56 @@ async fn read_submission(
     Ok((model, payload::encode_job(&header, &data), meta.parameters))
 }
 
+/// The `202` answer to a submission.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct JobAccepted {
+    id: JobId,
+    /// Always `queued`.
+    status: JobStatus,
+    /// Where to read the job: `/status/<id>`.
+    status_url: String,
+}
+
+/// Submits a job; with `?wait=`, answers with the record if the job finishes in time.
+#[utoipa::path(
+    post, path = "/jobs", operation_id = "submit_job", tag = "jobs",
+    params(
+        ("wait" = Option<f64>, Query, nullable = false, minimum = 0,
+         description = "Seconds to wait for the job to finish (capped by INFERQ_MAX_WAIT_SECS)"),
+        ("Inference-Header-Content-Length" = Option<u64>, Header, nullable = false,
+         description = "With application/octet-stream: the length of the JSON part"),
+    ),
+    request_body(
+        description = "A JSON job, or (application/octet-stream) the binary tensor framing: \
+            the JSON part with `parameters.binary_data_size` in place of each input's `data`, \
+            then the inputs' raw little-endian bytes in input order",
+        content((crate::openapi::JobRequestDoc = "application/json"), ("application/octet-stream")),
+    ),
+    responses(
+        (status = 200, description = "The job finished within `?wait`: its record",
+         body = JobRecord, headers(("Location" = String, description = "`/status/<id>`"))),
+        (status = 202, description = "Queued", body = JobAccepted,
+         headers(("Location" = String, description = "`/status/<id>`")),
+         links(
+            ("JobStatus" = (operation_id = "job_status", parameters(("id" = "$response.body#/id")),
+                            description = "The job's status and result")),
+            ("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/id")),
+                         description = "The same, at `/jobs/<id>`")),
+            ("CancelJob" = (operation_id = "cancel_job", parameters(("id" = "$response.body#/id")),
+                            description = "Cancel the job")),
+         )),
+        (status = 400, description = "`malformed_json`, `invalid_request`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
+        (status = 422, description = "The request does not fit the model (`unknown_model`, \
+            `shape_mismatch`, …)", body = ErrorResponse),
+        (status = 429, description = "`overloaded`: the model's queue is full",
+         body = ErrorResponse, headers(("Retry-After" = u32))),
+        (status = 500, description = "`internal`", body = ErrorResponse),
+        (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
+         headers(("Retry-After" = u32))),
+    ),
+)]
 pub(crate) async fn submit(
     State(state): State<Arc<AppState>>,
     query: Result<Query<WaitQuery>, QueryRejection>,
@@ -118,7 +170,11 @@ pub(crate) async fn submit(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, url.clone())],
-        Json(json!({ "id": id, "status": "queued", "status_url": url })),
+        Json(JobAccepted {
+            id,
+            status: JobStatus::Queued,
+            status_url: url,
+        }),
     )
         .into_response())
 }
@@ -212,11 +268,71 @@ pub(crate) async fn wait_for_job(
     }
 }
 
-/// The record as JSON, or, when the client sends `Accept: application/octet-stream`, with its
-/// outputs as binary tensors after the JSON (the binary tensor extension's framing).
+/// The job record as JSON, or with `Accept: application/octet-stream` its outputs as binary
+/// tensors after the JSON; with `?wait=`, once the job is final or the wait is over.
+#[utoipa::path(
+    get, path = "/status/{id}", operation_id = "job_status", tag = "jobs",
+    params(
+        ("id" = JobId, Path, description = "The job id, as `POST /jobs` returned it"),
+        ("wait" = Option<f64>, Query, nullable = false, minimum = 0,
+         description = "Seconds to wait for the job to be final (capped by INFERQ_MAX_WAIT_SECS)"),
+    ),
+    responses(
+        (status = 200, description = "The job record; with `Accept: application/octet-stream`, \
+            the record's JSON (outputs with `parameters.binary_data_size`), then the outputs' bytes",
+         content((JobRecord = "application/json"), ("application/octet-stream")),
+         headers(("Inference-Header-Content-Length" = u64,
+                  description = "Binary answers: the length of the JSON part"))),
+        (status = 400, description = "`invalid_job_id`, `invalid_request` (bad `?wait`)",
+         body = ErrorResponse),
+        (status = 404, description = "`job_not_found`", body = ErrorResponse),
+        (status = 500, description = "`internal`", body = ErrorResponse),
+        (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
+         headers(("Retry-After" = u32))),
+    ),
+)]
 pub(crate) async fn status(
+    state: State<Arc<AppState>>,
+    path: ApiPath<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    read_status(state, path, query, headers).await
+}
+
+/// [`status`], at `/jobs/<id>`.
+#[utoipa::path(
+    get, path = "/jobs/{id}", operation_id = "get_job", tag = "jobs",
+    params(
+        ("id" = JobId, Path, description = "The job id, as `POST /jobs` returned it"),
+        ("wait" = Option<f64>, Query, nullable = false, minimum = 0,
+         description = "Seconds to wait for the job to be final (capped by INFERQ_MAX_WAIT_SECS)"),
+    ),
+    responses(
+        (status = 200, description = "As `GET /status/{id}`",
+         content((JobRecord = "application/json"), ("application/octet-stream")),
+         headers(("Inference-Header-Content-Length" = u64,
+                  description = "Binary answers: the length of the JSON part"))),
+        (status = 400, description = "`invalid_job_id`, `invalid_request` (bad `?wait`)",
+         body = ErrorResponse),
+        (status = 404, description = "`job_not_found`", body = ErrorResponse),
+        (status = 500, description = "`internal`", body = ErrorResponse),
+        (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
+         headers(("Retry-After" = u32))),
+    ),
+)]
+pub(crate) async fn get_job(
+    state: State<Arc<AppState>>,
+    path: ApiPath<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    read_status(state, path, query, headers).await
+}
+
+async fn read_status(
     State(state): State<Arc<AppState>>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
@@ -240,9 +356,24 @@ pub(crate) async fn status(
     }
 }
 
+/// Cancels a job: a queued job never runs, a running one ends `cancelled` (its result is
+/// discarded). The record stays readable.
+#[utoipa::path(
+    delete, path = "/jobs/{id}", operation_id = "cancel_job", tag = "jobs",
+    params(("id" = JobId, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "Cancelled: the record", body = JobRecord),
+        (status = 400, description = "`invalid_job_id`", body = ErrorResponse),
+        (status = 404, description = "`job_not_found`", body = ErrorResponse),
+        (status = 409, description = "`job_finished`: the job is already final", body = ErrorResponse),
+        (status = 500, description = "`internal`", body = ErrorResponse),
+        (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
+         headers(("Retry-After" = u32))),
+    ),
+)]
 pub(crate) async fn cancel(
     State(state): State<Arc<AppState>>,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> AppResult<Json<JobRecord>> {
     let id = parse_id(&raw)?;
     let retention = Retention {

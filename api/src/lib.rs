@@ -3,8 +3,10 @@
 
 mod body;
 pub mod error;
+mod extract;
 mod jobs;
 mod oip;
+mod openapi;
 pub mod record;
 pub mod routes;
 pub mod state;
@@ -17,6 +19,7 @@ use inferq_shared::config::{LogConfig, RedisConfig};
 use inferq_shared::queue::Queue;
 use tokio::net::TcpListener;
 
+pub use routes::openapi;
 pub use state::AppState;
 
 /// `inferq-api` configuration; every flag also reads an `INFERQ_…` environment variable.

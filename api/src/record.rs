@@ -6,6 +6,7 @@ use inferq_shared::queue::StoredJob;
 use inferq_shared::time::rfc3339_ms;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use axum::Json;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -16,24 +17,30 @@ use crate::oip::HEADER_LENGTH;
 use crate::oip::wire::render_outputs;
 
 /// A failure as clients see it: a stable machine-readable code and a human message.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    /// Stable and machine-readable, e.g. `job_not_found`, `shape_mismatch`.
     pub code: String,
     pub message: String,
 }
 
 /// The job record, timestamps in RFC 3339.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobRecord {
     pub id: JobId,
     pub model: String,
     pub status: JobStatus,
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     pub attempts: u32,
     /// `{"outputs": [...]}`, rendered from the worker's binary result.
+    #[schema(value_type = Option<crate::openapi::JobResult>)]
     pub result: Option<Box<RawValue>>,
+    /// Why the job failed (or was cancelled), when it did.
     pub error: Option<ErrorBody>,
 }
 

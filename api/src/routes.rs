@@ -3,35 +3,61 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Request, Uri};
-use axum::routing::{delete, get, post};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use inferq_shared::model::ModelInfo;
 use inferq_shared::queue::{Retention, Retired};
 use inferq_shared::time::rfc3339_ms;
-use serde_json::json;
+use serde::Serialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
-use crate::jobs;
+use crate::error::{ApiError, ErrorResponse};
+use crate::extract::ApiPath;
 use crate::state::AppState;
+use crate::{jobs, oip};
 
 type AppResult<T> = Result<T, ApiError>;
 
+/// Every route, each registered with its OpenAPI description (one path per `routes!`), so the
+/// router and `GET /openapi.json` cannot disagree.
+fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(jobs::submit))
+        .routes(routes!(jobs::get_job, jobs::cancel))
+        .routes(routes!(jobs::status))
+        .routes(routes!(models))
+        .routes(routes!(retire_model))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(oip::server_metadata))
+        .routes(routes!(oip::live))
+        .routes(routes!(oip::ready))
+        .routes(routes!(oip::model_metadata))
+        .routes(routes!(oip::model_metadata_v))
+        .routes(routes!(oip::model_ready))
+        .routes(routes!(oip::model_ready_v))
+        .routes(routes!(oip::infer::infer))
+        .routes(routes!(oip::infer::infer_v))
+        .routes(routes!(crate::openapi::document))
+}
+
+/// The OpenAPI 3.1 document of every route the router serves, as `GET /openapi.json` gives it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().into_openapi()
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/jobs", post(jobs::submit))
-        .route("/jobs/{id}", get(jobs::status).delete(jobs::cancel))
-        .route("/status/{id}", get(jobs::status))
-        .route("/models", get(models))
-        .route("/models/{name}", delete(retire_model))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .merge(crate::oip::router())
-        .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+    let (routes, _) = documented_routes().split_for_parts();
+    routes
+        .fallback(|uri: Uri| async move { not_found(&uri) })
+        .method_not_allowed_fallback(|uri: Uri| async move { method_not_allowed(&uri) })
         .layer(DefaultBodyLimit::max(limit))
         // Outermost first: every request gets an `x-request-id` (kept if the client sent
         // one), is traced in a span carrying it, and the id is echoed in the response.
@@ -55,30 +81,121 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Under `/v2`, errors keep the protocol's shape, so OIP clients can read them.
+fn is_oip(uri: &Uri) -> bool {
+    uri.path() == "/v2" || uri.path().starts_with("/v2/")
+}
+
+fn not_found(uri: &Uri) -> Response {
+    let e = ApiError::RouteNotFound(uri.path().to_owned());
+    if is_oip(uri) {
+        oip::OipError::from(e).into_response()
+    } else {
+        e.into_response()
+    }
+}
+
+fn method_not_allowed(uri: &Uri) -> Response {
+    if is_oip(uri) {
+        oip::OipError::method_not_allowed().into_response()
+    } else {
+        ApiError::MethodNotAllowed.into_response()
+    }
+}
+
+/// A model as `GET /models` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ModelStatus {
+    #[serde(flatten)]
+    info: ModelInfo,
+    /// How many live workers serve it (each announces every 2 s, counts for 10 s).
+    workers: usize,
+    /// The last announcement by any worker.
+    #[schema(format = DateTime)]
+    last_seen: Option<String>,
+}
+
+/// `GET /models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ModelList {
+    models: Vec<ModelStatus>,
+}
+
 /// Every registered model, with how many live workers serve it and when one last announced
 /// it. A model without live workers still accepts jobs: they wait for a worker.
-async fn models(State(state): State<Arc<AppState>>) -> AppResult<Json<serde_json::Value>> {
-    let models: Vec<serde_json::Value> = state
+#[utoipa::path(
+    get, path = "/models", operation_id = "list_models", tag = "models",
+    responses(
+        (status = 200, description = "Every registered model", body = ModelList,
+         links(
+            ("ModelMetadata" = (operation_id = "oip_model_metadata",
+                                parameters(("model" = "$response.body#/models/0/name")))),
+            ("ModelReady" = (operation_id = "oip_model_ready",
+                             parameters(("model" = "$response.body#/models/0/name")))),
+            ("ModelVersionMetadata" = (operation_id = "oip_model_version_metadata",
+                                       parameters(("model" = "$response.body#/models/0/name"),
+                                                  ("version" = "1")))),
+            ("ModelVersionReady" = (operation_id = "oip_model_version_ready",
+                                    parameters(("model" = "$response.body#/models/0/name"),
+                                               ("version" = "1")))),
+            ("Infer" = (operation_id = "oip_infer",
+                        parameters(("model" = "$response.body#/models/0/name")))),
+            ("InferVersion" = (operation_id = "oip_infer_version",
+                               parameters(("model" = "$response.body#/models/0/name"),
+                                          ("version" = "1")))),
+            ("RetireModel" = (operation_id = "retire_model",
+                              parameters(("name" = "$response.body#/models/0/name")))),
+         )),
+        (status = 500, description = "`internal`", body = ErrorResponse),
+        (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
+         headers(("Retry-After" = u32))),
+    ),
+)]
+async fn models(State(state): State<Arc<AppState>>) -> AppResult<Json<ModelList>> {
+    let models = state
         .queue
         .model_statuses()
         .await?
         .into_iter()
-        .map(|m| {
-            let mut v = serde_json::to_value(&m.info).unwrap_or_default();
-            v["workers"] = json!(m.workers);
-            v["last_seen"] = json!(m.last_seen.map(rfc3339_ms));
-            v
+        .map(|m| ModelStatus {
+            info: m.info,
+            workers: m.workers,
+            last_seen: m.last_seen.map(rfc3339_ms),
         })
         .collect();
-    Ok(Json(json!({ "models": models })))
+    Ok(Json(ModelList { models }))
+}
+
+/// `DELETE /models/<name>`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RetiredModel {
+    model: String,
+    /// Always true.
+    retired: bool,
+    /// Jobs that were still waiting for the model, now failed with `model_retired`.
+    failed_jobs: usize,
 }
 
 /// Retires a model no live worker serves: it leaves `GET /models`, new jobs for it get
 /// `unknown_model`, and the jobs still waiting for it fail with `model_retired`.
+#[utoipa::path(
+    delete, path = "/models/{name}", operation_id = "retire_model", tag = "models",
+    params(("name" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "Retired", body = RetiredModel),
+        (status = 400, description = "`invalid_request` (a name that is not UTF-8)",
+         body = ErrorResponse),
+        (status = 404, description = "`model_not_found`", body = ErrorResponse),
+        (status = 409, description = "`model_in_use`: live workers serve it", body = ErrorResponse),
+        (status = 500, description = "`internal`", body = ErrorResponse),
+        (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
+         headers(("Retry-After" = u32))),
+    ),
+)]
 async fn retire_model(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-) -> AppResult<Json<serde_json::Value>> {
+    ApiPath(name): ApiPath<String>,
+) -> AppResult<Json<RetiredModel>> {
     let status = state
         .queue
         .model_statuses()
@@ -99,20 +216,47 @@ async fn retire_model(
         Retired::NotFound => Err(ApiError::ModelNotFound(name)),
         Retired::Retired(failed) => {
             tracing::info!(model = %name, failed_jobs = failed, "model retired");
-            Ok(Json(
-                json!({ "model": name, "retired": true, "failed_jobs": failed }),
-            ))
+            Ok(Json(RetiredModel {
+                model: name,
+                retired: true,
+                failed_jobs: failed,
+            }))
         }
     }
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// `{"status": "ok"}` or `{"status": "ready"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    status: String,
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> AppResult<Json<serde_json::Value>> {
+/// Liveness: answers while the process runs.
+#[utoipa::path(
+    get, path = "/healthz", operation_id = "healthz", tag = "health",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Health)),
+)]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: Redis answers.
+#[utoipa::path(
+    get, path = "/readyz", operation_id = "readyz", tag = "health",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = Health),
+        (status = 500, description = "`internal`", body = ErrorResponse),
+        (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
+         headers(("Retry-After" = u32))),
+    ),
+)]
+async fn readyz(State(state): State<Arc<AppState>>) -> AppResult<Json<Health>> {
     state.queue.ping().await?;
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Health {
+        status: "ready".into(),
+    }))
 }
 
 #[cfg(test)]
@@ -124,6 +268,7 @@ mod tests {
     use inferq_shared::JobId;
     use inferq_shared::config::RedisConfig;
     use inferq_shared::queue::Queue;
+    use serde_json::json;
     use tower::ServiceExt;
 
     /// A router whose Redis is unreachable: these requests must be answered without it.

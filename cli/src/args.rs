@@ -81,8 +81,8 @@ pub(crate) struct SubmitArgs {
     /// Model name (see `inferq models`).
     pub(crate) model: String,
     /// One input tensor as NAME=SOURCE; repeat for each input. SOURCE is inline JSON (starting
-    /// with `[` or `{`, or a bare number), a `.npy` file (little-endian f4 f8 i1 i2 i4 i8 u1 u2
-    /// u4 u8 b1, C order), or a JSON file. JSON is a tensor object `{"shape", "datatype",
+    /// with `[` or `{`, or a bare number), a `.npy` file (little-endian f2 f4 f8 i1 i2 i4 i8 u1
+    /// u2 u4 u8 b1, C order), or a JSON file. JSON is a tensor object `{"shape", "datatype",
     /// "data"}` or a bare (nested) array of numbers, whose shape comes from its nesting and
     /// whose datatype is the model's (FP32 if the model does not say).
     #[arg(short, long = "input", value_name = "NAME=SOURCE", required = true)]

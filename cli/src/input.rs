@@ -188,7 +188,7 @@ impl Input {
             datatype: self.datatype.as_deref().unwrap_or(DataType::Fp32.as_str()),
             data: match &self.data {
                 Data::Json(v) => WireData::Json(v),
-                Data::Typed(t) => WireData::Typed(data_ref(t)),
+                Data::Typed(t) => WireData::Typed(t.as_data_ref()),
             },
         }
     }
@@ -232,17 +232,6 @@ fn infer_shape(value: &Value) -> Result<(Vec<i64>, bool), String> {
             "{value} is not a tensor element (a number, a boolean, or \"NaN\"/\"Infinity\")"
         )),
     }
-}
-
-fn data_ref(data: &TensorData) -> DataRef<'_> {
-    macro_rules! view {
-        ([] $($variant:ident $name:literal $size:literal $ty:tt,)*) => {
-            match data {
-                $(TensorData::$variant(v) => DataRef::$variant(v),)*
-            }
-        };
-    }
-    inferq_shared::for_each_datatype!(view)
 }
 
 #[cfg(test)]

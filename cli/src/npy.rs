@@ -1,9 +1,10 @@
 //! Reading NumPy `.npy` files (format versions 1.0, 2.0 and 3.0) whose dtype is one of the
-//! service's datatypes: little-endian (or single-byte) `f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1`, in C
+//! service's datatypes: little-endian (or single-byte) `f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1`, in C
 //! order. The header is a Python dict literal with three known keys; a parser for exactly that
 //! is shorter than the dependencies a general one brings (a Python-literal grammar, big
 //! integers).
 
+use inferq_shared::datatype::f16;
 use inferq_shared::tensor::{DataType, TensorData};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -58,7 +59,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Npy, String> {
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or("the shape's element count overflows")?;
     let data = &bytes[header_end..];
-    let expected = count.checked_mul(datatype.size());
+    let expected = datatype.size().and_then(|size| count.checked_mul(size));
     if expected != Some(data.len()) {
         return Err(format!(
             "the file holds {} bytes of data; shape {:?} of '{}' needs {}",
@@ -83,6 +84,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Npy, String> {
 fn datatype(descr: &str) -> Result<DataType, String> {
     let (order, kind) = descr.split_at(descr.chars().next().map_or(0, char::len_utf8));
     let datatype = match kind {
+        "f2" => DataType::Fp16,
         "f4" => DataType::Fp32,
         "f8" => DataType::Fp64,
         "i1" => DataType::Int8,
@@ -96,15 +98,15 @@ fn datatype(descr: &str) -> Result<DataType, String> {
         "b1" => DataType::Bool,
         _ => {
             return Err(format!(
-                "dtype '{descr}' has no inferq datatype (supported: f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1)"
+                "dtype '{descr}' has no inferq datatype (supported: f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1)"
             ));
         }
     };
     match order {
         "<" => Ok(datatype),
         // NumPy writes `|` (byte order not applicable) for one-byte types.
-        "|" if datatype.size() == 1 => Ok(datatype),
-        ">" if datatype.size() == 1 => Ok(datatype),
+        "|" if datatype.size() == Some(1) => Ok(datatype),
+        ">" if datatype.size() == Some(1) => Ok(datatype),
         ">" => Err(format!(
             "dtype '{descr}' is big-endian; save a.astype('<{kind}') instead"
         )),
@@ -143,8 +145,12 @@ fn decode(datatype: DataType, bytes: &[u8]) -> Result<TensorData, String> {
         DataType::Int16 => le!(Int16, i16),
         DataType::Int32 => le!(Int32, i32),
         DataType::Int64 => le!(Int64, i64),
+        DataType::Fp16 => le!(Fp16, f16),
         DataType::Fp32 => le!(Fp32, f32),
         DataType::Fp64 => le!(Fp64, f64),
+        DataType::Bf16 | DataType::Bytes => {
+            return Err(format!("no .npy dtype maps to {datatype}"));
+        }
     })
 }
 

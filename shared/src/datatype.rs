@@ -1,14 +1,27 @@
 //! The one table of tensor element types. Every per-datatype enum, name, parser and size in
-//! the project is generated from [`for_each_datatype!`], so a new datatype is one line there
-//! (plus a JSON [`Element`](crate::tensor::Element) impl for its Rust type).
+//! the project is generated from [`for_each_datatype!`], so a new fixed-size datatype is one
+//! line there (plus a JSON [`Element`](crate::tensor::Element) impl for its Rust type).
+//!
+//! BYTES, the one variable-size datatype, is written out beside the table. Its raw form is the
+//! Open Inference Protocol's: each element a u32 little-endian byte length, then that many
+//! bytes. Inside inferq every BYTES tensor is an ONNX `string` tensor, which ONNX Runtime takes
+//! as C strings and ort hands out as Rust `String`s: so an element is UTF-8 text without NUL,
+//! checked wherever bytes enter the system (JSON strings, binary request chunks, frames), and
+//! the worker never meets anything else.
 
 use std::fmt;
 
+pub use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
 /// Calls `$callback! { [$($args)*] Variant "NAME" size_in_bytes rust_type, ... }` with every
-/// supported element type, spelled as in the Open Inference Protocol. Other crates generate
+/// fixed-size element type, spelled as in the Open Inference Protocol. Other crates generate
 /// their own per-datatype code (ONNX Runtime conversions) from the same table.
+///
+/// BYTES is not a row: its elements have no fixed size and its Rust type (`String`) is not
+/// `Copy`, so code generated per row (chunked little-endian reads, borrowed ONNX Runtime
+/// buffers) cannot serve it. A callback that matches on [`DataType`], [`TensorData`] or
+/// [`DataRef`] adds one `Bytes` arm by hand; the compiler's exhaustiveness check finds them all.
 #[macro_export]
 macro_rules! for_each_datatype {
     ($callback:ident $(, $($args:tt)*)?) => {
@@ -23,8 +36,10 @@ macro_rules! for_each_datatype {
             Int16 "INT16" 2 i16,
             Int32 "INT32" 4 i32,
             Int64 "INT64" 8 i64,
+            Fp16 "FP16" 2 $crate::datatype::f16,
             Fp32 "FP32" 4 f32,
             Fp64 "FP64" 8 f64,
+            Bf16 "BF16" 2 $crate::datatype::bf16,
         }
     };
 }
@@ -35,28 +50,36 @@ macro_rules! define_datatypes {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum DataType {
             $(#[serde(rename = $name)] $variant,)*
+            /// Variable-length strings (ONNX `string` tensors): UTF-8 text without NUL, raw
+            /// form length-prefixed (see the module documentation).
+            #[serde(rename = "BYTES")]
+            Bytes,
         }
 
         impl DataType {
-            pub const ALL: &'static [DataType] = &[$(Self::$variant,)*];
+            pub const ALL: &'static [DataType] = &[$(Self::$variant,)* Self::Bytes];
 
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $name,)*
+                    Self::Bytes => "BYTES",
                 }
             }
 
             pub fn parse(name: &str) -> Option<Self> {
                 match name {
                     $($name => Some(Self::$variant),)*
+                    "BYTES" => Some(Self::Bytes),
                     _ => None,
                 }
             }
 
-            /// Bytes one element takes in the raw little-endian encoding.
-            pub fn size(self) -> usize {
+            /// Bytes one element takes in the raw little-endian encoding; `None` for BYTES,
+            /// whose elements vary in length.
+            pub fn size(self) -> Option<usize> {
                 match self {
-                    $(Self::$variant => $size,)*
+                    $(Self::$variant => Some($size),)*
+                    Self::Bytes => None,
                 }
             }
         }
@@ -65,19 +88,16 @@ macro_rules! define_datatypes {
         #[derive(Debug, Clone, PartialEq)]
         pub enum TensorData {
             $($variant(Vec<$ty>),)*
+            Bytes(Vec<String>),
         }
 
         impl TensorData {
             pub fn datatype(&self) -> DataType {
-                match self {
-                    $(Self::$variant(_) => DataType::$variant,)*
-                }
+                self.as_data_ref().datatype()
             }
 
             pub fn len(&self) -> usize {
-                match self {
-                    $(Self::$variant(v) => v.len(),)*
-                }
+                self.as_data_ref().len()
             }
 
             pub fn is_empty(&self) -> bool {
@@ -88,22 +108,26 @@ macro_rules! define_datatypes {
             pub fn with_capacity(datatype: DataType, capacity: usize) -> Self {
                 match datatype {
                     $(DataType::$variant => Self::$variant(Vec::with_capacity(capacity)),)*
+                    DataType::Bytes => Self::Bytes(Vec::with_capacity(capacity)),
                 }
             }
 
-            /// Reads raw little-endian elements; `None` when the length is not a whole number
-            /// of elements.
+            /// Reads raw little-endian elements; `None` when the bytes are not a whole number
+            /// of elements (or, for BYTES, hold an element that is not text).
             pub fn from_le_bytes(datatype: DataType, bytes: &[u8]) -> Option<Self> {
-                if bytes.len() % datatype.size() != 0 {
+                if datatype.size().is_some_and(|size| !bytes.len().is_multiple_of(size)) {
                     return None;
                 }
                 Some(match datatype {
-                    $(DataType::$variant => Self::$variant(
-                        bytes
-                            .chunks_exact($size)
-                            .map(|c| <$ty as LittleEndian>::read(c))
-                            .collect(),
-                    ),)*
+                    $(DataType::$variant => {
+                        Self::$variant(
+                            bytes
+                                .chunks_exact($size)
+                                .map(|c| <$ty as LittleEndian>::read(c))
+                                .collect(),
+                        )
+                    })*
+                    DataType::Bytes => Self::Bytes(read_texts(bytes)?),
                 })
             }
 
@@ -111,6 +135,7 @@ macro_rules! define_datatypes {
             pub fn as_data_ref(&self) -> DataRef<'_> {
                 match self {
                     $(Self::$variant(v) => DataRef::$variant(v),)*
+                    Self::Bytes(v) => DataRef::Bytes(v),
                 }
             }
 
@@ -122,6 +147,10 @@ macro_rules! define_datatypes {
                         a.extend_from_slice(b);
                         true
                     })*
+                    (Self::Bytes(a), Self::Bytes(b)) => {
+                        a.extend_from_slice(b);
+                        true
+                    }
                     _ => false,
                 }
             }
@@ -131,36 +160,50 @@ macro_rules! define_datatypes {
         #[derive(Debug, Clone, Copy)]
         pub enum DataRef<'a> {
             $($variant(&'a [$ty]),)*
+            Bytes(&'a [String]),
         }
 
         impl DataRef<'_> {
             pub fn datatype(&self) -> DataType {
                 match self {
                     $(Self::$variant(_) => DataType::$variant,)*
+                    Self::Bytes(_) => DataType::Bytes,
                 }
             }
 
             pub fn len(&self) -> usize {
                 match self {
                     $(Self::$variant(v) => v.len(),)*
+                    Self::Bytes(v) => v.len(),
                 }
             }
 
             pub fn is_empty(&self) -> bool {
                 self.len() == 0
             }
-        }
 
-        impl DataRef<'_> {
+            /// Bytes [`DataRef::write_le_bytes`] writes.
+            pub fn byte_len(&self) -> usize {
+                match self {
+                    $(Self::$variant(v) => v.len() * $size,)*
+                    Self::Bytes(v) => v.iter().map(|s| LENGTH_PREFIX + s.len()).sum(),
+                }
+            }
+
             /// Appends the elements as raw little-endian bytes.
             pub fn write_le_bytes(&self, out: &mut Vec<u8>) {
+                out.reserve(self.byte_len());
                 match self {
                     $(Self::$variant(v) => {
-                        out.reserve(v.len() * $size);
                         for x in v.iter() {
                             x.write(out);
                         }
                     })*
+                    Self::Bytes(v) => {
+                        for s in v.iter() {
+                            write_text(s, out);
+                        }
+                    }
                 }
             }
         }
@@ -176,6 +219,7 @@ macro_rules! define_datatypes {
                         }
                         seq.end()
                     })*
+                    Self::Bytes(v) => s.collect_seq(v.iter()),
                 }
             }
         }
@@ -189,24 +233,35 @@ pub trait LittleEndian: Sized {
     fn write(self, out: &mut Vec<u8>);
 }
 
+/// `bool`'s one byte (0 or 1; any non-zero reads as true) under the names the other element
+/// types' own methods have, so that every row of the table generates the same code.
+trait BoolBytes {
+    fn from_le_bytes(b: [u8; 1]) -> Self;
+    fn to_le_bytes(self) -> [u8; 1];
+}
+
+impl BoolBytes for bool {
+    fn from_le_bytes(b: [u8; 1]) -> Self {
+        b[0] != 0
+    }
+    fn to_le_bytes(self) -> [u8; 1] {
+        [u8::from(self)]
+    }
+}
+
 macro_rules! little_endian {
-    // `tt`, not `ty`: the `bool` arms below must still see the bare token.
-    ([] $($variant:ident $name:literal $size:literal $ty:tt,)*) => {
+    ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
         $(impl LittleEndian for $ty {
             fn read(bytes: &[u8]) -> Self {
                 let mut b = [0u8; $size];
                 b.copy_from_slice(bytes);
-                little_endian!(@read $ty, b)
+                <$ty>::from_le_bytes(b)
             }
             fn write(self, out: &mut Vec<u8>) {
-                little_endian!(@write $ty, self, out)
+                out.extend_from_slice(&self.to_le_bytes())
             }
         })*
     };
-    (@read bool, $b:ident) => { $b[0] != 0 };
-    (@read $ty:tt, $b:ident) => { <$ty>::from_le_bytes($b) };
-    (@write bool, $v:ident, $out:ident) => { $out.push(u8::from($v)) };
-    (@write $ty:tt, $v:ident, $out:ident) => { $out.extend_from_slice(&$v.to_le_bytes()) };
 }
 
 for_each_datatype!(little_endian);
@@ -216,6 +271,58 @@ impl fmt::Display for DataType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+impl DataType {
+    /// Bytes the raw encoding of the first `count` elements in `bytes` takes; `None` when
+    /// `bytes` holds fewer (or, for BYTES, an element that is not text). This is how a frame or
+    /// a binary request is cut into tensors: BYTES tensors by walking their length prefixes.
+    pub fn encoded_len(self, count: usize, bytes: &[u8]) -> Option<usize> {
+        if let Some(size) = self.size() {
+            return count.checked_mul(size).filter(|&n| n <= bytes.len());
+        }
+        let mut rest = bytes;
+        for _ in 0..count {
+            rest = split_text(rest)?.1;
+        }
+        Some(bytes.len() - rest.len())
+    }
+}
+
+// BYTES elements (see the module documentation).
+
+/// Bytes of the length that precedes each BYTES element.
+const LENGTH_PREFIX: usize = 4;
+
+/// Whether a string can be a BYTES element: an ONNX string is a C string, so no NUL.
+pub fn valid_text(s: &str) -> bool {
+    !s.contains('\0')
+}
+
+/// Splits the first BYTES element off `bytes`: `None` when truncated or not text.
+fn split_text(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (len, rest) = bytes.split_first_chunk::<LENGTH_PREFIX>()?;
+    let (text, rest) = rest.split_at_checked(u32::from_le_bytes(*len) as usize)?;
+    let text = std::str::from_utf8(text).ok().filter(|s| valid_text(s))?;
+    Some((text, rest))
+}
+
+/// Every BYTES element in `bytes`, which must end where the last one does.
+fn read_texts(mut bytes: &[u8]) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (text, rest) = split_text(bytes)?;
+        out.push(text.to_owned());
+        bytes = rest;
+    }
+    Some(out)
+}
+
+fn write_text(s: &str, out: &mut Vec<u8>) {
+    // Request bodies are capped far below 4 GiB, and ONNX Runtime's outputs with them.
+    let len = u32::try_from(s.len()).expect("a BYTES element is shorter than 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
 }
 
 #[cfg(test)]
@@ -229,9 +336,12 @@ mod tests {
             assert_eq!(serde_json::to_string(&dt).unwrap(), format!("\"{dt}\""));
             assert_eq!(TensorData::with_capacity(dt, 0).datatype(), dt);
         }
-        assert_eq!(DataType::parse("FP16"), None);
-        assert_eq!(DataType::Int64.size(), std::mem::size_of::<i64>());
-        assert_eq!(DataType::Fp32.size(), std::mem::size_of::<f32>());
+        assert_eq!(DataType::parse("FP8"), None);
+        assert_eq!(DataType::Int64.size(), Some(std::mem::size_of::<i64>()));
+        assert_eq!(DataType::Fp32.size(), Some(std::mem::size_of::<f32>()));
+        assert_eq!(DataType::Fp16.size(), Some(std::mem::size_of::<f16>()));
+        assert_eq!(DataType::Bf16.size(), Some(std::mem::size_of::<bf16>()));
+        assert_eq!(DataType::Bytes.size(), None);
     }
 
     #[test]
@@ -241,11 +351,22 @@ mod tests {
             TensorData::Int64(vec![-1, i64::MAX]),
             TensorData::Bool(vec![true, false]),
             TensorData::Uint16(vec![0xBEEF]),
+            TensorData::Fp16(vec![f16::from_f32(1.5), f16::NEG_INFINITY, f16::MAX]),
+            TensorData::Bf16(vec![bf16::from_f32(-2.0), bf16::MIN_POSITIVE]),
+            TensorData::Bytes(vec!["héllo".into(), String::new(), "x".into()]),
         ];
         for data in cases {
             let mut bytes = Vec::new();
-            data.as_data_ref().write_le_bytes(&mut bytes);
-            assert_eq!(bytes.len(), data.len() * data.datatype().size());
+            let view = data.as_data_ref();
+            view.write_le_bytes(&mut bytes);
+            assert_eq!(bytes.len(), view.byte_len());
+            if let Some(size) = data.datatype().size() {
+                assert_eq!(bytes.len(), data.len() * size);
+            }
+            assert_eq!(
+                data.datatype().encoded_len(data.len(), &bytes),
+                Some(bytes.len())
+            );
             let back = TensorData::from_le_bytes(data.datatype(), &bytes).unwrap();
             assert_eq!(format!("{back:?}"), format!("{data:?}"));
         }
@@ -253,7 +374,49 @@ mod tests {
             TensorData::from_le_bytes(DataType::Uint16, &[0xEF, 0xBE]),
             Some(TensorData::Uint16(vec![0xBEEF]))
         );
+        assert_eq!(
+            TensorData::from_le_bytes(DataType::Fp16, &[0x00, 0x3C]),
+            Some(TensorData::Fp16(vec![f16::ONE])),
+            "IEEE half 1.0 is 0x3C00"
+        );
+        assert_eq!(
+            TensorData::from_le_bytes(DataType::Bf16, &[0x80, 0x3F]),
+            Some(TensorData::Bf16(vec![bf16::ONE])),
+            "bfloat16 1.0 is 0x3F80"
+        );
         assert_eq!(TensorData::from_le_bytes(DataType::Fp32, &[0, 0, 0]), None);
+    }
+
+    #[test]
+    fn bytes_are_length_prefixed_text() {
+        let ab = [2, 0, 0, 0, b'a', b'b'];
+        let two = [&ab[..], &[0, 0, 0, 0]].concat();
+        assert_eq!(
+            TensorData::from_le_bytes(DataType::Bytes, &two),
+            Some(TensorData::Bytes(vec!["ab".into(), String::new()]))
+        );
+        // The walk finds where a given number of elements ends, whatever follows.
+        assert_eq!(DataType::Bytes.encoded_len(1, &two), Some(6));
+        assert_eq!(DataType::Bytes.encoded_len(2, &two), Some(10));
+        assert_eq!(DataType::Bytes.encoded_len(3, &two), None);
+        assert_eq!(DataType::Bytes.encoded_len(0, &two), Some(0));
+        // Truncated prefix or element, not UTF-8, NUL: not BYTES an ONNX string can hold.
+        for bad in [
+            &[2, 0, 0][..],
+            &[3, 0, 0, 0, b'a', b'b'],
+            &[1, 0, 0, 0, 0xFF],
+            &[1, 0, 0, 0, 0],
+        ] {
+            assert_eq!(
+                TensorData::from_le_bytes(DataType::Bytes, bad),
+                None,
+                "{bad:?}"
+            );
+            assert_eq!(DataType::Bytes.encoded_len(1, bad), None, "{bad:?}");
+        }
+        assert_eq!(DataType::Fp16.encoded_len(2, &[0; 5]), Some(4));
+        assert_eq!(DataType::Fp16.encoded_len(3, &[0; 5]), None);
+        assert_eq!(DataType::Fp16.encoded_len(usize::MAX, &[0; 5]), None);
     }
 
     #[test]
@@ -262,5 +425,9 @@ mod tests {
         assert!(a.extend_from(&TensorData::Fp32(vec![2.0])));
         assert!(!a.extend_from(&TensorData::Int64(vec![3])));
         assert_eq!(a, TensorData::Fp32(vec![1.0, 2.0]));
+        let mut s = TensorData::Bytes(vec!["a".into()]);
+        assert!(s.extend_from(&TensorData::Bytes(vec!["b".into()])));
+        assert!(!s.extend_from(&TensorData::Fp16(vec![f16::ZERO])));
+        assert_eq!(s, TensorData::Bytes(vec!["a".into(), "b".into()]));
     }
 }

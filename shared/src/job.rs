@@ -4,12 +4,13 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::tensor::InputTensor;
 
 /// A job's identity: a random UUID, so ids are unguessable and need no coordination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 pub struct JobId(pub Uuid);
 
@@ -39,7 +40,7 @@ impl FromStr for JobId {
 }
 
 /// `queued → running → succeeded | failed | cancelled`; the last three are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -84,13 +85,13 @@ impl fmt::Display for JobStatus {
 }
 
 /// An output the client asks for; without the `outputs` list it gets all of them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct OutputRequest {
     pub name: String,
 }
 
 /// Optional per-job settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct JobParameters {
     /// Fail the job with `deadline_exceeded` if it has not started this many ms after submission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,8 +102,10 @@ pub struct JobParameters {
     pub deadline: Option<u64>,
     /// Test hooks (cargo feature `test-hooks`, absent from release builds): make the worker
     /// that runs this job abort its process (a native crash, the OOM killer) or panic.
+    /// Not in the OpenAPI document: a fuzzer must not crash the workers it tests.
     #[cfg(feature = "test-hooks")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub test_hook: Option<TestHook>,
 }
 

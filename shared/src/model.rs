@@ -1,20 +1,34 @@
 //! What a worker publishes about each model it serves, and the check of a job request against it.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::datatype::DataType;
 use crate::job::{ErrorCode, JobRequest};
 
 /// One input or output of a model; `-1` marks a dynamic dimension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TensorSpec {
     pub name: String,
+    #[schema(schema_with = datatype_schema)]
     pub datatype: DataType,
     pub shape: Vec<i64>,
 }
 
+/// The OpenAPI schema of a datatype: its name, one of [`DataType::ALL`]. Built from the
+/// datatype table at run time, so the document lists exactly the datatypes the code has.
+pub fn datatype_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(DataType::ALL.iter().map(|d| d.as_str())))
+        .description(Some(
+            "Element type, as the Open Inference Protocol spells it",
+        ))
+        .build()
+}
+
 /// A model as the API sees it: read from the ONNX file by a worker and published to Redis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -289,7 +303,7 @@ mod tests {
             Err("datatype_mismatch")
         );
         assert_eq!(
-            check(&x("[1,2]", "FP16", "[1,2]")),
+            check(&x("[1,2]", "FP8", "[1,2]")),
             Err("unsupported_datatype")
         );
         assert_eq!(check(&x("[1,3]", "FP32", "[1,2,3]")), Err("shape_mismatch"));

@@ -5,7 +5,10 @@
 //! A frame is `magic (4 bytes) | header length (u32 LE) | header (JSON) | tensor bytes`: the
 //! small header names the tensors (name, datatype, shape, in order) and everything else of the
 //! request; each tensor's data follows, raw little-endian, `element count × datatype size`
-//! bytes, in header order (BOOL: one byte, 0 or 1).
+//! bytes, in header order (BOOL: one byte, 0 or 1). A BYTES tensor's elements vary in length:
+//! each is a u32 little-endian length and then its bytes, as in the Open Inference Protocol, so
+//! its extent is found by walking `element count` length prefixes (which also checks that the
+//! data holds as many elements as the shape says).
 
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +28,6 @@ pub struct TensorHeader {
     pub name: String,
     pub datatype: DataType,
     pub shape: Vec<i64>,
-}
-
-impl TensorHeader {
-    /// Bytes its data takes, or `None` for an invalid shape.
-    pub fn byte_len(&self) -> Option<usize> {
-        element_count(&self.shape)?.checked_mul(self.datatype.size())
-    }
 }
 
 /// Everything of a job but its tensor data.
@@ -83,10 +79,12 @@ fn unframe<'a, H: Deserialize<'a>>(
     let header: H = serde_json::from_slice(header).map_err(|_| FrameError("bad header"))?;
     let mut parts = Vec::new();
     for t in tensors(&header) {
-        let n = t.byte_len().ok_or(FrameError("invalid shape"))?;
-        let (part, rest) = data
-            .split_at_checked(n)
-            .ok_or(FrameError("truncated data"))?;
+        let count = element_count(&t.shape).ok_or(FrameError("invalid shape"))?;
+        let n = t
+            .datatype
+            .encoded_len(count, data)
+            .ok_or(FrameError("truncated or malformed data"))?;
+        let (part, rest) = data.split_at(n);
         parts.push(part);
         data = rest;
     }
@@ -274,6 +272,63 @@ mod tests {
         let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
         assert_eq!(
             model().encode_request(&req).unwrap_err().code().as_str(),
+            "data_length_mismatch"
+        );
+    }
+
+    #[test]
+    fn half_floats_and_bytes_travel_in_frames() {
+        let spec = |name: &str, datatype| TensorSpec {
+            name: name.into(),
+            datatype,
+            shape: vec![-1],
+        };
+        let model = ModelInfo {
+            inputs: vec![
+                spec("h", DataType::Fp16),
+                spec("b", DataType::Bf16),
+                spec("s", DataType::Bytes),
+            ],
+            ..model()
+        };
+        let body = r#"{"model":"m","inputs":[{"name":"h","shape":[3],"datatype":"FP16","data":[1.5,"-Infinity",65504]},{"name":"b","shape":[2],"datatype":"BF16","data":[-2,0.5]},{"name":"s","shape":[2],"datatype":"BYTES","data":["héllo",""]}]}"#;
+        let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
+        let bytes = model.encode_request(&req).unwrap();
+        let (header, parts) = decode_job(&bytes).unwrap();
+        assert_eq!(parts[0], [0x00, 0x3E, 0x00, 0xFC, 0xFF, 0x7B]);
+        assert_eq!(parts[1], [0x00, 0xC0, 0x00, 0x3F]);
+        assert_eq!(parts[2], b"\x06\0\0\0h\xC3\xA9llo\0\0\0\0");
+
+        // The same tensors as a result render as the JSON they came from.
+        let len = parts.iter().map(|p| p.len()).sum();
+        let result = encode_result(header.inputs.clone(), len, |out| {
+            parts.iter().for_each(|p| out.extend_from_slice(p))
+        });
+        assert_eq!(
+            result_to_json(&result).unwrap(),
+            r#"{"outputs":[{"name":"h","shape":[3],"datatype":"FP16","data":[1.5,"-Infinity",65504.0]},{"name":"b","shape":[2],"datatype":"BF16","data":[-2.0,0.5]},{"name":"s","shape":[2],"datatype":"BYTES","data":["héllo",""]}]}"#
+        );
+
+        // A BYTES tensor holding fewer elements than its shape, or bytes that are not text,
+        // does not frame.
+        let mut short = header.clone();
+        short.inputs[2].shape = vec![3];
+        assert_eq!(
+            decode_job(&encode_job(&short, &parts)).unwrap_err(),
+            FrameError("truncated or malformed data")
+        );
+        let not_text = [parts[0], parts[1], b"\x01\0\0\0\xFF\0\0\0\0"];
+        assert!(decode_job(&encode_job(&header, &not_text)).is_err());
+        // One element too many is left over.
+        let extra = [parts[0], parts[1], b"\x01\0\0\0a\0\0\0\0\0\0\0\0"];
+        assert_eq!(
+            decode_job(&encode_job(&header, &extra)).unwrap_err(),
+            FrameError("trailing bytes")
+        );
+        let wrong_count = r#"{"model":"m","inputs":[{"name":"h","shape":[1],"datatype":"FP16","data":[1]},{"name":"b","shape":[1],"datatype":"BF16","data":[1]},{"name":"s","shape":[3],"datatype":"BYTES","data":["a","b"]}]}"#;
+        let req: JobRequest<'_> = serde_json::from_str(wrong_count).unwrap();
+        assert_eq!(
+            model.encode_request(&req).unwrap_err().code().as_str(),
             "data_length_mismatch"
         );
     }

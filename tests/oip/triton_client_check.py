@@ -88,5 +88,29 @@ for xi in xs:
 for xi, p in zip(xs, pending):
     check(p.get_result().as_numpy("y"), xi, "async_infer")
 pool.close()
+
+# --- FP16 and BYTES: the `half` (y = x * 2 + 1 in FP16) and `strings` (upper-case) test models ---
+assert client.is_model_ready("half") and client.is_model_ready("strings"), "half / strings not ready"
+xh = np.array([[1, 0.1, -2.5, 1000], [0, 30000, -1, 0.5]], dtype=np.float16)
+want_h = xh * np.float16(2) + np.float16(1)
+strs = np.array([b"hello", b"World 1", b"", "\u00e9a".encode()], dtype=np.object_)
+want_s = [b"HELLO", b"WORLD 1", b"", "\u00c9A".encode()]
+for binary in (True, False):
+    # binary=True: the client's defaults (binary in, no outputs listed so all binary out).
+    outputs = None if binary else [httpclient.InferRequestedOutput("y", binary_data=False)]
+    t = httpclient.InferInput("x", list(xh.shape), "FP16")
+    t.set_data_from_numpy(xh, binary_data=binary)
+    y = client.infer("half", [t], outputs=outputs).as_numpy("y")
+    if y is None or y.dtype != np.float16 or not np.array_equal(y, want_h):
+        sys.exit(f"half (binary={binary}): got {y!r}, want {want_h!r}")
+    outputs = None if binary else [httpclient.InferRequestedOutput("upper", binary_data=False)]
+    t = httpclient.InferInput("s", [len(strs)], "BYTES")
+    t.set_data_from_numpy(strs, binary_data=binary)
+    got = client.infer("strings", [t], outputs=outputs).as_numpy("upper")
+    # Binary BYTES come back as bytes objects, JSON ones as str.
+    got = None if got is None else [g if isinstance(g, bytes) else g.encode() for g in got.tolist()]
+    if got != want_s:
+        sys.exit(f"strings (binary={binary}): got {got!r}, want {want_s!r}")
+
 client.close()
 print("triton client: all checks passed")

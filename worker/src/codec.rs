@@ -7,7 +7,7 @@ use inferq_shared::payload::{self, TensorHeader};
 use inferq_shared::queue::Outcome;
 use inferq_shared::tensor::{DataRef, DataType, TensorData, parse_data};
 use ort::session::{SessionInputValue, SessionOutputs};
-use ort::value::{IntoTensorElementType, TensorElementType, Value, ValueType};
+use ort::value::{IntoTensorElementType, Tensor, TensorElementType, Value, ValueType};
 
 /// A job decoded for inference: its inputs in the model's input order.
 #[derive(Debug)]
@@ -138,6 +138,8 @@ pub(crate) fn to_value(
         ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
             match data {
                 $(TensorData::$variant(v) => Value::from_array((shape, v))?.into_dyn().into(),)*
+                // Strings are copied into a tensor ONNX Runtime allocates: there is no buffer to lend it.
+                TensorData::Bytes(v) => Tensor::from_string_array((shape, &*v))?.into_dyn().into(),
             }
         };
     }
@@ -154,22 +156,44 @@ pub(crate) fn datatype(ty: TensorElementType) -> Option<DataType> {
         };
     }
     inferq_shared::for_each_datatype!(find);
-    None
+    (ty == TensorElementType::String).then_some(DataType::Bytes)
 }
 
-/// `elements` of an output value, borrowed from ONNX Runtime's buffer.
+/// An output's elements: borrowed from ONNX Runtime's buffer, or, for strings (which ONNX
+/// Runtime hands out only as copies), owned.
+enum Elements<'a> {
+    Borrowed(DataRef<'a>),
+    Owned(TensorData),
+}
+
+impl Elements<'_> {
+    fn view(&self) -> DataRef<'_> {
+        match self {
+            Self::Borrowed(d) => *d,
+            Self::Owned(d) => d.as_data_ref(),
+        }
+    }
+}
+
+/// `elements` of an output value.
 fn slice<'a>(
     value: &'a ort::value::DynValue,
     datatype: DataType,
     elements: std::ops::Range<usize>,
-) -> ort::Result<DataRef<'a>> {
+) -> ort::Result<Elements<'a>> {
     macro_rules! extract {
         ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
             match datatype {
                 $(DataType::$variant => {
                     let (_, d) = value.try_extract_tensor::<$ty>()?;
-                    DataRef::$variant(&d[elements])
+                    Elements::Borrowed(DataRef::$variant(&d[elements]))
                 })*
+                DataType::Bytes => {
+                    let (_, mut d) = value.try_extract_strings()?;
+                    d.truncate(elements.end);
+                    d.drain(..elements.start);
+                    Elements::Owned(TensorData::Bytes(d))
+                }
             }
         };
     }
@@ -232,10 +256,74 @@ pub(crate) fn encode(
         });
         tensors.push(data);
     }
-    let len = tensors.iter().map(|d| d.len() * d.datatype().size()).sum();
+    let len = tensors.iter().map(|d| d.view().byte_len()).sum();
     Ok(payload::encode_result(headers, len, |out| {
         for d in &tensors {
-            d.write_le_bytes(out);
+            d.view().write_le_bytes(out);
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use inferq_shared::payload::{JobHeader, encode_job, result_to_json};
+
+    use super::*;
+    use crate::session::Runner;
+    use crate::session::tests::test_models;
+
+    fn succeeded(outcome: &Outcome) -> String {
+        match outcome {
+            Outcome::Succeeded(result) => result_to_json(result).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fp16_jobs_batch_and_come_back_exact() {
+        let models = test_models();
+        let mut runner = Runner::new(&models, 1).unwrap();
+        let a = r#"{"model":"half","inputs":[{"name":"x","shape":[1,4],"datatype":"FP16","data":[1,0.1,-2.5,"NaN"]}]}"#;
+        let b = r#"{"model":"half","inputs":[{"name":"x","shape":[2,4],"datatype":"FP16","data":[[0,30000,40000,-1],[0.5,"Infinity",1e-7,65504]]}]}"#;
+        let out = runner.run("half", &[a.as_bytes(), b.as_bytes()]);
+        // 0.1 is the half 0.0999755859375; ×2 + 1 = 1.199951171875 rounds to the half
+        // 1.2001953125. 40000 × 2 and 65504 × 2 overflow FP16.
+        assert_eq!(
+            succeeded(&out[0]),
+            r#"{"outputs":[{"name":"y","shape":[1,4],"datatype":"FP16","data":[3.0,1.2001953,-4.0,"NaN"]}]}"#
+        );
+        assert_eq!(
+            succeeded(&out[1]),
+            r#"{"outputs":[{"name":"y","shape":[2,4],"datatype":"FP16","data":[1.0,60000.0,"Infinity",-1.0,2.0,"Infinity",1.0,"Infinity"]}]}"#
+        );
+    }
+
+    #[test]
+    fn strings_go_through_onnx_runtime_from_json_and_frames() {
+        let models = test_models();
+        let mut runner = Runner::new(&models, 1).unwrap();
+        let json = r#"{"model":"strings","inputs":[{"name":"s","shape":[2],"datatype":"BYTES","data":["hello","World 1"]}]}"#;
+        let header = JobHeader {
+            model: "strings".into(),
+            inputs: vec![TensorHeader {
+                name: "s".into(),
+                datatype: DataType::Bytes,
+                shape: vec![3],
+            }],
+            outputs: None,
+            parameters: None,
+        };
+        let mut bytes = Vec::new();
+        DataRef::Bytes(&["éa".into(), String::new(), "x\"y".into()]).write_le_bytes(&mut bytes);
+        let frame = encode_job(&header, &[bytes]);
+        let out = runner.run("strings", &[json.as_bytes(), &frame]);
+        assert_eq!(
+            succeeded(&out[0]),
+            r#"{"outputs":[{"name":"upper","shape":[2],"datatype":"BYTES","data":["HELLO","WORLD 1"]}]}"#
+        );
+        assert_eq!(
+            succeeded(&out[1]),
+            r#"{"outputs":[{"name":"upper","shape":[3],"datatype":"BYTES","data":["ÉA","","X\"Y"]}]}"#
+        );
+    }
 }

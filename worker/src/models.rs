@@ -178,6 +178,7 @@ fn describe(
 
 #[cfg(test)]
 mod tests {
+    use inferq_shared::DataType;
 
     #[test]
     fn batching_follows_the_onnx_metadata_and_model_toml() {
@@ -196,5 +197,9 @@ mod tests {
         assert!(!get("slow").batching, "model.toml turns it off");
         assert_eq!(get("slow").max_batch_size, 1);
         assert_eq!(get("linear").inputs[0].shape, vec![-1, 4]);
+        assert!(get("half").batching && get("strings").batching);
+        assert_eq!(get("half").outputs[0].datatype, DataType::Fp16);
+        assert_eq!(get("strings").inputs[0].datatype, DataType::Bytes);
+        assert_eq!(get("strings").outputs[0].shape, vec![-1]);
     }
 }

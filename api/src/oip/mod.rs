@@ -3,29 +3,25 @@
 //! becomes a job on the same queue (same validation, batching, leases and retries), and the
 //! answer is written when the job finishes. Errors use the protocol's `{"error": "<message>"}`.
 
+pub(crate) mod infer;
 pub(crate) mod wire;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use inferq_shared::JobStatus;
 use inferq_shared::job::JobId;
-use inferq_shared::model::{ModelInfo, valid_model_name};
-use inferq_shared::payload::{self, JobHeader};
-use inferq_shared::queue::Submitted;
-use serde_json::json;
+use inferq_shared::model::{ModelInfo, TensorSpec, valid_model_name};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::jobs::wait_for_job;
 use crate::state::AppState;
 pub(crate) use wire::HEADER_LENGTH;
-use wire::{InferRequest, InferResponse};
 
 /// The one version every model has: models are not versioned yet.
 pub(crate) const MODEL_VERSION: &str = "1";
@@ -33,6 +29,12 @@ pub(crate) const MODEL_VERSION: &str = "1";
 /// Response header naming the job behind an inference that timed out: it keeps running and
 /// can be fetched at `/status/<id>`.
 pub(crate) const JOB_ID_HEADER: &str = "inferq-job-id";
+
+/// The protocol's error body: `{"error": "<message>"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OipErrorBody {
+    error: String,
+}
 
 /// An error in the protocol's shape.
 #[derive(Debug)]
@@ -57,6 +59,14 @@ impl OipError {
 
     pub(crate) fn internal(detail: impl Into<String>) -> Self {
         ApiError::Internal(detail.into()).into()
+    }
+
+    pub(crate) fn method_not_allowed() -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            message: ApiError::MethodNotAllowed.to_string(),
+            job: None,
+        }
     }
 
     fn not_found(message: impl Into<String>) -> Self {
@@ -94,7 +104,13 @@ impl From<ApiError> for OipError {
 
 impl IntoResponse for OipError {
     fn into_response(self) -> Response {
-        let mut res = (self.status, Json(json!({ "error": self.message }))).into_response();
+        let mut res = (
+            self.status,
+            Json(OipErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response();
         if matches!(
             self.status,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
@@ -119,41 +135,97 @@ impl IntoResponse for OipError {
 
 type OipResult<T> = Result<T, OipError>;
 
-/// The `/v2` routes, each model route with and without `/versions/{version}`.
-pub(crate) fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2/models/{model}", get(model_metadata))
-        .route(
-            "/v2/models/{model}/versions/{version}",
-            get(model_metadata_v),
-        )
-        .route("/v2/models/{model}/ready", get(model_ready))
-        .route(
-            "/v2/models/{model}/versions/{version}/ready",
-            get(model_ready_v),
-        )
-        .route("/v2/models/{model}/infer", post(infer))
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
+/// [`Path`] rejected in the protocol's error shape.
+#[derive(Debug)]
+pub(crate) struct OipPath<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for OipPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = OipError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, OipError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(t)| Self(t))
+            .map_err(|e| OipError::bad(e.body_text()))
+    }
 }
 
-async fn server_metadata() -> Json<serde_json::Value> {
-    Json(json!({
-        "name": "inferq",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data"],
-    }))
+/// `GET /v2`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ServerMetadata {
+    name: &'static str,
+    version: &'static str,
+    extensions: Vec<&'static str>,
 }
 
-async fn live() -> Json<serde_json::Value> {
-    Json(json!({ "live": true }))
+/// `GET /v2/health/live`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Live {
+    live: bool,
 }
 
-async fn ready(State(state): State<Arc<AppState>>) -> OipResult<Json<serde_json::Value>> {
+/// `GET /v2/health/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Ready {
+    ready: bool,
+}
+
+/// `GET /v2/models/<m>`: `-1` marks a dynamic dimension.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ModelMetadata {
+    name: String,
+    versions: Vec<&'static str>,
+    platform: &'static str,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+/// `GET /v2/models/<m>/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ModelReady {
+    name: String,
+    ready: bool,
+}
+
+/// The server's name, version and protocol extensions.
+#[utoipa::path(
+    get, path = "/v2", operation_id = "oip_server_metadata", tag = "oip",
+    responses((status = 200, description = "Server metadata", body = ServerMetadata)),
+)]
+pub(crate) async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "inferq",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: vec!["binary_tensor_data"],
+    })
+}
+
+/// Liveness: answers while the process runs.
+#[utoipa::path(
+    get, path = "/v2/health/live", operation_id = "oip_server_live", tag = "oip",
+    responses((status = 200, description = "Live", body = Live)),
+)]
+pub(crate) async fn live() -> Json<Live> {
+    Json(Live { live: true })
+}
+
+/// Readiness: Redis answers.
+#[utoipa::path(
+    get, path = "/v2/health/ready", operation_id = "oip_server_ready", tag = "oip",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 500, description = "A bug", body = OipErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OipErrorBody,
+         headers(("Retry-After" = u32))),
+    ),
+)]
+pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> OipResult<Json<Ready>> {
     state.queue.ping().await.map_err(ApiError::from)?;
-    Ok(Json(json!({ "ready": true })))
+    Ok(Json(Ready { ready: true }))
 }
 
 /// The model, if it exists in `version` (the only one is [`MODEL_VERSION`]).
@@ -182,17 +254,47 @@ async fn find_model(
     }
 }
 
-async fn model_metadata(
+/// The model's inputs and outputs.
+#[utoipa::path(
+    get, path = "/v2/models/{model}", operation_id = "oip_model_metadata", tag = "oip",
+    params(("model" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "Model metadata", body = ModelMetadata),
+        (status = 400, description = "A path that is not UTF-8", body = OipErrorBody),
+        (status = 404, description = "Unknown model", body = OipErrorBody),
+        (status = 500, description = "A bug", body = OipErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OipErrorBody,
+         headers(("Retry-After" = u32))),
+    ),
+)]
+pub(crate) async fn model_metadata(
     State(state): State<Arc<AppState>>,
-    Path(model): Path<String>,
-) -> OipResult<Json<serde_json::Value>> {
+    OipPath(model): OipPath<String>,
+) -> OipResult<Json<ModelMetadata>> {
     metadata(&state, &model, None).await
 }
 
-async fn model_metadata_v(
+/// [`model_metadata`] of one version of the model (the only one is `1`).
+#[utoipa::path(
+    get, path = "/v2/models/{model}/versions/{version}", operation_id = "oip_model_version_metadata",
+    tag = "oip",
+    params(
+        ("model" = String, Path, description = "The model's name"),
+        ("version" = String, Path, description = "The model's version: `1`"),
+    ),
+    responses(
+        (status = 200, description = "Model metadata", body = ModelMetadata),
+        (status = 400, description = "A path that is not UTF-8", body = OipErrorBody),
+        (status = 404, description = "Unknown model or version", body = OipErrorBody),
+        (status = 500, description = "A bug", body = OipErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OipErrorBody,
+         headers(("Retry-After" = u32))),
+    ),
+)]
+pub(crate) async fn model_metadata_v(
     State(state): State<Arc<AppState>>,
-    Path((model, version)): Path<(String, String)>,
-) -> OipResult<Json<serde_json::Value>> {
+    OipPath((model, version)): OipPath<(String, String)>,
+) -> OipResult<Json<ModelMetadata>> {
     metadata(&state, &model, Some(&version)).await
 }
 
@@ -200,28 +302,58 @@ async fn metadata(
     state: &AppState,
     name: &str,
     version: Option<&str>,
-) -> OipResult<Json<serde_json::Value>> {
+) -> OipResult<Json<ModelMetadata>> {
     let m = find_model(state, name, version).await?;
-    Ok(Json(json!({
-        "name": m.name,
-        "versions": [MODEL_VERSION],
-        "platform": "onnxruntime_onnx",
-        "inputs": m.inputs,
-        "outputs": m.outputs,
-    })))
+    Ok(Json(ModelMetadata {
+        name: m.name.clone(),
+        versions: vec![MODEL_VERSION],
+        platform: "onnxruntime_onnx",
+        inputs: m.inputs.clone(),
+        outputs: m.outputs.clone(),
+    }))
 }
 
-async fn model_ready(
+/// Whether a live worker serves the model.
+#[utoipa::path(
+    get, path = "/v2/models/{model}/ready", operation_id = "oip_model_ready", tag = "oip",
+    params(("model" = String, Path, description = "The model's name")),
+    responses(
+        (status = 200, description = "A live worker serves the model", body = ModelReady),
+        (status = 400, description = "A path that is not UTF-8", body = OipErrorBody),
+        (status = 404, description = "Unknown model", body = OipErrorBody),
+        (status = 500, description = "A bug", body = OipErrorBody),
+        (status = 503, description = "No live worker serves the model, or Redis is unavailable",
+         body = OipErrorBody, headers(("Retry-After" = u32))),
+    ),
+)]
+pub(crate) async fn model_ready(
     State(state): State<Arc<AppState>>,
-    Path(model): Path<String>,
-) -> OipResult<Json<serde_json::Value>> {
+    OipPath(model): OipPath<String>,
+) -> OipResult<Json<ModelReady>> {
     readiness(&state, &model, None).await
 }
 
-async fn model_ready_v(
+/// [`model_ready`] of one version of the model (the only one is `1`).
+#[utoipa::path(
+    get, path = "/v2/models/{model}/versions/{version}/ready", operation_id = "oip_model_version_ready",
+    tag = "oip",
+    params(
+        ("model" = String, Path, description = "The model's name"),
+        ("version" = String, Path, description = "The model's version: `1`"),
+    ),
+    responses(
+        (status = 200, description = "A live worker serves the model", body = ModelReady),
+        (status = 400, description = "A path that is not UTF-8", body = OipErrorBody),
+        (status = 404, description = "Unknown model or version", body = OipErrorBody),
+        (status = 500, description = "A bug", body = OipErrorBody),
+        (status = 503, description = "No live worker serves the model, or Redis is unavailable",
+         body = OipErrorBody, headers(("Retry-After" = u32))),
+    ),
+)]
+pub(crate) async fn model_ready_v(
     State(state): State<Arc<AppState>>,
-    Path((model, version)): Path<(String, String)>,
-) -> OipResult<Json<serde_json::Value>> {
+    OipPath((model, version)): OipPath<(String, String)>,
+) -> OipResult<Json<ModelReady>> {
     readiness(&state, &model, Some(&version)).await
 }
 
@@ -230,7 +362,7 @@ async fn readiness(
     state: &AppState,
     name: &str,
     version: Option<&str>,
-) -> OipResult<Json<serde_json::Value>> {
+) -> OipResult<Json<ModelReady>> {
     let m = find_model(state, name, version).await?;
     let workers = state
         .queue
@@ -247,146 +379,8 @@ async fn readiness(
             job: None,
         });
     }
-    Ok(Json(json!({ "name": m.name, "ready": true })))
-}
-
-async fn infer(
-    State(state): State<Arc<AppState>>,
-    Path(model): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> OipResult<Response> {
-    run_inference(&state, &model, None, &headers, &body).await
-}
-
-async fn infer_v(
-    State(state): State<Arc<AppState>>,
-    Path((model, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> OipResult<Response> {
-    run_inference(&state, &model, Some(&version), &headers, &body).await
-}
-
-/// Parses the request whatever its content type (OIP clients often send none), submits it as
-/// a job, waits for the outcome up to the request's `timeout_ms` (capped by
-/// `INFERQ_MAX_WAIT_SECS`), and answers in JSON or binary framing as asked.
-async fn run_inference(
-    state: &AppState,
-    name: &str,
-    version: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> OipResult<Response> {
-    let header_length = headers
-        .get(HEADER_LENGTH)
-        .map(|v| v.to_str().unwrap_or("not text"));
-    let (json_part, binary) = wire::split_body(body, header_length)?;
-    let req: InferRequest<'_> = serde_json::from_slice(json_part)
-        .map_err(|e| OipError::bad(format!("the request is not a valid inference request: {e}")))?;
-    let model = find_model(state, name, version).await?;
-    let tensors = req.tensors(binary)?;
-    let (inputs, data): (Vec<_>, Vec<_>) = tensors.into_iter().unzip();
-    let job = JobHeader {
-        model: model.name.clone(),
-        inputs,
-        outputs: req
-            .outputs
-            .as_ref()
-            .map(|o| o.iter().map(|o| o.name.clone()).collect()),
-        parameters: None,
-    };
-    model
-        .validate_header(&job)
-        .map_err(|e| OipError::bad(e.to_string()))?;
-    let payload = payload::encode_job(&job, &data);
-
-    let max = Duration::from_secs(state.config.max_wait_secs);
-    let wait = req
-        .timeout_ms()
-        .map_or(max, |ms| Duration::from_millis(ms).min(max));
-    let id = JobId::new();
-    // Registered before the job exists, so its completion cannot slip past.
-    let guard = state.wait_for(id);
-    match state
-        .queue
-        .submit(id, &model.name, &payload, state.config.max_queued, None)
-        .await
-        .map_err(ApiError::from)?
-    {
-        Submitted::Queued => {}
-        Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone()).into()),
-        Submitted::UnknownModel => {
-            return Err(OipError::not_found(format!(
-                "unknown model '{}'",
-                model.name
-            )));
-        }
-    }
-    let until = tokio::time::Instant::now() + wait;
-    let stored = wait_for_job(state, &guard, id, until, false).await?;
-    match stored.status {
-        JobStatus::Succeeded => {}
-        JobStatus::Queued | JobStatus::Running => {
-            return Err(OipError {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                message: format!(
-                    "the inference did not finish within {} ms; it is still {} as job {id} (GET /status/{id})",
-                    wait.as_millis(),
-                    stored.status
-                ),
-                job: Some(id),
-            });
-        }
-        JobStatus::Failed | JobStatus::Cancelled => {
-            let (code, message) = stored
-                .error
-                .unwrap_or_else(|| ("cancelled".into(), "the job was cancelled".into()));
-            let status = if code == "internal" {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return Err(OipError {
-                status,
-                message: format!("{code}: {message}"),
-                job: Some(id),
-            });
-        }
-    }
-    let result = stored
-        .result
-        .ok_or_else(|| OipError::internal(format!("job {id} succeeded without a result")))?;
-    let (header, parts) = payload::decode_result(&result)
-        .map_err(|e| OipError::internal(format!("result of job {id}: {e}")))?;
-    let tensors = header.outputs.into_iter().zip(parts).collect();
-    let (outputs, chunks) = wire::render_outputs(tensors, |n| req.binary_output(n))?;
-    let response = InferResponse {
-        model_name: model.name.clone(),
-        model_version: MODEL_VERSION.into(),
-        id: req.id.clone(),
-        outputs,
-    };
-    let json = serde_json::to_vec(&response)
-        .map_err(|e| OipError::internal(format!("rendering the response: {e}")))?;
-    if chunks.is_empty() {
-        return Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response());
-    }
-    let json_len = json.len();
-    let mut body = json;
-    body.extend_from_slice(&chunks);
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            ),
-            (
-                header::HeaderName::from_static(HEADER_LENGTH),
-                HeaderValue::from(json_len),
-            ),
-        ],
-        Body::from(body),
-    )
-        .into_response())
+    Ok(Json(ModelReady {
+        name: m.name.clone(),
+        ready: true,
+    }))
 }

@@ -9,17 +9,26 @@ use inferq_shared::tensor::parse_le_bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::OipError;
 
 /// The request header that gives the JSON part's length when binary data follows.
 pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
 
-#[derive(Debug, Deserialize)]
+/// An inference request (`$inference_request`). `parameters` may hold `timeout_ms` and
+/// `binary_data_output`; other parameters are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": "42",
+    "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+    "outputs": [{"name": "y"}]
+}))]
 pub(crate) struct InferRequest<'a> {
     #[serde(default)]
     pub(crate) id: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub(crate) parameters: Option<Map<String, Value>>,
     #[serde(borrow)]
     pub(crate) inputs: Vec<RequestInput<'a>>,
@@ -27,21 +36,28 @@ pub(crate) struct InferRequest<'a> {
     pub(crate) outputs: Option<Vec<RequestOutput>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An input tensor: `data` (flat or nested, row-major), or `parameters.binary_data_size` with
+/// the bytes after the JSON part.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct RequestInput<'a> {
     pub(crate) name: String,
     pub(crate) shape: Vec<i64>,
+    #[schema(schema_with = inferq_shared::model::datatype_schema)]
     pub(crate) datatype: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub(crate) parameters: Option<Map<String, Value>>,
     #[serde(default, borrow)]
+    #[schema(value_type = Option<Vec<Value>>)]
     pub(crate) data: Option<&'a RawValue>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A requested output; `parameters.binary_data` asks for it in binary.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct RequestOutput {
     pub(crate) name: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub(crate) parameters: Option<Map<String, Value>>,
 }
 
@@ -108,12 +124,17 @@ impl InferRequest<'_> {
                     }
                     let (chunk, rest) = binary.split_at(size);
                     binary = rest;
-                    if Some(size) != count.checked_mul(datatype.size()) {
+                    // BYTES: the chunk must hold exactly `count` length-prefixed text elements.
+                    if datatype.encoded_len(count, chunk) != Some(size) {
+                        let needs = match datatype.size() {
+                            Some(s) => count.saturating_mul(s).to_string(),
+                            None => format!(
+                                "{count} elements, each a u32 little-endian length and then that many bytes of UTF-8 text without NUL"
+                            ),
+                        };
                         return Err(OipError::bad(format!(
-                            "input '{}': {size} bytes of binary data, shape {:?} of {datatype} needs {}",
-                            t.name,
-                            t.shape,
-                            count.saturating_mul(datatype.size())
+                            "input '{}': {size} bytes of binary data, shape {:?} of {datatype} needs {needs}",
+                            t.name, t.shape,
                         )));
                     }
                     chunk.to_vec()
@@ -176,7 +197,8 @@ impl InferRequest<'_> {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// An inference response (`$inference_response`).
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct InferResponse {
     pub(crate) model_name: String,
     pub(crate) model_version: String,
@@ -185,14 +207,19 @@ pub(crate) struct InferResponse {
     pub(crate) outputs: Vec<ResponseOutput>,
 }
 
-#[derive(Debug, Serialize)]
+/// An output tensor: `data` (flat, row-major; floats JSON cannot spell are `"NaN"`,
+/// `"Infinity"`, `"-Infinity"`), or `parameters.binary_data_size` with the bytes after the JSON.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ResponseOutput {
     pub(crate) name: String,
+    #[schema(schema_with = inferq_shared::model::datatype_schema)]
     pub(crate) datatype: DataType,
     pub(crate) shape: Vec<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub(crate) parameters: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Value>>)]
     pub(crate) data: Option<Box<RawValue>>,
 }
 

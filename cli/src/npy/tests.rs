@@ -59,6 +59,15 @@ fn reads_every_supported_dtype_and_scalars() {
         (a.shape, a.data),
         (vec![1, 2], TensorData::Uint16(vec![1, 256]))
     );
+    let a = parse(&npy(
+        "{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }",
+        &[0x00, 0x3C, 0x00, 0xC1],
+    ))
+    .unwrap();
+    assert_eq!(
+        a.data,
+        TensorData::Fp16(vec![f16::ONE, f16::from_f32(-2.5)])
+    );
     for (descr, dt) in [
         ("<f8", DataType::Fp64),
         ("|i1", DataType::Int8),
@@ -92,8 +101,8 @@ fn refuses_what_it_cannot_read_faithfully() {
             "big-endian",
         ),
         (
-            "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }",
-            2,
+            "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }",
+            8,
             "no inferq datatype",
         ),
         (

@@ -1,13 +1,14 @@
 //! Element types as JSON values: which JSON numbers, booleans and strings convert exactly into
 //! each Rust element type, and how each is written back. Non-finite floats are the strings
-//! `"NaN"`, `"Infinity"` and `"-Infinity"`.
+//! `"NaN"`, `"Infinity"` and `"-Infinity"`; FP16 and BF16 are numbers rounded to the nearest
+//! representable value; BYTES elements are strings.
 
 use serde::Serialize;
 
-use crate::datatype::DataType;
+use crate::datatype::{DataType, bf16, f16, valid_text};
 
 /// A Rust element type that JSON values convert into exactly, or not at all.
-pub trait Element: Copy + Serialize + Send + 'static {
+pub trait Element: Sized + Send + 'static {
     const DATATYPE: DataType;
     fn from_u64(_: u64) -> Option<Self> {
         None
@@ -26,16 +27,14 @@ pub trait Element: Copy + Serialize + Send + 'static {
         None
     }
     /// Writes the element as JSON.
-    fn serialize_json<S: serde::Serializer>(self, s: S) -> Result<S::Ok, S::Error> {
-        self.serialize(s)
-    }
+    fn serialize_json<S: serde::Serializer>(self, s: S) -> Result<S::Ok, S::Error>;
 }
 
 /// An element serialized with [`Element::serialize_json`].
 #[derive(Debug, Clone, Copy)]
 pub struct JsonElement<T>(pub T);
 
-impl<T: Element> Serialize for JsonElement<T> {
+impl<T: Element + Copy> Serialize for JsonElement<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize_json(s)
     }
@@ -50,6 +49,9 @@ macro_rules! int_element {
             }
             fn from_i64(v: i64) -> Option<Self> {
                 <$t>::try_from(v).ok()
+            }
+            fn serialize_json<S: serde::Serializer>(self, s: S) -> Result<S::Ok, S::Error> {
+                self.serialize(s)
             }
         }
     };
@@ -137,9 +139,52 @@ impl Element for f64 {
     }
 }
 
+/// FP16 and BF16: JSON numbers rounded to the nearest representable value (a finite number
+/// beyond the type's range is refused, as for FP32), written back through `f32`, which holds
+/// every value of both exactly.
+macro_rules! half_element {
+    ($t:ty, $dt:ident) => {
+        impl Element for $t {
+            const DATATYPE: DataType = DataType::$dt;
+            fn from_u64(v: u64) -> Option<Self> {
+                <Self as Element>::from_f64(v as f64)
+            }
+            fn from_i64(v: i64) -> Option<Self> {
+                <Self as Element>::from_f64(v as f64)
+            }
+            fn from_f64(v: f64) -> Option<Self> {
+                let h = <$t>::from_f64(v);
+                (h.is_finite() || !v.is_finite()).then_some(h)
+            }
+            fn from_str(s: &str) -> Option<Self> {
+                special_float(s).map(<$t>::from_f64)
+            }
+            fn serialize_json<S: serde::Serializer>(self, s: S) -> Result<S::Ok, S::Error> {
+                self.to_f32().serialize_json(s)
+            }
+        }
+    };
+}
+half_element!(f16, Fp16);
+half_element!(bf16, Bf16);
+
 impl Element for bool {
     const DATATYPE: DataType = DataType::Bool;
     fn from_bool(v: bool) -> Option<Self> {
         Some(v)
+    }
+    fn serialize_json<S: serde::Serializer>(self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(self)
+    }
+}
+
+/// BYTES: a JSON string is one element, its UTF-8 bytes (no NUL: an ONNX string is a C string).
+impl Element for String {
+    const DATATYPE: DataType = DataType::Bytes;
+    fn from_str(s: &str) -> Option<Self> {
+        valid_text(s).then(|| s.to_owned())
+    }
+    fn serialize_json<S: serde::Serializer>(self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self)
     }
 }

@@ -1,7 +1,8 @@
 //! The KServe / Open Inference Protocol v2 JSON tensor: a streaming parser for the `data`
 //! array (flat or nested, checked against the datatype without building a `Value`), and the
 //! JSON form of elements. Non-finite floats travel as the strings `"NaN"`, `"Infinity"` and
-//! `"-Infinity"` (the protobuf JSON mapping's convention), both ways.
+//! `"-Infinity"` (the protobuf JSON mapping's convention), both ways; BYTES elements are
+//! strings.
 
 use std::fmt;
 
@@ -30,6 +31,13 @@ struct LeBytes(Vec<u8>);
 impl<T: crate::datatype::LittleEndian> Sink<T> for LeBytes {
     fn push(&mut self, v: T) {
         v.write(&mut self.0)
+    }
+}
+
+/// BYTES elements take their raw form's length prefix.
+impl Sink<String> for LeBytes {
+    fn push(&mut self, v: String) {
+        DataRef::Bytes(std::slice::from_ref(&v)).write_le_bytes(&mut self.0)
     }
 }
 
@@ -157,6 +165,7 @@ pub fn count_elements(datatype: DataType, raw: &RawValue) -> Result<usize, DataE
         ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
             match datatype {
                 $(DataType::$variant => flatten_into::<$ty, _>(raw, &mut Discard),)*
+                DataType::Bytes => flatten_into::<String, _>(raw, &mut Discard),
             }
         };
     }
@@ -170,16 +179,29 @@ pub fn parse_le_bytes(
     raw: &RawValue,
     expected: usize,
 ) -> Result<(Vec<u8>, usize), DataError> {
-    let mut sink = LeBytes(Vec::with_capacity(expected.saturating_mul(datatype.size())));
+    // BYTES: the JSON text's length is a fair guess at the raw form's.
+    let expected = reservable(expected, raw);
+    let capacity = datatype
+        .size()
+        .map_or(raw.get().len(), |size| expected.saturating_mul(size));
+    let mut sink = LeBytes(Vec::with_capacity(capacity));
     macro_rules! parse {
         ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
             match datatype {
                 $(DataType::$variant => flatten_into::<$ty, _>(raw, &mut sink)?,)*
+                DataType::Bytes => flatten_into::<String, _>(raw, &mut sink)?,
             }
         };
     }
     let count = crate::for_each_datatype!(parse);
     Ok((sink.0, count))
+}
+
+/// Elements worth reserving for `raw`: what the shape says (`expected`), but never more than
+/// its JSON text can hold (an element takes at least two bytes, `1,`), so a huge shape sent
+/// with little data cannot make the process try to allocate it and abort.
+fn reservable(expected: usize, raw: &RawValue) -> usize {
+    expected.min(raw.get().len() / 2 + 1)
 }
 
 /// Parses `raw` as `datatype` values, reserving `expected` elements up front.
@@ -188,6 +210,7 @@ pub fn parse_data(
     raw: &RawValue,
     expected: usize,
 ) -> Result<TensorData, DataError> {
+    let expected = reservable(expected, raw);
     macro_rules! parse {
         ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
             match datatype {
@@ -196,6 +219,11 @@ pub fn parse_data(
                     flatten_into::<$ty, _>(raw, &mut v)?;
                     TensorData::$variant(v)
                 })*
+                DataType::Bytes => {
+                    let mut v = Vec::with_capacity(expected);
+                    flatten_into::<String, _>(raw, &mut v)?;
+                    TensorData::Bytes(v)
+                }
             }
         };
     }
@@ -288,6 +316,78 @@ mod tests {
         );
         assert!(count_elements(DataType::Fp64, &raw(r#"["nan"]"#)).is_err());
         assert!(count_elements(DataType::Int32, &raw(r#"["NaN"]"#)).is_err());
+    }
+
+    #[test]
+    fn half_floats_round_to_nearest_and_render_as_numbers() {
+        use crate::datatype::{bf16, f16};
+        let data = parse_data(
+            DataType::Fp16,
+            &raw(r#"[0.1, 1, -2.5, 65504, "NaN", "-Infinity", 65519.99]"#),
+            7,
+        )
+        .unwrap();
+        let TensorData::Fp16(v) = &data else {
+            panic!("{data:?}")
+        };
+        // 0.1 lies between the halves 0.0999755859375 and 0.10003662109375, nearer the first.
+        assert_eq!(v[0].to_bits(), 0x2E66);
+        assert_eq!(v[0].to_f64(), 0.0999755859375);
+        assert_eq!(&v[1..4], &[f16::ONE, f16::from_f32(-2.5), f16::MAX]);
+        assert!(v[4].is_nan() && v[5] == f16::NEG_INFINITY);
+        assert_eq!(v[6], f16::MAX, "rounds down to the largest half");
+        assert_eq!(
+            serde_json::to_string(&data.as_data_ref()).unwrap(),
+            r#"[0.099975586,1.0,-2.5,65504.0,"NaN","-Infinity",65504.0]"#
+        );
+        // Beyond the range, a finite number would become infinity: refused, as for FP32.
+        let err = count_elements(DataType::Fp16, &raw("[65520]")).unwrap_err();
+        assert_eq!(err.to_string(), "65520 is not a valid FP16 value");
+        assert!(count_elements(DataType::Fp16, &raw("[true]")).is_err());
+        assert!(count_elements(DataType::Fp16, &raw(r#"["1"]"#)).is_err());
+
+        let data =
+            parse_data(DataType::Bf16, &raw(r#"[1.00390625, 3e38, "Infinity"]"#), 3).unwrap();
+        let TensorData::Bf16(v) = &data else {
+            panic!("{data:?}")
+        };
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even one.
+        assert_eq!(v[0], bf16::ONE);
+        assert_eq!(v[1].to_f32(), 3.0040553e38);
+        assert_eq!(
+            serde_json::to_string(&data.as_data_ref()).unwrap(),
+            r#"[1.0,3.0040553e+38,"Infinity"]"#
+        );
+        assert!(count_elements(DataType::Bf16, &raw("[1e39]")).is_err());
+    }
+
+    #[test]
+    fn bytes_elements_are_strings() {
+        let data = parse_data(
+            DataType::Bytes,
+            &raw(r#"[["a", "é\"x"], ["", "\u00ff"]]"#),
+            4,
+        )
+        .unwrap();
+        assert_eq!(
+            data,
+            TensorData::Bytes(vec!["a".into(), "é\"x".into(), String::new(), "ÿ".into()])
+        );
+        assert_eq!(
+            serde_json::to_string(&data.as_data_ref()).unwrap(),
+            r#"["a","é\"x","","ÿ"]"#
+        );
+        let (bytes, count) = parse_le_bytes(DataType::Bytes, &raw(r#"["ab", "é"]"#), 2).unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(bytes, [2, 0, 0, 0, b'a', b'b', 2, 0, 0, 0, 0xC3, 0xA9]);
+        assert_eq!(
+            TensorData::from_le_bytes(DataType::Bytes, &bytes),
+            Some(TensorData::Bytes(vec!["ab".into(), "é".into()]))
+        );
+        assert!(count_elements(DataType::Bytes, &raw("[1]")).is_err());
+        assert!(count_elements(DataType::Bytes, &raw("[null]")).is_err());
+        let err = count_elements(DataType::Bytes, &raw(r#"["a\u0000b"]"#)).unwrap_err();
+        assert_eq!(err.to_string(), r#""a\0b" is not a valid BYTES value"#);
     }
 
     #[test]

@@ -182,6 +182,8 @@ pub(crate) struct AppOptions {
     pub max_queued: u64,
     /// Redis with the append-only file on (fsync on every write).
     pub aof: bool,
+    /// `INFERQ_MAX_WAIT_SECS`: the longest `?wait=` (and OIP inference wait).
+    pub max_wait_secs: u64,
 }
 
 impl Default for AppOptions {
@@ -190,6 +192,7 @@ impl Default for AppOptions {
             max_body_bytes: 16 * 1024 * 1024,
             max_queued: 100_000,
             aof: false,
+            max_wait_secs: 60,
         }
     }
 }
@@ -225,6 +228,7 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> App {
     config.redis.redis_timeout_ms = 1000;
     config.max_body_bytes = options.max_body_bytes;
     config.max_queued = options.max_queued;
+    config.max_wait_secs = options.max_wait_secs;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop_api, stop) = tokio::sync::oneshot::channel::<()>();

@@ -3,10 +3,12 @@
 
 mod batching;
 mod cli;
+mod datatypes;
 mod faults;
 mod helpers;
 mod jobs;
 mod lifecycle;
 mod oip;
+mod openapi;
 mod protocol;
 mod validation;

@@ -163,8 +163,8 @@ async fn an_oip_inference_past_its_timeout_leaves_the_job_running() {
 #[tokio::test]
 async fn the_triton_client_works_unmodified() {
     let app = spawn_app().await;
-    let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
-    app.wait_models(&["linear"]).await;
+    let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear,half,strings")]);
+    app.wait_models(&["linear", "half", "strings"]).await;
     let python = repo_root().join(".venv-test/bin/python");
     assert!(
         python.exists(),
