@@ -29,7 +29,7 @@ pub mod entry {
     pub const PAYLOAD: &str = "p";
 }
 
-/// Job hash fields. Lua scripts receive them through a generated prelude ([`lua_prelude`]), so
+/// Job hash fields. Lua scripts get them written in as literals when loaded ([`lua_script`]), so
 /// this module is the only place their spelling lives.
 pub mod field {
     pub const MODEL: &str = "model";
@@ -54,7 +54,7 @@ pub mod field {
     pub const ERROR_CODE: &str = "error_code";
     pub const ERROR_MESSAGE: &str = "error_message";
 
-    /// Every field, for the Lua prelude.
+    /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
         MODEL,
         STATUS,
@@ -73,16 +73,45 @@ pub mod field {
     ];
 }
 
-/// `local F = {status = 'status', ...}` and `local E = {id = 'id', p = 'p'}`, prepended to every
-/// script so Lua and Rust spell each name once, here.
-pub(crate) fn lua_prelude() -> String {
-    let fields: Vec<String> = field::ALL.iter().map(|f| format!("{f} = '{f}'")).collect();
-    format!(
-        "local F = {{{}}}\nlocal E = {{id = '{}', payload = '{}'}}\n",
-        fields.join(", "),
-        entry::ID,
-        entry::PAYLOAD
-    )
+/// A Lua script with every `F.<field>` and `E.<field>` written out as the string literal of
+/// the Rust constant above, so Lua and Rust spell each name once, here, at no cost per call (a
+/// prelude table would be built on every call). Panics on a name this module does not define:
+/// a typo in a script fails the first test that loads it, not a job at run time.
+pub(crate) fn lua_script(body: &str) -> redis::Script {
+    let mut text = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(i) = rest.find(['F', 'E']) {
+        let (before, at) = rest.split_at(i);
+        text.push_str(before);
+        let prev = text.chars().last();
+        let is_ref =
+            at[1..].starts_with('.') && !prev.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        if !is_ref {
+            text.push_str(&at[..1]);
+            rest = &at[1..];
+            continue;
+        }
+        let name_len = at[2..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(at.len() - 2);
+        let name = &at[2..2 + name_len];
+        let value = match &at[..1] {
+            "F" => field::ALL.iter().find(|f| **f == name).copied(),
+            _ => match name {
+                "id" => Some(entry::ID),
+                "payload" => Some(entry::PAYLOAD),
+                _ => None,
+            },
+        };
+        let value = value
+            .unwrap_or_else(|| panic!("Lua script names an unknown field {}", &at[..2 + name_len]));
+        text.push('\'');
+        text.push_str(value);
+        text.push('\'');
+        rest = &at[2 + name_len..];
+    }
+    text.push_str(rest);
+    redis::Script::new(&text)
 }
 
 /// Key names derived from the namespace.
@@ -146,10 +175,17 @@ mod tests {
     }
 
     #[test]
-    fn the_prelude_names_every_field() {
-        let p = lua_prelude();
-        for f in field::ALL {
-            assert!(p.contains(&format!("{f} = '{f}'")), "{p}");
-        }
+    fn field_names_are_written_out_as_literals() {
+        let script = lua_script("local a = F.status\nlocal b = E.payload .. IF.x\n");
+        assert_eq!(
+            script.get_hash(),
+            redis::Script::new("local a = 'status'\nlocal b = 'p' .. IF.x\n").get_hash()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "unknown field F.nope")]
+    fn an_unknown_field_is_refused() {
+        lua_script("return F.nope");
     }
 }

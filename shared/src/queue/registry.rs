@@ -7,27 +7,15 @@ use std::time::Duration;
 
 use redis::{AsyncCommands, Script, Value};
 
-use super::keys::{GROUP, lua_prelude};
+use super::keys::{GROUP, lua_script};
 use super::reply::{Entry, parse_entries};
 use super::{Queue, QueueError, Retention};
 use crate::job::JobId;
 use crate::model::ModelInfo;
 use crate::time::now_ms;
 
-static PRUNE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{}{}",
-        lua_prelude(),
-        include_str!("lua/prune.lua")
-    ))
-});
-static RETIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{}{}",
-        lua_prelude(),
-        include_str!("lua/retire.lua")
-    ))
-});
+static PRUNE: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/prune.lua")));
+static RETIRE: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/retire.lua")));
 
 /// How often a worker re-announces the models it serves.
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(2);

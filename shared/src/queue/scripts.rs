@@ -1,18 +1,18 @@
 //! The atomic steps of a job's life, one Lua script each (`lua/*.lua`, whose headers document
-//! their KEYS and ARGV). Every script starts with the generated field-name prelude.
+//! their KEYS and ARGV). Field names are written into each script from `keys.rs` when it loads.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::Script;
 
-use super::keys::{GROUP, lua_prelude};
+use super::keys::{GROUP, lua_script};
 use super::{Delivery, Queue, QueueError};
 use crate::job::{JobError, JobId, JobStatus};
 use crate::time::now_ms;
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{}{body}", lua_prelude()))
+    lua_script(body)
 }
 
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/submit.lua")));
