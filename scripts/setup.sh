@@ -79,6 +79,8 @@ if ! command -v redis-cli >/dev/null 2>&1; then
   apt_install redis-tools
 fi
 command -v tmux >/dev/null 2>&1 || apt_install tmux  # the CLI test runs `inferq wait` in a terminal
+# promtool (Debian package prometheus) checks the /metrics expositions in the tests
+command -v promtool >/dev/null 2>&1 || apt_install prometheus
 
 # --- python3 ----------------------------------------------------------------------------------
 if ! command -v python3 >/dev/null 2>&1; then

@@ -18,6 +18,8 @@ pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
+pub(crate) type AppResult<T> = Result<T, ApiError>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("request body is not valid JSON: {0}")]
@@ -38,6 +40,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("job is already {0}")]
     AlreadyFinished(JobStatus),
+    #[error("no dead letter '{0}' (give a job id or a dead_id from GET /dead)")]
+    DeadLetterNotFound(String),
+    #[error("{0}")]
+    NotRetryable(String),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error(
@@ -81,6 +87,8 @@ impl ApiError {
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::AlreadyFinished(_) => (StatusCode::CONFLICT, "job_finished"),
+            Self::DeadLetterNotFound(_) => (StatusCode::NOT_FOUND, "dead_letter_not_found"),
+            Self::NotRetryable(_) => (StatusCode::CONFLICT, "not_retryable"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

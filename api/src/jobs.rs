@@ -25,7 +25,7 @@ use crate::oip::wire::InferRequest;
 use crate::record::JobRecord;
 use crate::state::{AppState, WaitGuard};
 
-type AppResult<T> = Result<T, ApiError>;
+use crate::error::AppResult;
 
 /// What a binary submission's JSON header holds besides its inputs (read by
 /// [`InferRequest`]).
@@ -148,7 +148,7 @@ pub(crate) async fn submit(
         .submit(id, &model.name, &payload, state.config.max_queued, deadline)
         .await?
     {
-        Submitted::Queued => {}
+        Submitted::Queued => crate::metrics::submitted(&model.name),
         Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone())),
         // Retired after the model cache was filled.
         Submitted::UnknownModel => {

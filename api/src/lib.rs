@@ -5,8 +5,10 @@ mod body;
 pub mod error;
 mod extract;
 mod jobs;
+mod metrics;
 mod oip;
 mod openapi;
+mod ops;
 pub mod record;
 pub mod routes;
 pub mod state;
@@ -78,6 +80,7 @@ pub async fn run(
     let queue = Queue::connect(&config.redis, std::time::Duration::ZERO)
         .await
         .context("configuring the Redis connection")?;
+    metrics::install();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState::new(config.clone(), queue, stop_rx));
     state.spawn_event_listener();

@@ -28,6 +28,7 @@ use crate::oip::wire::ResponseOutput;
         (name = "models", description = "The models workers serve"),
         (name = "health", description = "Liveness and readiness"),
         (name = "oip", description = "Open Inference Protocol v2"),
+        (name = "operations", description = "Workers, queues, dead letters and metrics"),
         (name = "meta", description = "This document"),
     )
 )]

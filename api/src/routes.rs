@@ -22,7 +22,7 @@ use crate::extract::ApiPath;
 use crate::state::AppState;
 use crate::{jobs, oip};
 
-type AppResult<T> = Result<T, ApiError>;
+use crate::error::AppResult;
 
 /// Every route, each registered with its OpenAPI description (one path per `routes!`), so the
 /// router and `GET /openapi.json` cannot disagree.
@@ -45,6 +45,12 @@ fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(oip::infer::infer))
         .routes(routes!(oip::infer::infer_v))
         .routes(routes!(crate::openapi::document))
+        .routes(routes!(crate::metrics::metrics))
+        .routes(routes!(crate::ops::workers))
+        .routes(routes!(crate::ops::queues))
+        .routes(routes!(crate::ops::dead_letters))
+        .routes(routes!(crate::ops::retry_dead_letter))
+        .routes(routes!(crate::ops::delete_dead_letter))
 }
 
 /// The OpenAPI 3.1 document of every route the router serves, as `GET /openapi.json` gives it.
@@ -59,6 +65,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|uri: Uri| async move { not_found(&uri) })
         .method_not_allowed_fallback(|uri: Uri| async move { method_not_allowed(&uri) })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         // Outermost first: every request gets an `x-request-id` (kept if the client sent
         // one), is traced in a span carrying it, and the id is echoed in the response.
         .layer(PropagateRequestIdLayer::x_request_id())

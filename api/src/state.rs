@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use inferq_shared::job::JobId;
 use inferq_shared::model::ModelInfo;
-use inferq_shared::queue::{Queue, QueueError};
+use inferq_shared::queue::{Overview, Queue, QueueError};
 use tokio::sync::{Notify, watch};
 
 use crate::Config;
@@ -22,6 +22,9 @@ const MODEL_CACHE_TTL: Duration = Duration::from_secs(1);
 /// garbage names cannot turn every request into a Redis round trip.
 const MISS_REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Longest a queue overview is served from memory.
+pub const OVERVIEW_MAX_AGE: Duration = Duration::from_secs(1);
+
 pub struct AppState {
     pub config: Config,
     pub queue: Queue,
@@ -29,6 +32,8 @@ pub struct AppState {
     waiters: Mutex<HashMap<JobId, Waiter>>,
     /// Turns true when the server starts shutting down; long-polls answer at once then.
     shutdown: watch::Receiver<bool>,
+    /// The last queue overview read from Redis, and when.
+    overview: tokio::sync::Mutex<Option<(Instant, Arc<Overview>)>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -97,7 +102,23 @@ impl AppState {
                 refreshed: None,
             }),
             waiters: Mutex::new(HashMap::new()),
+            overview: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The queue overview (per-model figures, dead letters, workers), read from Redis at most
+    /// once per [`OVERVIEW_MAX_AGE`]: scrapes and dashboards of every replica agree, and many
+    /// of them cost Redis one read per second.
+    pub async fn overview(&self) -> Result<Arc<Overview>, QueueError> {
+        let mut cached = self.overview.lock().await;
+        if let Some((at, o)) = cached.as_ref()
+            && at.elapsed() < OVERVIEW_MAX_AGE
+        {
+            return Ok(o.clone());
+        }
+        let fresh = Arc::new(self.queue.overview().await?);
+        *cached = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
     }
 
     pub fn is_shutting_down(&self) -> bool {

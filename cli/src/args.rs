@@ -69,10 +69,43 @@ pub(crate) enum Command {
     },
     /// List the registered models (`GET /models`): batching, live workers, inputs, outputs.
     Models,
+    /// List the live workers (`GET /workers`): host, pid, models, busy threads, job counts.
+    Workers,
+    /// Show each model's queue (`GET /queues`): waiting, running, oldest wait, jobs finished in
+    /// the last minute, workers; then the dead-letter count and the latest failures.
+    Queues,
+    /// Dead letters: jobs that used up their attempts, and unreadable queue entries.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
     /// Print a shell completion script to stdout (install it where your shell looks for one).
     Completions {
         /// The shell to complete in.
         shell: Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadCommand {
+    /// List dead letters, newest first (`GET /dead`).
+    List {
+        /// Most entries to show.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// Show the page after this cursor (printed under the previous page).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Run a dead letter's job again under the same id (`POST /dead/<id>/retry`).
+    Retry {
+        /// The job id (or the dead letter's dead_id).
+        id: String,
+    },
+    /// Delete a dead letter (`DELETE /dead/<id>`).
+    Delete {
+        /// The job id (or the dead letter's dead_id).
+        id: String,
     },
 }
 

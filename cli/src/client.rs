@@ -91,6 +91,11 @@ impl Client {
         Ok((raw, reply.models))
     }
 
+    /// Any other call: `method` on `path`, without a body; returns the raw 2xx body.
+    pub(crate) async fn call(&self, method: Method, path: &str) -> Result<String, CliError> {
+        self.send(self.request(method, path)).await
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let req = self
             .http

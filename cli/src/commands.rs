@@ -9,6 +9,7 @@ use crate::args::{Cli, Command, Global, SubmitArgs};
 use crate::client::{Client, parse};
 use crate::error::{CliError, Outcome};
 use crate::input::{Input, WireTensor};
+use crate::ops;
 use crate::progress;
 use crate::render::{self, JobRecord, emit, emit_json};
 
@@ -23,6 +24,9 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome, CliError> {
         }
         Command::Cancel { id } => cancel(&global, id).await,
         Command::Models => models(&global).await,
+        Command::Workers => ops::workers(&global).await,
+        Command::Queues => ops::queues(&global).await,
+        Command::Dead { command } => ops::dead(&global, command).await,
         Command::Completions { shell } => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "inferq", &mut out);

@@ -7,6 +7,7 @@ mod commands;
 mod error;
 mod input;
 mod npy;
+mod ops;
 mod progress;
 mod render;
 

@@ -185,7 +185,7 @@ pub(crate) fn models(models: &[ModelStatus]) -> String {
 }
 
 /// Left-aligned columns two spaces apart; the last column is not padded.
-fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> String {
     let mut widths = [0; N];
     for row in std::iter::once(header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod datatype;
 pub mod job;
+pub mod metrics;
 pub mod model;
 pub mod payload;
 pub mod queue;

@@ -13,6 +13,7 @@ mod lease;
 pub mod models;
 mod pool;
 pub mod session;
+mod stats;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -84,6 +85,11 @@ pub struct Config {
     /// Name of this worker in the consumer group; default: `<hostname>-<pid>-<random>`.
     #[arg(long, env = "INFERQ_WORKER_ID")]
     pub worker_id: Option<String>,
+
+    /// Address to serve Prometheus metrics on (`GET /metrics`), e.g. `0.0.0.0:9464`; unset:
+    /// no endpoint (several workers may share a host).
+    #[arg(long, env = "INFERQ_METRICS_BIND")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 impl Config {

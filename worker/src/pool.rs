@@ -2,6 +2,7 @@
 //! session per model, fed through a bounded channel. Work can only be sent with a [`Permit`],
 //! one per thread, so the channel (as deep as there are threads) is never found full.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use anyhow::Context;
@@ -27,6 +28,8 @@ pub(crate) struct Pool {
     slots: Arc<Semaphore>,
     threads: usize,
     names: Arc<[String]>,
+    /// Batches on an inference thread (or handed to one) right now.
+    busy: Arc<AtomicUsize>,
 }
 
 /// The right to run one batch on one inference thread, held from before a batch is read until
@@ -35,6 +38,7 @@ pub(crate) struct Pool {
 pub(crate) struct Permit {
     _slots: OwnedSemaphorePermit,
     work: mpsc::SyncSender<Work>,
+    busy: Arc<AtomicUsize>,
 }
 
 impl Pool {
@@ -67,11 +71,17 @@ impl Pool {
             slots: Arc::new(Semaphore::new(threads)),
             threads,
             names,
+            busy: Arc::new(AtomicUsize::new(0)),
         })
     }
 
     pub(crate) fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Inference threads running a batch right now.
+    pub(crate) fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed).min(self.threads)
     }
 
     /// Threads free right now (not counting permits already handed out).
@@ -90,6 +100,7 @@ impl Pool {
         Permit {
             _slots: slot,
             work: self.work.clone(),
+            busy: self.busy.clone(),
         }
     }
 
@@ -109,6 +120,7 @@ impl Pool {
         Permit {
             _slots: all,
             work: self.work.clone(),
+            busy: self.busy.clone(),
         }
     }
 
@@ -132,6 +144,7 @@ impl Permit {
                 })
                 .collect()
         };
+        let _busy = Busy::new(&self.busy);
         // Each permit has at most one batch in the channel or on a thread (`&mut self`), and
         // the channel holds as many batches as there are permits: it cannot be full.
         if self
@@ -146,6 +159,22 @@ impl Permit {
             return stopped();
         }
         outcomes.await.unwrap_or_else(|_| stopped())
+    }
+}
+
+/// Counts a batch as running until dropped.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -178,7 +178,7 @@ async fn run_inference(
         .await
         .map_err(ApiError::from)?
     {
-        Submitted::Queued => {}
+        Submitted::Queued => crate::metrics::submitted(&model.name),
         Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone()).into()),
         Submitted::UnknownModel => {
             return Err(OipError::not_found(format!(

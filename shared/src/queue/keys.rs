@@ -13,6 +13,15 @@
 //!   workers; a model stays here (and keeps accepting jobs) until it is retired.
 //! - `{ns}:models:seen`: sorted set: model name → last time a live worker announced it (ms).
 //! - `{ns}:models:workers:<model>`: sorted set: worker name → last time it announced the model.
+//! - `{ns}:dead:ids`: hash: job id → its dead-letter stream entry, for retrying and deleting
+//!   dead letters by job id.
+//! - `{ns}:failures`: list of the latest failures (JSON: `id`, `model`, `code`, `message`,
+//!   `failed_at`), newest first, capped at [`RECENT_FAILURES`] entries.
+//! - `{ns}:done:<model>:<unix second>`: jobs of the model that finished in that second; each
+//!   expires after two minutes.
+//! - `{ns}:workers`: sorted set: worker name → last heartbeat (ms); `{ns}:worker:<name>`: hash
+//!   describing the worker (host, pid, version, models, threads, busy, counters), expiring
+//!   when the worker stops refreshing it.
 //! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
 //!   others; each message holds one `<job id> <status>` line per job of one atomic step.
 
@@ -20,6 +29,9 @@ use crate::job::JobId;
 
 /// The one consumer group all workers join.
 pub const GROUP: &str = "workers";
+
+/// Most entries kept in the list of recent failures.
+pub const RECENT_FAILURES: usize = 100;
 
 /// Stream entry fields.
 pub mod entry {
@@ -144,6 +156,26 @@ impl Keys {
     pub fn model_workers(&self, model: &str) -> String {
         format!("{}:models:workers:{model}", self.prefix)
     }
+    /// Dead-letter index: job id → dead-letter entry id.
+    pub fn dead_index(&self) -> String {
+        format!("{}:dead:ids", self.prefix)
+    }
+    /// The latest failures, newest first.
+    pub fn failures(&self) -> String {
+        format!("{}:failures", self.prefix)
+    }
+    /// Jobs of `model` finished within the Unix second `sec`.
+    pub fn done(&self, model: &str, sec: u64) -> String {
+        format!("{}:done:{model}:{sec}", self.prefix)
+    }
+    /// Live workers by last heartbeat.
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+    /// One worker's description.
+    pub fn worker(&self, name: &str) -> String {
+        format!("{}:worker:{name}", self.prefix)
+    }
     /// Terminal state changes (what `?wait=` listens for).
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
@@ -169,6 +201,11 @@ mod tests {
             k.models(),
             k.models_seen(),
             k.model_workers("m"),
+            k.dead_index(),
+            k.failures(),
+            k.done("m", 1),
+            k.workers(),
+            k.worker("w"),
         ] {
             assert!(key.starts_with("{ns}:"), "{key}");
         }

@@ -1,9 +1,11 @@
 //! The Redis queue protocol: every key name and every script lives in this module and nowhere
 //! else. [`keys`] has the key layout and the job-hash fields; [`scripts`] the atomic steps of
 //! a job's life (one Lua file each); [`registry`] the models workers publish; [`reply`] the
-//! reading of stream replies; [`stored`] the job record as stored.
+//! reading of stream replies; [`stored`] the job record as stored; [`ops`] what operators see
+//! (workers, queue figures, failures, dead letters).
 
 pub mod keys;
+pub mod ops;
 pub mod registry;
 pub mod reply;
 pub mod scripts;
@@ -17,6 +19,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::RedisConfig;
 pub use keys::{GROUP, Keys};
+pub use ops::{DeadLetter, Failure, ModelQueue, Overview, Retried, WorkerInfo};
 pub use registry::{ANNOUNCE_INTERVAL, MODEL_LIVENESS, ModelStatus, Retired};
 pub use reply::{Delivery, Entry};
 pub use scripts::{Cancelled, Completion, Outcome, Retention, Submitted};

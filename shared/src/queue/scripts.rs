@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::keys::{GROUP, lua_script};
+use super::keys::{GROUP, RECENT_FAILURES, lua_script};
 use super::{Delivery, Queue, QueueError};
 use crate::job::{JobError, JobId, JobStatus};
 use crate::time::now_ms;
@@ -141,7 +141,9 @@ impl Queue {
     ) -> Result<Vec<u64>, QueueError> {
         let mut inv = START.prepare_invoke();
         inv.key(self.keys.stream(model))
-            .key(self.keys.dead_letter());
+            .key(self.keys.dead_letter())
+            .key(self.keys.dead_index())
+            .key(self.keys.failures());
         for d in deliveries {
             inv.key(self.keys.job(d.job));
         }
@@ -151,7 +153,9 @@ impl Queue {
             .arg(self.keys.events())
             .arg(retention.secs())
             .arg(consumer)
-            .arg(self.keys.progress_events());
+            .arg(self.keys.progress_events())
+            .arg(model)
+            .arg(RECENT_FAILURES);
         for d in deliveries {
             inv.arg(d.job.to_string()).arg(&d.entry);
         }
@@ -166,15 +170,20 @@ impl Queue {
         completions: &[Completion],
         retention: Retention,
     ) -> Result<Vec<bool>, QueueError> {
+        let now = now_ms();
         let mut inv = COMPLETE.prepare_invoke();
-        inv.key(self.keys.stream(model));
+        inv.key(self.keys.stream(model))
+            .key(self.keys.done(model, now / 1000))
+            .key(self.keys.failures());
         for c in completions {
             inv.key(self.keys.job(c.job));
         }
         inv.arg(GROUP)
-            .arg(now_ms())
+            .arg(now)
             .arg(retention.secs())
-            .arg(self.keys.events());
+            .arg(self.keys.events())
+            .arg(model)
+            .arg(RECENT_FAILURES);
         for c in completions {
             inv.arg(c.job.to_string()).arg(&c.entry).arg(c.token);
             match &c.outcome {
@@ -231,7 +240,9 @@ impl Queue {
     ) -> Result<usize, QueueError> {
         let mut inv = MALFORMED.prepare_invoke();
         inv.key(self.keys.stream(model))
-            .key(self.keys.dead_letter());
+            .key(self.keys.dead_letter())
+            .key(self.keys.dead_index())
+            .key(self.keys.failures());
         for (_, job) in entries {
             if let Some(job) = job {
                 inv.key(self.keys.job(*job));
@@ -240,7 +251,9 @@ impl Queue {
         inv.arg(GROUP)
             .arg(now_ms())
             .arg(retention.secs())
-            .arg(self.keys.events());
+            .arg(self.keys.events())
+            .arg(model)
+            .arg(RECENT_FAILURES);
         for (entry, job) in entries {
             inv.arg(entry)
                 .arg(job.map(|j| j.to_string()).unwrap_or_default());

@@ -10,5 +10,6 @@ mod jobs;
 mod lifecycle;
 mod oip;
 mod openapi;
+mod operations;
 mod protocol;
 mod validation;

@@ -13,7 +13,7 @@ use crate::helpers::*;
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 17] = [
+const SERVED: [(&str, &str); 23] = [
     ("POST", "/jobs"),
     ("GET", "/jobs/{id}"),
     ("DELETE", "/jobs/{id}"),
@@ -31,6 +31,12 @@ const SERVED: [(&str, &str); 17] = [
     ("GET", "/v2/models/{model}/versions/{version}/ready"),
     ("POST", "/v2/models/{model}/infer"),
     ("POST", "/v2/models/{model}/versions/{version}/infer"),
+    ("GET", "/metrics"),
+    ("GET", "/workers"),
+    ("GET", "/queues"),
+    ("GET", "/dead"),
+    ("POST", "/dead/{id}/retry"),
+    ("DELETE", "/dead/{id}"),
 ];
 
 /// The (method, path) pairs a document describes.

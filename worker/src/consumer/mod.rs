@@ -25,6 +25,7 @@ use crate::batcher;
 use crate::lease::{self, Leases};
 use crate::models::ModelSpec;
 use crate::pool::{Permit, Pool, panic_message};
+use crate::stats::{self, Counters};
 
 /// Longest a blocking read waits, which bounds how late the loop notices shutdown.
 const READ_BLOCK: Duration = Duration::from_millis(500);
@@ -54,18 +55,11 @@ pub(crate) struct Consumer {
     pool: Pool,
     leases: Arc<Leases>,
     retention: Retention,
+    counters: Arc<Counters>,
 }
 
 fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .unwrap_or_else(|| "worker".into());
+    let host = stats::hostname();
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
     format!("{host}-{}-{suffix}", std::process::id())
 }
@@ -81,9 +75,15 @@ impl Consumer {
         let threads = config
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        stats::install();
         let pool = Pool::start(&models, threads, config.intra_op_threads)
             .await
             .context("starting the inference threads")?;
+        if let Some(bind) = config.metrics_bind {
+            stats::serve(bind, pool.clone())
+                .await
+                .with_context(|| format!("serving metrics on {bind}"))?;
+        }
         let queue = Queue::connect(&config.redis, Duration::ZERO).await?;
         let reader = Queue::connect(&config.redis, READ_BLOCK).await?;
         let consumer = config.worker_id.clone().unwrap_or_else(default_worker_id);
@@ -109,6 +109,7 @@ impl Consumer {
             reader,
             pool,
             retention,
+            counters: Arc::new(Counters::new()),
         })
     }
 
@@ -181,7 +182,12 @@ impl Consumer {
             }
         }
         announcer.abort();
-        let withdraw = self.queue.withdraw_worker(&self.consumer, &self.names);
+        let withdraw = async {
+            self.queue
+                .withdraw_worker(&self.consumer, &self.names)
+                .await?;
+            self.queue.remove_worker(&self.consumer).await
+        };
         if let Ok(Err(e)) = tokio::time::timeout(HANDBACK_LIMIT, withdraw).await {
             tracing::debug!(error = %e, "withdrawing from the model registry failed");
         }
@@ -291,10 +297,13 @@ impl Consumer {
         }
     }
 
-    /// Announces the models every [`ANNOUNCE_INTERVAL`] until shutdown.
+    /// Announces the models, and describes the worker (`GET /workers`), every
+    /// [`ANNOUNCE_INTERVAL`] until shutdown.
     fn spawn_announcer(&self, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let (queue, consumer) = (self.queue.clone(), self.consumer.clone());
         let infos: Vec<_> = self.models.iter().map(|m| (*m.info).clone()).collect();
+        let (counters, pool, names) =
+            (self.counters.clone(), self.pool.clone(), self.names.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
             loop {
@@ -304,6 +313,10 @@ impl Consumer {
                 }
                 if let Err(e) = queue.announce_models(&consumer, &infos).await {
                     tracing::warn!(error = %e, "announcing models failed");
+                }
+                let me = counters.describe(&consumer, &names, &pool);
+                if let Err(e) = queue.heartbeat_worker(&me).await {
+                    tracing::debug!(error = %e, "publishing the worker's description failed");
                 }
             }
         })
@@ -345,12 +358,14 @@ impl Consumer {
         if run.is_empty() {
             return Ok(());
         }
+        stats::started(name, &run);
         let task = BatchTask {
             queue: self.queue.clone(),
             pool: self.pool.clone(),
             leases: self.leases.clone(),
             retention: self.retention,
             model,
+            counters: self.counters.clone(),
         };
         let span = tracing::debug_span!("batch", model = %name, jobs = run.len());
         tasks.spawn(task.run(run, permit).instrument(span));

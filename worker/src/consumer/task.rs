@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::Backoff;
 use crate::lease::Leases;
 use crate::pool::{Permit, Pool, panic_message};
+use crate::stats::{self, Counters};
 
 /// What a batch's task needs.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ pub(super) struct BatchTask {
     pub(super) leases: Arc<Leases>,
     pub(super) retention: Retention,
     pub(super) model: usize,
+    pub(super) counters: Arc<Counters>,
 }
 
 impl BatchTask {
@@ -56,7 +58,14 @@ impl BatchTask {
                     )),
                 })
                 .collect();
-            record(&self.queue, name, &completions, self.retention).await;
+            record(
+                &self.queue,
+                name,
+                &completions,
+                self.retention,
+                &self.counters,
+            )
+            .await;
             for (_, entry, token) in &jobs {
                 self.leases.finished(self.model, entry, *token);
             }
@@ -84,10 +93,13 @@ impl BatchTask {
                 .collect();
             #[cfg(feature = "test-hooks")]
             crate::hooks::on_task(&payloads);
+            let began = std::time::Instant::now();
+            let jobs = payloads.len();
             let outcomes = match permit.as_mut() {
                 Some(p) => p.run(self.model, payloads).await,
                 None => unreachable!("the permit is released after the last group"),
             };
+            stats::ran(&name, jobs, began.elapsed());
             if i == last {
                 // The threads are free again before the outcomes are recorded.
                 permit.take();
@@ -121,7 +133,14 @@ impl BatchTask {
             }
         }
         if !completions.is_empty() {
-            record(&self.queue, name, &completions, self.retention).await;
+            record(
+                &self.queue,
+                name,
+                &completions,
+                self.retention,
+                &self.counters,
+            )
+            .await;
         }
         if !retry.is_empty()
             && let Err(e) = self.queue.release(name, &retry).await
@@ -140,14 +159,26 @@ impl BatchTask {
 /// Records outcomes, retrying transient Redis failures: the result is only in this process's
 /// memory until it is recorded. If the worker dies (or gives up at shutdown) meanwhile, the
 /// lease expires and the job runs again elsewhere.
-async fn record(queue: &Queue, model: &str, completions: &[Completion], retention: Retention) {
+async fn record(
+    queue: &Queue,
+    model: &str,
+    completions: &[Completion],
+    retention: Retention,
+    counters: &Counters,
+) {
     let mut backoff = Backoff::new();
     let (_never_tx, mut never) = watch::channel(false);
     loop {
         match queue.complete(model, completions, retention).await {
             Ok(recorded) => {
+                let (mut succeeded, mut failed) = (0, 0);
                 for (c, done) in completions.iter().zip(recorded) {
-                    if !done {
+                    if done {
+                        match c.outcome {
+                            Outcome::Succeeded(_) => succeeded += 1,
+                            Outcome::Failed(_) => failed += 1,
+                        }
+                    } else {
                         tracing::info!(
                             job_id = %c.job,
                             model,
@@ -156,6 +187,7 @@ async fn record(queue: &Queue, model: &str, completions: &[Completion], retentio
                         );
                     }
                 }
+                counters.finished(model, succeeded, failed);
                 return;
             }
             Err(e) => {

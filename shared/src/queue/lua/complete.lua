@@ -1,11 +1,15 @@
 -- Record the outcome of attempts, fenced by their tokens.
 --
 -- KEYS[1]    model stream
--- KEYS[2..]  job hashes, one per outcome
+-- KEYS[2]    the model's count of jobs finished in the current second
+-- KEYS[3]    list of recent failures
+-- KEYS[4..]  job hashes, one per outcome
 -- ARGV[1]    consumer group
 -- ARGV[2]    now, ms since the epoch
 -- ARGV[3]    seconds a finished job record is kept
 -- ARGV[4]    channel of terminal events (one message, one `<id> <status>` line per job)
+-- ARGV[5]    model name
+-- ARGV[6]    most entries kept in the list of recent failures
 -- then six values per outcome, in KEYS order:
 --   job id, stream entry id, fencing token, 'succeeded' | 'failed',
 --   result | error code, '' | error message
@@ -13,10 +17,11 @@
 -- Returns one integer per outcome: 1 recorded; 0 discarded because a newer attempt owns the
 -- job (its lease expired and another worker reclaimed it) or the job was cancelled meanwhile.
 local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local out, events = {}, {}
-for i = 2, #KEYS do
+local model, keep_failures = ARGV[5], tonumber(ARGV[6])
+local out, events, failures = {}, {}, 0
+for i = 4, #KEYS do
   local job = KEYS[i]
-  local b = 5 + (i - 2) * 6
+  local b = 7 + (i - 4) * 6
   local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local status, a, c = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   local rec = redis.call('HMGET', job, F.status, F.token)
@@ -28,6 +33,9 @@ for i = 2, #KEYS do
       else
         redis.call('HSET', job, F.status, status, F.finished_at, now,
           F.error_code, a, F.error_message, c)
+        redis.call('LPUSH', KEYS[3], cjson.encode({id = id, model = model, code = a,
+          message = c, failed_at = tonumber(now)}))
+        failures = failures + 1
       end
       redis.call('EXPIRE', job, ttl)
       events[#events + 1] = id .. ' ' .. status
@@ -40,5 +48,10 @@ for i = 2, #KEYS do
 end
 if #events > 0 then
   redis.call('PUBLISH', channel, table.concat(events, '\n'))
+  redis.call('INCRBY', KEYS[2], #events)
+  redis.call('EXPIRE', KEYS[2], 120)
+end
+if failures > 0 then
+  redis.call('LTRIM', KEYS[3], 0, keep_failures - 1)
 end
 return out

@@ -5,34 +5,45 @@
 --
 -- KEYS[1]    model stream
 -- KEYS[2]    dead-letter stream
--- KEYS[3..]  job hashes of the entries whose job id could be read, in ARGV order
+-- KEYS[3]    dead-letter index (job id -> dead-letter entry id)
+-- KEYS[4]    list of recent failures
+-- KEYS[5..]  job hashes of the entries whose job id could be read, in ARGV order
 -- ARGV[1]    consumer group
 -- ARGV[2]    now, ms since the epoch
 -- ARGV[3]    seconds a finished job record is kept
 -- ARGV[4]    channel of terminal events
+-- ARGV[5]    model name
+-- ARGV[6]    most entries kept in the list of recent failures
 -- then two values per entry: stream entry id, job id ('' when it could not be read; such an
 -- entry has no KEYS slot)
 --
 -- Returns how many entries were set aside.
 local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local k, moved, events = 3, 0, {}
-for i = 5, #ARGV, 2 do
+local model, keep_failures = ARGV[5], tonumber(ARGV[6])
+local message = 'the job\'s queue entry could not be read'
+local k, moved, events = 5, 0, {}
+for i = 7, #ARGV, 2 do
   local entry, id = ARGV[i], ARGV[i + 1]
-  local fields = {'entry', entry, 'reason', 'malformed_entry', 'failed_at', now}
+  local fields = {'entry', entry, 'reason', 'malformed_entry', 'failed_at', now,
+    'model', model, 'message', message}
   local e = redis.call('XRANGE', KEYS[1], entry, entry)
   if e[1] then
     for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
   end
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
+  local dead = redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
   if id ~= '' then
+    redis.call('HSET', KEYS[3], id, dead)
     local job = KEYS[k]
     k = k + 1
     local status = redis.call('HGET', job, F.status)
     if status == 'queued' or status == 'running' then
       redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
-        F.error_code, 'malformed_entry', F.error_message, 'the job\'s queue entry could not be read')
+        F.error_code, 'malformed_entry', F.error_message, message)
       redis.call('EXPIRE', job, ttl)
       events[#events + 1] = id .. ' failed'
+      redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model,
+        code = 'malformed_entry', message = message, failed_at = tonumber(now)}))
+      redis.call('LTRIM', KEYS[4], 0, keep_failures - 1)
     end
   end
   redis.call('XACK', KEYS[1], group, entry)

@@ -2,7 +2,9 @@
 --
 -- KEYS[1]    model stream
 -- KEYS[2]    dead-letter stream
--- KEYS[3..]  job hashes, one per entry
+-- KEYS[3]    dead-letter index (job id -> dead-letter entry id)
+-- KEYS[4]    list of recent failures
+-- KEYS[5..]  job hashes, one per entry
 -- ARGV[1]    consumer group
 -- ARGV[2]    now, ms since the epoch
 -- ARGV[3]    maximum attempts per job
@@ -10,7 +12,9 @@
 -- ARGV[5]    seconds a finished job record is kept
 -- ARGV[6]    consumer (worker) name
 -- ARGV[7]    channel of progress (non-terminal) events
--- then two values per entry, aligned with KEYS[3..]: job id, stream entry id
+-- ARGV[8]    model name
+-- ARGV[9]    most entries kept in the list of recent failures
+-- then two values per entry, aligned with KEYS[5..]: job id, stream entry id
 --
 -- Returns one integer per entry: the attempt's fencing token (> 0) when the worker must run
 -- the job, or 0 when it must not (already finished or cancelled, deadline passed, or attempts
@@ -25,6 +29,7 @@
 -- Events go out as one message per channel, one `<id> <status>` line per job.
 local group, now, max_attempts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local channel, ttl, consumer, progress = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local model, keep_failures = ARGV[8], tonumber(ARGV[9])
 local out, done_events, started_events = {}, {}, {}
 
 local function fail(job, id, code, message)
@@ -32,11 +37,14 @@ local function fail(job, id, code, message)
     F.error_code, code, F.error_message, message)
   redis.call('EXPIRE', job, ttl)
   done_events[#done_events + 1] = id .. ' failed'
+  redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model, code = code,
+    message = message, failed_at = now}))
+  redis.call('LTRIM', KEYS[4], 0, keep_failures - 1)
 end
 
-for i = 3, #KEYS do
+for i = 5, #KEYS do
   local job = KEYS[i]
-  local id, entry = ARGV[8 + (i - 3) * 2], ARGV[9 + (i - 3) * 2]
+  local id, entry = ARGV[10 + (i - 5) * 2], ARGV[11 + (i - 5) * 2]
   local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token)
   local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
   local owned = pending[1] ~= nil and pending[1][2] == consumer
@@ -52,9 +60,11 @@ for i = 3, #KEYS do
     if deadline > 0 and now > deadline then
       fail(job, id, 'deadline_exceeded', 'the job did not start before its deadline')
     elseif attempts >= max_attempts then
-      fail(job, id, 'max_attempts_exceeded', 'the job was started ' .. attempts ..
-        ' times and its worker stopped before finishing each time; it was moved to the dead-letter stream')
-      local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[2]}
+      local message = 'the job was started ' .. attempts ..
+        ' times and its worker stopped before finishing each time; it was moved to the dead-letter stream'
+      fail(job, id, 'max_attempts_exceeded', message)
+      local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[2], 'model', model,
+        'attempts', attempts, 'message', message}
       local e = redis.call('XRANGE', KEYS[1], entry, entry)
       if e[1] then
         for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
@@ -63,7 +73,8 @@ for i = 3, #KEYS do
         fields[#fields + 1] = id
       end
       -- Capped, so a flood of poison jobs cannot fill Redis; the newest are kept.
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
+      local dead = redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
+      redis.call('HSET', KEYS[3], id, dead)
     else
       token = attempts + 1
       redis.call('HSET', job, F.status, 'running', F.attempts, token, F.token, token,

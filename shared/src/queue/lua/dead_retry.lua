@@ -1,0 +1,54 @@
+-- Queue a dead letter's job again: a new series of attempts under the same job id. The job
+-- record is reset to `queued` (recreated if it expired) and kept until the job ends again; the
+-- dead letter and its index entry are removed.
+--
+-- KEYS[1]  dead-letter stream
+-- KEYS[2]  dead-letter index (job id -> dead-letter entry id)
+-- KEYS[3]  job hash
+-- KEYS[4]  model stream
+-- KEYS[5]  model registry
+-- ARGV[1]  dead-letter entry id
+-- ARGV[2]  job id
+-- ARGV[3]  model name
+-- ARGV[4]  now, ms since the epoch
+-- ARGV[5]  channel of progress (non-terminal) events
+--
+-- Returns the new stream entry id, or 'not_found', 'not_retryable', 'model_unknown' or
+-- 'conflict' (the job is queued or running).
+local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if not e[1] then
+  return 'not_found'
+end
+local fields, f = e[1][2], {}
+for j = 1, #fields, 2 do f[fields[j]] = fields[j + 1] end
+if f[E.id] ~= ARGV[2] or not f[E.payload] then
+  return 'not_retryable'
+end
+if redis.call('HEXISTS', KEYS[5], ARGV[3]) == 0 then
+  return 'model_unknown'
+end
+local status = redis.call('HGET', KEYS[3], F.status)
+if status == 'queued' or status == 'running' then
+  return 'conflict'
+end
+-- The dead letter holds the original entry's fields beside its own.
+local meta = {reason = true, failed_at = true, model = true, attempts = true, message = true,
+  entry = true}
+local add = {}
+for j = 1, #fields, 2 do
+  if not meta[fields[j]] then
+    add[#add + 1] = fields[j]
+    add[#add + 1] = fields[j + 1]
+  end
+end
+local fresh = redis.call('XADD', KEYS[4], '*', unpack(add))
+redis.call('HDEL', KEYS[3], F.started_at, F.finished_at, F.token, F.worker, F.delivery,
+  F.result, F.error_code, F.error_message)
+redis.call('HSET', KEYS[3], F.model, ARGV[3], F.status, 'queued', F.attempts, 0,
+  F.entry, fresh, F.deadline, 0)
+redis.call('HSETNX', KEYS[3], F.created_at, ARGV[4])
+redis.call('PERSIST', KEYS[3])
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[5], ARGV[2] .. ' queued')
+return fresh

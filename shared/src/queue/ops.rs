@@ -1,0 +1,488 @@
+//! What an operator sees: live workers, per-model queue figures, recent failures, and the
+//! dead letters with their retry and removal.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{AsyncCommands, Script, Value};
+use serde::Deserialize;
+
+use super::keys::{GROUP, RECENT_FAILURES, entry, lua_script};
+use super::{MODEL_LIVENESS, Queue, QueueError};
+use crate::job::JobId;
+use crate::time::now_ms;
+
+static STATS: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/stats.lua")));
+static RETRY: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/dead_retry.lua")));
+
+/// A worker's description hash expires this long after its last refresh.
+const WORKER_RECORD_TTL: Duration = Duration::from_secs(30);
+
+/// Seconds of per-second completion counts kept per model.
+pub const THROUGHPUT_WINDOW_SECS: u64 = 60;
+
+/// A worker as it describes itself on every heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub version: String,
+    pub models: Vec<String>,
+    pub threads: usize,
+    /// Inference threads running a batch right now.
+    pub busy: usize,
+    pub jobs_succeeded: u64,
+    pub jobs_failed: u64,
+    /// ms since the epoch.
+    pub started_at: u64,
+    /// ms since the epoch.
+    pub last_heartbeat: u64,
+}
+
+/// One model's queue right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelQueue {
+    pub model: String,
+    /// Jobs waiting, not started.
+    pub depth: u64,
+    /// Jobs started and not finished (or held by a worker that died, until reclaimed).
+    pub running: u64,
+    /// Age of the oldest waiting job, ms; `None` when none waits.
+    pub oldest_age_ms: Option<u64>,
+    /// Jobs finished in each of the last [`THROUGHPUT_WINDOW_SECS`] whole seconds, oldest
+    /// first (the current, partial second is left out).
+    pub completed_per_second: Vec<u64>,
+    /// Live workers serving the model.
+    pub workers: usize,
+}
+
+impl ModelQueue {
+    pub fn completed_last_minute(&self) -> u64 {
+        self.completed_per_second.iter().sum()
+    }
+}
+
+/// The whole queue at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overview {
+    pub models: Vec<ModelQueue>,
+    pub dead_letters: u64,
+    pub workers: usize,
+}
+
+/// A failure from the recent-failures list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Failure {
+    pub id: String,
+    pub model: String,
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+    /// ms since the epoch.
+    pub failed_at: u64,
+}
+
+/// An entry of the dead-letter stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The dead-letter stream entry id.
+    pub dead_id: String,
+    /// The job, when the entry named a readable one.
+    pub job: Option<JobId>,
+    pub model: Option<String>,
+    /// `max_attempts_exceeded` or `malformed_entry`.
+    pub reason: String,
+    pub message: Option<String>,
+    pub attempts: Option<u32>,
+    /// ms since the epoch.
+    pub failed_at: Option<u64>,
+    /// Whether it still holds a job id and payload, so it can run again.
+    pub retryable: bool,
+}
+
+/// The result of retrying a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// Queued again; the job's id.
+    Queued(JobId),
+    NotFound,
+    /// The entry holds no job that can run (an unreadable entry).
+    NotRetryable,
+    /// The job's model was retired.
+    ModelUnknown(String),
+    /// The job is queued or running already.
+    Conflict(JobId),
+}
+
+/// A dead letter is addressed by its job id or by its stream entry id (`<ms>-<seq>`).
+fn is_entry_id(id: &str) -> bool {
+    parse_entry_id(id).is_some()
+}
+
+/// `<ms>-<seq>`, as Redis writes stream entry ids; a part past `u64::MAX` reads as
+/// `u64::MAX` (still after every id Redis can hold).
+fn parse_entry_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    let num = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
+    };
+    Some((num(ms)?, num(seq)?))
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// A stream entry: its id and its fields.
+type RawEntry = (String, HashMap<String, String>);
+
+/// `[[id, [field, value, ...]], ...]` into entries.
+fn stream_entries(reply: Value) -> Result<Vec<RawEntry>, QueueError> {
+    let Value::Array(items) = reply else {
+        return Err(QueueError::Protocol("stream range is not an array"));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Array(mut pair) = item else {
+            return Err(QueueError::Protocol("stream entry is not a pair"));
+        };
+        if pair.len() != 2 {
+            return Err(QueueError::Protocol("stream entry is not a pair"));
+        }
+        let fields = pair.pop().unwrap_or(Value::Nil);
+        let id = text(&pair[0]).ok_or(QueueError::Protocol("stream entry id"))?;
+        let mut map = HashMap::new();
+        if let Value::Array(kv) = fields {
+            for f in kv.chunks_exact(2) {
+                if let (Some(k), Some(v)) = (text(&f[0]), text(&f[1])) {
+                    map.insert(k, v);
+                }
+            }
+        }
+        out.push((id, map));
+    }
+    Ok(out)
+}
+
+fn dead_letter(dead_id: String, f: &HashMap<String, String>) -> DeadLetter {
+    let job = f.get(entry::ID).and_then(|s| s.parse::<JobId>().ok());
+    DeadLetter {
+        retryable: job.is_some() && f.contains_key(entry::PAYLOAD),
+        dead_id,
+        job,
+        model: f.get("model").cloned(),
+        reason: f.get("reason").cloned().unwrap_or_default(),
+        message: f.get("message").cloned(),
+        attempts: f.get("attempts").and_then(|s| s.parse().ok()),
+        failed_at: f.get("failed_at").and_then(|s| s.parse().ok()),
+    }
+}
+
+/// The entry id in a stream entry id `<ms>-<seq>`, as ms.
+fn entry_ms(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
+impl Queue {
+    /// Publishes `worker`'s description; it counts as live for [`MODEL_LIVENESS`].
+    pub async fn heartbeat_worker(&self, w: &WorkerInfo) -> Result<(), QueueError> {
+        let key = self.keys.worker(&w.id);
+        let expired = w
+            .last_heartbeat
+            .saturating_sub(WORKER_RECORD_TTL.as_millis() as u64);
+        let mut pipe = redis::pipe();
+        pipe.hset_multiple(
+            &key,
+            &[
+                ("host", w.host.clone()),
+                ("pid", w.pid.to_string()),
+                ("version", w.version.clone()),
+                ("models", w.models.join(",")),
+                ("threads", w.threads.to_string()),
+                ("busy", w.busy.to_string()),
+                ("jobs_succeeded", w.jobs_succeeded.to_string()),
+                ("jobs_failed", w.jobs_failed.to_string()),
+                ("started_at", w.started_at.to_string()),
+                ("last_heartbeat", w.last_heartbeat.to_string()),
+            ],
+        )
+        .ignore();
+        pipe.expire(&key, WORKER_RECORD_TTL.as_secs() as i64)
+            .ignore();
+        pipe.zadd(self.keys.workers(), &w.id, w.last_heartbeat)
+            .ignore();
+        pipe.zrembyscore(self.keys.workers(), "-inf", expired)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Removes a stopping worker from the list of live workers.
+    pub async fn remove_worker(&self, id: &str) -> Result<(), QueueError> {
+        let mut pipe = redis::pipe();
+        pipe.zrem(self.keys.workers(), id).ignore();
+        pipe.del(self.keys.worker(id)).ignore();
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Workers that sent a heartbeat within [`MODEL_LIVENESS`], by id.
+    pub async fn live_workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
+        let since = now_ms().saturating_sub(MODEL_LIVENESS.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        let mut ids: Vec<String> = conn
+            .zrangebyscore(self.keys.workers(), since, "+inf")
+            .await?;
+        ids.sort();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(self.keys.worker(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        Ok(ids
+            .into_iter()
+            .zip(hashes)
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(id, h)| {
+                let num = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                WorkerInfo {
+                    host: h.get("host").cloned().unwrap_or_default(),
+                    pid: num("pid") as u32,
+                    version: h.get("version").cloned().unwrap_or_default(),
+                    models: h
+                        .get("models")
+                        .map(|m| {
+                            m.split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    threads: num("threads") as usize,
+                    busy: num("busy") as usize,
+                    jobs_succeeded: num("jobs_succeeded"),
+                    jobs_failed: num("jobs_failed"),
+                    started_at: num("started_at"),
+                    last_heartbeat: num("last_heartbeat"),
+                    id,
+                }
+            })
+            .collect())
+    }
+
+    /// Every registered model's queue figures, the dead-letter count and the live workers.
+    pub async fn overview(&self) -> Result<Overview, QueueError> {
+        let statuses = self.model_statuses().await?;
+        let now = now_ms();
+        let mut conn = self.conn.clone();
+        let mut stats = STATS.prepare_invoke();
+        for s in &statuses {
+            stats.key(self.keys.stream(&s.info.name));
+        }
+        stats.arg(GROUP);
+        let figures: Vec<(u64, u64, String)> = if statuses.is_empty() {
+            Vec::new()
+        } else {
+            stats.invoke_async(&mut conn).await?
+        };
+        let second = now / 1000;
+        let mut pipe = redis::pipe();
+        for s in &statuses {
+            let keys: Vec<String> = (1..=THROUGHPUT_WINDOW_SECS)
+                .rev()
+                .map(|ago| self.keys.done(&s.info.name, second - ago))
+                .collect();
+            pipe.mget(keys);
+        }
+        pipe.xlen(self.keys.dead_letter());
+        pipe.zcount(
+            self.keys.workers(),
+            now.saturating_sub(MODEL_LIVENESS.as_millis() as u64),
+            "+inf",
+        );
+        let mut replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut count =
+            || -> u64 { redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).unwrap_or(0) };
+        let workers = count() as usize;
+        let dead_letters = count();
+        let models = statuses
+            .into_iter()
+            .zip(figures)
+            .zip(replies)
+            .map(|((s, (len, pending, oldest)), done)| {
+                let done: Vec<Option<u64>> = redis::from_redis_value(done).unwrap_or_default();
+                ModelQueue {
+                    model: s.info.name,
+                    depth: len.saturating_sub(pending),
+                    running: pending.min(len),
+                    oldest_age_ms: entry_ms(&oldest).map(|t| now.saturating_sub(t)),
+                    completed_per_second: done.into_iter().map(Option::unwrap_or_default).collect(),
+                    workers: s.workers,
+                }
+            })
+            .collect();
+        Ok(Overview {
+            models,
+            dead_letters,
+            workers,
+        })
+    }
+
+    /// The latest failures, newest first (at most [`RECENT_FAILURES`]).
+    pub async fn recent_failures(&self, limit: usize) -> Result<Vec<Failure>, QueueError> {
+        let limit = limit.clamp(1, RECENT_FAILURES);
+        let items: Vec<String> = self
+            .conn
+            .clone()
+            .lrange(self.keys.failures(), 0, limit as isize - 1)
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|s| serde_json::from_str(s).ok())
+            .collect())
+    }
+
+    /// Dead letters, newest first: up to `limit` entries older than `before` (a dead-letter
+    /// entry id; `None` from the newest). Also returns the cursor of the next page.
+    pub async fn dead_letters(
+        &self,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<(Vec<DeadLetter>, Option<String>), QueueError> {
+        let end = match before.map(|c| (c, parse_entry_id(c))) {
+            // Nothing precedes the first possible id.
+            Some((_, Some((0, 0)))) => return Ok((Vec::new(), None)),
+            Some((_, Some((ms, seq)))) => format!("({ms}-{seq}"),
+            Some((_, None)) => return Err(QueueError::Protocol("not a stream entry id")),
+            None => "+".to_owned(),
+        };
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(self.keys.dead_letter())
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit + 1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut entries = stream_entries(reply)?;
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = more
+            .then(|| entries.last().map(|(id, _)| id.clone()))
+            .flatten();
+        Ok((
+            entries
+                .into_iter()
+                .map(|(id, f)| dead_letter(id, &f))
+                .collect(),
+            next,
+        ))
+    }
+
+    /// Whether `cursor` is a valid dead-letter cursor.
+    pub fn is_dead_cursor(cursor: &str) -> bool {
+        is_entry_id(cursor)
+    }
+
+    /// The dead letter addressed by a job id or a dead-letter entry id.
+    pub async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, QueueError> {
+        let mut conn = self.conn.clone();
+        let dead_id: Option<String> = if is_entry_id(id) {
+            Some(id.to_owned())
+        } else if id.parse::<JobId>().is_ok() {
+            conn.hget(self.keys.dead_index(), id).await?
+        } else {
+            None
+        };
+        let Some(dead_id) = dead_id else {
+            return Ok(None);
+        };
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(self.keys.dead_letter())
+            .arg(&dead_id)
+            .arg(&dead_id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(stream_entries(reply)?
+            .into_iter()
+            .next()
+            .map(|(id, f)| dead_letter(id, &f)))
+    }
+
+    /// Queues a dead letter's job again as a new series of attempts, same id
+    /// (`dead_retry.lua`); the dead letter is removed.
+    pub async fn retry_dead(&self, id: &str) -> Result<Retried, QueueError> {
+        let Some(dead) = self.dead_letter(id).await? else {
+            return Ok(Retried::NotFound);
+        };
+        let (Some(job), Some(model), true) = (dead.job, dead.model.clone(), dead.retryable) else {
+            return Ok(Retried::NotRetryable);
+        };
+        let reply: String = RETRY
+            .key(self.keys.dead_letter())
+            .key(self.keys.dead_index())
+            .key(self.keys.job(job))
+            .key(self.keys.stream(&model))
+            .key(self.keys.models())
+            .arg(&dead.dead_id)
+            .arg(job.to_string())
+            .arg(&model)
+            .arg(now_ms())
+            .arg(self.keys.progress_events())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match reply.as_str() {
+            "not_found" => Retried::NotFound,
+            "not_retryable" => Retried::NotRetryable,
+            "model_unknown" => Retried::ModelUnknown(model),
+            "conflict" => Retried::Conflict(job),
+            _ => Retried::Queued(job),
+        })
+    }
+
+    /// Deletes a dead letter; false if there was none.
+    pub async fn delete_dead(&self, id: &str) -> Result<bool, QueueError> {
+        let Some(dead) = self.dead_letter(id).await? else {
+            return Ok(false);
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .xdel(self.keys.dead_letter(), &[&dead.dead_id]);
+        if let Some(job) = dead.job {
+            pipe.hdel(self.keys.dead_index(), job.to_string());
+        }
+        let replies: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(replies.first().is_some_and(|n| *n > 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_are_told_from_job_ids() {
+        assert!(is_entry_id("1732250000000-0"));
+        assert!(is_entry_id("1-12"));
+        assert!(!is_entry_id("1-"));
+        assert!(!is_entry_id("-1"));
+        assert!(!is_entry_id("6f1c2d8e-0c1d-4c4e-9f6e-0d5b1f3a2b4c"));
+        assert!(!is_entry_id("1-2-3"));
+        assert_eq!(
+            parse_entry_id("99999999999999999999-0"),
+            Some((u64::MAX, 0))
+        );
+        assert!(!is_entry_id("+1-0"));
+    }
+}
