@@ -236,6 +236,96 @@ async fn status_cancel_and_models_print_the_servers_answers() {
 }
 
 #[tokio::test]
+async fn workers_queues_and_dead_letters_from_the_command_line() {
+    let app = spawn_app().await;
+    let w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    app.wait_models(&["linear"]).await;
+    let id = app.submit(&linear_job(&[[1.0, 2.0, 3.0, 4.0]])).await;
+    app.wait_done(&id, DONE).await;
+
+    // Workers publish their description every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let run = inferq(&app.base, &["workers", "--json"]).await;
+        assert_eq!(run.code, Some(0), "{run:?}");
+        let body = run.json();
+        if body["workers"][0]["jobs_succeeded"] == 1 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "{run:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(workers["workers"][0]["id"], w.id.as_str());
+    let run = inferq(&app.base, &["workers"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let mut lines = run.stdout.lines();
+    assert!(lines.next().unwrap().starts_with("ID "), "{run:?}");
+    let row = lines.next().unwrap();
+    assert!(row.starts_with(&w.id), "{run:?}");
+    assert!(row.contains(" linear ") && row.contains(" 0/2 "), "{run:?}");
+
+    let run = inferq(&app.base, &["queues", "--json"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let queues = run.json();
+    assert_eq!(queues["queues"]["linear"]["depth"], 0, "{run:?}");
+    assert_eq!(queues["queues"]["linear"]["workers"], 1, "{run:?}");
+    let run = inferq(&app.base, &["queues"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.starts_with("MODEL "), "{run:?}");
+    assert!(run.stdout.contains("\ndead letters: 0\n"), "{run:?}");
+
+    // A queue entry no worker can read becomes a dead letter.
+    let mut conn = app.redis.conn().await;
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{{{}}}:q:linear", app.namespace))
+        .arg("*")
+        .arg("junk")
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let run = inferq(&app.base, &["dead", "list", "--json"]).await;
+        assert_eq!(run.code, Some(0), "{run:?}");
+        let body = run.json();
+        if body["dead_letters"].as_array().unwrap().len() == 1 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "{run:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let dead_id = dead["dead_letters"][0]["dead_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = inferq(&app.base, &["dead", "list"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("malformed_entry"),
+        "{run:?}"
+    );
+    // An unreadable entry cannot run again: the server's 409, exit 1.
+    let run = inferq(&app.base, &["dead", "retry", &dead_id]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("not_retryable"), "{run:?}");
+    let run = inferq(&app.base, &["dead", "delete", &dead_id]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.stdout, format!("dead letter {dead_id} deleted\n"));
+    let run = inferq(&app.base, &["dead", "list"]).await;
+    assert_eq!(run.stdout, "no dead letters\n", "{run:?}");
+    let run = inferq(&app.base, &["dead", "delete", &dead_id]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("dead_letter_not_found"), "{run:?}");
+    let run = inferq(&app.base, &["dead", "list", "--limit", "0"]).await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+}
+
+#[tokio::test]
 async fn failed_and_cancelled_jobs_exit_1() {
     let app = spawn_app().await;
     let _w = app.worker(
