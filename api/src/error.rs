@@ -26,6 +26,8 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("{0}")]
+    InvalidParameter(String),
     #[error("'{0}' is not a valid job id (expected a UUID)")]
     InvalidJobId(String),
     #[error("no job with id {0} (unknown, or its record expired)")]
@@ -40,6 +42,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("job is already {0}")]
     AlreadyFinished(JobStatus),
+    #[error(
+        "the Idempotency-Key was used before with a different request; use a new key for a new job"
+    )]
+    IdempotencyKeyReused,
     #[error("no dead letter '{0}' (give a job id or a dead_id from GET /dead)")]
     DeadLetterNotFound(String),
     #[error("{0}")]
@@ -80,6 +86,7 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::InvalidParameter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter"),
             Self::InvalidJobId(_) => (StatusCode::BAD_REQUEST, "invalid_job_id"),
             Self::JobNotFound(_) => (StatusCode::NOT_FOUND, "job_not_found"),
             Self::ModelNotFound(_) => (StatusCode::NOT_FOUND, "model_not_found"),
@@ -87,6 +94,9 @@ impl ApiError {
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::AlreadyFinished(_) => (StatusCode::CONFLICT, "job_finished"),
+            Self::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
             Self::DeadLetterNotFound(_) => (StatusCode::NOT_FOUND, "dead_letter_not_found"),
             Self::NotRetryable(_) => (StatusCode::CONFLICT, "not_retryable"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

@@ -6,14 +6,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inferq_shared::JobStatus;
-use inferq_shared::job::{JobId, JobParameters, JobRequest};
+use inferq_shared::job::{JobId, JobParameters, JobRequest, MAX_RESULT_TTL_SECS};
 use inferq_shared::model::ModelInfo;
 use inferq_shared::model::valid_model_name;
 use inferq_shared::payload::{self, JobHeader};
-use inferq_shared::queue::{Cancelled, Retention, StoredJob, Submitted};
+use inferq_shared::queue::{Cancelled, NewJob, Retention, StoredJob, Submitted};
 use inferq_shared::time::now_ms;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -36,7 +36,7 @@ struct JobMeta {
     parameters: Option<JobParameters>,
 }
 
-async fn find_model(state: &AppState, name: &str) -> AppResult<Arc<ModelInfo>> {
+pub(crate) async fn find_model(state: &AppState, name: &str) -> AppResult<Arc<ModelInfo>> {
     let model = if valid_model_name(name) {
         state.model(name).await?
     } else {
@@ -99,6 +99,11 @@ pub(crate) struct JobAccepted {
          description = "Seconds to wait for the job to finish (capped by INFERQ_MAX_WAIT_SECS)"),
         ("Inference-Header-Content-Length" = Option<u64>, Header, nullable = false,
          description = "With application/octet-stream: the length of the JSON part"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1,
+         max_length = 255, pattern = "^[!-~]+$",
+         description = "The same key with the same body within INFERQ_IDEMPOTENCY_TTL_SECS \
+            answers with the job it first created (`Idempotent-Replayed: true`); with another \
+            body it is `422 idempotency_key_reused`"),
     ),
     request_body(
         description = "A JSON job, or (application/octet-stream) the binary tensor framing: \
@@ -108,9 +113,13 @@ pub(crate) struct JobAccepted {
     ),
     responses(
         (status = 200, description = "The job finished within `?wait`: its record",
-         body = JobRecord, headers(("Location" = String, description = "`/status/<id>`"))),
-        (status = 202, description = "Queued", body = JobAccepted,
-         headers(("Location" = String, description = "`/status/<id>`")),
+         body = JobRecord, headers(("Location" = String, description = "`/status/<id>`"),
+                                   ("Idempotent-Replayed" = bool))),
+        (status = 202, description = "Queued (or, replayed by its idempotency key, the job \
+            first created)", body = JobAccepted,
+         headers(("Location" = String, description = "`/status/<id>`"),
+                 ("Idempotent-Replayed" = bool,
+                  description = "`true` when an Idempotency-Key answered with an earlier job")),
          links(
             ("JobStatus" = (operation_id = "job_status", parameters(("id" = "$response.body#/id")),
                             description = "The job's status and result")),
@@ -123,7 +132,8 @@ pub(crate) struct JobAccepted {
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "The request does not fit the model (`unknown_model`, \
-            `shape_mismatch`, …)", body = ErrorResponse),
+            `shape_mismatch`, …), `invalid_parameter`, `idempotency_key_reused`",
+         body = ErrorResponse),
         (status = 429, description = "`overloaded`: the model's queue is full",
          body = ErrorResponse, headers(("Retry-After" = u32))),
         (status = 500, description = "`internal`", body = ErrorResponse),
@@ -134,49 +144,167 @@ pub(crate) struct JobAccepted {
 pub(crate) async fn submit(
     State(state): State<Arc<AppState>>,
     query: Result<Query<WaitQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: JobBody,
 ) -> AppResult<Response> {
     let wait = wait_duration(&state, query)?;
+    let key = idempotency_key(&headers)?;
     let (model, payload, parameters) = read_submission(&state, &body).await?;
-    let deadline = parameters.as_ref().and_then(|p| p.deadline_ms(now_ms()));
+    let options = JobOptions::of(parameters.as_ref())?;
 
-    let id = JobId::new();
+    let mut id = JobId::new();
+    let job = NewJob {
+        id,
+        model: &model.name,
+        payload: &payload,
+        deadline_ms: options.deadline_ms,
+        result_ttl_secs: options.result_ttl_secs,
+        idempotency: key.map(|k| (k, request_hash(&body.bytes))),
+    };
     // Registered before the job exists, so its completion cannot slip past.
-    let guard = (!wait.is_zero()).then(|| state.wait_for(id));
-    match state
+    let mut guard = (!wait.is_zero()).then(|| state.wait_for(id));
+    let outcome = state
         .queue
-        .submit(id, &model.name, &payload, state.config.max_queued, deadline)
+        .submit_many(
+            &[job],
+            state.config.max_queued,
+            Duration::from_secs(state.config.idempotency_ttl_secs),
+        )
         .await?
-    {
+        .pop()
+        .ok_or_else(|| ApiError::Internal("submit returned nothing".into()))?;
+    let mut replayed = false;
+    match outcome {
         Submitted::Queued => crate::metrics::submitted(&model.name),
-        Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone())),
-        // Retired after the model cache was filled.
-        Submitted::UnknownModel => {
-            return Err(ApiError::UnknownModel {
-                name: model.name.clone(),
-                available: state.cached_model_names().join(", "),
-            });
+        Submitted::Replayed(first) => {
+            (id, replayed) = (first, true);
+            guard = (!wait.is_zero()).then(|| state.wait_for(id));
         }
+        other => return Err(refused(&state, &model.name, other)),
     }
-    tracing::debug!(job_id = %id, model = %model.name, "job submitted");
+    tracing::debug!(job_id = %id, model = %model.name, replayed, "job submitted");
     let url = format!("/status/{id}");
+    let replay_header = (
+        HeaderName::from_static(IDEMPOTENT_REPLAYED),
+        HeaderValue::from_static(if replayed { "true" } else { "false" }),
+    );
     if let Some(guard) = guard {
         let until = tokio::time::Instant::now() + wait;
         let record = wait_for_record(&state, &guard, id, until, false).await?;
         if record.status.is_terminal() {
-            return Ok(([(header::LOCATION, url)], Json(record)).into_response());
+            return Ok((
+                [
+                    (
+                        header::LOCATION,
+                        HeaderValue::try_from(url).map_err(internal)?,
+                    ),
+                    replay_header,
+                ],
+                Json(record),
+            )
+                .into_response());
         }
     }
+    let status = if replayed {
+        match state.queue.record(id).await? {
+            Some(r) => r.status,
+            None => return Err(ApiError::JobNotFound(id.to_string())),
+        }
+    } else {
+        JobStatus::Queued
+    };
     Ok((
         StatusCode::ACCEPTED,
-        [(header::LOCATION, url.clone())],
+        [
+            (
+                header::LOCATION,
+                HeaderValue::try_from(url.clone()).map_err(internal)?,
+            ),
+            replay_header,
+        ],
         Json(JobAccepted {
             id,
-            status: JobStatus::Queued,
+            status,
             status_url: url,
         }),
     )
         .into_response())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// Response header set on every submission: `true` when an `Idempotency-Key` replayed the job
+/// it first created.
+pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// Longest `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> AppResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v.to_str().ok().filter(|k| valid_idempotency_key(k));
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::InvalidRequest(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+        ))
+    })
+}
+
+pub(crate) fn valid_idempotency_key(k: &str) -> bool {
+    !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// What identifies a request for its idempotency key: the SHA-256 of its bytes.
+pub(crate) fn request_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The error for a submission Redis refused.
+pub(crate) fn refused(state: &AppState, model: &str, outcome: Submitted) -> ApiError {
+    match outcome {
+        Submitted::QueueFull => ApiError::Overloaded(model.to_owned()),
+        // Retired after the model cache was filled.
+        Submitted::UnknownModel => ApiError::UnknownModel {
+            name: model.to_owned(),
+            available: state.cached_model_names().join(", "),
+        },
+        Submitted::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+        Submitted::Queued | Submitted::Replayed(_) => {
+            ApiError::Internal("a queued job was reported as refused".into())
+        }
+    }
+}
+
+/// A job's settings from its parameters, checked.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct JobOptions {
+    pub(crate) deadline_ms: Option<u64>,
+    pub(crate) result_ttl_secs: Option<u64>,
+}
+
+impl JobOptions {
+    pub(crate) fn of(parameters: Option<&JobParameters>) -> AppResult<Self> {
+        let Some(p) = parameters else {
+            return Ok(Self::default());
+        };
+        if let Some(ttl) = p.result_ttl_secs
+            && !(1..=MAX_RESULT_TTL_SECS).contains(&ttl)
+        {
+            return Err(ApiError::InvalidParameter(format!(
+                "parameters.result_ttl_secs must be between 1 and {MAX_RESULT_TTL_SECS}, got {ttl}"
+            )));
+        }
+        Ok(Self {
+            deadline_ms: p.deadline_ms(now_ms()),
+            result_ttl_secs: p.result_ttl_secs,
+        })
+    }
 }
 
 #[derive(Deserialize)]

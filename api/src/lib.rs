@@ -1,6 +1,7 @@
 //! The inferq HTTP API: validates jobs against the models workers publish, enqueues them in
 //! Redis and answers their status. Pure async I/O; it never loads ONNX Runtime.
 
+mod batch;
 mod body;
 pub mod error;
 mod extract;
@@ -54,6 +55,14 @@ pub struct Config {
     /// Longest `?wait=` a status request may ask for, in seconds.
     #[arg(long, env = "INFERQ_MAX_WAIT_SECS", default_value_t = 60)]
     pub max_wait_secs: u64,
+
+    /// Seconds an `Idempotency-Key` answers with the job it first created.
+    #[arg(long, env = "INFERQ_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
+    pub idempotency_ttl_secs: u64,
+
+    /// Most jobs in one `POST /jobs/batch`.
+    #[arg(long, env = "INFERQ_MAX_BATCH_JOBS", default_value_t = 1000)]
+    pub max_batch_jobs: usize,
 }
 
 impl Config {
@@ -67,6 +76,8 @@ impl Config {
             max_queued: 100_000,
             result_ttl_secs: 86_400,
             max_wait_secs: 60,
+            idempotency_ttl_secs: 86_400,
+            max_batch_jobs: 1000,
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::error::AppResult;
 fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(jobs::submit))
+        .routes(routes!(crate::batch::submit_batch))
         .routes(routes!(jobs::get_job, jobs::cancel))
         .routes(routes!(jobs::status))
         .routes(routes!(models))

@@ -100,6 +100,11 @@ pub struct JobParameters {
     /// one applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<u64>,
+    /// Keep this job's record and result this many seconds once it is final (1 to 31,536,000),
+    /// instead of the server's `INFERQ_RESULT_TTL_SECS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 31_536_000)]
+    pub result_ttl_secs: Option<u64>,
     /// Test hooks (cargo feature `test-hooks`, absent from release builds): make the worker
     /// that runs this job abort its process (a native crash, the OOM killer) or panic.
     /// Not in the OpenAPI document: a fuzzer must not crash the workers it tests.
@@ -121,6 +126,9 @@ pub enum TestHook {
     /// A panic in the tokio task that records the job's outcome.
     PanicTask,
 }
+
+/// Longest `result_ttl_secs`: a year.
+pub const MAX_RESULT_TTL_SECS: u64 = 365 * 24 * 3600;
 
 impl JobParameters {
     /// The time the job must start by, if any, given its submission time.

@@ -186,6 +186,11 @@ async fn run_inference(
                 model.name
             )));
         }
+        Submitted::Replayed(_) | Submitted::IdempotencyKeyReused => {
+            return Err(
+                ApiError::Internal("an inference without a key was replayed".into()).into(),
+            );
+        }
     }
     let until = tokio::time::Instant::now() + wait;
     let stored = wait_for_job(state, &guard, id, until, false).await?;

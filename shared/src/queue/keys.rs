@@ -13,6 +13,8 @@
 //!   workers; a model stays here (and keeps accepting jobs) until it is retired.
 //! - `{ns}:models:seen`: sorted set: model name → last time a live worker announced it (ms).
 //! - `{ns}:models:workers:<model>`: sorted set: worker name → last time it announced the model.
+//! - `{ns}:idem:<key>`: string `<job id> <sha-256 of the request>` for an `Idempotency-Key`,
+//!   expiring after the idempotency window.
 //! - `{ns}:dead:ids`: hash: job id → its dead-letter stream entry, for retrying and deleting
 //!   dead letters by job id.
 //! - `{ns}:failures`: list of the latest failures (JSON: `id`, `model`, `code`, `message`,
@@ -65,6 +67,8 @@ pub mod field {
     pub const RESULT: &str = "result";
     pub const ERROR_CODE: &str = "error_code";
     pub const ERROR_MESSAGE: &str = "error_message";
+    /// Seconds the record is kept once final, when the job set `result_ttl_secs`.
+    pub const TTL: &str = "ttl";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -82,6 +86,7 @@ pub mod field {
         RESULT,
         ERROR_CODE,
         ERROR_MESSAGE,
+        TTL,
     ];
 }
 
@@ -155,6 +160,10 @@ impl Keys {
     }
     pub fn model_workers(&self, model: &str) -> String {
         format!("{}:models:workers:{model}", self.prefix)
+    }
+    /// An idempotency key's record: `<job id> <sha-256 of the request>`.
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
     }
     /// Dead-letter index: job id → dead-letter entry id.
     pub fn dead_index(&self) -> String {

@@ -40,10 +40,29 @@ pub struct Completion {
     pub outcome: Outcome,
 }
 
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    pub id: JobId,
+    pub model: &'a str,
+    /// The binary job payload.
+    pub payload: &'a [u8],
+    /// Start by, ms since the epoch.
+    pub deadline_ms: Option<u64>,
+    /// Keep the record this long once final, instead of the configured default.
+    pub result_ttl_secs: Option<u64>,
+    /// `(Idempotency-Key, hash of the request)`.
+    pub idempotency: Option<(String, String)>,
+}
+
 /// The result of submitting a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
     Queued,
+    /// The idempotency key was used before with the same request: this job answers.
+    Replayed(JobId),
+    /// The idempotency key was used before with another request.
+    IdempotencyKeyReused,
     /// The model's stream already holds its configured maximum.
     QueueFull,
     /// The model is not (or no longer) in the registry: it was retired.
@@ -81,23 +100,76 @@ impl Queue {
         max_queued: u64,
         deadline_ms: Option<u64>,
     ) -> Result<Submitted, QueueError> {
-        let reply: String = SUBMIT
-            .key(self.keys.job(id))
-            .key(self.keys.stream(model))
-            .key(self.keys.models())
-            .arg(id.to_string())
-            .arg(model)
-            .arg(now_ms())
-            .arg(payload)
-            .arg(max_queued)
-            .arg(deadline_ms.unwrap_or(0))
-            .invoke_async(&mut self.conn.clone())
+        let job = NewJob {
+            id,
+            model,
+            payload,
+            deadline_ms,
+            result_ttl_secs: None,
+            idempotency: None,
+        };
+        let mut out = self
+            .submit_many(&[job], max_queued, Duration::from_secs(1))
             .await?;
-        Ok(match reply.as_str() {
-            "QUEUE_FULL" => Submitted::QueueFull,
-            "UNKNOWN_MODEL" => Submitted::UnknownModel,
-            _ => Submitted::Queued,
-        })
+        out.pop()
+            .ok_or(QueueError::Protocol("submit returned nothing"))
+    }
+
+    /// Enqueues `jobs` in one step (`submit.lua`), each on its own: one refused (a full queue,
+    /// a retired model, a reused idempotency key) does not stop the others. `idempotency_ttl`
+    /// is how long an idempotency key answers with its job.
+    pub async fn submit_many(
+        &self,
+        jobs: &[NewJob<'_>],
+        max_queued: u64,
+        idempotency_ttl: Duration,
+    ) -> Result<Vec<Submitted>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = SUBMIT.prepare_invoke();
+        inv.key(self.keys.models());
+        for j in jobs {
+            inv.key(self.keys.job(j.id)).key(self.keys.stream(j.model));
+            match &j.idempotency {
+                Some((key, _)) => inv.key(self.keys.idempotency(key)),
+                None => inv.key(self.keys.job(j.id)),
+            };
+        }
+        inv.arg(now_ms())
+            .arg(max_queued)
+            .arg(idempotency_ttl.as_secs().max(1));
+        for j in jobs {
+            inv.arg(j.id.to_string())
+                .arg(j.model)
+                .arg(j.payload)
+                .arg(j.deadline_ms.unwrap_or(0))
+                .arg(j.result_ttl_secs.unwrap_or(0))
+                .arg(j.idempotency.as_ref().map_or("", |(_, hash)| hash.as_str()));
+        }
+        let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        if replies.len() != jobs.len() {
+            return Err(QueueError::Protocol(
+                "submit answered for another number of jobs",
+            ));
+        }
+        replies
+            .into_iter()
+            .map(|r| {
+                Ok(match r.as_str() {
+                    "QUEUE_FULL" => Submitted::QueueFull,
+                    "UNKNOWN_MODEL" => Submitted::UnknownModel,
+                    "IDEMPOTENCY_REUSED" => Submitted::IdempotencyKeyReused,
+                    other => match other.strip_prefix("REPLAY ") {
+                        Some(id) => Submitted::Replayed(
+                            id.parse()
+                                .map_err(|_| QueueError::Protocol("replayed job id"))?,
+                        ),
+                        None => Submitted::Queued,
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Cancels a job that has not finished (`cancel.lua`).

@@ -6,6 +6,7 @@ mod cli;
 mod datatypes;
 mod faults;
 mod helpers;
+mod job_api;
 mod jobs;
 mod lifecycle;
 mod oip;

@@ -17,7 +17,7 @@ if not rec[1] then
 end
 if rec[1] == 'queued' or rec[1] == 'running' then
   redis.call('HSET', KEYS[1], F.status, 'cancelled', F.finished_at, ARGV[1])
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+  redis.call('EXPIRE', KEYS[1], tonumber(redis.call('HGET', KEYS[1], F.ttl)) or tonumber(ARGV[2]))
   if rec[1] == 'queued' and rec[2] then
     -- The group may not exist yet if no worker ever served the model.
     redis.pcall('XACK', KEYS[2], ARGV[4], rec[2])

@@ -24,7 +24,7 @@ for i = 4, #KEYS do
   local b = 7 + (i - 4) * 6
   local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local status, a, c = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  local rec = redis.call('HMGET', job, F.status, F.token)
+  local rec = redis.call('HMGET', job, F.status, F.token, F.ttl)
   local done = 0
   if rec[2] == token then
     if rec[1] == 'running' then
@@ -37,7 +37,7 @@ for i = 4, #KEYS do
           message = c, failed_at = tonumber(now)}))
         failures = failures + 1
       end
-      redis.call('EXPIRE', job, ttl)
+      redis.call('EXPIRE', job, tonumber(rec[3]) or ttl)
       events[#events + 1] = id .. ' ' .. status
       done = 1
     end

@@ -39,7 +39,7 @@ for i = 7, #ARGV, 2 do
     if status == 'queued' or status == 'running' then
       redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
         F.error_code, 'malformed_entry', F.error_message, message)
-      redis.call('EXPIRE', job, ttl)
+      redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or ttl)
       events[#events + 1] = id .. ' failed'
       redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model,
         code = 'malformed_entry', message = message, failed_at = tonumber(now)}))

@@ -28,7 +28,7 @@ for i = 5, #KEYS do
   if status == 'queued' or status == 'running' then
     redis.call('HSET', job, F.status, 'failed', F.finished_at, ARGV[2],
       F.error_code, 'model_retired', F.error_message, 'model \'' .. ARGV[1] .. '\' was retired')
-    redis.call('EXPIRE', job, tonumber(ARGV[3]))
+    redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or tonumber(ARGV[3]))
     events[#events + 1] = ARGV[i + 1] .. ' failed'
     failed = failed + 1
   end

@@ -35,7 +35,7 @@ local out, done_events, started_events = {}, {}, {}
 local function fail(job, id, code, message)
   redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
     F.error_code, code, F.error_message, message)
-  redis.call('EXPIRE', job, ttl)
+  redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or ttl)
   done_events[#done_events + 1] = id .. ' failed'
   redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model, code = code,
     message = message, failed_at = now}))

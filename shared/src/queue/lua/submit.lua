@@ -1,25 +1,50 @@
--- Enqueue one job: its record and its stream entry are written together or not at all.
+-- Enqueue jobs: each job's record and stream entry are written together or not at all, and
+-- one call enqueues many (bulk submission costs one round trip).
 --
--- KEYS[1]  job hash
--- KEYS[2]  model stream
--- KEYS[3]  model registry hash (a retired model is no longer in it)
--- ARGV[1]  job id
--- ARGV[2]  model name
--- ARGV[3]  now, ms since the epoch
--- ARGV[4]  request payload
--- ARGV[5]  most entries the stream may hold (queued plus in flight); 0 = no limit
--- ARGV[6]  deadline to start by, ms since the epoch; 0 = none
+-- KEYS[1]   model registry hash (a retired model is no longer in it)
+-- then three keys per job: job hash, model stream, idempotency record (the job hash again when
+--   the job has no idempotency key)
+-- ARGV[1]   now, ms since the epoch
+-- ARGV[2]   most entries a stream may hold (queued plus in flight); 0 = no limit
+-- ARGV[3]   seconds an idempotency record is kept
+-- then six values per job: job id, model name, request payload, deadline to start by (ms since
+--   the epoch, 0 = none), seconds to keep the record once final (0 = the default), and the
+--   request's hash for its idempotency key ('' = no key)
 --
--- Returns the stream entry id, 'QUEUE_FULL' (the caller answers 429) or 'UNKNOWN_MODEL'.
-if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then
-  return 'UNKNOWN_MODEL'
+-- Returns one string per job: the stream entry id; 'QUEUE_FULL' (the caller answers 429);
+-- 'UNKNOWN_MODEL'; 'REPLAY <job id>' (the key was used before with the same request: that job
+-- answers); 'IDEMPOTENCY_REUSED' (the key was used before with another request).
+local now, limit, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local job, stream, idem = KEYS[2 + i * 3], KEYS[3 + i * 3], KEYS[4 + i * 3]
+  local b = 4 + i * 6
+  local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local ttl, hash = ARGV[b + 4], ARGV[b + 5]
+  local prev = hash ~= '' and redis.call('GET', idem)
+  if prev then
+    local sep = string.find(prev, ' ', 1, true)
+    if string.sub(prev, sep + 1) == hash then
+      out[#out + 1] = 'REPLAY ' .. string.sub(prev, 1, sep - 1)
+    else
+      out[#out + 1] = 'IDEMPOTENCY_REUSED'
+    end
+  elseif redis.call('HEXISTS', KEYS[1], model) == 0 then
+    out[#out + 1] = 'UNKNOWN_MODEL'
+  elseif limit > 0 and redis.call('XLEN', stream) >= limit then
+    out[#out + 1] = 'QUEUE_FULL'
+  else
+    local entry = redis.call('XADD', stream, '*', E.id, id, E.payload, payload)
+    redis.call('HSET', job,
+      F.model, model, F.status, 'queued', F.created_at, now,
+      F.attempts, 0, F.entry, entry, F.deadline, deadline)
+    if ttl ~= '0' then
+      redis.call('HSET', job, F.ttl, ttl)
+    end
+    if hash ~= '' then
+      redis.call('SET', idem, id .. ' ' .. hash, 'EX', idem_ttl)
+    end
+    out[#out + 1] = entry
+  end
 end
-local limit = tonumber(ARGV[5])
-if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then
-  return 'QUEUE_FULL'
-end
-local entry = redis.call('XADD', KEYS[2], '*', E.id, ARGV[1], E.payload, ARGV[4])
-redis.call('HSET', KEYS[1],
-  F.model, ARGV[2], F.status, 'queued', F.created_at, ARGV[3],
-  F.attempts, 0, F.entry, entry, F.deadline, ARGV[6])
-return entry
+return out
