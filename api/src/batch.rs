@@ -90,8 +90,8 @@ pub(crate) struct BatchRequestDoc {
     request_body(content = BatchRequestDoc, content_type = "application/json"),
     responses(
         (status = 200, description = "One answer per job, in request order", body = BatchAnswer),
-        (status = 400, description = "`malformed_json`, `invalid_request` (no jobs, or more \
-            than INFERQ_MAX_BATCH_JOBS)", body = ErrorResponse),
+        (status = 400, description = "`malformed_json`, `invalid_request` (no jobs, more than \
+            INFERQ_MAX_BATCH_JOBS, or an item that is not a JSON object)", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 500, description = "`internal`", body = ErrorResponse),
         (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
@@ -108,6 +108,15 @@ pub(crate) async fn submit_batch(
         return Err(ApiError::InvalidRequest(format!(
             "jobs must hold 1 to {max} job requests, got {}",
             req.jobs.len()
+        )));
+    }
+    if let Some(i) = req
+        .jobs
+        .iter()
+        .position(|j| !j.get().trim_start().starts_with('{'))
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "jobs[{i}] is not a JSON object (a job request)"
         )));
     }
     let mut answers: Vec<Option<BatchItem>> = Vec::with_capacity(req.jobs.len());

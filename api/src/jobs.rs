@@ -477,10 +477,14 @@ async fn read_status(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/octet-stream"));
-    if binary {
+    let position = match (&job.status, &job.entry) {
+        (JobStatus::Queued, Some(entry)) => Some(state.queue.position(&job.model, entry).await?),
+        _ => None,
+    };
+    if binary && position.is_none() {
         crate::record::binary_response(job)
     } else {
-        Ok(Json(JobRecord::try_from(job)?).into_response())
+        Ok(Json(JobRecord::try_from(job)?.with_position(position)).into_response())
     }
 }
 

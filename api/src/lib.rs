@@ -6,6 +6,7 @@ mod body;
 pub mod error;
 mod extract;
 mod jobs;
+mod listing;
 mod metrics;
 mod oip;
 mod openapi;
@@ -95,6 +96,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState::new(config.clone(), queue, stop_rx));
     state.spawn_event_listener();
+    listing::spawn_sweeper(state.queue.clone());
     let app = routes::router(state);
     tracing::info!(
         addr = %listener.local_addr()?,

@@ -2,7 +2,7 @@
 
 use inferq_shared::job::{JobId, JobStatus};
 use inferq_shared::payload;
-use inferq_shared::queue::StoredJob;
+use inferq_shared::queue::{Position, StoredJob};
 use inferq_shared::time::rfc3339_ms;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -42,6 +42,27 @@ pub struct JobRecord {
     pub result: Option<Box<RawValue>>,
     /// Why the job failed (or was cancelled), when it did.
     pub error: Option<ErrorBody>,
+    /// While queued: how many jobs of the same model wait ahead of it (exact for the queue's
+    /// order at the moment of reading; counted up to 10,000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
+    /// While queued: estimated milliseconds until it starts, from the model's throughput over
+    /// the last minute; absent when nothing finished in that minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_ms: Option<u64>,
+}
+
+impl JobRecord {
+    /// Adds where a queued job stands.
+    pub(crate) fn with_position(mut self, p: Option<Position>) -> Self {
+        if let Some(p) = p {
+            self.queue_position = Some(p.ahead);
+            // The jobs ahead, and this one, at the recent rate.
+            self.eta_ms = (p.completed_last_minute > 0)
+                .then(|| (p.ahead + 1) * 60_000 / p.completed_last_minute);
+        }
+        self
+    }
 }
 
 impl TryFrom<StoredJob> for JobRecord {
@@ -75,6 +96,8 @@ impl TryFrom<StoredJob> for JobRecord {
             attempts: job.attempts,
             result,
             error: job.error.map(|(code, message)| ErrorBody { code, message }),
+            queue_position: None,
+            eta_ms: None,
         })
     }
 }

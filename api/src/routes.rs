@@ -28,7 +28,7 @@ use crate::error::AppResult;
 /// router and `GET /openapi.json` cannot disagree.
 fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(crate::openapi::base())
-        .routes(routes!(jobs::submit))
+        .routes(routes!(jobs::submit, crate::listing::list_jobs))
         .routes(routes!(crate::batch::submit_batch))
         .routes(routes!(jobs::get_job, jobs::cancel))
         .routes(routes!(jobs::status))

@@ -13,6 +13,8 @@
 //!   workers; a model stays here (and keeps accepting jobs) until it is retired.
 //! - `{ns}:models:seen`: sorted set: model name → last time a live worker announced it (ms).
 //! - `{ns}:models:workers:<model>`: sorted set: worker name → last time it announced the model.
+//! - `{ns}:jobs`: sorted set of every job id by creation time (ms), for `GET /jobs`; ids whose
+//!   record expired are removed as listings come across them.
 //! - `{ns}:idem:<key>`: string `<job id> <sha-256 of the request>` for an `Idempotency-Key`,
 //!   expiring after the idempotency window.
 //! - `{ns}:dead:ids`: hash: job id → its dead-letter stream entry, for retrying and deleting
@@ -146,6 +148,10 @@ impl Keys {
     pub fn job(&self, id: JobId) -> String {
         format!("{}:job:{id}", self.prefix)
     }
+    /// What every job hash key starts with (the job id follows).
+    pub fn job_prefix(&self) -> String {
+        format!("{}:job:", self.prefix)
+    }
     pub fn stream(&self, model: &str) -> String {
         format!("{}:q:{model}", self.prefix)
     }
@@ -160,6 +166,11 @@ impl Keys {
     }
     pub fn model_workers(&self, model: &str) -> String {
         format!("{}:models:workers:{model}", self.prefix)
+    }
+    /// Every job by creation time (sorted set: job id scored by `created_at`), for listing;
+    /// ids whose record expired are dropped as listings meet them.
+    pub fn index(&self) -> String {
+        format!("{}:jobs", self.prefix)
     }
     /// An idempotency key's record: `<job id> <sha-256 of the request>`.
     pub fn idempotency(&self, key: &str) -> String {

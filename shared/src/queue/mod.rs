@@ -5,6 +5,7 @@
 //! (workers, queue figures, failures, dead letters).
 
 pub mod keys;
+pub mod listing;
 pub mod ops;
 pub mod registry;
 pub mod reply;
@@ -19,6 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::RedisConfig;
 pub use keys::{GROUP, Keys};
+pub use listing::{Cursor, ListFilter, POSITION_LIMIT, Position};
 pub use ops::{DeadLetter, Failure, ModelQueue, Overview, Retried, WorkerInfo};
 pub use registry::{ANNOUNCE_INTERVAL, MODEL_LIVENESS, ModelStatus, Retired};
 pub use reply::{Delivery, Entry};

@@ -128,7 +128,7 @@ impl Queue {
             return Ok(Vec::new());
         }
         let mut inv = SUBMIT.prepare_invoke();
-        inv.key(self.keys.models());
+        inv.key(self.keys.models()).key(self.keys.index());
         for j in jobs {
             inv.key(self.keys.job(j.id)).key(self.keys.stream(j.model));
             match &j.idempotency {

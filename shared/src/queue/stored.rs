@@ -20,9 +20,11 @@ pub struct StoredJob {
     /// `(code, message)` of a failure. The code stays a string: a record written by a newer
     /// worker may carry a code this build does not know.
     pub error: Option<(String, String)>,
+    /// The job's current stream entry (where it waits while queued).
+    pub entry: Option<String>,
 }
 
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 10] = [
     field::MODEL,
     field::STATUS,
     field::CREATED_AT,
@@ -32,6 +34,7 @@ const FIELDS: [&str; 9] = [
     field::RESULT,
     field::ERROR_CODE,
     field::ERROR_MESSAGE,
+    field::ENTRY,
 ];
 
 impl Queue {
@@ -47,7 +50,7 @@ impl Queue {
         let (model, status) = (bytes(), bytes());
         let (created_at, started_at, finished_at) = (bytes(), bytes(), bytes());
         let (attempts, result) = (bytes(), bytes());
-        let (error_code, error_message) = (bytes(), bytes());
+        let (error_code, error_message, entry) = (bytes(), bytes(), bytes());
         let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
         let (model, status) = (text(model), text(status));
         let (Some(model), Some(status)) = (model, status) else {
@@ -72,6 +75,7 @@ impl Queue {
             attempts,
             result,
             error,
+            entry: text(entry),
         }))
     }
 }

@@ -13,9 +13,10 @@ use crate::helpers::*;
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 24] = [
+const SERVED: [(&str, &str); 25] = [
     ("POST", "/jobs"),
     ("POST", "/jobs/batch"),
+    ("GET", "/jobs"),
     ("GET", "/jobs/{id}"),
     ("DELETE", "/jobs/{id}"),
     ("GET", "/status/{id}"),

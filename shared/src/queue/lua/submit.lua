@@ -2,6 +2,7 @@
 -- one call enqueues many (bulk submission costs one round trip).
 --
 -- KEYS[1]   model registry hash (a retired model is no longer in it)
+-- KEYS[2]   index of jobs by creation time (sorted set, for listing)
 -- then three keys per job: job hash, model stream, idempotency record (the job hash again when
 --   the job has no idempotency key)
 -- ARGV[1]   now, ms since the epoch
@@ -16,8 +17,8 @@
 -- answers); 'IDEMPOTENCY_REUSED' (the key was used before with another request).
 local now, limit, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
-for i = 0, (#KEYS - 1) / 3 - 1 do
-  local job, stream, idem = KEYS[2 + i * 3], KEYS[3 + i * 3], KEYS[4 + i * 3]
+for i = 0, (#KEYS - 2) / 3 - 1 do
+  local job, stream, idem = KEYS[3 + i * 3], KEYS[4 + i * 3], KEYS[5 + i * 3]
   local b = 4 + i * 6
   local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ttl, hash = ARGV[b + 4], ARGV[b + 5]
@@ -44,6 +45,7 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
     if hash ~= '' then
       redis.call('SET', idem, id .. ' ' .. hash, 'EX', idem_ttl)
     end
+    redis.call('ZADD', KEYS[2], now, id)
     out[#out + 1] = entry
   end
 end

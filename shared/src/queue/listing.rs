@@ -1,0 +1,232 @@
+//! Listing jobs newest first (the `{ns}:jobs` index), keeping the index in step with the
+//! records that expire, and where a waiting job stands in its queue.
+
+use std::sync::LazyLock;
+
+use redis::{AsyncCommands, Script};
+
+use super::keys::{GROUP, field, lua_script};
+use super::ops::THROUGHPUT_WINDOW_SECS;
+use super::{Queue, QueueError, StoredJob};
+use crate::job::{JobId, JobStatus};
+use crate::time::now_ms;
+
+static SWEEP: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/sweep.lua")));
+static POSITION: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/position.lua")));
+
+/// Most jobs ahead of a waiting job that are counted; beyond it the position reads "at least".
+pub const POSITION_LIMIT: u64 = 10_000;
+
+/// A listing cursor: the last job of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: u64,
+    pub id: JobId,
+}
+
+impl Cursor {
+    /// `<created_at ms>-<job id>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, id) = s.split_once('-')?;
+        if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self {
+            // Past u64::MAX: after every job.
+            created_at: ms.parse().unwrap_or(u64::MAX),
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.created_at, self.id)
+    }
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<JobStatus>,
+    pub model: Option<String>,
+}
+
+/// Where a waiting job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Waiting jobs of the same model ahead of it (at most [`POSITION_LIMIT`]).
+    pub ahead: u64,
+    /// Jobs of the model finished in the last minute.
+    pub completed_last_minute: u64,
+}
+
+impl Queue {
+    /// Up to `limit` jobs matching `filter`, newest first, older than `after` (the previous
+    /// page's cursor). Reads at most a bounded number of index entries per call, so a page may
+    /// hold fewer than `limit` jobs while a cursor is still returned; the cursor is `None` only
+    /// at the end of the index.
+    pub async fn list_jobs(
+        &self,
+        filter: &ListFilter,
+        limit: usize,
+        after: Option<Cursor>,
+    ) -> Result<(Vec<StoredJob>, Option<Cursor>), QueueError> {
+        let mut conn = self.conn.clone();
+        let mut out = Vec::new();
+        let mut cursor = after;
+        let budget = (limit * 4).clamp(100, 2000);
+        let mut scanned = 0;
+        while out.len() < limit && scanned < 10 * budget {
+            let max = cursor.map_or("+inf".to_owned(), |c| c.created_at.to_string());
+            // Equal scores come in reverse id order: skip those at or after the cursor's id.
+            let page: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(self.keys.index())
+                .arg(&max)
+                .arg("-inf")
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(budget)
+                .query_async(&mut conn)
+                .await?;
+            let exhausted = page.len() < budget;
+            let candidates: Vec<(JobId, u64)> = page
+                .into_iter()
+                .filter_map(|(id, score)| Some((id.parse::<JobId>().ok()?, score as u64)))
+                .filter(|(id, at)| {
+                    cursor.is_none_or(|c| *at < c.created_at || id.to_string() < c.id.to_string())
+                })
+                .collect();
+            scanned += budget;
+            if candidates.is_empty() {
+                return Ok((out, None));
+            }
+            let records = self.records(candidates.iter().map(|(id, _)| *id)).await?;
+            let mut gone = Vec::new();
+            for ((id, at), record) in candidates.into_iter().zip(records) {
+                cursor = Some(Cursor { created_at: at, id });
+                match record {
+                    None => gone.push(id.to_string()),
+                    Some(r)
+                        if filter.status.is_none_or(|s| s == r.status)
+                            && filter.model.as_ref().is_none_or(|m| *m == r.model) =>
+                    {
+                        out.push(r);
+                        if out.len() == limit {
+                            break;
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !gone.is_empty() {
+                let _: () = conn.zrem(self.keys.index(), gone).await?;
+            }
+            if exhausted && out.len() < limit {
+                return Ok((out, None));
+            }
+        }
+        Ok((out, cursor))
+    }
+
+    /// Several records in one round trip, without results.
+    async fn records(
+        &self,
+        ids: impl Iterator<Item = JobId>,
+    ) -> Result<Vec<Option<StoredJob>>, QueueError> {
+        let ids: Vec<JobId> = ids.collect();
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(self.keys.job(*id)).arg(&[
+                field::MODEL,
+                field::STATUS,
+                field::CREATED_AT,
+                field::STARTED_AT,
+                field::FINISHED_AT,
+                field::ATTEMPTS,
+                field::ERROR_CODE,
+                field::ERROR_MESSAGE,
+            ]);
+        }
+        let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(ids
+            .into_iter()
+            .zip(rows)
+            .map(|(id, row)| {
+                let mut f = row.into_iter();
+                let mut next = || f.next().flatten();
+                let (model, status) = (next()?, next()?);
+                let num = |v: Option<String>| v.and_then(|s| s.parse::<u64>().ok());
+                let (created_at, started_at, finished_at) = (num(next()), num(next()), num(next()));
+                let attempts = num(next()).unwrap_or(0) as u32;
+                let error = next().map(|code| (code, next().unwrap_or_default()));
+                Some(StoredJob {
+                    id,
+                    model,
+                    status: JobStatus::parse(&status)?,
+                    created_at,
+                    started_at,
+                    finished_at,
+                    attempts,
+                    result: None,
+                    error,
+                    entry: None,
+                })
+            })
+            .collect())
+    }
+
+    /// Removes from the listing index up to `count` ids, from `from` (a creation time, ms)
+    /// onwards, whose record expired (`sweep.lua`). Returns where the next sweep starts (0
+    /// once the end was reached, to start over).
+    pub async fn sweep_index(&self, from: u64, count: usize) -> Result<u64, QueueError> {
+        let mut inv = SWEEP.prepare_invoke();
+        inv.key(self.keys.index())
+            .arg(self.keys.job_prefix())
+            .arg(from)
+            .arg(count);
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// How many waiting jobs of `model` are ahead of the stream entry `entry`, and the model's
+    /// recent throughput (`position.lua`).
+    pub async fn position(&self, model: &str, entry: &str) -> Result<Position, QueueError> {
+        let second = now_ms() / 1000;
+        let mut inv = POSITION.prepare_invoke();
+        inv.key(self.keys.stream(model));
+        for ago in 1..=THROUGHPUT_WINDOW_SECS {
+            inv.key(self.keys.done(model, second - ago));
+        }
+        inv.arg(GROUP).arg(entry).arg(POSITION_LIMIT);
+        let (ahead, completed_last_minute): (u64, u64) =
+            inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(Position {
+            ahead,
+            completed_last_minute,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor {
+            created_at: 1_763_790_000_123,
+            id: JobId::new(),
+        };
+        assert_eq!(Cursor::parse(&c.to_string()), Some(c));
+        for bad in [
+            "",
+            "-",
+            "12-",
+            "x-6f1c2d3e-0000-4000-8000-000000000009",
+            "12-nope",
+        ] {
+            assert_eq!(Cursor::parse(bad), None, "{bad}");
+        }
+    }
+}
