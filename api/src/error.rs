@@ -46,6 +46,10 @@ pub enum ApiError {
         "the Idempotency-Key was used before with a different request; use a new key for a new job"
     )]
     IdempotencyKeyReused,
+    #[error("{message}")]
+    InvalidMember { code: &'static str, message: String },
+    #[error("no group with id {0} (unknown, or its record expired)")]
+    GroupNotFound(String),
     #[error("no dead letter '{0}' (give a job id or a dead_id from GET /dead)")]
     DeadLetterNotFound(String),
     #[error("{0}")]
@@ -97,6 +101,8 @@ impl ApiError {
             Self::IdempotencyKeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
+            Self::InvalidMember { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            Self::GroupNotFound(_) => (StatusCode::NOT_FOUND, "group_not_found"),
             Self::DeadLetterNotFound(_) => (StatusCode::NOT_FOUND, "dead_letter_not_found"),
             Self::NotRetryable(_) => (StatusCode::CONFLICT, "not_retryable"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

@@ -275,7 +275,7 @@ pub(crate) fn refused(state: &AppState, model: &str, outcome: Submitted) -> ApiE
             available: state.cached_model_names().join(", "),
         },
         Submitted::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
-        Submitted::Queued | Submitted::Replayed(_) => {
+        Submitted::Queued | Submitted::Replayed(_) | Submitted::NotSubmitted => {
             ApiError::Internal("a queued job was reported as refused".into())
         }
     }
@@ -314,7 +314,7 @@ pub(crate) struct WaitQuery {
 }
 
 /// `?wait=<seconds>`, capped at the configured maximum; zero when absent.
-fn wait_duration(
+pub(crate) fn wait_duration(
     state: &AppState,
     query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> AppResult<Duration> {
@@ -330,7 +330,7 @@ fn wait_duration(
     }
 }
 
-fn parse_id(raw: &str) -> AppResult<JobId> {
+pub(crate) fn parse_id(raw: &str) -> AppResult<JobId> {
     raw.parse()
         .map_err(|_| ApiError::InvalidJobId(raw.chars().take(64).collect()))
 }

@@ -5,6 +5,7 @@ mod batch;
 mod body;
 pub mod error;
 mod extract;
+mod groups;
 mod jobs;
 mod listing;
 mod metrics;

@@ -30,6 +30,11 @@ fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(jobs::submit, crate::listing::list_jobs))
         .routes(routes!(crate::batch::submit_batch))
+        .routes(routes!(crate::groups::submit_group))
+        .routes(routes!(
+            crate::groups::group_status,
+            crate::groups::cancel_group
+        ))
         .routes(routes!(jobs::get_job, jobs::cancel))
         .routes(routes!(jobs::status))
         .routes(routes!(models))

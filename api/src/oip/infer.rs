@@ -186,7 +186,7 @@ async fn run_inference(
                 model.name
             )));
         }
-        Submitted::Replayed(_) | Submitted::IdempotencyKeyReused => {
+        Submitted::Replayed(_) | Submitted::IdempotencyKeyReused | Submitted::NotSubmitted => {
             return Err(
                 ApiError::Internal("an inference without a key was replayed".into()).into(),
             );

@@ -15,6 +15,7 @@
 //! - `{ns}:models:workers:<model>`: sorted set: worker name → last time it announced the model.
 //! - `{ns}:jobs`: sorted set of every job id by creation time (ms), for `GET /jobs`; ids whose
 //!   record expired are removed as listings come across them.
+//! - `{ns}:group:<id>`: hash of a group of jobs: `created_at` and `jobs` (member ids).
 //! - `{ns}:idem:<key>`: string `<job id> <sha-256 of the request>` for an `Idempotency-Key`,
 //!   expiring after the idempotency window.
 //! - `{ns}:dead:ids`: hash: job id → its dead-letter stream entry, for retrying and deleting
@@ -171,6 +172,10 @@ impl Keys {
     /// ids whose record expired are dropped as listings meet them.
     pub fn index(&self) -> String {
         format!("{}:jobs", self.prefix)
+    }
+    /// A group: `created_at` and `jobs` (its members' ids, space-separated).
+    pub fn group(&self, id: JobId) -> String {
+        format!("{}:group:{id}", self.prefix)
     }
     /// An idempotency key's record: `<job id> <sha-256 of the request>`.
     pub fn idempotency(&self, key: &str) -> String {

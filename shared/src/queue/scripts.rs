@@ -63,6 +63,8 @@ pub enum Submitted {
     Replayed(JobId),
     /// The idempotency key was used before with another request.
     IdempotencyKeyReused,
+    /// Not enqueued because another job of its group could not be.
+    NotSubmitted,
     /// The model's stream already holds its configured maximum.
     QueueFull,
     /// The model is not (or no longer) in the registry: it was retired.
@@ -127,8 +129,45 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        self.submit_jobs(jobs, max_queued, idempotency_ttl, None)
+            .await
+    }
+
+    /// Enqueues `jobs` as the group `group`, all or none (`submit.lua`): if one cannot be
+    /// enqueued, its reason comes back and the others are [`Submitted::NotSubmitted`]. The
+    /// group's record (its members) is kept `keep`.
+    pub async fn submit_group(
+        &self,
+        group: JobId,
+        jobs: &[NewJob<'_>],
+        max_queued: u64,
+        keep: Duration,
+    ) -> Result<Vec<Submitted>, QueueError> {
+        self.submit_jobs(
+            jobs,
+            max_queued,
+            Duration::from_secs(1),
+            Some((group, keep)),
+        )
+        .await
+    }
+
+    async fn submit_jobs(
+        &self,
+        jobs: &[NewJob<'_>],
+        max_queued: u64,
+        idempotency_ttl: Duration,
+        group: Option<(JobId, Duration)>,
+    ) -> Result<Vec<Submitted>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut inv = SUBMIT.prepare_invoke();
         inv.key(self.keys.models()).key(self.keys.index());
+        match group {
+            Some((g, _)) => inv.key(self.keys.group(g)),
+            None => inv.key(self.keys.models()),
+        };
         for j in jobs {
             inv.key(self.keys.job(j.id)).key(self.keys.stream(j.model));
             match &j.idempotency {
@@ -138,7 +177,9 @@ impl Queue {
         }
         inv.arg(now_ms())
             .arg(max_queued)
-            .arg(idempotency_ttl.as_secs().max(1));
+            .arg(idempotency_ttl.as_secs().max(1))
+            .arg(group.map(|(g, _)| g.to_string()).unwrap_or_default())
+            .arg(group.map_or(1, |(_, keep)| keep.as_secs().max(1)));
         for j in jobs {
             inv.arg(j.id.to_string())
                 .arg(j.model)
@@ -160,6 +201,7 @@ impl Queue {
                     "QUEUE_FULL" => Submitted::QueueFull,
                     "UNKNOWN_MODEL" => Submitted::UnknownModel,
                     "IDEMPOTENCY_REUSED" => Submitted::IdempotencyKeyReused,
+                    "NOT_SUBMITTED" => Submitted::NotSubmitted,
                     other => match other.strip_prefix("REPLAY ") {
                         Some(id) => Submitted::Replayed(
                             id.parse()

@@ -38,6 +38,24 @@ const FIELDS: [&str; 10] = [
 ];
 
 impl Queue {
+    /// A group's members, or `None` for an unknown or expired group.
+    pub async fn group_members(&self, id: JobId) -> Result<Option<Vec<JobId>>, QueueError> {
+        let jobs: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.group(id))
+            .arg("jobs")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        jobs.map(|j| {
+            j.split(' ')
+                .map(|id| {
+                    id.parse()
+                        .map_err(|_| QueueError::Protocol("group member id"))
+                })
+                .collect()
+        })
+        .transpose()
+    }
+
     /// Reads a job record, or `None` for an unknown or expired id.
     pub async fn record(&self, id: JobId) -> Result<Option<StoredJob>, QueueError> {
         let fields: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")

@@ -13,10 +13,13 @@ use crate::helpers::*;
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 25] = [
+const SERVED: [(&str, &str); 28] = [
     ("POST", "/jobs"),
     ("POST", "/jobs/batch"),
     ("GET", "/jobs"),
+    ("POST", "/groups"),
+    ("GET", "/groups/{id}"),
+    ("DELETE", "/groups/{id}"),
     ("GET", "/jobs/{id}"),
     ("DELETE", "/jobs/{id}"),
     ("GET", "/status/{id}"),

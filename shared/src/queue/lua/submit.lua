@@ -3,23 +3,47 @@
 --
 -- KEYS[1]   model registry hash (a retired model is no longer in it)
 -- KEYS[2]   index of jobs by creation time (sorted set, for listing)
+-- KEYS[3]   group hash, when the jobs form a group (else the registry again)
 -- then three keys per job: job hash, model stream, idempotency record (the job hash again when
 --   the job has no idempotency key)
 -- ARGV[1]   now, ms since the epoch
 -- ARGV[2]   most entries a stream may hold (queued plus in flight); 0 = no limit
 -- ARGV[3]   seconds an idempotency record is kept
+-- ARGV[4]   group id ('' = none): then all jobs are enqueued or none is, and the group hash
+--           is written with them
+-- ARGV[5]   seconds the group hash is kept
 -- then six values per job: job id, model name, request payload, deadline to start by (ms since
 --   the epoch, 0 = none), seconds to keep the record once final (0 = the default), and the
 --   request's hash for its idempotency key ('' = no key)
 --
 -- Returns one string per job: the stream entry id; 'QUEUE_FULL' (the caller answers 429);
 -- 'UNKNOWN_MODEL'; 'REPLAY <job id>' (the key was used before with the same request: that job
--- answers); 'IDEMPOTENCY_REUSED' (the key was used before with another request).
+-- answers); 'IDEMPOTENCY_REUSED' (the key was used before with another request). For a group
+-- where one job cannot be enqueued, that job's reason and 'NOT_SUBMITTED' for the others.
 local now, limit, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local group = ARGV[4]
+local count = (#KEYS - 3) / 3
 local out = {}
-for i = 0, (#KEYS - 2) / 3 - 1 do
-  local job, stream, idem = KEYS[3 + i * 3], KEYS[4 + i * 3], KEYS[5 + i * 3]
-  local b = 4 + i * 6
+if group ~= '' then
+  local refused = false
+  for i = 0, count - 1 do
+    local model = ARGV[7 + i * 6]
+    if redis.call('HEXISTS', KEYS[1], model) == 0 then
+      out[i + 1], refused = 'UNKNOWN_MODEL', true
+    elseif limit > 0 and redis.call('XLEN', KEYS[5 + i * 3]) >= limit then
+      out[i + 1], refused = 'QUEUE_FULL', true
+    else
+      out[i + 1] = 'NOT_SUBMITTED'
+    end
+  end
+  if refused then
+    return out
+  end
+  out = {}
+end
+for i = 0, count - 1 do
+  local job, stream, idem = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
+  local b = 6 + i * 6
   local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ttl, hash = ARGV[b + 4], ARGV[b + 5]
   local prev = hash ~= '' and redis.call('GET', idem)
@@ -48,5 +72,11 @@ for i = 0, (#KEYS - 2) / 3 - 1 do
     redis.call('ZADD', KEYS[2], now, id)
     out[#out + 1] = entry
   end
+end
+if group ~= '' then
+  local ids = {}
+  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 6] end
+  redis.call('HSET', KEYS[3], 'created_at', now, 'jobs', table.concat(ids, ' '))
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
 end
 return out
