@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 
 use crate::body::parse_json;
 use crate::error::{ApiError, AppResult, ErrorResponse};
-use crate::jobs::{JobOptions, find_model, refused, request_hash, valid_idempotency_key};
+use crate::jobs::{
+    JobOptions, find_model, from_cache, refused, request_hash, valid_idempotency_key,
+};
 use crate::record::ErrorBody;
 use crate::state::AppState;
 
@@ -124,10 +126,16 @@ pub(crate) async fn submit_batch(
     let mut valid = Vec::new();
     for item in &req.jobs {
         match prepare(&state, item.get().as_bytes()).await {
-            Ok(p) => {
+            Ok(Ready::Enqueue(p)) => {
                 valid.push((answers.len(), p));
                 answers.push(None);
             }
+            Ok(Ready::Cached(id)) => answers.push(Some(BatchItem::Accepted {
+                id,
+                status: JobStatus::Succeeded,
+                status_url: format!("/status/{id}"),
+                idempotent_replayed: false,
+            })),
             Err(e) => answers.push(Some(BatchItem::refused(&e))),
         }
     }
@@ -142,6 +150,7 @@ pub(crate) async fn submit_batch(
                 deadline_ms: p.options.deadline_ms,
                 result_ttl_secs: p.options.result_ttl_secs,
                 idempotency: p.idempotency.clone(),
+                cache: p.cache.clone(),
             })
             .collect();
         let outcomes = state
@@ -191,9 +200,17 @@ struct Prepared {
     payload: Vec<u8>,
     options: JobOptions,
     idempotency: Option<(String, String)>,
+    /// Where to cache the result (a cache miss of a job that asked for the cache).
+    cache: Option<(String, Duration)>,
 }
 
-async fn prepare(state: &AppState, item: &[u8]) -> AppResult<Prepared> {
+/// A valid batch item: answered from the result cache already, or to enqueue.
+enum Ready {
+    Cached(JobId),
+    Enqueue(Prepared),
+}
+
+async fn prepare(state: &AppState, item: &[u8]) -> AppResult<Ready> {
     let meta: ItemMeta = parse_json(item)?;
     if let Some(k) = &meta.idempotency_key
         && !valid_idempotency_key(k)
@@ -206,11 +223,17 @@ async fn prepare(state: &AppState, item: &[u8]) -> AppResult<Prepared> {
     let model = find_model(state, &req.model).await?;
     let payload = model.encode_request(&req)?;
     let options = JobOptions::of(req.parameters.as_ref())?;
-    Ok(Prepared {
-        id: JobId::new(),
+    let id = JobId::new();
+    let cache = match from_cache(state, id, &model, &payload, options).await? {
+        Ok(()) => return Ok(Ready::Cached(id)),
+        Err(cache) => cache,
+    };
+    Ok(Ready::Enqueue(Prepared {
+        id,
         model: model.name.clone(),
         payload,
         options,
         idempotency: meta.idempotency_key.map(|k| (k, request_hash(item))),
-    })
+        cache,
+    }))
 }

@@ -144,6 +144,7 @@ pub(crate) async fn submit_group(
             deadline_ms: options.deadline_ms,
             result_ttl_secs: options.result_ttl_secs,
             idempotency: None,
+            cache: None,
         })
         .collect();
     let longest = prepared

@@ -153,6 +153,29 @@ pub(crate) async fn submit(
     let options = JobOptions::of(parameters.as_ref())?;
 
     let mut id = JobId::new();
+    let cache = match from_cache(&state, id, &model, &payload, options).await? {
+        Ok(()) => {
+            let record = read_record(&state, id).await?;
+            let url = format!("/status/{id}");
+            let status = if wait.is_zero() {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            let location = [(header::LOCATION, url.clone())];
+            return Ok(if wait.is_zero() {
+                let accepted = JobAccepted {
+                    id,
+                    status: record.status,
+                    status_url: url,
+                };
+                (status, location, Json(accepted)).into_response()
+            } else {
+                (status, location, Json(record)).into_response()
+            });
+        }
+        Err(cache) => cache,
+    };
     let job = NewJob {
         id,
         model: &model.name,
@@ -160,6 +183,7 @@ pub(crate) async fn submit(
         deadline_ms: options.deadline_ms,
         result_ttl_secs: options.result_ttl_secs,
         idempotency: key.map(|k| (k, request_hash(&body.bytes))),
+        cache,
     };
     // Registered before the job exists, so its completion cannot slip past.
     let mut guard = (!wait.is_zero()).then(|| state.wait_for(id));
@@ -286,6 +310,8 @@ pub(crate) fn refused(state: &AppState, model: &str, outcome: Submitted) -> ApiE
 pub(crate) struct JobOptions {
     pub(crate) deadline_ms: Option<u64>,
     pub(crate) result_ttl_secs: Option<u64>,
+    /// `parameters.cache`.
+    pub(crate) cache: bool,
 }
 
 impl JobOptions {
@@ -303,8 +329,60 @@ impl JobOptions {
         Ok(Self {
             deadline_ms: p.deadline_ms(now_ms()),
             result_ttl_secs: p.result_ttl_secs,
+            cache: p.cache == Some(true),
         })
     }
+}
+
+/// The result-cache key of a job: the SHA-256 of the model file's hash and the job payload
+/// without its parameters (inputs, their bytes, requested outputs). `None` when the model's
+/// workers do not publish a file hash.
+pub(crate) fn cache_key(model: &ModelInfo, payload: &[u8]) -> AppResult<Option<String>> {
+    use sha2::Digest;
+    let Some(file) = &model.sha256 else {
+        return Ok(None);
+    };
+    let (mut header, data) = payload::decode_job(payload)
+        .map_err(|e| ApiError::Internal(format!("re-reading a job payload: {e}")))?;
+    header.parameters = None;
+    let canonical = payload::encode_job(&header, &data);
+    let mut h = sha2::Sha256::new();
+    h.update(file.as_bytes());
+    h.update(b"\n");
+    h.update(&canonical);
+    Ok(Some(hex::encode(h.finalize())))
+}
+
+/// Answers the job from the result cache when it asks for it and a result is there (the job
+/// is then written `succeeded`); otherwise says under which key to cache its result.
+pub(crate) async fn from_cache(
+    state: &AppState,
+    id: JobId,
+    model: &ModelInfo,
+    payload: &[u8],
+    options: JobOptions,
+) -> AppResult<Result<(), Option<(String, Duration)>>> {
+    if !options.cache {
+        return Ok(Err(None));
+    }
+    let Some(key) = cache_key(model, payload)? else {
+        return Ok(Err(None));
+    };
+    let retention = Retention {
+        result_ttl: Duration::from_secs(state.config.result_ttl_secs),
+    };
+    if state
+        .queue
+        .submit_cached(id, &model.name, &key, retention, options.result_ttl_secs)
+        .await?
+    {
+        crate::metrics::submitted(&model.name);
+        return Ok(Ok(()));
+    }
+    Ok(Err(Some((
+        key,
+        Duration::from_secs(state.config.cache_ttl_secs),
+    ))))
 }
 
 #[derive(Deserialize)]

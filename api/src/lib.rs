@@ -62,6 +62,10 @@ pub struct Config {
     #[arg(long, env = "INFERQ_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
     pub idempotency_ttl_secs: u64,
 
+    /// Seconds a result stays in the result cache (`parameters.cache`).
+    #[arg(long, env = "INFERQ_CACHE_TTL_SECS", default_value_t = 3600)]
+    pub cache_ttl_secs: u64,
+
     /// Most jobs in one `POST /jobs/batch`.
     #[arg(long, env = "INFERQ_MAX_BATCH_JOBS", default_value_t = 1000)]
     pub max_batch_jobs: usize,
@@ -79,6 +83,7 @@ impl Config {
             result_ttl_secs: 86_400,
             max_wait_secs: 60,
             idempotency_ttl_secs: 86_400,
+            cache_ttl_secs: 3600,
             max_batch_jobs: 1000,
         }
     }

@@ -50,6 +50,9 @@ pub struct JobRecord {
     /// the last minute; absent when nothing finished in that minute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eta_ms: Option<u64>,
+    /// Present (true) when the job was answered from the result cache without running.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 impl JobRecord {
@@ -73,6 +76,7 @@ impl TryFrom<StoredJob> for JobRecord {
         let bad = |e: &dyn std::fmt::Display| {
             ApiError::Internal(format!("stored result of job {id} is unreadable: {e}"))
         };
+        let cached = job.cached;
         let json = match job.result {
             None => None,
             // Rendered from bytes, here, for the client that asked.
@@ -98,6 +102,7 @@ impl TryFrom<StoredJob> for JobRecord {
             error: job.error.map(|(code, message)| ErrorBody { code, message }),
             queue_position: None,
             eta_ms: None,
+            cached,
         })
     }
 }

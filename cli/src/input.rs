@@ -281,6 +281,7 @@ mod tests {
             outputs: vec![],
             batching: false,
             max_batch_size: 1,
+            sha256: None,
         };
         let mut input = load("16000").unwrap();
         input.resolve(Some(&model));

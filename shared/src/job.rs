@@ -105,6 +105,12 @@ pub struct JobParameters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 31_536_000)]
     pub result_ttl_secs: Option<u64>,
+    /// Answer from the result cache: if a job of the same model file with byte-identical
+    /// inputs and requested outputs succeeded within `INFERQ_CACHE_TTL_SECS`, this job is
+    /// `succeeded` at once with that result (`"cached": true`), without running; otherwise it
+    /// runs and its result is cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
     /// Test hooks (cargo feature `test-hooks`, absent from release builds): make the worker
     /// that runs this job abort its process (a native crash, the OOM killer) or panic.
     /// Not in the OpenAPI document: a fuzzer must not crash the workers it tests.

@@ -39,6 +39,10 @@ pub struct ModelInfo {
     /// leading dimension, and `model.toml` did not turn it off).
     pub batching: bool,
     pub max_batch_size: usize,
+    /// SHA-256 of the model file (hex): the result cache keys on it, so a changed file never
+    /// answers with the old file's results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// Model names become part of Redis keys, so they are kept to a safe alphabet.
@@ -270,6 +274,7 @@ mod tests {
             }],
             batching: false,
             max_batch_size: 1,
+            sha256: None,
         }
     }
 

@@ -244,6 +244,7 @@ mod tests {
             outputs: vec![],
             batching: false,
             max_batch_size: 1,
+            sha256: None,
         }
     }
 

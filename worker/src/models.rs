@@ -173,7 +173,29 @@ fn describe(
         outputs,
         batching,
         max_batch_size,
+        sha256: Some(file_sha256(path)?),
     })
+}
+
+/// The SHA-256 of the model file, read in blocks.
+fn file_sha256(path: &Path) -> Result<String, EngineError> {
+    use sha2::Digest;
+    use std::io::Read;
+    let fail = |e: std::io::Error| EngineError::Model {
+        path: path.to_owned(),
+        message: format!("reading the file: {e}"),
+    };
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(fail)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]

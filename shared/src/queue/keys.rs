@@ -15,6 +15,9 @@
 //! - `{ns}:models:workers:<model>`: sorted set: worker name → last time it announced the model.
 //! - `{ns}:jobs`: sorted set of every job id by creation time (ms), for `GET /jobs`; ids whose
 //!   record expired are removed as listings come across them.
+//! - `{ns}:cache:<sha-256>`: a cached result (`parameters.cache`), expiring after the cache
+//!   TTL. Scripts reach it through the job hash's `cache_key` field; it shares the `{ns}` hash
+//!   tag, so it lives in the job's Cluster slot.
 //! - `{ns}:group:<id>`: hash of a group of jobs: `created_at` and `jobs` (member ids).
 //! - `{ns}:idem:<key>`: string `<job id> <sha-256 of the request>` for an `Idempotency-Key`,
 //!   expiring after the idempotency window.
@@ -72,6 +75,12 @@ pub mod field {
     pub const ERROR_MESSAGE: &str = "error_message";
     /// Seconds the record is kept once final, when the job set `result_ttl_secs`.
     pub const TTL: &str = "ttl";
+    /// The result-cache key a successful result is stored under (`parameters.cache`).
+    pub const CACHE_KEY: &str = "cache_key";
+    /// Seconds a cached result is kept.
+    pub const CACHE_TTL: &str = "cache_ttl";
+    /// `1` when the job was answered from the result cache without running.
+    pub const CACHED: &str = "cached";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -90,6 +99,9 @@ pub mod field {
         ERROR_CODE,
         ERROR_MESSAGE,
         TTL,
+        CACHE_KEY,
+        CACHE_TTL,
+        CACHED,
     ];
 }
 
@@ -172,6 +184,11 @@ impl Keys {
     /// ids whose record expired are dropped as listings meet them.
     pub fn index(&self) -> String {
         format!("{}:jobs", self.prefix)
+    }
+    /// A cached result: the result frame of a job of the same model file with the same inputs
+    /// and requested outputs; `key` is the hex SHA-256 of those.
+    pub fn cache(&self, key: &str) -> String {
+        format!("{}:cache:{key}", self.prefix)
     }
     /// A group: `created_at` and `jobs` (its members' ids, space-separated).
     pub fn group(&self, id: JobId) -> String {

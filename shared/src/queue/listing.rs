@@ -172,6 +172,7 @@ impl Queue {
                     result: None,
                     error,
                     entry: None,
+                    cached: false,
                 })
             })
             .collect())

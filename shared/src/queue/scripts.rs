@@ -21,6 +21,7 @@ static COMPLETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/co
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/release.lua")));
 static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/cancel.lua")));
+static CACHED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/cached.lua")));
 static MALFORMED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/malformed.lua")));
 
 /// What a worker reports for one attempt.
@@ -53,6 +54,8 @@ pub struct NewJob<'a> {
     pub result_ttl_secs: Option<u64>,
     /// `(Idempotency-Key, hash of the request)`.
     pub idempotency: Option<(String, String)>,
+    /// `(result-cache key, how long to keep the result)`: store a successful result there.
+    pub cache: Option<(String, Duration)>,
 }
 
 /// The result of submitting a job.
@@ -109,6 +112,7 @@ impl Queue {
             deadline_ms,
             result_ttl_secs: None,
             idempotency: None,
+            cache: None,
         };
         let mut out = self
             .submit_many(&[job], max_queued, Duration::from_secs(1))
@@ -186,7 +190,13 @@ impl Queue {
                 .arg(j.payload)
                 .arg(j.deadline_ms.unwrap_or(0))
                 .arg(j.result_ttl_secs.unwrap_or(0))
-                .arg(j.idempotency.as_ref().map_or("", |(_, hash)| hash.as_str()));
+                .arg(j.idempotency.as_ref().map_or("", |(_, hash)| hash.as_str()))
+                .arg(
+                    j.cache
+                        .as_ref()
+                        .map_or(String::new(), |(key, _)| self.keys.cache(key)),
+                )
+                .arg(j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)));
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         if replies.len() != jobs.len() {
@@ -212,6 +222,30 @@ impl Queue {
                 })
             })
             .collect()
+    }
+
+    /// Creates job `id` already succeeded with the result cached under `key`, if there is one
+    /// (`cached.lua`); false (nothing written) on a miss.
+    pub async fn submit_cached(
+        &self,
+        id: JobId,
+        model: &str,
+        key: &str,
+        retention: Retention,
+        result_ttl_secs: Option<u64>,
+    ) -> Result<bool, QueueError> {
+        let hit: i64 = CACHED
+            .key(self.keys.cache(key))
+            .key(self.keys.job(id))
+            .key(self.keys.index())
+            .arg(id.to_string())
+            .arg(model)
+            .arg(now_ms())
+            .arg(result_ttl_secs.unwrap_or(retention.secs()))
+            .arg(result_ttl_secs.unwrap_or(0))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(hit == 1)
     }
 
     /// Cancels a job that has not finished (`cancel.lua`).

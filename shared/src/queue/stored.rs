@@ -22,9 +22,11 @@ pub struct StoredJob {
     pub error: Option<(String, String)>,
     /// The job's current stream entry (where it waits while queued).
     pub entry: Option<String>,
+    /// Answered from the result cache without running.
+    pub cached: bool,
 }
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     field::MODEL,
     field::STATUS,
     field::CREATED_AT,
@@ -35,6 +37,7 @@ const FIELDS: [&str; 10] = [
     field::ERROR_CODE,
     field::ERROR_MESSAGE,
     field::ENTRY,
+    field::CACHED,
 ];
 
 impl Queue {
@@ -69,6 +72,7 @@ impl Queue {
         let (created_at, started_at, finished_at) = (bytes(), bytes(), bytes());
         let (attempts, result) = (bytes(), bytes());
         let (error_code, error_message, entry) = (bytes(), bytes(), bytes());
+        let cached = bytes().is_some_and(|v| v == b"1");
         let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
         let (model, status) = (text(model), text(status));
         let (Some(model), Some(status)) = (model, status) else {
@@ -94,6 +98,7 @@ impl Queue {
             result,
             error,
             entry: text(entry),
+            cached,
         }))
     }
 }

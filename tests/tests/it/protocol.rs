@@ -50,6 +50,7 @@ fn model_info(name: &str) -> ModelInfo {
         outputs: vec![spec("y")],
         batching: true,
         max_batch_size: 8,
+        sha256: None,
     }
 }
 

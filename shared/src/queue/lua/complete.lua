@@ -24,12 +24,15 @@ for i = 4, #KEYS do
   local b = 7 + (i - 4) * 6
   local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local status, a, c = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  local rec = redis.call('HMGET', job, F.status, F.token, F.ttl)
+  local rec = redis.call('HMGET', job, F.status, F.token, F.ttl, F.cache_key, F.cache_ttl)
   local done = 0
   if rec[2] == token then
     if rec[1] == 'running' then
       if status == 'succeeded' then
         redis.call('HSET', job, F.status, status, F.finished_at, now, F.result, a)
+        if rec[4] then
+          redis.call('SET', rec[4], a, 'EX', tonumber(rec[5]))
+        end
       else
         redis.call('HSET', job, F.status, status, F.finished_at, now,
           F.error_code, a, F.error_message, c)

@@ -12,9 +12,10 @@
 -- ARGV[4]   group id ('' = none): then all jobs are enqueued or none is, and the group hash
 --           is written with them
 -- ARGV[5]   seconds the group hash is kept
--- then six values per job: job id, model name, request payload, deadline to start by (ms since
---   the epoch, 0 = none), seconds to keep the record once final (0 = the default), and the
---   request's hash for its idempotency key ('' = no key)
+-- then eight values per job: job id, model name, request payload, deadline to start by (ms
+--   since the epoch, 0 = none), seconds to keep the record once final (0 = the default), the
+--   request's hash for its idempotency key ('' = no key), the result-cache key to store a
+--   successful result under ('' = none) and the seconds to keep it there
 --
 -- Returns one string per job: the stream entry id; 'QUEUE_FULL' (the caller answers 429);
 -- 'UNKNOWN_MODEL'; 'REPLAY <job id>' (the key was used before with the same request: that job
@@ -27,7 +28,7 @@ local out = {}
 if group ~= '' then
   local refused = false
   for i = 0, count - 1 do
-    local model = ARGV[7 + i * 6]
+    local model = ARGV[7 + i * 8]
     if redis.call('HEXISTS', KEYS[1], model) == 0 then
       out[i + 1], refused = 'UNKNOWN_MODEL', true
     elseif limit > 0 and redis.call('XLEN', KEYS[5 + i * 3]) >= limit then
@@ -43,9 +44,9 @@ if group ~= '' then
 end
 for i = 0, count - 1 do
   local job, stream, idem = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
-  local b = 6 + i * 6
+  local b = 6 + i * 8
   local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local ttl, hash = ARGV[b + 4], ARGV[b + 5]
+  local ttl, hash, cache_key, cache_ttl = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   local prev = hash ~= '' and redis.call('GET', idem)
   if prev then
     local sep = string.find(prev, ' ', 1, true)
@@ -66,6 +67,9 @@ for i = 0, count - 1 do
     if ttl ~= '0' then
       redis.call('HSET', job, F.ttl, ttl)
     end
+    if cache_key ~= '' then
+      redis.call('HSET', job, F.cache_key, cache_key, F.cache_ttl, cache_ttl)
+    end
     if hash ~= '' then
       redis.call('SET', idem, id .. ' ' .. hash, 'EX', idem_ttl)
     end
@@ -75,7 +79,7 @@ for i = 0, count - 1 do
 end
 if group ~= '' then
   local ids = {}
-  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 6] end
+  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 8] end
   redis.call('HSET', KEYS[3], 'created_at', now, 'jobs', table.concat(ids, ' '))
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
 end

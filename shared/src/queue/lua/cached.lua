@@ -1,0 +1,26 @@
+-- Answer a job from the result cache: if a result is cached under the key, the job is written
+-- already succeeded with it (and listed), without a queue entry.
+--
+-- KEYS[1]  cached result
+-- KEYS[2]  job hash
+-- KEYS[3]  index of jobs by creation time
+-- ARGV[1]  job id
+-- ARGV[2]  model name
+-- ARGV[3]  now, ms since the epoch
+-- ARGV[4]  seconds the record is kept
+-- ARGV[5]  the job's own retention in seconds (0 = the default)
+--
+-- Returns 1 when the job was answered from the cache, 0 on a miss (nothing written).
+local result = redis.call('GET', KEYS[1])
+if not result then
+  return 0
+end
+redis.call('HSET', KEYS[2], F.model, ARGV[2], F.status, 'succeeded', F.created_at, ARGV[3],
+  F.started_at, ARGV[3], F.finished_at, ARGV[3], F.attempts, 0, F.result, result,
+  F.cached, 1, F.deadline, 0)
+if ARGV[5] ~= '0' then
+  redis.call('HSET', KEYS[2], F.ttl, ARGV[5])
+end
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return 1
