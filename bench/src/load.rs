@@ -29,6 +29,8 @@ pub(crate) struct LoadConfig {
     pub submit_wait: bool,
     /// One synchronous OIP binary inference per job instead of the job API.
     pub oip_binary: bool,
+    /// Submit-only through `POST /jobs/batch`, this many jobs per request.
+    pub bulk: Option<usize>,
     /// A job accepted but not terminal this long after its submission counts as lost.
     pub job_timeout: Duration,
 }
@@ -145,6 +147,9 @@ pub(crate) async fn run(cfg: LoadConfig) -> anyhow::Result<LoadResult> {
     if cfg.oip_binary {
         return run_oip(client, cfg).await;
     }
+    if let Some(per) = cfg.bulk {
+        return run_bulk(client, cfg, bodies, per).await;
+    }
     let cfg = Arc::new(cfg);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -160,6 +165,76 @@ pub(crate) async fn run(cfg: LoadConfig) -> anyhow::Result<LoadResult> {
         total.merge(t.await.context("a load client panicked")?);
     }
     Ok(total)
+}
+
+/// Bulk submission: each client takes `per` job numbers at a time and submits them in one
+/// `POST /jobs/batch`, counting the items answered with an id as accepted.
+async fn run_bulk(
+    client: reqwest::Client,
+    cfg: LoadConfig,
+    bodies: Arc<Vec<String>>,
+    per: usize,
+) -> anyhow::Result<LoadResult> {
+    let url = format!("{}/jobs/batch", cfg.api_url);
+    let (jobs, next) = (cfg.jobs, Arc::new(AtomicUsize::new(0)));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..cfg.concurrency.max(1))
+        .map(|_| {
+            let (client, bodies, next, url) =
+                (client.clone(), bodies.clone(), next.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut out = LoadResult::default();
+                loop {
+                    let first = next.fetch_add(per, Ordering::Relaxed);
+                    if first >= jobs {
+                        return out;
+                    }
+                    let n = per.min(jobs - first);
+                    let items: Vec<&str> = (first..first + n)
+                        .map(|i| bodies[i % bodies.len()].as_str())
+                        .collect();
+                    let body = format!("{{\"jobs\":[{}]}}", items.join(","));
+                    match submit_bulk(&client, &url, body).await {
+                        Ok(accepted) => {
+                            out.accepted += accepted;
+                            out.rejected += n - accepted;
+                        }
+                        Err(e) => {
+                            out.rejected += n;
+                            out.note(format!("batch: {e:#}"));
+                        }
+                    }
+                    out.submit_wall = start.elapsed();
+                    out.wall = out.submit_wall;
+                }
+            })
+        })
+        .collect();
+    let mut total = LoadResult::default();
+    for t in tasks {
+        total.merge(t.await.context("a load client panicked")?);
+    }
+    Ok(total)
+}
+
+/// Sends one batch; returns how many of its jobs were accepted.
+async fn submit_bulk(client: &reqwest::Client, url: &str, body: String) -> anyhow::Result<usize> {
+    #[derive(Deserialize)]
+    struct Answer {
+        jobs: Vec<serde_json::Value>,
+    }
+    let res = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = res.status();
+    if !status.is_success() {
+        anyhow::bail!("{status}: {}", res.text().await.unwrap_or_default());
+    }
+    let answer: Answer = res.json().await?;
+    Ok(answer.jobs.iter().filter(|j| j.get("id").is_some()).count())
 }
 
 /// One client: takes job numbers from `next` until all are taken.

@@ -58,6 +58,11 @@ struct Args {
     #[arg(long)]
     submit_only: bool,
 
+    /// With --submit-only: submit through `POST /jobs/batch`, N jobs per request, instead of
+    /// one `POST /jobs` per job.
+    #[arg(long, value_name = "N", requires = "submit_only", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    bulk: Option<u64>,
+
     /// Submit with `POST /jobs?wait=30`, which answers with the finished record when the job
     /// ends within the wait (one request per job instead of a submit and a status request).
     #[arg(long, conflicts_with = "submit_only")]
@@ -212,14 +217,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "load: {} jobs from {} client(s){} ...",
         args.jobs,
         args.concurrency,
-        if args.submit_only {
-            ", submit only"
+        if let Some(n) = args.bulk {
+            format!(", submit only, {n} per POST /jobs/batch")
+        } else if args.submit_only {
+            ", submit only".into()
         } else if args.submit_wait {
-            ", submit and wait in one request"
+            ", submit and wait in one request".into()
         } else if args.oip_binary {
-            ", OIP infer with binary tensors"
+            ", OIP infer with binary tensors".into()
         } else {
-            ""
+            String::new()
         }
     );
     let commands_before = cluster.as_ref().map(Cluster::redis_commands);
@@ -234,6 +241,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         submit_only: args.submit_only,
         submit_wait: args.submit_wait,
         oip_binary: args.oip_binary,
+        bulk: args.bulk.map(|n| n as usize),
         job_timeout: Duration::from_secs(args.job_timeout_secs),
     })
     .await?;
