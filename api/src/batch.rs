@@ -151,6 +151,7 @@ pub(crate) async fn submit_batch(
                 result_ttl_secs: p.options.result_ttl_secs,
                 idempotency: p.idempotency.clone(),
                 cache: p.cache.clone(),
+                due_ms: p.options.due_ms,
             })
             .collect();
         let outcomes = state
@@ -158,9 +159,15 @@ pub(crate) async fn submit_batch(
             .submit_many(&jobs, state.config.max_queued, ttl)
             .await?;
         for ((at, p), outcome) in chunk.iter().zip(outcomes) {
+            let mut queued_as = JobStatus::Queued;
             let (id, replayed) = match outcome {
                 Submitted::Queued => {
                     crate::metrics::submitted(&p.model);
+                    (p.id, false)
+                }
+                Submitted::Scheduled => {
+                    crate::metrics::submitted(&p.model);
+                    queued_as = JobStatus::Scheduled;
                     (p.id, false)
                 }
                 Submitted::Replayed(first) => (first, true),
@@ -176,7 +183,7 @@ pub(crate) async fn submit_batch(
                     .await?
                     .map_or(JobStatus::Queued, |r| r.status)
             } else {
-                JobStatus::Queued
+                queued_as
             };
             answers[*at] = Some(BatchItem::Accepted {
                 id,

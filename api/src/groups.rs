@@ -77,7 +77,7 @@ pub(crate) struct GroupAccepted {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct GroupRecord {
     id: JobId,
-    /// `queued` (no member started), `running` (some started, not all final), then, once every
+    /// `queued` (no member started; some may be scheduled), `running` (some started, not all final), then, once every
     /// member is final: `succeeded` (all succeeded), `failed` (any failed), else `cancelled`.
     status: JobStatus,
     /// Members per status (every status, zeros included).
@@ -145,6 +145,7 @@ pub(crate) async fn submit_group(
             result_ttl_secs: options.result_ttl_secs,
             idempotency: None,
             cache: None,
+            due_ms: options.due_ms,
         })
         .collect();
     let longest = prepared
@@ -159,8 +160,7 @@ pub(crate) async fn submit_group(
         .await?;
     for (i, (outcome, (_, model, _, _))) in outcomes.into_iter().zip(&prepared).enumerate() {
         match outcome {
-            Submitted::Queued => {}
-            Submitted::NotSubmitted => {}
+            Submitted::Queued | Submitted::Scheduled | Submitted::NotSubmitted => {}
             other => return Err(in_member(i, refused(&state, model, other))),
         }
     }
@@ -307,6 +307,7 @@ async fn members(state: &AppState, id: JobId) -> AppResult<Vec<JobId>> {
 
 fn view(id: JobId, jobs: Vec<JobRecord>) -> GroupRecord {
     let all = [
+        JobStatus::Scheduled,
         JobStatus::Queued,
         JobStatus::Running,
         JobStatus::Succeeded,
@@ -326,7 +327,7 @@ fn view(id: JobId, jobs: Vec<JobRecord>) -> GroupRecord {
         } else {
             JobStatus::Cancelled
         }
-    } else if n(JobStatus::Queued) == jobs.len() {
+    } else if n(JobStatus::Queued) + n(JobStatus::Scheduled) == jobs.len() {
         JobStatus::Queued
     } else {
         JobStatus::Running

@@ -184,6 +184,7 @@ pub(crate) async fn submit(
         result_ttl_secs: options.result_ttl_secs,
         idempotency: key.map(|k| (k, request_hash(&body.bytes))),
         cache,
+        due_ms: options.due_ms,
     };
     // Registered before the job exists, so its completion cannot slip past.
     let mut guard = (!wait.is_zero()).then(|| state.wait_for(id));
@@ -198,8 +199,13 @@ pub(crate) async fn submit(
         .pop()
         .ok_or_else(|| ApiError::Internal("submit returned nothing".into()))?;
     let mut replayed = false;
+    let mut status = JobStatus::Queued;
     match outcome {
         Submitted::Queued => crate::metrics::submitted(&model.name),
+        Submitted::Scheduled => {
+            crate::metrics::submitted(&model.name);
+            status = JobStatus::Scheduled;
+        }
         Submitted::Replayed(first) => {
             (id, replayed) = (first, true);
             guard = (!wait.is_zero()).then(|| state.wait_for(id));
@@ -229,14 +235,12 @@ pub(crate) async fn submit(
                 .into_response());
         }
     }
-    let status = if replayed {
-        match state.queue.record(id).await? {
+    if replayed {
+        status = match state.queue.record(id).await? {
             Some(r) => r.status,
             None => return Err(ApiError::JobNotFound(id.to_string())),
-        }
-    } else {
-        JobStatus::Queued
-    };
+        };
+    }
     Ok((
         StatusCode::ACCEPTED,
         [
@@ -299,7 +303,10 @@ pub(crate) fn refused(state: &AppState, model: &str, outcome: Submitted) -> ApiE
             available: state.cached_model_names().join(", "),
         },
         Submitted::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
-        Submitted::Queued | Submitted::Replayed(_) | Submitted::NotSubmitted => {
+        Submitted::Queued
+        | Submitted::Scheduled
+        | Submitted::Replayed(_)
+        | Submitted::NotSubmitted => {
             ApiError::Internal("a queued job was reported as refused".into())
         }
     }
@@ -312,6 +319,8 @@ pub(crate) struct JobOptions {
     pub(crate) result_ttl_secs: Option<u64>,
     /// `parameters.cache`.
     pub(crate) cache: bool,
+    /// `parameters.run_at` / `delay_ms`: do not start before, ms since the epoch.
+    pub(crate) due_ms: Option<u64>,
 }
 
 impl JobOptions {
@@ -326,10 +335,12 @@ impl JobOptions {
                 "parameters.result_ttl_secs must be between 1 and {MAX_RESULT_TTL_SECS}, got {ttl}"
             )));
         }
+        let now = now_ms();
         Ok(Self {
-            deadline_ms: p.deadline_ms(now_ms()),
+            deadline_ms: p.deadline_ms(now),
             result_ttl_secs: p.result_ttl_secs,
             cache: p.cache == Some(true),
+            due_ms: p.due_ms(now).map_err(ApiError::InvalidParameter)?,
         })
     }
 }

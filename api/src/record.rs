@@ -50,6 +50,10 @@ pub struct JobRecord {
     /// the last minute; absent when nothing finished in that minute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eta_ms: Option<u64>,
+    /// When a scheduled job may start (`parameters.run_at` / `delay_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub run_at: Option<String>,
     /// Present (true) when the job was answered from the result cache without running.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
@@ -77,6 +81,7 @@ impl TryFrom<StoredJob> for JobRecord {
             ApiError::Internal(format!("stored result of job {id} is unreadable: {e}"))
         };
         let cached = job.cached;
+        let run_at = job.due.map(rfc3339_ms);
         let json = match job.result {
             None => None,
             // Rendered from bytes, here, for the client that asked.
@@ -103,6 +108,7 @@ impl TryFrom<StoredJob> for JobRecord {
             queue_position: None,
             eta_ms: None,
             cached,
+            run_at,
         })
     }
 }

@@ -111,7 +111,9 @@ fn report(global: &Global, (raw, record): (String, JobRecord)) -> Result<Outcome
     }
     Ok(match record.status {
         JobStatus::Failed | JobStatus::Cancelled => Outcome::JobUnsuccessful,
-        JobStatus::Queued | JobStatus::Running | JobStatus::Succeeded => Outcome::Done,
+        JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running | JobStatus::Succeeded => {
+            Outcome::Done
+        }
     })
 }
 

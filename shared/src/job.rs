@@ -39,10 +39,12 @@ impl FromStr for JobId {
     }
 }
 
-/// `queued → running → succeeded | failed | cancelled`; the last three are final.
+/// `[scheduled →] queued → running → succeeded | failed | cancelled`; the last three are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// Waiting for its `run_at` / `delay_ms` time; then `queued`.
+    Scheduled,
     Queued,
     Running,
     Succeeded,
@@ -53,6 +55,7 @@ pub enum JobStatus {
 impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Scheduled => "scheduled",
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Succeeded => "succeeded",
@@ -63,6 +66,7 @@ impl JobStatus {
 
     pub fn parse(s: &str) -> Option<Self> {
         [
+            Self::Scheduled,
             Self::Queued,
             Self::Running,
             Self::Succeeded,
@@ -111,6 +115,14 @@ pub struct JobParameters {
     /// runs and its result is cached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<bool>,
+    /// Do not start before this time: RFC 3339 (`2026-11-22T08:00:00Z`) or Unix epoch
+    /// milliseconds. The job is `scheduled` until then, then `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<RunAt>)]
+    pub run_at: Option<serde_json::Value>,
+    /// Do not start before this many milliseconds after submission (instead of `run_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
     /// Test hooks (cargo feature `test-hooks`, absent from release builds): make the worker
     /// that runs this job abort its process (a native crash, the OOM killer) or panic.
     /// Not in the OpenAPI document: a fuzzer must not crash the workers it tests.
@@ -133,10 +145,43 @@ pub enum TestHook {
     PanicTask,
 }
 
+/// The forms `parameters.run_at` takes (for the OpenAPI document; the value is read by
+/// [`JobParameters::due_ms`]).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum RunAt {
+    /// Unix epoch milliseconds.
+    Millis(u64),
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    Rfc3339(String),
+}
+
 /// Longest `result_ttl_secs`: a year.
 pub const MAX_RESULT_TTL_SECS: u64 = 365 * 24 * 3600;
 
 impl JobParameters {
+    /// When the job may start, ms since the epoch, given its submission time; `None` for at
+    /// once. Errors name the parameter that is wrong.
+    pub fn due_ms(&self, submitted_ms: u64) -> Result<Option<u64>, String> {
+        match (&self.run_at, self.delay_ms) {
+            (Some(_), Some(_)) => {
+                Err("give parameters.run_at or parameters.delay_ms, not both".into())
+            }
+            (None, None) => Ok(None),
+            (None, Some(d)) => Ok(Some(submitted_ms.saturating_add(d))),
+            (Some(serde_json::Value::Number(n)), None) => n.as_u64().map(Some).ok_or_else(|| {
+                format!("parameters.run_at {n} is not a time in epoch milliseconds")
+            }),
+            (Some(serde_json::Value::String(s)), None) => crate::time::parse_rfc3339_ms(s)
+                .map(Some)
+                .ok_or_else(|| format!("parameters.run_at '{s}' is not an RFC 3339 time")),
+            (Some(other), None) => Err(format!(
+                "parameters.run_at must be an RFC 3339 string or epoch milliseconds, got {other}"
+            )),
+        }
+    }
+
     /// The time the job must start by, if any, given its submission time.
     pub fn deadline_ms(&self, submitted_ms: u64) -> Option<u64> {
         let relative = self.timeout_ms.map(|t| submitted_ms.saturating_add(t));

@@ -186,7 +186,10 @@ async fn run_inference(
                 model.name
             )));
         }
-        Submitted::Replayed(_) | Submitted::IdempotencyKeyReused | Submitted::NotSubmitted => {
+        Submitted::Replayed(_)
+        | Submitted::IdempotencyKeyReused
+        | Submitted::NotSubmitted
+        | Submitted::Scheduled => {
             return Err(
                 ApiError::Internal("an inference without a key was replayed".into()).into(),
             );
@@ -196,7 +199,7 @@ async fn run_inference(
     let stored = wait_for_job(state, &guard, id, until, false).await?;
     match stored.status {
         JobStatus::Succeeded => {}
-        JobStatus::Queued | JobStatus::Running => {
+        JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running => {
             return Err(OipError {
                 status: StatusCode::GATEWAY_TIMEOUT,
                 message: format!(

@@ -18,6 +18,8 @@
 //! - `{ns}:cache:<sha-256>`: a cached result (`parameters.cache`), expiring after the cache
 //!   TTL. Scripts reach it through the job hash's `cache_key` field; it shares the `{ns}` hash
 //!   tag, so it lives in the job's Cluster slot.
+//! - `{ns}:scheduled`: sorted set of scheduled job ids by due time (ms); their payload waits
+//!   in the job hash until a worker's promoter moves them to their model's stream.
 //! - `{ns}:group:<id>`: hash of a group of jobs: `created_at` and `jobs` (member ids).
 //! - `{ns}:idem:<key>`: string `<job id> <sha-256 of the request>` for an `Idempotency-Key`,
 //!   expiring after the idempotency window.
@@ -81,6 +83,10 @@ pub mod field {
     pub const CACHE_TTL: &str = "cache_ttl";
     /// `1` when the job was answered from the result cache without running.
     pub const CACHED: &str = "cached";
+    /// When a scheduled job may start, ms since the epoch.
+    pub const DUE: &str = "due";
+    /// A scheduled job's payload, until it moves to its model's stream.
+    pub const PAYLOAD: &str = "payload";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -102,6 +108,8 @@ pub mod field {
         CACHE_KEY,
         CACHE_TTL,
         CACHED,
+        DUE,
+        PAYLOAD,
     ];
 }
 
@@ -189,6 +197,14 @@ impl Keys {
     /// and requested outputs; `key` is the hex SHA-256 of those.
     pub fn cache(&self, key: &str) -> String {
         format!("{}:cache:{key}", self.prefix)
+    }
+    /// Scheduled jobs by due time (sorted set of job ids scored in ms).
+    pub fn scheduled(&self) -> String {
+        format!("{}:scheduled", self.prefix)
+    }
+    /// What every model stream key starts with (the model name follows).
+    pub fn stream_prefix(&self) -> String {
+        format!("{}:q:", self.prefix)
     }
     /// A group: `created_at` and `jobs` (its members' ids, space-separated).
     pub fn group(&self, id: JobId) -> String {

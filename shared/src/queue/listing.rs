@@ -173,6 +173,7 @@ impl Queue {
                     error,
                     entry: None,
                     cached: false,
+                    due: None,
                 })
             })
             .collect())

@@ -21,6 +21,7 @@ static COMPLETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/co
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/release.lua")));
 static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/cancel.lua")));
+static PROMOTE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/promote.lua")));
 static CACHED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/cached.lua")));
 static MALFORMED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/malformed.lua")));
 
@@ -56,6 +57,8 @@ pub struct NewJob<'a> {
     pub idempotency: Option<(String, String)>,
     /// `(result-cache key, how long to keep the result)`: store a successful result there.
     pub cache: Option<(String, Duration)>,
+    /// Do not start before this time, ms since the epoch.
+    pub due_ms: Option<u64>,
 }
 
 /// The result of submitting a job.
@@ -68,6 +71,8 @@ pub enum Submitted {
     IdempotencyKeyReused,
     /// Not enqueued because another job of its group could not be.
     NotSubmitted,
+    /// Stored as `scheduled`: it moves to the queue when due.
+    Scheduled,
     /// The model's stream already holds its configured maximum.
     QueueFull,
     /// The model is not (or no longer) in the registry: it was retired.
@@ -113,6 +118,7 @@ impl Queue {
             result_ttl_secs: None,
             idempotency: None,
             cache: None,
+            due_ms: None,
         };
         let mut out = self
             .submit_many(&[job], max_queued, Duration::from_secs(1))
@@ -172,6 +178,7 @@ impl Queue {
             Some((g, _)) => inv.key(self.keys.group(g)),
             None => inv.key(self.keys.models()),
         };
+        inv.key(self.keys.scheduled());
         for j in jobs {
             inv.key(self.keys.job(j.id)).key(self.keys.stream(j.model));
             match &j.idempotency {
@@ -196,7 +203,8 @@ impl Queue {
                         .as_ref()
                         .map_or(String::new(), |(key, _)| self.keys.cache(key)),
                 )
-                .arg(j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)));
+                .arg(j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
+                .arg(j.due_ms.unwrap_or(0));
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         if replies.len() != jobs.len() {
@@ -212,6 +220,7 @@ impl Queue {
                     "UNKNOWN_MODEL" => Submitted::UnknownModel,
                     "IDEMPOTENCY_REUSED" => Submitted::IdempotencyKeyReused,
                     "NOT_SUBMITTED" => Submitted::NotSubmitted,
+                    "SCHEDULED" => Submitted::Scheduled,
                     other => match other.strip_prefix("REPLAY ") {
                         Some(id) => Submitted::Replayed(
                             id.parse()
@@ -246,6 +255,20 @@ impl Queue {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(hit == 1)
+    }
+
+    /// Moves up to `count` scheduled jobs that are due to their models' queues
+    /// (`promote.lua`); returns how many moved.
+    pub async fn promote_due(&self, count: usize) -> Result<usize, QueueError> {
+        Ok(PROMOTE
+            .key(self.keys.scheduled())
+            .arg(now_ms())
+            .arg(count)
+            .arg(self.keys.job_prefix())
+            .arg(self.keys.stream_prefix())
+            .arg(self.keys.progress_events())
+            .invoke_async(&mut self.conn.clone())
+            .await?)
     }
 
     /// Cancels a job that has not finished (`cancel.lua`).

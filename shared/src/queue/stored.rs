@@ -24,9 +24,11 @@ pub struct StoredJob {
     pub entry: Option<String>,
     /// Answered from the result cache without running.
     pub cached: bool,
+    /// When a scheduled job may start, ms since the epoch.
+    pub due: Option<u64>,
 }
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     field::MODEL,
     field::STATUS,
     field::CREATED_AT,
@@ -38,6 +40,7 @@ const FIELDS: [&str; 11] = [
     field::ERROR_MESSAGE,
     field::ENTRY,
     field::CACHED,
+    field::DUE,
 ];
 
 impl Queue {
@@ -73,6 +76,7 @@ impl Queue {
         let (attempts, result) = (bytes(), bytes());
         let (error_code, error_message, entry) = (bytes(), bytes(), bytes());
         let cached = bytes().is_some_and(|v| v == b"1");
+        let due = bytes().and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok());
         let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
         let (model, status) = (text(model), text(status));
         let (Some(model), Some(status)) = (model, status) else {
@@ -99,6 +103,7 @@ impl Queue {
             error,
             entry: text(entry),
             cached,
+            due,
         }))
     }
 }

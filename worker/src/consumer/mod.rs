@@ -136,6 +136,7 @@ impl Consumer {
             self.config.lease(),
         );
         let announcer = self.spawn_announcer(stop.clone());
+        let promoter = spawn_promoter(self.queue.clone(), stop.clone());
 
         let mut tasks = JoinSet::new();
         let mut pending: VecDeque<Batch> = VecDeque::new();
@@ -182,6 +183,7 @@ impl Consumer {
             }
         }
         announcer.abort();
+        promoter.abort();
         let withdraw = async {
             self.queue
                 .withdraw_worker(&self.consumer, &self.names)
@@ -371,6 +373,29 @@ impl Consumer {
         tasks.spawn(task.run(run, permit).instrument(span));
         Ok(())
     }
+}
+
+/// How often scheduled jobs that are due move to their queues.
+const PROMOTE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Moves due scheduled jobs to their queues every [`PROMOTE_INTERVAL`] until shutdown. Every
+/// worker runs one; the move is one Lua step per batch of jobs, so each job moves once.
+fn spawn_promoter(queue: Queue, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROMOTE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if *stop.borrow() {
+                return;
+            }
+            match queue.promote_due(1000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(jobs = n, "scheduled jobs queued"),
+                Err(e) => tracing::debug!(error = %e, "queueing due scheduled jobs failed"),
+            }
+        }
+    })
 }
 
 /// Collects finished batch tasks, logging any that panicked past their own guard.

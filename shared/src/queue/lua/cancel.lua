@@ -1,4 +1,5 @@
--- Cancel a job that has not finished. A queued job's entry is removed so it never runs; a
+-- Cancel a job that has not finished. A scheduled job drops its waiting payload (the promoter
+-- skips it); a queued job's entry is removed so it never runs; a
 -- running job keeps its fencing token, so the completion script acknowledges its entry but
 -- discards its result.
 --
@@ -15,8 +16,9 @@ local rec = redis.call('HMGET', KEYS[1], F.status, F.entry)
 if not rec[1] then
   return false
 end
-if rec[1] == 'queued' or rec[1] == 'running' then
+if rec[1] == 'queued' or rec[1] == 'running' or rec[1] == 'scheduled' then
   redis.call('HSET', KEYS[1], F.status, 'cancelled', F.finished_at, ARGV[1])
+  redis.call('HDEL', KEYS[1], F.payload)
   redis.call('EXPIRE', KEYS[1], tonumber(redis.call('HGET', KEYS[1], F.ttl)) or tonumber(ARGV[2]))
   if rec[1] == 'queued' and rec[2] then
     -- The group may not exist yet if no worker ever served the model.

@@ -4,6 +4,7 @@
 -- KEYS[1]   model registry hash (a retired model is no longer in it)
 -- KEYS[2]   index of jobs by creation time (sorted set, for listing)
 -- KEYS[3]   group hash, when the jobs form a group (else the registry again)
+-- KEYS[4]   scheduled jobs (sorted set by due time)
 -- then three keys per job: job hash, model stream, idempotency record (the job hash again when
 --   the job has no idempotency key)
 -- ARGV[1]   now, ms since the epoch
@@ -12,10 +13,13 @@
 -- ARGV[4]   group id ('' = none): then all jobs are enqueued or none is, and the group hash
 --           is written with them
 -- ARGV[5]   seconds the group hash is kept
--- then eight values per job: job id, model name, request payload, deadline to start by (ms
+-- then nine values per job: job id, model name, request payload, deadline to start by (ms
 --   since the epoch, 0 = none), seconds to keep the record once final (0 = the default), the
 --   request's hash for its idempotency key ('' = no key), the result-cache key to store a
---   successful result under ('' = none) and the seconds to keep it there
+--   successful result under ('' = none), the seconds to keep it there, and when the job may
+--   start (ms since the epoch; 0 = at once). A job not yet due is `scheduled`: its payload
+--   waits in its hash, its id in the scheduled set, and the queue-length limit applies when it
+--   moves to the queue.
 --
 -- Returns one string per job: the stream entry id; 'QUEUE_FULL' (the caller answers 429);
 -- 'UNKNOWN_MODEL'; 'REPLAY <job id>' (the key was used before with the same request: that job
@@ -23,15 +27,15 @@
 -- where one job cannot be enqueued, that job's reason and 'NOT_SUBMITTED' for the others.
 local now, limit, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local group = ARGV[4]
-local count = (#KEYS - 3) / 3
+local count = (#KEYS - 4) / 3
 local out = {}
 if group ~= '' then
   local refused = false
   for i = 0, count - 1 do
-    local model = ARGV[7 + i * 8]
+    local model = ARGV[7 + i * 9]
     if redis.call('HEXISTS', KEYS[1], model) == 0 then
       out[i + 1], refused = 'UNKNOWN_MODEL', true
-    elseif limit > 0 and redis.call('XLEN', KEYS[5 + i * 3]) >= limit then
+    elseif limit > 0 and redis.call('XLEN', KEYS[6 + i * 3]) >= limit then
       out[i + 1], refused = 'QUEUE_FULL', true
     else
       out[i + 1] = 'NOT_SUBMITTED'
@@ -43,10 +47,12 @@ if group ~= '' then
   out = {}
 end
 for i = 0, count - 1 do
-  local job, stream, idem = KEYS[4 + i * 3], KEYS[5 + i * 3], KEYS[6 + i * 3]
-  local b = 6 + i * 8
+  local job, stream, idem = KEYS[5 + i * 3], KEYS[6 + i * 3], KEYS[7 + i * 3]
+  local b = 6 + i * 9
   local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ttl, hash, cache_key, cache_ttl = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
+  local due = tonumber(ARGV[b + 8])
+  local scheduled = due > tonumber(now)
   local prev = hash ~= '' and redis.call('GET', idem)
   if prev then
     local sep = string.find(prev, ' ', 1, true)
@@ -57,13 +63,22 @@ for i = 0, count - 1 do
     end
   elseif redis.call('HEXISTS', KEYS[1], model) == 0 then
     out[#out + 1] = 'UNKNOWN_MODEL'
-  elseif limit > 0 and redis.call('XLEN', stream) >= limit then
+  elseif not scheduled and limit > 0 and redis.call('XLEN', stream) >= limit then
     out[#out + 1] = 'QUEUE_FULL'
   else
-    local entry = redis.call('XADD', stream, '*', E.id, id, E.payload, payload)
-    redis.call('HSET', job,
-      F.model, model, F.status, 'queued', F.created_at, now,
-      F.attempts, 0, F.entry, entry, F.deadline, deadline)
+    local entry = ''
+    if scheduled then
+      redis.call('HSET', job,
+        F.model, model, F.status, 'scheduled', F.created_at, now,
+        F.attempts, 0, F.deadline, deadline, F.due, due, F.payload, payload)
+      redis.call('ZADD', KEYS[4], due, id)
+      entry = 'SCHEDULED'
+    else
+      entry = redis.call('XADD', stream, '*', E.id, id, E.payload, payload)
+      redis.call('HSET', job,
+        F.model, model, F.status, 'queued', F.created_at, now,
+        F.attempts, 0, F.entry, entry, F.deadline, deadline)
+    end
     if ttl ~= '0' then
       redis.call('HSET', job, F.ttl, ttl)
     end
@@ -79,7 +94,7 @@ for i = 0, count - 1 do
 end
 if group ~= '' then
   local ids = {}
-  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 8] end
+  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 9] end
   redis.call('HSET', KEYS[3], 'created_at', now, 'jobs', table.concat(ids, ' '))
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
 end

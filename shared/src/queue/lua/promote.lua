@@ -1,0 +1,33 @@
+-- Move scheduled jobs that are due to their models' streams: each becomes `queued`, its
+-- payload leaves its hash for the stream entry. Jobs no longer scheduled (cancelled) just leave
+-- the set. Run by every worker a few times a second; each job moves once.
+--
+-- KEYS[1]  scheduled jobs (sorted set by due time)
+-- ARGV[1]  now, ms since the epoch
+-- ARGV[2]  most jobs to move
+-- ARGV[3]  prefix of job hash keys (the job id follows)
+-- ARGV[4]  prefix of model stream keys (the model name follows)
+-- ARGV[5]  channel of progress (non-terminal) events
+--
+-- Job and stream keys are built from the prefixes: they share the namespace's hash tag, so
+-- they are in this script's Cluster slot.
+--
+-- Returns how many jobs moved.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local moved, events = 0, {}
+for _, id in ipairs(due) do
+  local job = ARGV[3] .. id
+  local rec = redis.call('HMGET', job, F.status, F.model, F.payload)
+  if rec[1] == 'scheduled' and rec[3] then
+    local entry = redis.call('XADD', ARGV[4] .. rec[2], '*', E.id, id, E.payload, rec[3])
+    redis.call('HSET', job, F.status, 'queued', F.entry, entry)
+    redis.call('HDEL', job, F.payload)
+    events[#events + 1] = id .. ' queued'
+    moved = moved + 1
+  end
+  redis.call('ZREM', KEYS[1], id)
+end
+if #events > 0 then
+  redis.call('PUBLISH', ARGV[5], table.concat(events, '\n'))
+end
+return moved
