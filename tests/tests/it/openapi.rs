@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,7 +12,7 @@ use crate::helpers::*;
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 28] = [
+const SERVED: [(&str, &str); 32] = [
     ("POST", "/jobs"),
     ("POST", "/jobs/batch"),
     ("GET", "/jobs"),
@@ -42,6 +41,10 @@ const SERVED: [(&str, &str); 28] = [
     ("GET", "/dead"),
     ("POST", "/dead/{id}/retry"),
     ("DELETE", "/dead/{id}"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/dashboard.js"),
+    ("GET", "/dashboard/dashboard.css"),
+    ("GET", "/dashboard/favicon.svg"),
 ];
 
 /// The (method, path) pairs a document describes.
@@ -58,16 +61,6 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
         }
     }
     ops
-}
-
-fn test_venv(bin: &str) -> PathBuf {
-    let path = repo_root().join(".venv-test/bin").join(bin);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup.sh (it installs openapi-spec-validator and schemathesis)",
-        path.display()
-    );
-    path
 }
 
 async fn call(app: &App, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
