@@ -85,6 +85,27 @@ pub(crate) async fn icon() -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::response::Response;
+
+    /// Every part of the page carries its type and the policy that keeps it on this origin.
+    #[tokio::test]
+    async fn every_part_is_served_with_its_type_and_the_policy() {
+        let parts: [(Response, &str); 4] = [
+            (page().await.into_response(), "text/html; charset=utf-8"),
+            (
+                script().await.into_response(),
+                "text/javascript; charset=utf-8",
+            ),
+            (style().await.into_response(), "text/css; charset=utf-8"),
+            (icon().await.into_response(), "image/svg+xml"),
+        ];
+        for (res, content_type) in parts {
+            let h = res.headers();
+            assert_eq!(h[header::CONTENT_TYPE], content_type);
+            assert_eq!(h[header::CONTENT_SECURITY_POLICY], CONTENT_SECURITY_POLICY);
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        }
+    }
 
     /// Every reference the page makes is to one of its own routes, and nothing points off the
     /// origin: the page must work with no internet.

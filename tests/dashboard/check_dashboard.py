@@ -51,7 +51,19 @@ def wait_terminal(base, job_id, timeout_s=60):
 def main():
     base, worker_id, dead_id, screenshot = sys.argv[1:5]
     problems = []
+    try:
+        check(base, worker_id, dead_id, screenshot, problems)
+    finally:
+        # Also when a check failed: a console error often says why.
+        if problems:
+            print("\n".join(problems))
+    if problems:
+        sys.exit(1)
+    print(f"screenshot: {screenshot}")
+    print("dashboard ok")
 
+
+def check(base, worker_id, dead_id, screenshot, problems):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -142,12 +154,6 @@ def main():
         dead_row.wait_for(state="detached")
 
         browser.close()
-
-    if problems:
-        print("\n".join(problems))
-        sys.exit(1)
-    print(f"screenshot: {screenshot}")
-    print("dashboard ok")
 
 
 if __name__ == "__main__":
