@@ -6,18 +6,20 @@
 (() => {
   const POLL_MS = 1000;
   const WINDOW_SECONDS = 300;
-  // A gap longer than this between two polls breaks the chart's line instead of bridging it.
-  const GAP_MS = 3500;
+  // Seconds without a figure after which a chart's line breaks instead of bridging the gap.
+  const GAP_SECONDS = 3;
+  // The throughput column averages this many of the last whole seconds.
+  const RATE_SECONDS = 10;
   const DEAD_LIMIT = 50;
   const KEY_STORAGE = "inferq.apiKey";
   const PALETTE = ["#2f7ed8", "#e4572e", "#2bb673", "#9b59b6", "#f1a208", "#17a2b8", "#d81b60", "#7f8c8d"];
   const SVG_NS = "http://www.w3.org/2000/svg";
 
-  // One sample per poll: `t` (ms) and, per model, `rate` (completed jobs per second since the
-  // previous poll, null when it cannot be known) and `depth` (waiting jobs).
-  const history = [];
-  // Per model, the last completion counter read and when, to derive a rate from two polls.
-  const counters = new Map();
+  // Per model, two series keyed by whole second (Unix time): `done`, the jobs finished in that
+  // second as the API counted them, and `depth`, the jobs waiting when the page polled.
+  const series = new Map();
+  // The API's current second at the last poll: the right edge of the charts.
+  let nowSecond = Math.floor(Date.now() / 1000);
   // Models in order of first appearance: a model keeps its colour for the page's lifetime.
   const colours = new Map();
   let pollTimer = null;
@@ -40,8 +42,8 @@
   }
 
   // Every request of the page goes through here, so a key (when the API has keys) is sent with
-  // each one as `Authorization: Bearer`.
-  async function api(path, options = {}) {
+  // each one as `Authorization: Bearer`. Answers the body and the response.
+  async function request(path, options = {}) {
     const headers = new Headers(options.headers || {});
     headers.set("Accept", "application/json");
     const key = apiKey();
@@ -56,7 +58,18 @@
       const message = typeof error === "string" ? error : (error && (error.message || error.code));
       throw new ApiError(res.status, message || `${res.status} ${res.statusText}`);
     }
-    return body;
+    return { body, res };
+  }
+
+  async function api(path, options = {}) {
+    return (await request(path, options)).body;
+  }
+
+  // The API's clock, to the second, from the response's `Date` header (the page's own clock
+  // may be off): it places the API's per-second figures on the charts' time axis.
+  function serverSecond(res) {
+    const t = Date.parse(res.headers.get("Date") || "");
+    return Number.isNaN(t) ? Math.floor(Date.now() / 1000) : Math.floor(t / 1000);
   }
 
   // --- formatting ----------------------------------------------------------------------------
@@ -140,48 +153,48 @@
 
   // --- models and charts ---------------------------------------------------------------------
 
-  // Reads each model's completion counter and turns two successive polls into a rate.
-  function sample(queues) {
-    const now = Date.now();
-    const models = {};
+  function seriesOf(model) {
+    if (!series.has(model)) series.set(model, { done: new Map(), depth: new Map() });
+    return series.get(model);
+  }
+
+  // Records one poll of `/queues`, answered in the API's second `second`.
+  function sample(queues, second) {
+    nowSecond = second;
     for (const [name, q] of Object.entries(queues.queues || {})) {
       colourIndex(name);
-      const counter = completedCounter(q);
-      let value = null;
-      const last = counters.get(name);
-      if (last && counter !== null && now - last.t <= GAP_MS && counter >= last.counter) {
-        value = ((counter - last.counter) * 1000) / (now - last.t);
-      } else if (counter === null && typeof q.completed_last_minute === "number") {
-        value = q.completed_last_minute / 60;
+      const s = seriesOf(name);
+      const perSecond = q.completed_per_second;
+      if (Array.isArray(perSecond)) {
+        // The last whole seconds before `second`, oldest first: a newer poll's figures replace
+        // an older one's, so a second still being counted at one poll is right at the next.
+        perSecond.forEach((n, i) => s.done.set(second - perSecond.length + i, n));
+      } else if (typeof q.completed_last_minute === "number") {
+        s.done.set(second - 1, q.completed_last_minute / 60);
       }
-      if (counter !== null) counters.set(name, { t: now, counter });
-      models[name] = { rate: value, depth: typeof q.depth === "number" ? q.depth : null };
+      if (typeof q.depth === "number") s.depth.set(second, q.depth);
     }
-    history.push({ t: now, models });
-    while (history.length && history[0].t < now - WINDOW_SECONDS * 1000) history.shift();
+    for (const s of series.values()) {
+      for (const m of [s.done, s.depth]) {
+        for (const t of m.keys()) if (t < second - WINDOW_SECONDS) m.delete(t);
+      }
+    }
   }
 
-  // A monotonically increasing count of the model's finished jobs, when the API gives one;
-  // otherwise the rate falls back to the last minute's average.
-  function completedCounter(q) {
-    return typeof q.completed_total === "number" ? q.completed_total : null;
-  }
-
+  // Completed jobs per second over the last RATE_SECONDS whole seconds.
   function latest(model) {
-    for (let i = history.length - 1; i >= 0; i--) {
-      const m = history[i].models[model];
-      if (m && m.rate !== null) return m.rate;
-    }
-    return null;
+    const s = series.get(model);
+    if (!s || s.done.size === 0) return null;
+    let sum = 0;
+    for (let t = nowSecond - RATE_SECONDS; t < nowSecond; t++) sum += s.done.get(t) || 0;
+    return sum / RATE_SECONDS;
   }
 
+  // The busiest second of the charts' window.
   function peak(model) {
-    let best = null;
-    for (const h of history) {
-      const m = h.models[model];
-      if (m && m.rate !== null && (best === null || m.rate > best)) best = m.rate;
-    }
-    return best;
+    const s = series.get(model);
+    if (!s || s.done.size === 0) return null;
+    return Math.max(...s.done.values());
   }
 
   function renderModels(queues) {
@@ -232,12 +245,10 @@
   function drawChart(id, field, format) {
     const chart = document.getElementById(id);
     const [W, H, left, right, top, bottom] = [600, 180, 44, 8, 8, 20];
-    const now = Date.now();
-    const x = (t) => left + ((t - (now - WINDOW_SECONDS * 1000)) / (WINDOW_SECONDS * 1000)) * (W - left - right);
+    const from = nowSecond - WINDOW_SECONDS;
+    const x = (t) => left + ((t - from) / WINDOW_SECONDS) * (W - left - right);
     let max = 0;
-    for (const h of history) {
-      for (const m of Object.values(h.models)) if (m[field] !== null) max = Math.max(max, m[field]);
-    }
+    for (const s of series.values()) for (const v of s[field].values()) max = Math.max(max, v);
     max = niceMax(max);
     const y = (v) => H - bottom - (v / max) * (H - top - bottom);
     const parts = [];
@@ -249,25 +260,21 @@
       parts.push(label);
     }
     for (const [t, text, anchor] of [
-      [now - WINDOW_SECONDS * 1000, `−${WINDOW_SECONDS / 60} min`, "start"],
-      [now, "now", "end"],
+      [from, `−${WINDOW_SECONDS / 60} min`, "start"],
+      [nowSecond, "now", "end"],
     ]) {
       const label = svg("text", { class: "axis-label", x: x(t), y: H - 4, "text-anchor": anchor });
       label.textContent = text;
       parts.push(label);
     }
-    for (const model of colours.keys()) {
+    for (const [model, s] of series) {
+      const points = [...s[field]].sort(([a], [b]) => a - b);
       let d = "";
       let lastT = null;
-      for (const h of history) {
-        const m = h.models[model];
-        if (!m || m[field] === null) {
-          lastT = null;
-          continue;
-        }
-        const cmd = lastT === null || h.t - lastT > GAP_MS ? "M" : "L";
-        d += `${cmd}${x(h.t).toFixed(1)} ${y(m[field]).toFixed(1)} `;
-        lastT = h.t;
+      for (const [t, v] of points) {
+        const cmd = lastT === null || t - lastT > GAP_SECONDS ? "M" : "L";
+        d += `${cmd}${x(t).toFixed(1)} ${y(v).toFixed(1)} `;
+        lastT = t;
       }
       if (d) {
         const path = svg("path", { class: "series", d, stroke: PALETTE[colours.get(model)] });
@@ -290,7 +297,7 @@
       li.append(
         el("span", `swatch c${colours.get(name)}`),
         el("span", "mono", name),
-        el("span", "figures", `now ${rate(latest(name))}, peak ${rate(p)}`),
+        el("span", "figures", `last ${RATE_SECONDS} s ${rate(latest(name))}, peak ${rate(p)}`),
       );
       return li;
     });
@@ -384,9 +391,16 @@
     );
   }
 
-  // The path that names a dead letter in `/dead/<id>` routes.
+  // The path that names a dead letter in `/dead/<id>` routes: its own entry id, which every
+  // dead letter has (an unreadable entry has no job id).
   function deadPath(d) {
-    return `/dead/${encodeURIComponent(d.id)}`;
+    return `/dead/${encodeURIComponent(d.dead_id)}`;
+  }
+
+  // Whether the API can run the dead letter's job again (older APIs do not say: a job id is
+  // then the best guess).
+  function retryable(d) {
+    return typeof d.retryable === "boolean" ? d.retryable : Boolean(d.id);
   }
 
   async function retry(d, button, cell) {
@@ -424,7 +438,7 @@
         c[3].className = "mono code";
         c[4].className = "message";
         c[5].className = "num";
-        if (d.id) {
+        if (retryable(d)) {
           const button = el("button", "retry", "Retry");
           button.type = "button";
           button.title = "Queue this job again";
@@ -435,13 +449,13 @@
       },
       (row, d) => {
         const c = row.cells;
-        setText(c[0], clock(d.failed_at));
+        setText(c[0], d.failed_at ? clock(d.failed_at) : "–");
         c[0].title = d.failed_at || "";
         jobCell(c[1], d.id);
-        setText(c[2], d.model);
+        setText(c[2], d.model ?? "–");
         setText(c[3], d.error && d.error.code);
         setText(c[4], d.error && d.error.message);
-        setText(c[5], d.attempts);
+        setText(c[5], d.attempts ?? "–");
       },
     );
   }
@@ -465,14 +479,15 @@
   async function poll() {
     pollTimer = null;
     try {
-      const [queues, workers, dead] = await Promise.all([
-        api("/queues"),
+      const [overview, workers, dead] = await Promise.all([
+        request("/queues"),
         api("/workers"),
         api(`/dead?limit=${DEAD_LIMIT}`),
       ]);
-      sample(queues);
+      const queues = overview.body;
+      sample(queues, serverSecond(overview.res));
       renderModels(queues);
-      drawChart("chart-throughput", "rate", (v) => (v > 0 && v < 10 ? v.toFixed(1) : String(Math.round(v))));
+      drawChart("chart-throughput", "done", (v) => (v > 0 && v < 10 ? v.toFixed(1) : String(Math.round(v))));
       drawChart("chart-depth", "depth", (v) => String(Math.round(v)));
       renderLegend(queues);
       renderWorkers(workers);
