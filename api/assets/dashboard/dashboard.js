@@ -11,6 +11,7 @@
   // The throughput column averages this many of the last whole seconds.
   const RATE_SECONDS = 10;
   const DEAD_LIMIT = 50;
+  const LATE_HEARTBEAT_SECONDS = 5;
   const KEY_STORAGE = "inferq.apiKey";
   const PALETTE = ["#2f7ed8", "#e4572e", "#2bb673", "#9b59b6", "#f1a208", "#17a2b8", "#d81b60", "#7f8c8d"];
   const SVG_NS = "http://www.w3.org/2000/svg";
@@ -255,8 +256,10 @@
     for (const frac of [0, 0.5, 1]) {
       const gy = y(max * frac);
       parts.push(svg("line", { class: "grid", x1: left, x2: W - right, y1: gy, y2: gy }));
+      const text = format(max * frac);
+      if (text === null) continue;
       const label = svg("text", { class: "axis-label", x: left - 6, y: gy + 4, "text-anchor": "end" });
-      label.textContent = format(max * frac);
+      label.textContent = text;
       parts.push(label);
     }
     for (const [t, text, anchor] of [
@@ -345,7 +348,8 @@
         // Whole seconds: heartbeats come every second or two, milliseconds would only flicker.
         setText(c[9], age === null ? "–" : `${duration(Math.floor(age))} ago`);
         c[9].title = w.last_heartbeat || "";
-        c[9].classList.toggle("stale", age !== null && age > 10);
+        // Workers beat every 2 s and count as live for 10 s: 5 s is a late heartbeat.
+        c[9].classList.toggle("stale", age !== null && age > LATE_HEARTBEAT_SECONDS);
       },
     );
   }
@@ -488,7 +492,8 @@
       sample(queues, serverSecond(overview.res));
       renderModels(queues);
       drawChart("chart-throughput", "done", (v) => (v > 0 && v < 10 ? v.toFixed(1) : String(Math.round(v))));
-      drawChart("chart-depth", "depth", (v) => String(Math.round(v)));
+      // Whole jobs only: no "0.5 waiting" mid-axis label.
+      drawChart("chart-depth", "depth", (v) => (Number.isInteger(v) ? String(v) : null));
       renderLegend(queues);
       renderWorkers(workers);
       renderFailures(queues);
