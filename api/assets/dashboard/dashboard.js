@@ -442,13 +442,11 @@
         c[3].className = "mono code";
         c[4].className = "message";
         c[5].className = "num";
-        if (retryable(d)) {
-          const button = el("button", "retry", "Retry");
-          button.type = "button";
-          button.title = "Queue this job again";
-          button.addEventListener("click", () => retry(d, button, c[6]));
-          c[6].append(button, el("span", "code"));
-        }
+        const button = el("button", "retry", "Retry");
+        button.type = "button";
+        button.title = "Queue this job again";
+        button.addEventListener("click", () => retry(d, button, c[6]));
+        c[6].append(button, el("span", "code"));
         return row;
       },
       (row, d) => {
@@ -460,6 +458,8 @@
         setText(c[3], d.error && d.error.code);
         setText(c[4], d.error && d.error.message);
         setText(c[5], d.attempts ?? "–");
+        // Not for an unreadable entry, nor a job whose model was retired since.
+        c[6].firstChild.hidden = !retryable(d);
       },
     );
   }
