@@ -2,11 +2,13 @@
 
 Usage: check_dashboard.py BASE_URL WORKER_ID DEAD_JOB_ID SCREENSHOT.png
 Run by tests/tests/it/dashboard.rs with .venv-test's Python against an API with a live worker
-WORKER_ID serving `linear`, and the job DEAD_JOB_ID in the dead-letter stream (its retry can
-succeed). Checks that the page loads with no console error and no failed request, shows the
-worker and the model, reflects a batch of jobs submitted while it is open, and that its Retry
-button queues the dead letter's job again, which then succeeds. Saves a screenshot, prints
-its path and "dashboard ok"; exits non-zero with the reasons otherwise.
+WORKER_ID serving `linear`, and two dead letters: the job DEAD_JOB_ID (its retry can succeed)
+and an unreadable queue entry. Checks that the page loads with no console error and no failed
+request, shows the worker and the model, reflects a batch of jobs submitted while it is open,
+that its Retry button queues the dead letter's job again, which then succeeds, and that the
+unreadable entry offers no Retry and is discarded by its Discard button. Saves a screenshot
+(before the clicks), prints its path and "dashboard ok"; exits non-zero with the reasons
+otherwise.
 """
 
 import json
@@ -141,6 +143,13 @@ def check(base, worker_id, dead_id, screenshot, problems):
         failure.wait_for()
         assert "max_attempts_exceeded" in failure.inner_text(), failure.inner_text()
 
+        # The unreadable entry: no job to run again, so no Retry; Discard only.
+        unreadable = page.locator('#dead tr[data-job=""]')
+        unreadable.wait_for()
+        assert "malformed_entry" in unreadable.inner_text(), unreadable.inner_text()
+        assert unreadable.locator("button.retry").is_hidden()
+        assert unreadable.locator("button.discard").is_visible()
+
         # Retry: the job is queued again, leaves the dead letters, and runs.
         page.screenshot(path=screenshot, full_page=True)
         with page.expect_response(lambda r: r.url.endswith("/retry")) as retried:
@@ -152,6 +161,15 @@ def check(base, worker_id, dead_id, screenshot, problems):
         record = wait_terminal(base, dead_id)
         assert record["status"] == "succeeded", record
         dead_row.wait_for(state="detached")
+
+        # Discard, once confirmed: the entry is deleted.
+        page.once("dialog", lambda dialog: dialog.accept())
+        with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
+            unreadable.locator("button.discard").click()
+        assert deleted.value.status == 204, deleted.value.status
+        unreadable.wait_for(state="detached")
+        _, remaining = http("GET", f"{base}/dead")
+        assert remaining["dead_letters"] == [], remaining
 
         browser.close()
 

@@ -407,20 +407,44 @@
     return typeof d.retryable === "boolean" ? d.retryable : Boolean(d.id);
   }
 
-  async function retry(d, button, cell) {
-    button.disabled = true;
-    setText(button, "Retrying…");
+  function describe(d) {
+    return d.id ? `job ${d.id}` : `unreadable entry ${d.dead_id}`;
+  }
+
+  // Runs one action on a dead letter from its row: both buttons stay disabled while it runs;
+  // on success the row leaves at the next poll (at once), on failure the reason is shown.
+  async function act(d, cell, button, busyLabel, run) {
+    const buttons = [...cell.querySelectorAll("button")];
+    const label = button.textContent;
+    for (const b of buttons) b.disabled = true;
+    setText(button, busyLabel);
     try {
-      const queued = await api(`${deadPath(d)}/retry`, { method: "POST" });
-      notice(`Job ${queued.id} is queued again.`);
+      notice(await run());
       setText(cell.lastChild, "");
     } catch (e) {
-      button.disabled = false;
-      setText(button, "Retry");
+      for (const b of buttons) b.disabled = false;
+      setText(button, label);
       setText(cell.lastChild, e.message);
-      notice(`Retrying job ${d.id} failed: ${e.message}`, true);
+      notice(`${describe(d)}: ${e.message}`, true);
     }
     pollNow();
+  }
+
+  function retry(d, cell, button) {
+    return act(d, cell, button, "Retrying…", async () => {
+      const queued = await api(`${deadPath(d)}/retry`, { method: "POST" });
+      return `Job ${queued.id} is queued again.`;
+    });
+  }
+
+  function discard(d, cell, button) {
+    if (!window.confirm(`Discard the dead letter of ${describe(d)}? It cannot be retried afterwards.`)) {
+      return Promise.resolve();
+    }
+    return act(d, cell, button, "Discarding…", async () => {
+      await api(deadPath(d), { method: "DELETE" });
+      return `The dead letter of ${describe(d)} is discarded.`;
+    });
   }
 
   function renderDead(queues, body) {
@@ -442,11 +466,18 @@
         c[3].className = "mono code";
         c[4].className = "message";
         c[5].className = "num";
-        const button = el("button", "retry", "Retry");
-        button.type = "button";
-        button.title = "Queue this job again";
-        button.addEventListener("click", () => retry(d, button, c[6]));
-        c[6].append(button, el("span", "code"));
+        row.dataset.deadId = d.dead_id;
+        const again = el("button", "retry", "Retry");
+        again.type = "button";
+        again.title = "Queue this job again";
+        again.addEventListener("click", () => retry(d, c[6], again));
+        const drop = el("button", "discard secondary", "Discard");
+        drop.type = "button";
+        drop.title = "Delete this dead letter";
+        drop.addEventListener("click", () => discard(d, c[6], drop));
+        const actions = el("div", "actions");
+        actions.append(again, drop);
+        c[6].append(actions, el("span", "code"));
         return row;
       },
       (row, d) => {
@@ -459,7 +490,7 @@
         setText(c[4], d.error && d.error.message);
         setText(c[5], d.attempts ?? "–");
         // Not for an unreadable entry, nor a job whose model was retired since.
-        c[6].firstChild.hidden = !retryable(d);
+        c[6].querySelector("button.retry").hidden = !retryable(d);
       },
     );
   }

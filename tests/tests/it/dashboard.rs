@@ -1,11 +1,12 @@
 //! `GET /dashboard` in a real headless browser (Debian's Chromium through Playwright, in
 //! .venv-test): the page loads with no console error and no failed request, shows the live
-//! worker and its model, reflects a batch of jobs, and its Retry button re-runs a dead letter.
+//! worker and its model, reflects a batch of jobs, its Retry button re-runs a dead letter and
+//! its Discard button deletes an unreadable one.
 //! The browser side is `tests/dashboard/check_dashboard.py`; it saves a screenshot.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 
@@ -46,6 +47,32 @@ async fn the_dashboard_shows_the_system_and_retries_a_dead_letter() {
     let record = app.wait_done(&dead_id, Duration::from_secs(30)).await;
     assert_eq!(record["status"], "failed", "{record}");
     assert_eq!(record["error"]["code"], "max_attempts_exceeded", "{record}");
+    // And a queue entry no worker can read: set aside as a dead letter without a job.
+    let mut conn = app.redis.conn().await;
+    let _: String = redis::cmd("XADD")
+        .arg(format!("{{{}}}:q:linear", app.namespace))
+        .arg("*")
+        .arg("id")
+        .arg("not-a-job-id")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let dead: u64 = redis::cmd("XLEN")
+            .arg(format!("{{{}}}:dead", app.namespace))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if dead == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unreadable entry was not set aside"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let screenshot = screenshot_path();
     let run = tokio::process::Command::new(test_venv("python"))
