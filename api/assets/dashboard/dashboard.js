@@ -24,6 +24,10 @@
   // Models in order of first appearance: a model keeps its colour for the page's lifetime.
   const colours = new Map();
   let pollTimer = null;
+  // The dead letters' pages the operator went through: the cursor of each, the newest page's
+  // being null. The last one is shown (and polled); `nextDeadCursor` leads to an older one.
+  let deadCursors = [null];
+  let nextDeadCursor = null;
 
   // --- requests ------------------------------------------------------------------------------
 
@@ -451,9 +455,17 @@
     const dead = body.dead_letters || [];
     const total = typeof queues.dead_letters === "number" ? queues.dead_letters : dead.length;
     setText(document.getElementById("dead-count"), total ? `(${total})` : "");
-    const more = document.getElementById("dead-more");
-    more.hidden = !(total > dead.length);
-    setText(more, `Showing the newest ${dead.length} of ${total}.`);
+    nextDeadCursor = body.next_cursor || null;
+    const page = deadCursors.length;
+    document.getElementById("dead-pages").hidden = page === 1 && !nextDeadCursor;
+    document.getElementById("dead-newest").disabled = page === 1;
+    document.getElementById("dead-newer").disabled = page === 1;
+    document.getElementById("dead-older").disabled = !nextDeadCursor;
+    const first = (page - 1) * DEAD_LIMIT;
+    setText(
+      document.getElementById("dead-page"),
+      dead.length ? `${first + 1}–${first + dead.length} of ${total}, newest first` : `page ${page}`,
+    );
     syncRows(
       document.getElementById("dead"),
       dead,
@@ -517,7 +529,12 @@
       const [overview, workers, dead] = await Promise.all([
         request("/queues"),
         api("/workers"),
-        api(`/dead?limit=${DEAD_LIMIT}`),
+        api(deadQuery()).catch((e) => {
+          // An older page's cursor the API no longer takes: back to the newest page.
+          if (!(e instanceof ApiError && e.status === 400 && deadCursors.length > 1)) throw e;
+          deadCursors = [null];
+          return api(deadQuery());
+        }),
       ]);
       const queues = overview.body;
       sample(queues, serverSecond(overview.res));
@@ -537,6 +554,25 @@
       connection(false, `not updating: ${why}`);
     }
     if (pollTimer === null) pollTimer = setTimeout(poll, POLL_MS);
+  }
+
+  function deadQuery() {
+    const cursor = deadCursors[deadCursors.length - 1];
+    return `/dead?limit=${DEAD_LIMIT}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+  }
+
+  function setUpDeadPages() {
+    const go = (cursors) => {
+      deadCursors = cursors;
+      pollNow();
+    };
+    document.getElementById("dead-newest").addEventListener("click", () => go([null]));
+    document.getElementById("dead-newer").addEventListener("click", () => {
+      if (deadCursors.length > 1) go(deadCursors.slice(0, -1));
+    });
+    document.getElementById("dead-older").addEventListener("click", () => {
+      if (nextDeadCursor) go([...deadCursors, nextDeadCursor]);
+    });
   }
 
   // Polls at once (after an action), keeping one poll in flight at most.
@@ -566,5 +602,6 @@
 
   document.getElementById("window-minutes").textContent = String(WINDOW_SECONDS / 60);
   setUpKeyField();
+  setUpDeadPages();
   poll();
 })();
