@@ -58,9 +58,7 @@ fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(crate::ops::retry_dead_letter))
         .routes(routes!(crate::ops::delete_dead_letter))
         .routes(routes!(dashboard::page))
-        .routes(routes!(dashboard::script))
-        .routes(routes!(dashboard::style))
-        .routes(routes!(dashboard::icon))
+        .routes(routes!(dashboard::file))
 }
 
 /// The OpenAPI 3.1 document of every route the router serves, as `GET /openapi.json` gives it.
