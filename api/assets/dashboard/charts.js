@@ -9,7 +9,7 @@ export const WINDOW_SECONDS = 300;
 const GAP_SECONDS = 3;
 
 // The throughput column averages this many of the last whole seconds.
-export const RATE_SECONDS = 10;
+const RATE_SECONDS = 10;
 
 const PALETTE = ["#2f7ed8", "#e4572e", "#2bb673", "#9b59b6", "#f1a208", "#17a2b8", "#d81b60", "#7f8c8d"];
 

@@ -8,9 +8,8 @@ import { fetchDead, renderDead, setUpDeadLetters } from "./dead.js";
 import { cells, clock, duration, el, jobCell, notice, rate, secondsSince, setText, syncRows } from "./dom.js";
 
 const POLL_MS = 1000;
-
 const LATE_HEARTBEAT_SECONDS = 5;
-
+// The next poll, while one is scheduled; null while one is in flight.
 let pollTimer = null;
 
 function renderModels(queues) {
