@@ -1,6 +1,6 @@
 """Drives inferq's dashboard (GET /dashboard) in Debian's headless Chromium through Playwright.
 
-Usage: check_dashboard.py BASE_URL WORKER_ID DEAD_JOB_ID SCREENSHOT.png
+Usage: check_dashboard.py BASE_URL WORKER_ID DEAD_JOB_ID SCREENSHOT.png [CHROMIUM]
 Run by tests/tests/it/dashboard.rs with .venv-test's Python against an API with a live worker
 WORKER_ID serving `linear`, and two dead letters: the job DEAD_JOB_ID (its retry can succeed)
 and an unreadable queue entry. Checks that the page loads with no console error and no failed
@@ -18,6 +18,7 @@ import urllib.request
 
 from playwright.sync_api import sync_playwright
 
+# Debian's; Playwright downloads no browser of its own.
 CHROMIUM = "/usr/bin/chromium"
 BATCH = 40
 TIMEOUT_MS = 30_000
@@ -52,9 +53,10 @@ def wait_terminal(base, job_id, timeout_s=60):
 
 def main():
     base, worker_id, dead_id, screenshot = sys.argv[1:5]
+    chromium = sys.argv[5] if len(sys.argv) > 5 else CHROMIUM
     problems = []
     try:
-        check(base, worker_id, dead_id, screenshot, problems)
+        check(base, worker_id, dead_id, screenshot, chromium, problems)
     finally:
         # Also when a check failed: a console error often says why.
         if problems:
@@ -65,10 +67,10 @@ def main():
     print("dashboard ok")
 
 
-def check(base, worker_id, dead_id, screenshot, problems):
+def check(base, worker_id, dead_id, screenshot, chromium, problems):
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=chromium,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})

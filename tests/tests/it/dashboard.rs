@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's Chromium (scripts/setup.sh installs it); `INFERQ_TEST_CHROMIUM` names another
+/// Chromium or Chrome binary.
+fn chromium() -> PathBuf {
+    std::env::var_os("INFERQ_TEST_CHROMIUM")
+        .map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from)
+}
 
 /// `target/dashboard.png`, beside the binaries the tests run (this binary is
 /// `target/<profile>/deps/it-<hash>`).
@@ -21,9 +26,12 @@ fn screenshot_path() -> PathBuf {
 
 #[tokio::test]
 async fn the_dashboard_shows_the_system_and_retries_a_dead_letter() {
+    let chromium = chromium();
     assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium)"
+        chromium.exists(),
+        "{} is missing: run scripts/setup.sh (it installs Debian's chromium), or set \
+         INFERQ_TEST_CHROMIUM to a Chromium binary",
+        chromium.display()
     );
     let app = spawn_app().await;
     // One attempt only, and a short lease: a job whose worker dies is dead-lettered as soon as
@@ -81,6 +89,7 @@ async fn the_dashboard_shows_the_system_and_retries_a_dead_letter() {
         .arg(&worker.id)
         .arg(&dead_id)
         .arg(&screenshot)
+        .arg(&chromium)
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
         .kill_on_drop(true)
         .output();
