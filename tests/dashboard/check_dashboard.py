@@ -151,6 +151,8 @@ def check(base, worker_id, dead_id, screenshot, chromium, problems):
         assert "malformed_entry" in unreadable.inner_text(), unreadable.inner_text()
         assert unreadable.locator("button.retry").is_hidden()
         assert unreadable.locator("button.discard").is_visible()
+        # Two dead letters fit one page: no page buttons.
+        assert page.locator("#dead-pages").is_hidden()
 
         # Retry: the job is queued again, leaves the dead letters, and runs.
         page.screenshot(path=screenshot, full_page=True)
