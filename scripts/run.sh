@@ -191,6 +191,7 @@ fi
 cat <<EOF
 
 inferq is running: API $API_URL, Redis $REDIS_URL, $WORKERS workers (logs in $LOG_DIR/).
+Dashboard: $API_URL/dashboard
 Try:
   curl -s $API_URL/models
   curl -s -i -X POST $API_URL/jobs -H 'content-type: application/json' --data @$ROOT/.cache/demo_job.json

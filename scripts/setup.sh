@@ -3,6 +3,7 @@
 # nothing, and says so):
 #   - Debian's redis-server (and redis-cli)
 #   - python3 + pip (only to download the pinned wheels below)
+#   - Debian's chromium (headless, for the dashboard's browser test)
 #   - the ONNX Runtime shared library  -> .ort/libonnxruntime.so.<ver>   (git-ignored)
 #   - the Silero VAD demo model        -> models/silero_vad/model.onnx   (git-ignored)
 #   - with --bench-models: the large benchmark MLP -> bench-models/mlp_large/model.onnx
@@ -81,6 +82,9 @@ fi
 command -v tmux >/dev/null 2>&1 || apt_install tmux  # the CLI test runs `inferq wait` in a terminal
 # promtool (Debian package prometheus) checks the /metrics expositions in the tests
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
+# The dashboard test drives GET /dashboard in Debian's headless Chromium (through Playwright,
+# below, which is told never to download a browser of its own).
+command -v chromium >/dev/null 2>&1 || apt_install chromium
 
 # --- python3 ----------------------------------------------------------------------------------
 if ! command -v python3 >/dev/null 2>&1; then
@@ -135,11 +139,13 @@ EOF
 fi
 
 # --- test clients: the unmodified Triton client drives the /v2 routes in the test suite; -----
-# openapi-spec-validator checks GET /openapi.json, schemathesis fuzzes the API against it
+# openapi-spec-validator checks GET /openapi.json, schemathesis fuzzes the API against it,
+# Playwright drives the dashboard in the system's Chromium (it downloads no browser)
 TEST_VENV=".venv-test"
-TEST_PIP_PACKAGES=("tritonclient[http]==2.73.0" "numpy==2.4.6" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5")
-if [ -x "$TEST_VENV/bin/python" ] && "$TEST_VENV/bin/python" -c 'import tritonclient.http, numpy, openapi_spec_validator, schemathesis' >/dev/null 2>&1; then
-  log "venv $TEST_VENV: present with tritonclient, openapi-spec-validator, schemathesis"
+TEST_PIP_PACKAGES=("tritonclient[http]==2.73.0" "numpy==2.4.6" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "playwright==1.65.2")
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+if [ -x "$TEST_VENV/bin/python" ] && "$TEST_VENV/bin/python" -c 'import tritonclient.http, numpy, openapi_spec_validator, schemathesis, playwright.sync_api' >/dev/null 2>&1; then
+  log "venv $TEST_VENV: present with tritonclient, openapi-spec-validator, schemathesis, playwright"
 else
   if [ ! -x "$TEST_VENV/bin/python" ]; then
     log "creating venv $TEST_VENV"

@@ -3,6 +3,7 @@
 
 mod batch;
 mod body;
+mod dashboard;
 pub mod error;
 mod extract;
 mod groups;

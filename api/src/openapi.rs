@@ -30,6 +30,8 @@ use crate::oip::wire::ResponseOutput;
         (name = "oip", description = "Open Inference Protocol v2"),
         (name = "operations", description = "Workers, queues, dead letters and metrics"),
         (name = "meta", description = "This document"),
+        (name = "dashboard", description = "The operator's page (`GET /dashboard`) and the \
+            files it loads, all embedded in the binary"),
     )
 )]
 struct ApiDoc;

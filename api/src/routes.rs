@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::ApiPath;
 use crate::state::AppState;
-use crate::{jobs, oip};
+use crate::{dashboard, jobs, oip};
 
 use crate::error::AppResult;
 
@@ -57,6 +57,8 @@ fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(crate::ops::dead_letters))
         .routes(routes!(crate::ops::retry_dead_letter))
         .routes(routes!(crate::ops::delete_dead_letter))
+        .routes(routes!(dashboard::page))
+        .routes(routes!(dashboard::file))
 }
 
 /// The OpenAPI 3.1 document of every route the router serves, as `GET /openapi.json` gives it.

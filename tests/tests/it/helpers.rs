@@ -21,6 +21,18 @@ pub(crate) fn test_models() -> PathBuf {
     repo_root().join("tests/models")
 }
 
+/// A program of the test venv (`.venv-test`, made by scripts/setup.sh: the Triton client,
+/// openapi-spec-validator, schemathesis, Playwright).
+pub(crate) fn test_venv(bin: &str) -> PathBuf {
+    let path = repo_root().join(".venv-test/bin").join(bin);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup.sh (it makes the test venv)",
+        path.display()
+    );
+    path
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -3,6 +3,7 @@
 
 mod batching;
 mod cli;
+mod dashboard;
 mod datatypes;
 mod faults;
 mod helpers;

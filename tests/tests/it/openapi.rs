@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,7 +12,7 @@ use crate::helpers::*;
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 28] = [
+const SERVED: [(&str, &str); 30] = [
     ("POST", "/jobs"),
     ("POST", "/jobs/batch"),
     ("GET", "/jobs"),
@@ -42,6 +41,8 @@ const SERVED: [(&str, &str); 28] = [
     ("GET", "/dead"),
     ("POST", "/dead/{id}/retry"),
     ("DELETE", "/dead/{id}"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/{file}"),
 ];
 
 /// The (method, path) pairs a document describes.
@@ -58,16 +59,6 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
         }
     }
     ops
-}
-
-fn test_venv(bin: &str) -> PathBuf {
-    let path = repo_root().join(".venv-test/bin").join(bin);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup.sh (it installs openapi-spec-validator and schemathesis)",
-        path.display()
-    );
-    path
 }
 
 async fn call(app: &App, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
@@ -119,7 +110,8 @@ async fn the_document_covers_every_route_and_is_valid_openapi() {
             .replace("{id}", &unknown_job)
             .replace("{name}", "no_such_model")
             .replace("{model}", "linear")
-            .replace("{version}", "1");
+            .replace("{version}", "1")
+            .replace("{file}", "dashboard.js");
         let body = (method == "POST").then(|| json!({}));
         let (status, body) = call(&app, method, &url, body.as_ref()).await;
         let fallback = status == 404
