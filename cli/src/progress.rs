@@ -1,5 +1,6 @@
 //! Waiting for a job: long-polls `GET /status/<id>?wait=…` in a loop, with a spinner on the
-//! terminal showing the job's status and the time waited.
+//! terminal showing the job's status (with its place in the queue and the estimated start while
+//! it waits) and the time waited.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -39,7 +40,7 @@ async fn poll(
                 if record.status.is_terminal() {
                     return Ok((raw, record));
                 }
-                spinner.set_message(record.status.as_str());
+                spinner.set_message(status_line(&record));
             }
             // Redis failing over should not end a long wait; every other error does.
             Err(CliError::Server { status: 503, .. }) => {
@@ -49,6 +50,22 @@ async fn poll(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `queued (2 ahead, starts in ~1.40 s)`, `running`, ….
+fn status_line(record: &JobRecord) -> String {
+    let mut line = record.status.as_str().to_owned();
+    if let Some(ahead) = record.queue_position {
+        line.push_str(&format!(" ({ahead} ahead"));
+        if let Some(eta) = record.eta_ms {
+            line.push_str(&format!(
+                ", starts in ~{}",
+                crate::render::duration(Duration::from_millis(eta))
+            ));
+        }
+        line.push(')');
+    }
+    line
 }
 
 /// A spinner on stderr, only when both stdout and stderr are terminals: output piped into a

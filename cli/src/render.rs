@@ -29,6 +29,12 @@ pub(crate) struct JobRecord {
     attempts: u32,
     result: Option<JobResult>,
     error: Option<JobError>,
+    /// While queued: jobs of the model ahead of it.
+    #[serde(default)]
+    pub(crate) queue_position: Option<u64>,
+    /// While queued: the server's estimate of the time until it starts.
+    #[serde(default)]
+    pub(crate) eta_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -594,6 +594,13 @@ async fn wait_shows_a_live_spinner_in_a_terminal() {
             .any(|l| l.contains("queued") || l.contains("running")),
         "the job's status was never shown: {spinner_screens:?}"
     );
+    // While it waits behind the two others, its place in the queue.
+    assert!(
+        spinner_screens
+            .iter()
+            .any(|l| l.contains("queued (1 ahead") || l.contains("queued (0 ahead")),
+        "the queue position was never shown: {spinner_screens:?}"
+    );
     let waited: Vec<&str> = spinner_screens
         .iter()
         .filter_map(|l| l.split("waited ").nth(1))

@@ -60,8 +60,8 @@ for i = 5, #KEYS do
     if deadline > 0 and now > deadline then
       fail(job, id, 'deadline_exceeded', 'the job did not start before its deadline')
     elseif attempts >= max_attempts then
-      local message = 'the job was started ' .. attempts ..
-        ' times and its worker stopped before finishing each time; it was moved to the dead-letter stream'
+      local message = 'the job was started ' .. attempts .. (attempts == 1 and ' time' or ' times') ..
+        ' and its worker stopped before finishing each time; it was moved to the dead-letter stream'
       fail(job, id, 'max_attempts_exceeded', message)
       local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[2], 'model', model,
         'attempts', attempts, 'message', message}
