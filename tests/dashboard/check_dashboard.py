@@ -5,6 +5,7 @@ Run by tests/tests/it/dashboard.rs with .venv-test's Python against an API with 
 WORKER_ID serving `linear`, and two dead letters: the job DEAD_JOB_ID (its retry can succeed)
 and an unreadable queue entry. Checks that the page loads with no console error and no failed
 request, shows the worker and the model, reflects a batch of jobs submitted while it is open,
+lists running jobs,
 that its Retry button queues the dead letter's job again, which then succeeds, and that the
 unreadable entry offers no Retry and is discarded by its Discard button. Saves a screenshot
 (before the clicks), prints its path and "dashboard ok"; exits non-zero with the reasons
@@ -43,7 +44,14 @@ def linear_job(i):
 def wait_terminal(base, job_id, timeout_s=60):
     deadline = time.monotonic() + timeout_s
     while True:
-        _, record = http("GET", f"{base}/status/{job_id}")
+        try:
+            _, record = http("GET", f"{base}/status/{job_id}")
+        except urllib.error.HTTPError as e:
+            # 503 + Retry-After: Redis did not answer in time (a loaded machine); ask again.
+            if e.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
         if record["status"] in ("succeeded", "failed", "cancelled"):
             return record
         if time.monotonic() > deadline:
@@ -136,6 +144,26 @@ def check(base, worker_id, dead_id, screenshot, chromium, problems):
         )
         line = page.locator('#chart-throughput path[data-model="linear"]')
         assert line.count() == 1, "no throughput line for linear"
+
+        # Running jobs: six slow jobs (about 0.7 s each) keep the worker busy for over two
+        # seconds, so a poll sees one of them running.
+        slow = [
+            http("POST", f"{base}/jobs", {
+                "model": "slow",
+                "inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [i]}],
+            })[1]["id"]
+            for i in range(6)
+        ]
+        page.wait_for_function(
+            """(ids) => ids.some((id) => {
+                const row = document.querySelector(`#running tr[data-key="${id}"]`);
+                return row && row.textContent.includes("slow");
+            })""",
+            arg=slow,
+            timeout=10_000,
+        )
+        for job_id in slow:
+            assert wait_terminal(base, job_id)["status"] == "succeeded"
 
         # The dead letter is listed, and its failure with its code.
         dead_row = page.locator(f'#dead tr[data-job="{dead_id}"]')

@@ -1,6 +1,6 @@
 // The inferq dashboard. Plain JavaScript modules, no dependencies, no build step: it polls the
-// API's JSON routes once a second and renders the models, charts, workers, recent failures and
-// dead letters.
+// API's JSON routes once a second and renders the models, charts, workers, running jobs, recent
+// failures and dead letters.
 
 import { ApiError, apiKey, request, api, saveApiKey, serverSecond } from "./api.js";
 import { colourIndex, drawChart, latest, renderLegend, sample, WINDOW_SECONDS } from "./charts.js";
@@ -115,6 +115,31 @@ function renderFailures(queues) {
   );
 }
 
+// The newest running jobs (GET /jobs?status=running), at most 20.
+function renderRunning(body) {
+  syncRows(
+    document.getElementById("running"),
+    body.jobs || [],
+    (j) => j.id,
+    () => {
+      const row = el("tr");
+      const c = cells(row, 5);
+      c[2].className = "mono";
+      c[3].className = "num";
+      return row;
+    },
+    (row, j) => {
+      const c = row.cells;
+      setText(c[0], clock(j.started_at));
+      c[0].title = j.started_at || "";
+      jobCell(c[1], j.id);
+      setText(c[2], j.model);
+      setText(c[3], j.attempts);
+      setText(c[4], duration(secondsSince(j.started_at)));
+    },
+  );
+}
+
 function connection(ok, text) {
   const c = document.getElementById("connection");
   c.classList.toggle("ok", ok);
@@ -125,10 +150,11 @@ function connection(ok, text) {
 async function poll() {
   pollTimer = null;
   try {
-    const [overview, workers, dead] = await Promise.all([
+    const [overview, workers, dead, running] = await Promise.all([
       request("/queues"),
       api("/workers"),
       fetchDead(),
+      api("/jobs?status=running&limit=20"),
     ]);
     const queues = overview.body;
     sample(queues, serverSecond(overview.res));
@@ -138,6 +164,7 @@ async function poll() {
     drawChart("chart-depth", "depth", (v) => (Number.isInteger(v) ? String(v) : null));
     renderLegend(queues);
     renderWorkers(workers);
+    renderRunning(running);
     renderFailures(queues);
     renderDead(queues, dead);
     connection(true, `live · updated ${clock(new Date())}`);
