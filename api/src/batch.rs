@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use crate::body::parse_json;
 use crate::error::{ApiError, AppResult, ErrorResponse};
+use crate::extract::JobTrace;
 use crate::jobs::{
     JobOptions, find_model, from_cache, refused, request_hash, valid_idempotency_key,
 };
@@ -89,6 +90,7 @@ pub(crate) struct BatchRequestDoc {
 /// when others are refused, and the answer lists, in request order, each job's id or its error.
 #[utoipa::path(
     post, path = "/jobs/batch", operation_id = "submit_batch", tag = "jobs",
+    params(crate::openapi::TraceparentHeader),
     request_body(content = BatchRequestDoc, content_type = "application/json"),
     responses(
         (status = 200, description = "One answer per job, in request order", body = BatchAnswer),
@@ -102,6 +104,7 @@ pub(crate) struct BatchRequestDoc {
 )]
 pub(crate) async fn submit_batch(
     State(state): State<Arc<AppState>>,
+    JobTrace(trace): JobTrace,
     body: Bytes,
 ) -> AppResult<Json<BatchAnswer>> {
     let req: BatchRequest<'_> = parse_json(&body)?;
@@ -152,6 +155,7 @@ pub(crate) async fn submit_batch(
                 idempotency: p.idempotency.clone(),
                 cache: p.cache.clone(),
                 due_ms: p.options.due_ms,
+                trace,
             })
             .collect();
         let outcomes = state

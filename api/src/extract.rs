@@ -1,8 +1,14 @@
-//! Path extraction whose rejections use the API's error shapes: axum's own rejections are
-//! `text/plain`, which no client of a JSON API (nor the OpenAPI document) expects.
+//! Request extractors: path extraction whose rejections use the API's error shapes (axum's own
+//! rejections are `text/plain`, which no client of a JSON API, nor the OpenAPI document,
+//! expects), and the trace context a submission carries.
+
+use std::convert::Infallible;
 
 use axum::extract::{FromRequestParts, Path};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use inferq_shared::telemetry;
+use inferq_shared::trace::TraceParent;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -26,3 +32,29 @@ where
             .map_err(|e| ApiError::InvalidRequest(e.body_text()))
     }
 }
+
+/// The trace context a submission's job carries (see [`telemetry::carried`]): the request's
+/// own span when spans are exported, else its valid `traceparent` header, if any. Never
+/// rejects: an invalid header is ignored, as W3C Trace Context requires.
+#[derive(Debug)]
+pub(crate) struct JobTrace(pub(crate) Option<TraceParent>);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobTrace {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(telemetry::carried(traceparent(&parts.headers))))
+    }
+}
+
+/// The request's `traceparent` header, if it has exactly one and it is valid.
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<TraceParent> {
+    let mut values = headers.get_all(TRACEPARENT).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => TraceParent::parse(v.to_str().ok()?),
+        _ => None,
+    }
+}
+
+/// The W3C Trace Context request header.
+pub(crate) const TRACEPARENT: &str = "traceparent";

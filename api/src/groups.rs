@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::body::parse_json;
 use crate::error::{ApiError, AppResult, ErrorResponse};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, JobTrace};
 use crate::jobs::{
     JobOptions, WaitQuery, find_model, parse_id, refused, wait_duration, wait_for_job,
 };
@@ -90,6 +90,7 @@ pub(crate) struct GroupRecord {
 /// `422` naming it (`jobs[<index>]: …`) and no job is created.
 #[utoipa::path(
     post, path = "/groups", operation_id = "submit_group", tag = "jobs",
+    params(crate::openapi::TraceparentHeader),
     request_body(content = GroupRequestDoc, content_type = "application/json"),
     responses(
         (status = 202, description = "Every member queued", body = GroupAccepted,
@@ -112,6 +113,7 @@ pub(crate) struct GroupRecord {
 )]
 pub(crate) async fn submit_group(
     State(state): State<Arc<AppState>>,
+    JobTrace(trace): JobTrace,
     body: Bytes,
 ) -> AppResult<Response> {
     let req: GroupRequest<'_> = parse_json(&body)?;
@@ -146,6 +148,7 @@ pub(crate) async fn submit_group(
             idempotency: None,
             cache: None,
             due_ms: options.due_ms,
+            trace,
         })
         .collect();
     let longest = prepared

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::body::{JobBody, parse_json};
 use crate::error::{ApiError, ErrorResponse};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, JobTrace};
 use crate::oip::wire::InferRequest;
 use crate::record::JobRecord;
 use crate::state::{AppState, WaitGuard};
@@ -104,6 +104,7 @@ pub(crate) struct JobAccepted {
          description = "The same key with the same body within INFERQ_IDEMPOTENCY_TTL_SECS \
             answers with the job it first created (`Idempotent-Replayed: true`); with another \
             body it is `422 idempotency_key_reused`"),
+        crate::openapi::TraceparentHeader,
     ),
     request_body(
         description = "A JSON job, or (application/octet-stream) the binary tensor framing: \
@@ -145,6 +146,7 @@ pub(crate) async fn submit(
     State(state): State<Arc<AppState>>,
     query: Result<Query<WaitQuery>, QueryRejection>,
     headers: HeaderMap,
+    JobTrace(trace): JobTrace,
     body: JobBody,
 ) -> AppResult<Response> {
     let wait = wait_duration(&state, query)?;
@@ -185,6 +187,7 @@ pub(crate) async fn submit(
         idempotency: key.map(|k| (k, request_hash(&body.bytes))),
         cache,
         due_ms: options.due_ms,
+        trace,
     };
     // Registered before the job exists, so its completion cannot slip past.
     let mut guard = (!wait.is_zero()).then(|| state.wait_for(id));

@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use inferq_shared::job::{JobParameters, OutputRequest};
 use serde::Deserialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::oip::wire::ResponseOutput;
 
@@ -59,6 +59,19 @@ pub(crate) async fn document() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         DOCUMENT.as_str(),
     )
+}
+
+/// The `traceparent` header the submission routes accept (read by `extract::traceparent`).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "read by the OpenAPI document only")]
+pub(crate) struct TraceparentHeader {
+    /// W3C Trace Context, `00-<32 hex digits trace id>-<16 hex digits parent id>-<2 hex digits
+    /// flags>`: the job's work joins this trace (its worker log lines carry the trace id; with
+    /// an OTLP endpoint configured its spans are exported as children of this parent). An
+    /// invalid value is ignored.
+    #[param(nullable = false)]
+    traceparent: Option<String>,
 }
 
 /// `POST /jobs` as JSON. Mirrors `inferq_shared::job::JobRequest`, which borrows each input's

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use inferq_shared::model::ModelInfo;
 use inferq_shared::queue::{Retention, Retired};
+use inferq_shared::telemetry;
 use inferq_shared::time::rfc3339_ms;
 use serde::Serialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -18,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorResponse};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, traceparent};
 use crate::state::AppState;
 use crate::{dashboard, jobs, oip};
 
@@ -84,12 +85,16 @@ pub fn router(state: Arc<AppState>) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!(
+                let span = tracing::info_span!(
                     "request",
                     method = %req.method(),
                     path = %req.uri().path(),
                     request_id,
-                )
+                    trace_id = tracing::field::Empty,
+                );
+                // A caller's `traceparent` makes this request part of its trace.
+                telemetry::join(&span, traceparent(req.headers()).as_ref());
+                span
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

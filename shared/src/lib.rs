@@ -11,6 +11,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tensor;
 pub mod time;
+pub mod trace;
 
 pub use datatype::DataType;
 pub use job::{ErrorCode, JobId, JobStatus};

@@ -126,6 +126,7 @@ mod tests {
             entry: entry.into(),
             job,
             payload: Vec::new(),
+            trace: None,
         }
     }
 

@@ -1,10 +1,15 @@
-//! `inferq-worker`: parse configuration, start logging, consume jobs until Ctrl-C or SIGTERM.
+//! `inferq-worker`: parse configuration, start logging (and span export), consume jobs until
+//! Ctrl-C or SIGTERM, flush the last spans.
 
+use anyhow::Context;
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = inferq_worker::Config::parse();
-    inferq_shared::telemetry::init(config.log.log_json);
-    inferq_worker::run(config, inferq_shared::shutdown::signal()).await
+    let telemetry = inferq_shared::telemetry::init(config.log.log_json, "inferq-worker")
+        .context("setting up the OTLP span exporter")?;
+    let result = inferq_worker::run(config, inferq_shared::shutdown::signal()).await;
+    telemetry.shutdown();
+    result
 }

@@ -13,10 +13,12 @@ use inferq_shared::JobStatus;
 use inferq_shared::job::JobId;
 use inferq_shared::payload::{self, JobHeader};
 use inferq_shared::queue::Submitted;
+use inferq_shared::telemetry;
 
 use super::wire::{self, HEADER_LENGTH, InferRequest, InferResponse};
 use super::{MODEL_VERSION, OipError, OipErrorBody, OipPath, OipResult, find_model};
 use crate::error::ApiError;
+use crate::extract::traceparent;
 use crate::jobs::wait_for_job;
 use crate::state::AppState;
 
@@ -27,6 +29,7 @@ use crate::state::AppState;
         ("model" = String, Path, description = "The model's name"),
         ("Inference-Header-Content-Length" = Option<u64>, Header, nullable = false,
          description = "With binary inputs: the length of the JSON part"),
+        crate::openapi::TraceparentHeader,
     ),
     request_body(
         description = "The inference request as JSON, or its JSON part followed by the binary \
@@ -75,6 +78,7 @@ pub(crate) async fn infer(
         ("version" = String, Path, description = "The model's version: `1`"),
         ("Inference-Header-Content-Length" = Option<u64>, Header, nullable = false,
          description = "With binary inputs: the length of the JSON part"),
+        crate::openapi::TraceparentHeader,
     ),
     request_body(
         description = "The inference request as JSON, or its JSON part followed by the binary \
@@ -174,7 +178,14 @@ async fn run_inference(
     let guard = state.wait_for(id);
     match state
         .queue
-        .submit(id, &model.name, &payload, state.config.max_queued, None)
+        .submit(
+            id,
+            &model.name,
+            &payload,
+            state.config.max_queued,
+            None,
+            telemetry::carried(traceparent(headers)).as_ref(),
+        )
         .await
         .map_err(ApiError::from)?
     {

@@ -6,7 +6,7 @@
 //!   job turns terminal.
 //! - `{ns}:q:<model>`: stream of queued and in-flight jobs (`id`, `p` = request payload), read
 //!   by the consumer group [`GROUP`]; entries are deleted when acknowledged, so its length is
-//!   the model's backlog.
+//!   the model's backlog. An entry may also hold `traceparent`, the trace the job joins.
 //! - `{ns}:dead`: dead-letter stream of jobs that used up their attempts and of stream entries
 //!   that could not be read (`reason` = `malformed_entry`).
 //! - `{ns}:models`: hash: model name → [`ModelInfo`](crate::model::ModelInfo) JSON, written by
@@ -49,6 +49,9 @@ pub mod entry {
     pub const ID: &str = "id";
     /// The request payload.
     pub const PAYLOAD: &str = "p";
+    /// The W3C `traceparent` the job was submitted with, when it had one; copied wherever the
+    /// entry goes (a hand-back, a dead letter), so every attempt joins the same trace.
+    pub const TRACEPARENT: &str = "traceparent";
 }
 
 /// Job hash fields. Lua scripts get them written in as literals when loaded ([`lua_script`]), so
@@ -87,6 +90,8 @@ pub mod field {
     pub const DUE: &str = "due";
     /// A scheduled job's payload, until it moves to its model's stream.
     pub const PAYLOAD: &str = "payload";
+    /// A scheduled job's W3C `traceparent`, until it moves to its stream entry.
+    pub const TRACEPARENT: &str = "traceparent";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -110,6 +115,7 @@ pub mod field {
         CACHED,
         DUE,
         PAYLOAD,
+        TRACEPARENT,
     ];
 }
 
@@ -140,6 +146,7 @@ pub(crate) fn lua_script(body: &str) -> redis::Script {
             _ => match name {
                 "id" => Some(entry::ID),
                 "payload" => Some(entry::PAYLOAD),
+                "traceparent" => Some(entry::TRACEPARENT),
                 _ => None,
             },
         };

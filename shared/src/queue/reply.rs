@@ -9,6 +9,7 @@ use redis::Value;
 use super::QueueError;
 use super::keys::entry;
 use crate::job::JobId;
+use crate::trace::TraceParent;
 
 /// A job as a worker receives it from the stream.
 #[derive(Debug, Clone)]
@@ -16,6 +17,9 @@ pub struct Delivery {
     pub entry: String,
     pub job: JobId,
     pub payload: Vec<u8>,
+    /// The trace the job joins, from its submission's `traceparent` (an unreadable one is
+    /// dropped: it never makes the entry malformed).
+    pub trace: Option<TraceParent>,
 }
 
 /// One stream entry of a reply.
@@ -83,7 +87,7 @@ pub(crate) fn parse_entries(entries: Value) -> Result<Vec<Entry>, QueueError> {
                 continue;
             }
         };
-        let mut map: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(2);
+        let mut map: HashMap<Vec<u8>, Vec<u8>> = HashMap::with_capacity(3);
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             if let (Value::BulkString(k), Value::BulkString(v)) = (k, v) {
@@ -95,11 +99,16 @@ pub(crate) fn parse_entries(entries: Value) -> Result<Vec<Entry>, QueueError> {
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|s| s.parse().ok());
         let payload = map.remove(entry::PAYLOAD.as_bytes());
+        let trace = map
+            .get(entry::TRACEPARENT.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(TraceParent::parse);
         out.push(match (job, payload) {
             (Some(job), Some(payload)) if !payload.is_empty() => Entry::Job(Delivery {
                 entry: entry_id,
                 job,
                 payload,
+                trace,
             }),
             (job, _) => Entry::Malformed {
                 entry: entry_id,
@@ -167,5 +176,34 @@ mod tests {
             kinds,
             ["job 1-0", "bad 2-0 false", "bad 3-0 true", "job 5-0"]
         );
+    }
+
+    #[test]
+    fn a_traceparent_is_read_and_a_bad_one_dropped() {
+        let id = JobId::new().to_string();
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let entry = |e: &str, tp: &str| {
+            Value::Array(vec![
+                bulk(e),
+                Value::Array(vec![
+                    bulk("id"),
+                    bulk(&id),
+                    bulk("p"),
+                    bulk("{}"),
+                    bulk("traceparent"),
+                    bulk(tp),
+                ]),
+            ])
+        };
+        let got = parse_entries(Value::Array(vec![entry("1-0", tp), entry("2-0", "nope")]));
+        let traces: Vec<Option<String>> = got
+            .unwrap()
+            .into_iter()
+            .map(|e| match e {
+                Entry::Job(d) => d.trace.map(|t| t.to_string()),
+                Entry::Malformed { .. } => panic!("a bad traceparent made the entry malformed"),
+            })
+            .collect();
+        assert_eq!(traces, [Some(tp.to_owned()), None]);
     }
 }

@@ -10,6 +10,7 @@ use super::keys::{GROUP, RECENT_FAILURES, lua_script};
 use super::{Delivery, Queue, QueueError};
 use crate::job::{JobError, JobId, JobStatus};
 use crate::time::now_ms;
+use crate::trace::TraceParent;
 
 fn script(body: &str) -> Script {
     lua_script(body)
@@ -59,6 +60,9 @@ pub struct NewJob<'a> {
     pub cache: Option<(String, Duration)>,
     /// Do not start before this time, ms since the epoch.
     pub due_ms: Option<u64>,
+    /// The caller's trace context, written into the stream entry for the worker (kept in the
+    /// job hash while the job is scheduled).
+    pub trace: Option<TraceParent>,
 }
 
 /// The result of submitting a job.
@@ -101,7 +105,8 @@ impl Retention {
 }
 
 impl Queue {
-    /// Writes the job record and its stream entry in one step (`submit.lua`).
+    /// Writes the job record and its stream entry (with the caller's trace context, if any) in
+    /// one step (`submit.lua`).
     pub async fn submit(
         &self,
         id: JobId,
@@ -109,6 +114,7 @@ impl Queue {
         payload: &[u8],
         max_queued: u64,
         deadline_ms: Option<u64>,
+        trace: Option<&TraceParent>,
     ) -> Result<Submitted, QueueError> {
         let job = NewJob {
             id,
@@ -119,6 +125,7 @@ impl Queue {
             idempotency: None,
             cache: None,
             due_ms: None,
+            trace: trace.copied(),
         };
         let mut out = self
             .submit_many(&[job], max_queued, Duration::from_secs(1))
@@ -204,7 +211,8 @@ impl Queue {
                         .map_or(String::new(), |(key, _)| self.keys.cache(key)),
                 )
                 .arg(j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
-                .arg(j.due_ms.unwrap_or(0));
+                .arg(j.due_ms.unwrap_or(0))
+                .arg(j.trace.map(|t| t.to_string()).unwrap_or_default());
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         if replies.len() != jobs.len() {

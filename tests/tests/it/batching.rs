@@ -65,7 +65,14 @@ async fn batched_results_equal_unbatched_results() {
     let bad_id = inferq_shared::JobId::new();
     let bad = json!({"model": "mlp_small", "inputs": [{"name": "x", "shape": [1, 63], "datatype": "FP32", "data": vec![0.0; 63]}]});
     queue
-        .submit(bad_id, "mlp_small", bad.to_string().as_bytes(), 0, None)
+        .submit(
+            bad_id,
+            "mlp_small",
+            bad.to_string().as_bytes(),
+            0,
+            None,
+            None,
+        )
         .await
         .unwrap();
     ids.extend(app.submit_all(&jobs[20..]).await);

@@ -14,4 +14,5 @@ mod oip;
 mod openapi;
 mod operations;
 mod protocol;
+mod trace;
 mod validation;

@@ -10,10 +10,32 @@ use inferq_shared::job::{ErrorCode, JobError, JobId};
 use inferq_shared::queue::{Completion, Delivery, Outcome, Queue, Retention};
 use tokio::sync::watch;
 
+use inferq_shared::telemetry;
+use tracing::Span;
+
 use super::Backoff;
 use crate::lease::Leases;
 use crate::pool::{Permit, Pool, panic_message};
 use crate::stats::{self, Counters};
+
+/// A started delivery: the job, its attempt's fencing token and its span.
+type Job = (Delivery, u64, Span);
+
+/// The span of one job's attempt, joined to the trace it was submitted in. Debug level: at the
+/// default level nothing is logged per job, and an enabled span per job would cost more than a
+/// small model's inference. A root span: a job belongs to its own trace, not to its batch.
+fn job_span(d: &Delivery, model: &str, attempt: u64) -> Span {
+    let span = tracing::debug_span!(
+        parent: None,
+        "job",
+        job_id = %d.job,
+        model,
+        attempt,
+        trace_id = tracing::field::Empty,
+    );
+    telemetry::join(&span, d.trace.as_ref());
+    span
+}
 
 /// What a batch's task needs.
 #[derive(Debug)]
@@ -76,7 +98,14 @@ impl BatchTask {
         let name = self.pool.model_name(self.model).to_owned();
         let mut permit = Some(permit);
         let quarantine = run.iter().any(|(_, token)| *token > 1);
-        let groups: Vec<Vec<(Delivery, u64)>> = if quarantine {
+        let run: Vec<Job> = run
+            .into_iter()
+            .map(|(d, token)| {
+                let span = job_span(&d, &name, token);
+                (d, token, span)
+            })
+            .collect();
+        let groups: Vec<Vec<Job>> = if quarantine {
             if let Some(p) = permit.take() {
                 permit = Some(self.pool.quarantine(p).await);
             }
@@ -89,7 +118,14 @@ impl BatchTask {
         for (i, mut group) in groups.into_iter().enumerate() {
             let payloads: Vec<Vec<u8>> = group
                 .iter_mut()
-                .map(|(d, _)| std::mem::take(&mut d.payload))
+                .map(|(d, _, _)| std::mem::take(&mut d.payload))
+                .collect();
+            // One per job, under its job span, so each job's trace shows the run it was in.
+            let inference: Vec<Span> = group
+                .iter()
+                .map(|(_, _, job)| {
+                    tracing::debug_span!(parent: job, "inference", jobs = payloads.len())
+                })
                 .collect();
             #[cfg(feature = "test-hooks")]
             crate::hooks::on_task(&payloads);
@@ -99,6 +135,7 @@ impl BatchTask {
                 Some(p) => p.run(self.model, payloads).await,
                 None => unreachable!("the permit is released after the last group"),
             };
+            drop(inference);
             stats::ran(&name, jobs, began.elapsed());
             if i == last {
                 // The threads are free again before the outcomes are recorded.
@@ -109,19 +146,19 @@ impl BatchTask {
     }
 
     /// Records outcomes; a retryable failure goes back to the queue instead.
-    async fn settle(&self, name: &str, group: Vec<(Delivery, u64)>, outcomes: Vec<Outcome>) {
+    async fn settle(&self, name: &str, group: Vec<Job>, outcomes: Vec<Outcome>) {
         let mut completions = Vec::with_capacity(group.len());
         let mut retry = Vec::new();
-        for ((d, token), outcome) in group.into_iter().zip(outcomes) {
-            // Debug level: at the default level nothing is logged per job, and an enabled span
-            // per job would cost more than a small model's inference.
-            let span = tracing::debug_span!("job", job_id = %d.job, model = %name, attempt = token);
+        // Closed once the outcomes are recorded: a job span covers the whole attempt.
+        let mut spans = Vec::with_capacity(group.len());
+        for ((d, token, span), outcome) in group.into_iter().zip(outcomes) {
             span.in_scope(|| match &outcome {
                 Outcome::Succeeded(_) => tracing::debug!("job succeeded"),
                 Outcome::Failed(e) => {
                     tracing::debug!(code = %e.code, message = %e.message, "job failed")
                 }
             });
+            spans.push(span);
             match outcome {
                 Outcome::Failed(e) if e.code.retryable() => retry.push((d.job, d.entry, token)),
                 outcome => completions.push(Completion {
@@ -153,6 +190,7 @@ impl BatchTask {
         for (_, entry, token) in &retry {
             self.leases.finished(self.model, entry, *token);
         }
+        drop(spans);
     }
 }
 

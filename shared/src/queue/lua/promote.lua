@@ -1,5 +1,5 @@
 -- Move scheduled jobs that are due to their models' streams: each becomes `queued`, its
--- payload leaves its hash for the stream entry. Jobs no longer scheduled (cancelled) just leave
+-- payload (and traceparent, if any) leave its hash for the stream entry. Jobs no longer scheduled (cancelled) just leave
 -- the set. Run by every worker a few times a second; each job moves once.
 --
 -- KEYS[1]  scheduled jobs (sorted set by due time)
@@ -17,11 +17,17 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, to
 local moved, events = 0, {}
 for _, id in ipairs(due) do
   local job = ARGV[3] .. id
-  local rec = redis.call('HMGET', job, F.status, F.model, F.payload)
+  local rec = redis.call('HMGET', job, F.status, F.model, F.payload, F.traceparent)
   if rec[1] == 'scheduled' and rec[3] then
-    local entry = redis.call('XADD', ARGV[4] .. rec[2], '*', E.id, id, E.payload, rec[3])
+    local entry
+    if rec[4] then
+      entry = redis.call('XADD', ARGV[4] .. rec[2], '*', E.id, id, E.payload, rec[3],
+        E.traceparent, rec[4])
+    else
+      entry = redis.call('XADD', ARGV[4] .. rec[2], '*', E.id, id, E.payload, rec[3])
+    end
     redis.call('HSET', job, F.status, 'queued', F.entry, entry)
-    redis.call('HDEL', job, F.payload)
+    redis.call('HDEL', job, F.payload, F.traceparent)
     events[#events + 1] = id .. ' queued'
     moved = moved + 1
   end

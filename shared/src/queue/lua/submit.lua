@@ -13,13 +13,14 @@
 -- ARGV[4]   group id ('' = none): then all jobs are enqueued or none is, and the group hash
 --           is written with them
 -- ARGV[5]   seconds the group hash is kept
--- then nine values per job: job id, model name, request payload, deadline to start by (ms
+-- then ten values per job: job id, model name, request payload, deadline to start by (ms
 --   since the epoch, 0 = none), seconds to keep the record once final (0 = the default), the
 --   request's hash for its idempotency key ('' = no key), the result-cache key to store a
---   successful result under ('' = none), the seconds to keep it there, and when the job may
---   start (ms since the epoch; 0 = at once). A job not yet due is `scheduled`: its payload
---   waits in its hash, its id in the scheduled set, and the queue-length limit applies when it
---   moves to the queue.
+--   successful result under ('' = none), the seconds to keep it there, when the job may
+--   start (ms since the epoch; 0 = at once), and the W3C traceparent it was submitted with
+--   ('' = none; the entry then has no such field). A job not yet due is `scheduled`: its
+--   payload (and traceparent) wait in its hash, its id in the scheduled set, and the
+--   queue-length limit applies when it moves to the queue.
 --
 -- Returns one string per job: the stream entry id; 'QUEUE_FULL' (the caller answers 429);
 -- 'UNKNOWN_MODEL'; 'REPLAY <job id>' (the key was used before with the same request: that job
@@ -32,7 +33,7 @@ local out = {}
 if group ~= '' then
   local refused = false
   for i = 0, count - 1 do
-    local model = ARGV[7 + i * 9]
+    local model = ARGV[7 + i * 10]
     if redis.call('HEXISTS', KEYS[1], model) == 0 then
       out[i + 1], refused = 'UNKNOWN_MODEL', true
     elseif limit > 0 and redis.call('XLEN', KEYS[6 + i * 3]) >= limit then
@@ -48,10 +49,10 @@ if group ~= '' then
 end
 for i = 0, count - 1 do
   local job, stream, idem = KEYS[5 + i * 3], KEYS[6 + i * 3], KEYS[7 + i * 3]
-  local b = 6 + i * 9
+  local b = 6 + i * 10
   local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ttl, hash, cache_key, cache_ttl = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  local due = tonumber(ARGV[b + 8])
+  local due, traceparent = tonumber(ARGV[b + 8]), ARGV[b + 9]
   local scheduled = due > tonumber(now)
   local prev = hash ~= '' and redis.call('GET', idem)
   if prev then
@@ -71,10 +72,18 @@ for i = 0, count - 1 do
       redis.call('HSET', job,
         F.model, model, F.status, 'scheduled', F.created_at, now,
         F.attempts, 0, F.deadline, deadline, F.due, due, F.payload, payload)
+      if traceparent ~= '' then
+        redis.call('HSET', job, F.traceparent, traceparent)
+      end
       redis.call('ZADD', KEYS[4], due, id)
       entry = 'SCHEDULED'
     else
-      entry = redis.call('XADD', stream, '*', E.id, id, E.payload, payload)
+      if traceparent == '' then
+        entry = redis.call('XADD', stream, '*', E.id, id, E.payload, payload)
+      else
+        entry = redis.call('XADD', stream, '*', E.id, id, E.payload, payload,
+          E.traceparent, traceparent)
+      end
       redis.call('HSET', job,
         F.model, model, F.status, 'queued', F.created_at, now,
         F.attempts, 0, F.entry, entry, F.deadline, deadline)
@@ -94,7 +103,7 @@ for i = 0, count - 1 do
 end
 if group ~= '' then
   local ids = {}
-  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 9] end
+  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 10] end
   redis.call('HSET', KEYS[3], 'created_at', now, 'jobs', table.concat(ids, ' '))
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
 end
