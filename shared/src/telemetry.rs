@@ -11,7 +11,7 @@ use opentelemetry::trace::{
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::{Level, Metadata, Span};
+use tracing::{Level, Metadata, Span, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
@@ -135,7 +135,7 @@ pub fn join(span: &Span, parent: Option<&TraceParent>) {
     }
     if !exporting() {
         if let Some(p) = parent {
-            span.record("trace_id", p.trace_id_hex());
+            span.record("trace_id", field::display(p.trace_id_hex()));
         }
         return;
     }
@@ -153,7 +153,7 @@ pub fn join(span: &Span, parent: Option<&TraceParent>) {
     let context = span.context();
     let own = context.span().span_context().clone();
     if own.is_valid() {
-        span.record("trace_id", own.trace_id().to_string());
+        span.record("trace_id", field::display(own.trace_id()));
     }
 }
 
