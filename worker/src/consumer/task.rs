@@ -8,9 +8,8 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use inferq_shared::job::{ErrorCode, JobError, JobId};
 use inferq_shared::queue::{Completion, Delivery, Outcome, Queue, Retention};
-use tokio::sync::watch;
-
 use inferq_shared::telemetry;
+use tokio::sync::watch;
 use tracing::Span;
 
 use super::Backoff;
@@ -29,7 +28,7 @@ fn job_span(d: &Delivery, model: &str, attempt: u64) -> Span {
         parent: None,
         "job",
         job_id = %d.job,
-        model,
+        model = %model,
         attempt,
         trace_id = tracing::field::Empty,
     );
