@@ -1,6 +1,6 @@
 //! W3C `traceparent` on submission: carried with the job through the queue (reclaims,
-//! hand-backs, dead letters), into the worker's job span and log lines; spans exported over
-//! OTLP to a collector the test runs, by the real API and worker binaries.
+//! hand-backs, dead letters and their retries), into the worker's job span and log lines;
+//! spans exported over OTLP to a collector the test runs, by the real API and worker binaries.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use inferq_shared::config::RedisConfig;
 use inferq_shared::job::JobId;
 use inferq_shared::model::ModelInfo;
-use inferq_shared::queue::{Entry, Queue, Retention};
+use inferq_shared::queue::{Entry, Queue, Retention, Retried};
 use inferq_shared::trace::TraceParent;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
@@ -146,7 +146,7 @@ async fn a_traceparent_reaches_the_workers_log_lines_and_an_invalid_one_is_ignor
 }
 
 #[tokio::test]
-async fn a_traceparent_stays_with_its_entry_through_reclaims_hand_backs_and_dead_letters() {
+async fn a_traceparent_stays_with_its_job_through_reclaims_hand_backs_and_dead_letters() {
     let app = spawn_app().await;
     // The queue driven directly, as a worker would, with no worker process.
     let queue = Queue::connect(
@@ -235,6 +235,13 @@ async fn a_traceparent_stays_with_its_entry_through_reclaims_hand_backs_and_dead
         .collect();
     assert_eq!(fields["traceparent"], TRACE_A, "{fields:?}");
     assert_eq!(fields["id"], id.to_string());
+    // Retried from the dead letters by an operator: the new attempts join the same trace.
+    assert_eq!(
+        queue.retry_dead(&id.to_string()).await.unwrap(),
+        Retried::Queued(id)
+    );
+    let d = one(queue.read("w4", "m", 10, None).await.unwrap());
+    assert_eq!(d.trace, Some(tp));
 }
 
 /// An OTLP/HTTP collector on 127.0.0.1 that records every `POST /v1/traces` body (plain
