@@ -25,6 +25,7 @@ use crate::helpers::{App, linear_job, spawn_app, test_models, worker_binary};
 const TRACE_A: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 const TRACE_B: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_C: &str = "00-9f3a1c2b4d5e6f708192a3b4c5d6e7f8-1122334455667788-01";
+const TRACE_D: &str = "00-d1d2d3d4d5d6d7d8d9dadbdcdddedfe0-a1a2a3a4a5a6a7a8-01";
 
 fn trace_id(header: &str) -> &str {
     &header[3..35]
@@ -69,7 +70,7 @@ async fn a_traceparent_reaches_the_workers_log_lines_and_an_invalid_one_is_ignor
     let x = linear_rows();
     let job = json!({"model": "linear", "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": x}]});
 
-    // The three submission paths: JSON, binary-framed, and the OIP infer route.
+    // The submission paths: JSON, binary-framed, a batch, and the OIP infer route.
     let json_id = submit_json(&app, &app.base, &job, &[TRACE_A]).await;
     let head = json!({"model": "linear", "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]});
     let mut body = serde_json::to_vec(&head).unwrap();
@@ -90,6 +91,22 @@ async fn a_traceparent_reaches_the_workers_log_lines_and_an_invalid_one_is_ignor
         .as_str()
         .unwrap()
         .to_owned();
+    let r = app
+        .http
+        .post(format!("{}/jobs/batch", app.base))
+        .header("traceparent", TRACE_D)
+        .json(&json!({"jobs": [job, job]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let batch: Vec<String> = r.json::<Value>().await.unwrap()["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(batch.len(), 2);
     let oip = json!({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": x}]});
     let r = app
         .http
@@ -115,13 +132,21 @@ async fn a_traceparent_reaches_the_workers_log_lines_and_an_invalid_one_is_ignor
     for tps in &invalid {
         ignored.push(submit_json(&app, &app.base, &job, tps).await);
     }
-    for id in [&json_id, &binary_id].into_iter().chain(&ignored) {
+    for id in [&json_id, &binary_id]
+        .into_iter()
+        .chain(&batch)
+        .chain(&ignored)
+    {
         let record = app.wait_done(id, Duration::from_secs(20)).await;
         assert_eq!(record["status"], "succeeded", "{record}");
     }
 
     let log = worker.log_text();
-    for (id, tp) in [(&json_id, TRACE_A), (&binary_id, TRACE_B)] {
+    let traced = [(&json_id, TRACE_A), (&binary_id, TRACE_B)];
+    for (id, tp) in traced
+        .into_iter()
+        .chain(batch.iter().map(|id| (id, TRACE_D)))
+    {
         let lines = job_lines(&log, id);
         assert!(!lines.is_empty(), "no log line for job {id}:\n{log}");
         for l in lines {
