@@ -1,5 +1,5 @@
 //! W3C `traceparent` on submission: carried with the job through the queue (reclaims,
-//! hand-backs, dead letters and their retries), into the worker's job span and log lines;
+//! hand-backs, dead letters and their retries, scheduling), into the worker's job span and log lines;
 //! spans exported over OTLP to a collector the test runs, by the real API and worker binaries.
 
 use std::collections::HashMap;
@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use inferq_shared::config::RedisConfig;
 use inferq_shared::job::JobId;
 use inferq_shared::model::ModelInfo;
-use inferq_shared::queue::{Entry, Queue, Retention, Retried};
+use inferq_shared::queue::{Entry, NewJob, Queue, Retention, Retried, Submitted};
+use inferq_shared::time::now_ms;
 use inferq_shared::trace::TraceParent;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
@@ -267,6 +268,36 @@ async fn a_traceparent_stays_with_its_job_through_reclaims_hand_backs_and_dead_l
     );
     let d = one(queue.read("w4", "m", 10, None).await.unwrap());
     assert_eq!(d.trace, Some(tp));
+
+    // A scheduled job keeps it in its record until it is due, then in its entry.
+    let later = JobId::new();
+    let job = NewJob {
+        id: later,
+        model: "m",
+        payload: b"{}",
+        deadline_ms: None,
+        result_ttl_secs: None,
+        idempotency: None,
+        cache: None,
+        due_ms: Some(now_ms() + 100),
+        trace: Some(tp),
+    };
+    let submitted = queue
+        .submit_many(&[job], 0, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(submitted, [Submitted::Scheduled]);
+    assert_eq!(
+        app.job_field(&later.to_string(), "traceparent")
+            .await
+            .as_deref(),
+        Some(TRACE_A)
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(queue.promote_due(10).await.unwrap(), 1);
+    assert_eq!(app.job_field(&later.to_string(), "traceparent").await, None);
+    let d = one(queue.read("w5", "m", 10, None).await.unwrap());
+    assert_eq!((d.job, d.trace), (later, Some(tp)));
 }
 
 /// An OTLP/HTTP collector on 127.0.0.1 that records every `POST /v1/traces` body (plain
