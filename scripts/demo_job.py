@@ -6,10 +6,14 @@
         POST /jobs with a Silero VAD request (512 samples of a 440 Hz sine at 16 kHz), print the
         202 answer, poll GET /status/<id> until succeeded/failed/cancelled, print the record.
         Exit 0 iff the job succeeded.
+
+The API key (scripts/run.sh makes one) is read from the environment variable INFERQ_API_KEY and
+sent as `Authorization: Bearer <key>`.
 """
 import argparse
 import json
 import math
+import os
 import sys
 import time
 import urllib.error
@@ -22,6 +26,9 @@ def http(method, url, body=None, timeout=5.0):
     """Return (status, parsed JSON or text) without raising on HTTP error statuses."""
     data = None
     headers = {"accept": "application/json"}
+    key = os.environ.get("INFERQ_API_KEY", "")
+    if key:
+        headers["authorization"] = "Bearer " + key
     if body is not None:
         data = json.dumps(body).encode()
         headers["content-type"] = "application/json"

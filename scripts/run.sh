@@ -8,6 +8,8 @@
 # Usage: scripts/run.sh [--once]
 # Env:   INFERQ_REDIS_PORT (6379), INFERQ_PORT (8080), RUST_LOG (info)
 # Logs:  .cache/logs/{redis,api,worker-1,worker-2}.log
+# Key:   an API key (tenant `demo`, scopes submit,read) is made for the run, written to
+#        .cache/demo.key (mode 600) and revoked when the script stops.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -75,10 +77,18 @@ stop_pids() {
   wait "$@" 2>/dev/null || true
 }
 
+DEMO_KEY_FILE=".cache/demo.key"
+DEMO_KEY_ID=""
+
 cleanup() {
   local rc=$?
   trap - EXIT
   trap '' INT TERM
+  if [ -n "$DEMO_KEY_ID" ]; then
+    log "revoking the demo API key $DEMO_KEY_ID"
+    INFERQ_REDIS_URL="$REDIS_URL" target/release/inferq-api keys revoke "$DEMO_KEY_ID" >/dev/null || true
+    rm -f "$DEMO_KEY_FILE"
+  fi
   if [ "${#APP_PIDS[@]}" -gt 0 ]; then
     log "stopping ${APP_NAMES[*]}"
     stop_pids "${APP_PIDS[@]}"
@@ -150,6 +160,16 @@ else
     { show_logs; die "redis-server did not answer PING within 10 s"; }
 fi
 
+# --- an API key for the demo -------------------------------------------------------------------
+# Keys are stored hashed in Redis; the key itself is printed once, so it goes to a private file.
+(umask 077 && INFERQ_REDIS_URL="$REDIS_URL" target/release/inferq-api keys create \
+  --tenant demo --scopes submit,read --name run.sh >"$DEMO_KEY_FILE" 2>/dev/null) ||
+  die "could not create an API key (inferq-api keys create)"
+INFERQ_API_KEY="$(cat "$DEMO_KEY_FILE")"
+export INFERQ_API_KEY
+DEMO_KEY_ID="${INFERQ_API_KEY:4:16}"
+log "made API key $DEMO_KEY_ID (tenant demo, scopes submit,read) in $DEMO_KEY_FILE"
+
 # --- api and workers ---------------------------------------------------------------------------
 port_open "$API_PORT" && die "port $API_PORT is already in use: stop what is there or set INFERQ_PORT"
 export RUST_LOG="${RUST_LOG:-info}"
@@ -191,11 +211,12 @@ fi
 cat <<EOF
 
 inferq is running: API $API_URL, Redis $REDIS_URL, $WORKERS workers (logs in $LOG_DIR/).
-Dashboard: $API_URL/dashboard
-Try:
-  curl -s $API_URL/models
-  curl -s -i -X POST $API_URL/jobs -H 'content-type: application/json' --data @$ROOT/.cache/demo_job.json
-  curl -s $API_URL/status/<id>
+Dashboard: $API_URL/dashboard (admin key)
+Try (every route but the health checks needs the key):
+  export INFERQ_API_KEY=\$(cat $ROOT/$DEMO_KEY_FILE)
+  curl -s $API_URL/models -H "Authorization: Bearer \$INFERQ_API_KEY"
+  curl -s -i -X POST $API_URL/jobs -H "Authorization: Bearer \$INFERQ_API_KEY" -H 'content-type: application/json' --data @$ROOT/.cache/demo_job.json
+  curl -s $API_URL/status/<id> -H "Authorization: Bearer \$INFERQ_API_KEY"
   curl -s $API_URL/readyz
   python3 scripts/demo_job.py demo --url $API_URL
 Press Ctrl-C to stop.

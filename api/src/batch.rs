@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::{ApiError, AppResult, ErrorResponse};
 use crate::extract::JobTrace;
 use crate::jobs::{
-    JobOptions, find_model, from_cache, refused, request_hash, valid_idempotency_key,
+    JobOptions, find_model, from_cache, refused, request_hash, tenant_scoped, valid_idempotency_key,
 };
 use crate::record::ErrorBody;
 use crate::state::AppState;
@@ -105,6 +106,7 @@ pub(crate) struct BatchRequestDoc {
 pub(crate) async fn submit_batch(
     State(state): State<Arc<AppState>>,
     JobTrace(trace): JobTrace,
+    caller: Principal,
     body: Bytes,
 ) -> AppResult<Json<BatchAnswer>> {
     let req: BatchRequest<'_> = parse_json(&body)?;
@@ -128,7 +130,7 @@ pub(crate) async fn submit_batch(
     // (index in the request, model name, payload, options, idempotency)
     let mut valid = Vec::new();
     for item in &req.jobs {
-        match prepare(&state, item.get().as_bytes()).await {
+        match prepare(&state, &caller, item.get().as_bytes()).await {
             Ok(Ready::Enqueue(p)) => {
                 valid.push((answers.len(), p));
                 answers.push(None);
@@ -156,6 +158,7 @@ pub(crate) async fn submit_batch(
                 cache: p.cache.clone(),
                 due_ms: p.options.due_ms,
                 trace,
+                tenant: &caller.tenant,
             })
             .collect();
         let outcomes = state
@@ -221,7 +224,7 @@ enum Ready {
     Enqueue(Prepared),
 }
 
-async fn prepare(state: &AppState, item: &[u8]) -> AppResult<Ready> {
+async fn prepare(state: &AppState, caller: &Principal, item: &[u8]) -> AppResult<Ready> {
     let meta: ItemMeta = parse_json(item)?;
     if let Some(k) = &meta.idempotency_key
         && !valid_idempotency_key(k)
@@ -235,7 +238,7 @@ async fn prepare(state: &AppState, item: &[u8]) -> AppResult<Ready> {
     let payload = model.encode_request(&req)?;
     let options = JobOptions::of(req.parameters.as_ref())?;
     let id = JobId::new();
-    let cache = match from_cache(state, id, &model, &payload, options).await? {
+    let cache = match from_cache(state, caller, id, &model, &payload, options).await? {
         Ok(()) => return Ok(Ready::Cached(id)),
         Err(cache) => cache,
     };
@@ -244,7 +247,9 @@ async fn prepare(state: &AppState, item: &[u8]) -> AppResult<Ready> {
         model: model.name.clone(),
         payload,
         options,
-        idempotency: meta.idempotency_key.map(|k| (k, request_hash(item))),
+        idempotency: meta
+            .idempotency_key
+            .map(|k| (tenant_scoped(caller, &k), request_hash(item))),
         cache,
     }))
 }

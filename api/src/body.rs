@@ -73,6 +73,8 @@ impl FromRequest<Arc<AppState>> for JobBody {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge(limit)
+            } else if crate::limits::is_body_timeout(&rejection) {
+                ApiError::BodyTimeout(state.config.body_timeout_secs)
             } else {
                 ApiError::InvalidRequest(rejection.body_text())
             }

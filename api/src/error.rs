@@ -36,6 +36,22 @@ pub enum ApiError {
     ModelNotFound(String),
     #[error("model '{name}' is served by {workers} live worker(s); stop them before retiring it")]
     ModelInUse { name: String, workers: usize },
+    #[error(
+        "a valid API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+    )]
+    Unauthorized,
+    #[error("this API key lacks the '{0}' scope")]
+    Forbidden(inferq_shared::auth::Scope),
+    #[error("no API key with id '{0}'")]
+    KeyNotFound(String),
+    #[error("the request URI is longer than the limit of {0} bytes")]
+    UriTooLong(usize),
+    #[error("the request headers are larger than the limit of {0} bytes")]
+    HeadersTooLarge(usize),
+    #[error("the request took longer than the limit of {0} s")]
+    RequestTimeout(u64),
+    #[error("the request body was not received within {0} s")]
+    BodyTimeout(u64),
     #[error("no route for {0}")]
     RouteNotFound(String),
     #[error("method not allowed for this route")]
@@ -64,6 +80,8 @@ pub enum ApiError {
     UnknownModel { name: String, available: String },
     #[error(transparent)]
     Validation(#[from] ValidationError),
+    #[error("this tenant submits faster than its rate limit; retry in {0} s")]
+    RateLimited(u64),
     #[error("the queue of model '{0}' is full; retry later")]
     Overloaded(String),
     #[error("redis is unavailable; retry later")]
@@ -95,6 +113,17 @@ impl ApiError {
             Self::JobNotFound(_) => (StatusCode::NOT_FOUND, "job_not_found"),
             Self::ModelNotFound(_) => (StatusCode::NOT_FOUND, "model_not_found"),
             Self::ModelInUse { .. } => (StatusCode::CONFLICT, "model_in_use"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::KeyNotFound(_) => (StatusCode::NOT_FOUND, "key_not_found"),
+            Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            Self::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
+            Self::RequestTimeout(_) | Self::BodyTimeout(_) => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout")
+            }
             Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::AlreadyFinished(_) => (StatusCode::CONFLICT, "job_finished"),
@@ -112,6 +141,7 @@ impl ApiError {
             Self::UnknownModel { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_model"),
             Self::Validation(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code().as_str()),
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -133,6 +163,22 @@ impl IntoResponse for ApiError {
             },
         };
         let mut res = (status, Json(body)).into_response();
+        if matches!(self, Self::Unauthorized) {
+            res.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(crate::auth::WWW_AUTHENTICATE),
+            );
+        }
+        if let Self::RateLimited(secs) = &self {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*secs),
+            );
+        }
+        if let Self::Overloaded(model) = &self {
+            res.extensions_mut()
+                .insert(crate::backpressure::FullQueue(model.clone()));
+        }
         if matches!(self, Self::Overloaded(_) | Self::Unavailable(_)) {
             res.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::{ApiError, AppResult, ErrorResponse};
 use crate::extract::{ApiPath, JobTrace};
@@ -114,6 +115,7 @@ pub(crate) struct GroupRecord {
 pub(crate) async fn submit_group(
     State(state): State<Arc<AppState>>,
     JobTrace(trace): JobTrace,
+    caller: Principal,
     body: Bytes,
 ) -> AppResult<Response> {
     let req: GroupRequest<'_> = parse_json(&body)?;
@@ -149,6 +151,7 @@ pub(crate) async fn submit_group(
             cache: None,
             due_ms: options.due_ms,
             trace,
+            tenant: &caller.tenant,
         })
         .collect();
     let longest = prepared
@@ -245,18 +248,19 @@ async fn prepare(
 )]
 pub(crate) async fn group_status(
     State(state): State<Arc<AppState>>,
+    caller: Principal,
     ApiPath(raw): ApiPath<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> AppResult<Json<GroupRecord>> {
     let id = parse_id(&raw)?;
     let wait = wait_duration(&state, query)?;
-    let members = members(&state, id).await?;
+    let members = members(&state, &caller, id).await?;
     let until = tokio::time::Instant::now() + wait;
     let mut records = Vec::with_capacity(members.len());
     for m in members {
         // Each member is waited for in turn, all within the one deadline.
         let guard = state.wait_for(m);
-        match wait_for_job(&state, &guard, m, until, true).await {
+        match wait_for_job(&state, &caller, &guard, m, until, true).await {
             Ok(job) => records.push(JobRecord::try_from(job)?),
             // A member whose record expired is left out.
             Err(ApiError::JobNotFound(_)) => {}
@@ -282,10 +286,11 @@ pub(crate) async fn group_status(
 )]
 pub(crate) async fn cancel_group(
     State(state): State<Arc<AppState>>,
+    caller: Principal,
     ApiPath(raw): ApiPath<String>,
 ) -> AppResult<Json<GroupRecord>> {
     let id = parse_id(&raw)?;
-    let members = members(&state, id).await?;
+    let members = members(&state, &caller, id).await?;
     let retention = Retention {
         result_ttl: Duration::from_secs(state.config.result_ttl_secs),
     };
@@ -300,7 +305,13 @@ pub(crate) async fn cancel_group(
     Ok(Json(view(id, records)))
 }
 
-async fn members(state: &AppState, id: JobId) -> AppResult<Vec<JobId>> {
+/// The members of a group the caller may see; another tenant's group answers as an unknown
+/// one.
+async fn members(state: &AppState, caller: &Principal, id: JobId) -> AppResult<Vec<JobId>> {
+    let owner = state.queue.group_tenant(id).await?;
+    if !owner.is_some_and(|t| caller.may_see(&t)) {
+        return Err(ApiError::GroupNotFound(id.to_string()));
+    }
     state
         .queue
         .group_members(id)

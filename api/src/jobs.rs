@@ -18,6 +18,7 @@ use inferq_shared::time::now_ms;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::Principal;
 use crate::body::{JobBody, parse_json};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{ApiPath, JobTrace};
@@ -144,6 +145,7 @@ pub(crate) struct JobAccepted {
 )]
 pub(crate) async fn submit(
     State(state): State<Arc<AppState>>,
+    caller: Principal,
     query: Result<Query<WaitQuery>, QueryRejection>,
     headers: HeaderMap,
     JobTrace(trace): JobTrace,
@@ -155,9 +157,9 @@ pub(crate) async fn submit(
     let options = JobOptions::of(parameters.as_ref())?;
 
     let mut id = JobId::new();
-    let cache = match from_cache(&state, id, &model, &payload, options).await? {
+    let cache = match from_cache(&state, &caller, id, &model, &payload, options).await? {
         Ok(()) => {
-            let record = read_record(&state, id).await?;
+            let record = read_record(&state, &caller, id).await?;
             let url = format!("/status/{id}");
             let status = if wait.is_zero() {
                 StatusCode::ACCEPTED
@@ -184,10 +186,11 @@ pub(crate) async fn submit(
         payload: &payload,
         deadline_ms: options.deadline_ms,
         result_ttl_secs: options.result_ttl_secs,
-        idempotency: key.map(|k| (k, request_hash(&body.bytes))),
+        idempotency: key.map(|k| (tenant_scoped(&caller, &k), request_hash(&body.bytes))),
         cache,
         due_ms: options.due_ms,
         trace,
+        tenant: &caller.tenant,
     };
     // Registered before the job exists, so its completion cannot slip past.
     let mut guard = (!wait.is_zero()).then(|| state.wait_for(id));
@@ -223,7 +226,7 @@ pub(crate) async fn submit(
     );
     if let Some(guard) = guard {
         let until = tokio::time::Instant::now() + wait;
-        let record = wait_for_record(&state, &guard, id, until, false).await?;
+        let record = wait_for_record(&state, &caller, &guard, id, until, false).await?;
         if record.status.is_terminal() {
             return Ok((
                 [
@@ -288,6 +291,13 @@ fn idempotency_key(headers: &HeaderMap) -> AppResult<Option<String>> {
 
 pub(crate) fn valid_idempotency_key(k: &str) -> bool {
     !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// An idempotency or result-cache key within the caller's tenant: two tenants using the same
+/// `Idempotency-Key`, or sending the same inputs, never see each other's jobs or results.
+/// Tenant names hold no `/`, so the two parts cannot be confused.
+pub(crate) fn tenant_scoped(caller: &Principal, key: &str) -> String {
+    format!("{}/{key}", caller.tenant)
 }
 
 /// What identifies a request for its idempotency key: the SHA-256 of its bytes.
@@ -371,6 +381,7 @@ pub(crate) fn cache_key(model: &ModelInfo, payload: &[u8]) -> AppResult<Option<S
 /// is then written `succeeded`); otherwise says under which key to cache its result.
 pub(crate) async fn from_cache(
     state: &AppState,
+    caller: &Principal,
     id: JobId,
     model: &ModelInfo,
     payload: &[u8],
@@ -382,12 +393,20 @@ pub(crate) async fn from_cache(
     let Some(key) = cache_key(model, payload)? else {
         return Ok(Err(None));
     };
+    let key = tenant_scoped(caller, &key);
     let retention = Retention {
         result_ttl: Duration::from_secs(state.config.result_ttl_secs),
     };
     if state
         .queue
-        .submit_cached(id, &model.name, &key, retention, options.result_ttl_secs)
+        .submit_cached(
+            id,
+            &model.name,
+            &key,
+            retention,
+            options.result_ttl_secs,
+            &caller.tenant,
+        )
         .await?
     {
         crate::metrics::submitted(&model.name);
@@ -427,16 +446,19 @@ pub(crate) fn parse_id(raw: &str) -> AppResult<JobId> {
         .map_err(|_| ApiError::InvalidJobId(raw.chars().take(64).collect()))
 }
 
-async fn read_stored(state: &AppState, id: JobId) -> AppResult<StoredJob> {
+/// Reads a job the caller may see. Another tenant's job answers exactly as an unknown id
+/// does, so ids cannot be probed for existence.
+async fn read_stored(state: &AppState, caller: &Principal, id: JobId) -> AppResult<StoredJob> {
     state
         .queue
         .record(id)
         .await?
+        .filter(|job| caller.may_see(&job.tenant))
         .ok_or_else(|| ApiError::JobNotFound(id.to_string()))
 }
 
-async fn read_record(state: &AppState, id: JobId) -> AppResult<JobRecord> {
-    read_stored(state, id).await?.try_into()
+async fn read_record(state: &AppState, caller: &Principal, id: JobId) -> AppResult<JobRecord> {
+    read_stored(state, caller, id).await?.try_into()
 }
 
 /// Reads the record once it is terminal or `until` passes, whichever is first. `read_first`
@@ -445,12 +467,13 @@ async fn read_record(state: &AppState, id: JobId) -> AppResult<JobRecord> {
 /// the drain is not held up by long-polls.
 async fn wait_for_record(
     state: &AppState,
+    caller: &Principal,
     guard: &WaitGuard<'_>,
     id: JobId,
     until: tokio::time::Instant,
     read_first: bool,
 ) -> AppResult<JobRecord> {
-    wait_for_job(state, guard, id, until, read_first)
+    wait_for_job(state, caller, guard, id, until, read_first)
         .await?
         .try_into()
 }
@@ -458,6 +481,7 @@ async fn wait_for_record(
 /// [`wait_for_record`], returning the job as stored.
 pub(crate) async fn wait_for_job(
     state: &AppState,
+    caller: &Principal,
     guard: &WaitGuard<'_>,
     id: JobId,
     until: tokio::time::Instant,
@@ -470,7 +494,7 @@ pub(crate) async fn wait_for_job(
         let now = tokio::time::Instant::now();
         let stopping = state.is_shutting_down();
         if read_first || now >= until || guard.signal.fired() || stopping {
-            let record = read_stored(state, id).await?;
+            let record = read_stored(state, caller, id).await?;
             if record.status.is_terminal() || now >= until || stopping {
                 return Ok(record);
             }
@@ -513,11 +537,12 @@ pub(crate) async fn wait_for_job(
 )]
 pub(crate) async fn status(
     state: State<Arc<AppState>>,
+    caller: Principal,
     path: ApiPath<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    read_status(state, path, query, headers).await
+    read_status(state, caller, path, query, headers).await
 }
 
 /// [`status`], at `/jobs/<id>`.
@@ -543,15 +568,17 @@ pub(crate) async fn status(
 )]
 pub(crate) async fn get_job(
     state: State<Arc<AppState>>,
+    caller: Principal,
     path: ApiPath<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    read_status(state, path, query, headers).await
+    read_status(state, caller, path, query, headers).await
 }
 
 async fn read_status(
     State(state): State<Arc<AppState>>,
+    caller: Principal,
     ApiPath(raw): ApiPath<String>,
     query: Result<Query<WaitQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -559,11 +586,11 @@ async fn read_status(
     let id = parse_id(&raw)?;
     let wait = wait_duration(&state, query)?;
     let job = if wait.is_zero() {
-        read_stored(&state, id).await?
+        read_stored(&state, &caller, id).await?
     } else {
         let guard = state.wait_for(id);
         let until = tokio::time::Instant::now() + wait;
-        wait_for_job(&state, &guard, id, until, true).await?
+        wait_for_job(&state, &caller, &guard, id, until, true).await?
     };
     let binary = headers
         .get(header::ACCEPT)
@@ -597,15 +624,21 @@ async fn read_status(
 )]
 pub(crate) async fn cancel(
     State(state): State<Arc<AppState>>,
+    caller: Principal,
     ApiPath(raw): ApiPath<String>,
 ) -> AppResult<Json<JobRecord>> {
     let id = parse_id(&raw)?;
+    // A job's tenant never changes, so checking it before the cancellation is enough.
+    let owner = state.queue.job_tenant(id).await?;
+    if !owner.is_some_and(|t| caller.may_see(&t)) {
+        return Err(ApiError::JobNotFound(id.to_string()));
+    }
     let retention = Retention {
         result_ttl: Duration::from_secs(state.config.result_ttl_secs),
     };
     match state.queue.cancel(id, retention).await? {
         Cancelled::NotFound => Err(ApiError::JobNotFound(id.to_string())),
         Cancelled::AlreadyFinished(s) => Err(ApiError::AlreadyFinished(s)),
-        Cancelled::Cancelled => read_record(&state, id).await.map(Json),
+        Cancelled::Cancelled => read_record(&state, &caller, id).await.map(Json),
     }
 }

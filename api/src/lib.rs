@@ -1,6 +1,8 @@
 //! The inferq HTTP API: validates jobs against the models workers publish, enqueues them in
 //! Redis and answers their status. Pure async I/O; it never loads ONNX Runtime.
 
+pub mod auth;
+mod backpressure;
 mod batch;
 mod body;
 mod dashboard;
@@ -8,20 +10,26 @@ pub mod error;
 mod extract;
 mod groups;
 mod jobs;
+pub mod keys;
+pub mod limits;
 mod listing;
 mod metrics;
 mod oip;
 mod openapi;
 mod ops;
+#[cfg(test)]
+mod proptests;
+mod quota;
 pub mod record;
 pub mod routes;
+mod server;
 pub mod state;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use inferq_shared::config::{LogConfig, RedisConfig};
+use inferq_shared::config::{LogConfig, RedisConfig, Secret};
 use inferq_shared::queue::Queue;
 use tokio::net::TcpListener;
 
@@ -29,8 +37,7 @@ pub use routes::openapi;
 pub use state::AppState;
 
 /// `inferq-api` configuration; every flag also reads an `INFERQ_…` environment variable.
-#[derive(clap::Parser, Debug, Clone)]
-#[command(name = "inferq-api", version, about = "inferq HTTP API")]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Config {
     #[command(flatten)]
     pub redis: RedisConfig,
@@ -70,6 +77,62 @@ pub struct Config {
     /// Most jobs in one `POST /jobs/batch`.
     #[arg(long, env = "INFERQ_MAX_BATCH_JOBS", default_value_t = 1000)]
     pub max_batch_jobs: usize,
+
+    /// Most open connections; beyond it a new connection gets 503 with `Retry-After` and is
+    /// closed.
+    #[arg(long, env = "INFERQ_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Seconds a client may take to send a request's line and headers (also how long an idle
+    /// keep-alive connection stays open); the connection is closed after.
+    #[arg(long, env = "INFERQ_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client may take to send a request's body; 408 after.
+    #[arg(long, env = "INFERQ_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+
+    /// Seconds a request may take beyond the `?wait` it asked for; 408 after.
+    #[arg(long, env = "INFERQ_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Largest request URI in bytes; 414 beyond.
+    #[arg(long, env = "INFERQ_MAX_URI_BYTES", default_value_t = 8192)]
+    pub max_uri_bytes: usize,
+
+    /// Largest total size of the request headers in bytes; 431 beyond.
+    #[arg(long, env = "INFERQ_MAX_HEADER_BYTES", default_value_t = 16384)]
+    pub max_header_bytes: usize,
+
+    /// Submissions (`POST /jobs`, `/jobs/batch`, `/groups`, OIP inference) per second each
+    /// tenant may make, shared by every API process through Redis; 0 = no limit.
+    #[arg(long, env = "INFERQ_TENANT_RATE", default_value_t = 0.0)]
+    pub tenant_rate: f64,
+
+    /// Submissions a tenant may make at once before its rate applies (the bucket's size).
+    #[arg(long, env = "INFERQ_TENANT_BURST", default_value_t = 100.0)]
+    pub tenant_burst: f64,
+
+    /// `required`: every route but the health checks needs an API key (`inferq-api keys
+    /// create`); `disabled`: no keys, one tenant (local development only).
+    #[arg(long, env = "INFERQ_AUTH", value_enum, default_value_t = AuthMode::Required)]
+    pub auth: AuthMode,
+
+    /// An admin key accepted besides the stored ones (at least 32 characters; empty = none),
+    /// for containers that need a first key before anyone can run `inferq-api keys create`.
+    #[arg(long, env = "INFERQ_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<Secret>,
+
+    /// Serve `GET /metrics` without a key (for a Prometheus inside a trusted network).
+    #[arg(long, env = "INFERQ_METRICS_PUBLIC", default_value_t = false)]
+    pub metrics_public: bool,
+}
+
+/// Whether requests must carry an API key.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Disabled,
 }
 
 impl Config {
@@ -86,6 +149,17 @@ impl Config {
             idempotency_ttl_secs: 86_400,
             cache_ttl_secs: 3600,
             max_batch_jobs: 1000,
+            max_connections: 1024,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            request_timeout_secs: 30,
+            max_uri_bytes: 8192,
+            max_header_bytes: 16384,
+            tenant_rate: 0.0,
+            tenant_burst: 100.0,
+            auth: AuthMode::Required,
+            admin_key: None,
+            metrics_public: false,
         }
     }
 }
@@ -96,15 +170,35 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if let Some(key) = config.admin_key.as_ref().filter(|k| !k.expose().is_empty()) {
+        anyhow::ensure!(
+            key.expose().chars().count() >= auth::MIN_ADMIN_KEY_LEN,
+            "INFERQ_ADMIN_KEY must be at least {} characters",
+            auth::MIN_ADMIN_KEY_LEN
+        );
+    }
     let queue = Queue::connect(&config.redis, std::time::Duration::ZERO)
         .await
         .context("configuring the Redis connection")?;
+    if config.auth == AuthMode::Disabled {
+        tracing::warn!(
+            "INFERQ_AUTH=disabled: every client may submit, read and cancel every job, and \
+             operate the queue; use it for local development only"
+        );
+    }
     metrics::install();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState::new(config.clone(), queue, stop_rx));
     state.spawn_event_listener();
     listing::spawn_sweeper(state.queue.clone());
     let app = routes::router(state);
+    let limits = server::ConnLimits {
+        max_connections: config.max_connections.max(1),
+        header_timeout: std::time::Duration::from_secs(config.header_timeout_secs.max(1)),
+        // Room for the URI and the headers, each at its limit, so that the limits answer
+        // with their JSON errors; only far larger heads get hyper's bare 431.
+        max_head_bytes: 2 * (config.max_uri_bytes + config.max_header_bytes),
+    };
     tracing::info!(
         addr = %listener.local_addr()?,
         redis = %config.redis.redis_url,
@@ -116,9 +210,6 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    server::serve(listener, app, limits, shutdown).await;
     Ok(())
 }

@@ -13,6 +13,7 @@ use inferq_shared::queue::{Cursor, ListFilter, Queue};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::Principal;
 use crate::error::{ApiError, AppResult, ErrorResponse};
 use crate::record::JobRecord;
 use crate::state::AppState;
@@ -64,6 +65,7 @@ pub(crate) struct ListQuery {
 )]
 pub(crate) async fn list_jobs(
     State(state): State<Arc<AppState>>,
+    caller: Principal,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> AppResult<Json<JobList>> {
     let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
@@ -90,9 +92,11 @@ pub(crate) async fn list_jobs(
             ))
         })?),
     };
+    // The caller's tenant's jobs; an admin sees every tenant's.
     let filter = ListFilter {
         status: q.status,
         model: q.model,
+        tenant: (!caller.may_see_all()).then(|| caller.tenant.clone()),
     };
     let (jobs, next) = state.queue.list_jobs(&filter, limit, cursor).await?;
     Ok(Json(JobList {

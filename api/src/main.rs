@@ -1,12 +1,32 @@
 //! `inferq-api`: parse configuration, start logging (and span export), serve until Ctrl-C or
-//! SIGTERM, flush the last spans.
+//! SIGTERM, flush the last spans; or, with `keys …`, manage API keys in Redis and exit.
 
 use anyhow::Context;
 use clap::Parser;
 
+#[derive(Parser, Debug)]
+#[command(name = "inferq-api", version, about = "inferq HTTP API")]
+struct Cli {
+    #[command(flatten)]
+    config: inferq_api::Config,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Manage API keys (stored hashed in Redis).
+    #[command(subcommand)]
+    Keys(inferq_api::keys::KeysCommand),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = inferq_api::Config::parse();
+    let Cli { config, command } = Cli::parse();
+    if let Some(Command::Keys(cmd)) = command {
+        return inferq_api::keys::run_command(&config, cmd).await;
+    }
     let telemetry = inferq_shared::telemetry::init(config.log.log_json, "inferq-api")
         .context("setting up the OTLP span exporter")?;
     let listener = tokio::net::TcpListener::bind(&config.bind)

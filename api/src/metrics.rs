@@ -23,6 +23,10 @@ fn describe() {
         "inferq_http_requests_total",
         "HTTP requests answered, by method, route template and status."
     );
+    metrics::describe_counter!(
+        "inferq_http_connections_refused_total",
+        "Connections answered 503 (or closed) because the API was at INFERQ_MAX_CONNECTIONS."
+    );
     metrics::describe_histogram!(
         "inferq_http_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -59,6 +63,10 @@ pub(crate) fn install() {
 /// Counts one accepted job.
 pub(crate) fn submitted(model: &str) {
     metrics::counter!("inferq_jobs_submitted_total", "model" => model.to_owned()).increment(1);
+}
+
+pub(crate) fn connection_refused() {
+    metrics::counter!("inferq_http_connections_refused_total").increment(1);
 }
 
 /// Middleware: counts and times every request by its route template (never the raw path, so

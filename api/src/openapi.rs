@@ -29,6 +29,7 @@ use crate::oip::wire::ResponseOutput;
         (name = "health", description = "Liveness and readiness"),
         (name = "oip", description = "Open Inference Protocol v2"),
         (name = "operations", description = "Workers, queues, dead letters and metrics"),
+        (name = "keys", description = "API keys (admin)"),
         (name = "meta", description = "This document"),
         (name = "dashboard", description = "The operator's page (`GET /dashboard`) and the \
             files it loads, all embedded in the binary"),
@@ -39,6 +40,98 @@ struct ApiDoc;
 /// The document's frame (info, tags); the routes add their paths and schemas to it.
 pub(crate) fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// Adds the two ways of presenting a key (`Authorization: Bearer` and `X-API-Key`) and, to
+/// every operation that needs a key, the requirement, its scope and the `401` and `403`
+/// answers. The scope comes from [`crate::auth::access`], the function the middleware asks,
+/// so the document cannot disagree with what is enforced.
+pub(crate) fn secure(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{
+        ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    use utoipa::openapi::{
+        Content, Ref, ResponseBuilder, header::Header, schema::ObjectBuilder, schema::Type,
+    };
+
+    use crate::auth::{API_KEY_HEADER, Access, WWW_AUTHENTICATE, access};
+
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    components.add_security_scheme(
+        "api_key",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+    );
+    debug_assert!(API_KEY_HEADER.eq_ignore_ascii_case("X-API-Key"));
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let body = if crate::routes::is_oip_path(path) {
+            "OipErrorBody"
+        } else {
+            "ErrorResponse"
+        };
+        let methods = [
+            (axum::http::Method::GET, &mut item.get),
+            (axum::http::Method::POST, &mut item.post),
+            (axum::http::Method::PUT, &mut item.put),
+            (axum::http::Method::DELETE, &mut item.delete),
+            (axum::http::Method::PATCH, &mut item.patch),
+            (axum::http::Method::HEAD, &mut item.head),
+        ];
+        for (method, op) in methods {
+            let Some(op) = op else { continue };
+            let Access::Needs(scope) = access(&method, path, false) else {
+                continue;
+            };
+            op.security = Some(vec![
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+                SecurityRequirement::new("api_key", Vec::<String>::new()),
+            ]);
+            let note = format!("Needs an API key with the `{scope}` scope (or `admin`).");
+            op.description = Some(match op.description.take() {
+                Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+                _ => note,
+            });
+            let content = || Content::new(Some(Ref::from_schema_name(body)));
+            let challenge = Header::new(ObjectBuilder::new().schema_type(Type::String).build());
+            op.responses.responses.insert(
+                "401".into(),
+                ResponseBuilder::new()
+                    .description(format!(
+                        "`unauthorized`: no key, or an unknown or revoked one \
+                         (`WWW-Authenticate: {WWW_AUTHENTICATE}`)"
+                    ))
+                    .content("application/json", content())
+                    .header("WWW-Authenticate", challenge)
+                    .build()
+                    .into(),
+            );
+            if scope == inferq_shared::auth::Scope::Submit && method == axum::http::Method::POST {
+                let limited = ResponseBuilder::new()
+                    .description(
+                        "`overloaded` (the model's queue is full) or `rate_limited` (the \
+                         tenant's INFERQ_TENANT_RATE); `Retry-After` in seconds",
+                    )
+                    .content("application/json", content())
+                    .header(
+                        "Retry-After",
+                        Header::new(ObjectBuilder::new().schema_type(Type::Integer).build()),
+                    )
+                    .build();
+                op.responses.responses.insert("429".into(), limited.into());
+            }
+            op.responses.responses.insert(
+                "403".into(),
+                ResponseBuilder::new()
+                    .description(format!("`forbidden`: the key lacks the `{scope}` scope"))
+                    .content("application/json", content())
+                    .build()
+                    .into(),
+            );
+        }
+    }
 }
 
 /// Rendered once: the document depends on the code only.

@@ -13,6 +13,7 @@ use inferq_shared::telemetry;
 use inferq_shared::time::rfc3339_ms;
 use serde::Serialize;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -60,11 +61,15 @@ fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(crate::ops::delete_dead_letter))
         .routes(routes!(dashboard::page))
         .routes(routes!(dashboard::file))
+        .routes(routes!(crate::keys::create, crate::keys::list))
+        .routes(routes!(crate::keys::revoke))
 }
 
 /// The OpenAPI 3.1 document of every route the router serves, as `GET /openapi.json` gives it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented_routes().into_openapi()
+    let mut doc = documented_routes().into_openapi();
+    crate::openapi::secure(&mut doc);
+    doc
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -74,6 +79,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|uri: Uri| async move { not_found(&uri) })
         .method_not_allowed_fallback(|uri: Uri| async move { method_not_allowed(&uri) })
         .layer(DefaultBodyLimit::max(limit))
+        // Inside the tenant's rate limit, so a `rate_limited` 429 keeps its own Retry-After.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::backpressure::estimate,
+        ))
+        // Inside authentication: the bucket is the caller's tenant's.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::quota::limit_rate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+            state.config.body_timeout_secs.max(1),
+        )))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::enforce,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         // Outermost first: every request gets an `x-request-id` (kept if the client sent
         // one), is traced in a span carrying it, and the id is echoed in the response.
@@ -103,7 +129,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Under `/v2`, errors keep the protocol's shape, so OIP clients can read them.
 fn is_oip(uri: &Uri) -> bool {
-    uri.path() == "/v2" || uri.path().starts_with("/v2/")
+    is_oip_path(uri.path())
+}
+
+pub(crate) fn is_oip_path(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/")
 }
 
 fn not_found(uri: &Uri) -> Response {
@@ -296,6 +326,7 @@ mod tests {
         let mut config = crate::Config::new(RedisConfig::new("redis://127.0.0.1:1", "unit"));
         config.max_body_bytes = max_body_bytes;
         config.redis.redis_timeout_ms = 200;
+        config.auth = crate::AuthMode::Disabled;
         let queue = Queue::connect(&config.redis, Duration::ZERO).await.unwrap();
         let (_, shutdown) = tokio::sync::watch::channel(false);
         router(Arc::new(AppState::new(config, queue, shutdown)))

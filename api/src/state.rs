@@ -203,13 +203,13 @@ impl AppState {
     /// Redis goes away. One connection serves every waiting client.
     pub fn spawn_event_listener(self: &Arc<Self>) {
         let state = Arc::downgrade(self);
-        let url = self.config.redis.redis_url.clone();
+        let redis = self.config.redis.clone();
         let channel = self.queue.keys().events();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
                 let result = async {
-                    let client = redis::Client::open(url.expose())?;
+                    let client = redis.client()?;
                     let mut pubsub = client.get_async_pubsub().await?;
                     pubsub.subscribe(&channel).await?;
                     tracing::debug!(%channel, "subscribed to job events");

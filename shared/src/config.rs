@@ -7,13 +7,20 @@ use std::time::Duration;
 /// Redis connection and key namespace.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RedisConfig {
-    /// Redis URL, `redis://[user:password@]host:port[/db]`. The password never appears in logs.
+    /// Redis URL, `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS (rustls;
+    /// the user is a Redis ACL user). The password never appears in logs or in `--help`.
     #[arg(
         long,
         env = "INFERQ_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: RedisUrl,
+
+    /// PEM file of the certificate authority that signed Redis's certificate, for `rediss://`
+    /// URLs; unset: the system's trusted roots.
+    #[arg(long, env = "INFERQ_REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<std::path::PathBuf>,
 
     /// Prefix of every Redis key and channel; API and workers must agree on it.
     #[arg(long, env = "INFERQ_NAMESPACE", default_value = "inferq")]
@@ -29,9 +36,31 @@ impl RedisConfig {
     pub fn new(url: &str, namespace: &str) -> Self {
         Self {
             redis_url: url.parse().expect("a URL string is always accepted"),
+            redis_ca_cert: None,
             namespace: namespace.to_owned(),
             redis_timeout_ms: 2000,
         }
+    }
+
+    /// A client for the configured URL, trusting `redis_ca_cert` for TLS when it is set.
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        let Some(path) = &self.redis_ca_cert else {
+            return redis::Client::open(self.redis_url.expose());
+        };
+        let pem = std::fs::read(path).map_err(|e| {
+            redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "cannot read INFERQ_REDIS_CA_CERT",
+                format!("{}: {e}", path.display()),
+            ))
+        })?;
+        redis::Client::build_with_tls(
+            self.redis_url.expose(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            },
+        )
     }
 
     pub fn timeout(&self) -> Duration {
@@ -70,6 +99,36 @@ impl fmt::Display for RedisUrl {
 impl fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
+    }
+}
+
+/// A secret from the command line or the environment (an admin key): `Debug` and `Display`
+/// show `***`, so logging a config cannot leak it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
     }
 }
 

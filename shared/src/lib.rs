@@ -1,11 +1,14 @@
 //! Types, wire formats and the Redis queue protocol shared by the inferq API and workers.
 
+pub mod auth;
 pub mod config;
 pub mod datatype;
 pub mod job;
 pub mod metrics;
 pub mod model;
 pub mod payload;
+#[cfg(test)]
+mod proptests;
 pub mod queue;
 pub mod shutdown;
 pub mod telemetry;

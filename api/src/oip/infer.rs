@@ -17,6 +17,7 @@ use inferq_shared::telemetry;
 
 use super::wire::{self, HEADER_LENGTH, InferRequest, InferResponse};
 use super::{MODEL_VERSION, OipError, OipErrorBody, OipPath, OipResult, find_model};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::traceparent;
 use crate::jobs::wait_for_job;
@@ -62,11 +63,20 @@ use crate::state::AppState;
 )]
 pub(crate) async fn infer(
     State(state): State<Arc<AppState>>,
+    caller: Principal,
     OipPath(model): OipPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> OipResult<Response> {
-    run_inference(&state, &model, None, &headers, &read_body(body, &state)?).await
+    run_inference(
+        &state,
+        &caller,
+        &model,
+        None,
+        &headers,
+        &read_body(body, &state)?,
+    )
+    .await
 }
 
 /// [`infer`] on one version of the model (the only one is `1`).
@@ -111,12 +121,14 @@ pub(crate) async fn infer(
 )]
 pub(crate) async fn infer_v(
     State(state): State<Arc<AppState>>,
+    caller: Principal,
     OipPath((model, version)): OipPath<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> OipResult<Response> {
     run_inference(
         &state,
+        &caller,
         &model,
         Some(&version),
         &headers,
@@ -130,6 +142,8 @@ fn read_body(body: Result<Bytes, BytesRejection>, state: &AppState) -> OipResult
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(state.config.max_body_bytes).into()
+        } else if crate::limits::is_body_timeout(&rejection) {
+            ApiError::BodyTimeout(state.config.body_timeout_secs).into()
         } else {
             OipError::bad(rejection.body_text())
         }
@@ -141,6 +155,7 @@ fn read_body(body: Result<Bytes, BytesRejection>, state: &AppState) -> OipResult
 /// `INFERQ_MAX_WAIT_SECS`), and answers in JSON or binary framing as asked.
 async fn run_inference(
     state: &AppState,
+    caller: &Principal,
     name: &str,
     version: Option<&str>,
     headers: &HeaderMap,
@@ -185,6 +200,7 @@ async fn run_inference(
             state.config.max_queued,
             None,
             telemetry::carried(traceparent(headers)).as_ref(),
+            &caller.tenant,
         )
         .await
         .map_err(ApiError::from)?
@@ -207,7 +223,7 @@ async fn run_inference(
         }
     }
     let until = tokio::time::Instant::now() + wait;
-    let stored = wait_for_job(state, &guard, id, until, false).await?;
+    let stored = wait_for_job(state, caller, &guard, id, until, false).await?;
     match stored.status {
         JobStatus::Succeeded => {}
         JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running => {

@@ -118,6 +118,12 @@ impl IntoResponse for OipError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(crate::auth::WWW_AUTHENTICATE),
+            );
+        }
         if let Some(id) = self.job {
             let headers = res.headers_mut();
             for (name, value) in [

@@ -32,6 +32,11 @@
 //! - `{ns}:workers`: sorted set: worker name → last heartbeat (ms); `{ns}:worker:<name>`: hash
 //!   describing the worker (host, pid, version, models, threads, busy, counters), expiring
 //!   when the worker stops refreshing it.
+//! - `{ns}:apikey:<key id>`: hash describing one API key ([`apikey`] fields): the SHA-256 of
+//!   the key (never the key itself), its tenant, scopes, name and creation time.
+//! - `{ns}:apikeys`: sorted set: key id → creation time (ms), for listing keys.
+//! - `{ns}:rate:<tenant>`: hash (`tokens`, `at`): the tenant's submission token bucket,
+//!   expiring once it would be full again.
 //! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
 //!   others; each message holds one `<job id> <status>` line per job of one atomic step.
 
@@ -92,6 +97,8 @@ pub mod field {
     pub const PAYLOAD: &str = "payload";
     /// A scheduled job's W3C `traceparent`, until it moves to its stream entry.
     pub const TRACEPARENT: &str = "traceparent";
+    /// The tenant of the key that submitted the job; every lookup is scoped by it.
+    pub const TENANT: &str = "tenant";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -116,7 +123,20 @@ pub mod field {
         DUE,
         PAYLOAD,
         TRACEPARENT,
+        TENANT,
     ];
+}
+
+/// API key hash fields.
+pub mod apikey {
+    /// SHA-256 of the whole key, hex.
+    pub const HASH: &str = "hash";
+    pub const TENANT: &str = "tenant";
+    /// Comma-separated scopes.
+    pub const SCOPES: &str = "scopes";
+    pub const NAME: &str = "name";
+    /// ms since the epoch.
+    pub const CREATED_AT: &str = "created_at";
 }
 
 /// A Lua script with every `F.<field>` and `E.<field>` written out as the string literal of
@@ -241,6 +261,18 @@ impl Keys {
     pub fn worker(&self, name: &str) -> String {
         format!("{}:worker:{name}", self.prefix)
     }
+    /// A tenant's submission token bucket.
+    pub fn rate(&self, tenant: &str) -> String {
+        format!("{}:rate:{tenant}", self.prefix)
+    }
+    /// One API key's record.
+    pub fn api_key(&self, id: &str) -> String {
+        format!("{}:apikey:{id}", self.prefix)
+    }
+    /// Every API key id by creation time.
+    pub fn api_keys(&self) -> String {
+        format!("{}:apikeys", self.prefix)
+    }
     /// Terminal state changes (what `?wait=` listens for).
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
@@ -271,6 +303,8 @@ mod tests {
             k.done("m", 1),
             k.workers(),
             k.worker("w"),
+            k.api_key("0123"),
+            k.api_keys(),
         ] {
             assert!(key.starts_with("{ns}:"), "{key}");
         }

@@ -8,6 +8,7 @@ use redis::{AsyncCommands, Script};
 use super::keys::{GROUP, field, lua_script};
 use super::ops::THROUGHPUT_WINDOW_SECS;
 use super::{Queue, QueueError, StoredJob};
+use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus};
 use crate::time::now_ms;
 
@@ -50,6 +51,8 @@ impl std::fmt::Display for Cursor {
 pub struct ListFilter {
     pub status: Option<JobStatus>,
     pub model: Option<String>,
+    /// Only this tenant's jobs; `None`: every tenant's (an admin's listing).
+    pub tenant: Option<String>,
 }
 
 /// Where a waiting job stands.
@@ -110,7 +113,8 @@ impl Queue {
                     None => gone.push(id.to_string()),
                     Some(r)
                         if filter.status.is_none_or(|s| s == r.status)
-                            && filter.model.as_ref().is_none_or(|m| *m == r.model) =>
+                            && filter.model.as_ref().is_none_or(|m| *m == r.model)
+                            && filter.tenant.as_ref().is_none_or(|t| *t == r.tenant) =>
                     {
                         out.push(r);
                         if out.len() == limit {
@@ -141,6 +145,7 @@ impl Queue {
             pipe.cmd("HMGET").arg(self.keys.job(*id)).arg(&[
                 field::MODEL,
                 field::STATUS,
+                field::TENANT,
                 field::CREATED_AT,
                 field::STARTED_AT,
                 field::FINISHED_AT,
@@ -157,6 +162,7 @@ impl Queue {
                 let mut f = row.into_iter();
                 let mut next = || f.next().flatten();
                 let (model, status) = (next()?, next()?);
+                let tenant = next().unwrap_or_else(|| DEFAULT_TENANT.to_owned());
                 let num = |v: Option<String>| v.and_then(|s| s.parse::<u64>().ok());
                 let (created_at, started_at, finished_at) = (num(next()), num(next()), num(next()));
                 let attempts = num(next()).unwrap_or(0) as u32;
@@ -174,6 +180,7 @@ impl Queue {
                     entry: None,
                     cached: false,
                     due: None,
+                    tenant,
                 })
             })
             .collect())
@@ -189,6 +196,22 @@ impl Queue {
             .arg(from)
             .arg(count);
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// The jobs `model`'s stream holds (waiting and running) and how many of the model's jobs
+    /// finished in the last [`THROUGHPUT_WINDOW_SECS`] seconds: what a `Retry-After` for a
+    /// full queue is estimated from.
+    pub async fn backlog(&self, model: &str) -> Result<(u64, u64), QueueError> {
+        let second = now_ms() / 1000;
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(self.keys.stream(model));
+        for ago in 1..=THROUGHPUT_WINDOW_SECS {
+            pipe.cmd("GET").arg(self.keys.done(model, second - ago));
+        }
+        let reply: Vec<Option<u64>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let depth = reply.first().copied().flatten().unwrap_or(0);
+        let done = reply.iter().skip(1).map(|d| d.unwrap_or(0)).sum();
+        Ok((depth, done))
     }
 
     /// How many waiting jobs of `model` are ahead of the stream entry `entry`, and the model's

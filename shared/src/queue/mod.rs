@@ -4,9 +4,11 @@
 //! reading of stream replies; [`stored`] the job record as stored; [`ops`] what operators see
 //! (workers, queue figures, failures, dead letters).
 
+pub mod apikeys;
 pub mod keys;
 pub mod listing;
 pub mod ops;
+pub mod rate;
 pub mod registry;
 pub mod reply;
 pub mod scripts;
@@ -73,7 +75,7 @@ impl Queue {
     /// fail after the configured timeout instead of hanging. `extra_timeout` lengthens the
     /// command timeout for a connection that issues blocking reads.
     pub async fn connect(cfg: &RedisConfig, extra_timeout: Duration) -> Result<Self, QueueError> {
-        let client = redis::Client::open(cfg.redis_url.expose())?;
+        let client = cfg.client()?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.timeout()))
             .set_response_timeout(Some(cfg.timeout() + extra_timeout))

@@ -63,6 +63,8 @@ pub struct NewJob<'a> {
     /// The caller's trace context, written into the stream entry for the worker (kept in the
     /// job hash while the job is scheduled).
     pub trace: Option<TraceParent>,
+    /// The tenant of the key that submitted it.
+    pub tenant: &'a str,
 }
 
 /// The result of submitting a job.
@@ -105,8 +107,8 @@ impl Retention {
 }
 
 impl Queue {
-    /// Writes the job record and its stream entry (with the caller's trace context, if any) in
-    /// one step (`submit.lua`).
+    /// Writes the job record (owned by `tenant`) and its stream entry (with the caller's trace
+    /// context, if any) in one step (`submit.lua`).
     pub async fn submit(
         &self,
         id: JobId,
@@ -115,6 +117,7 @@ impl Queue {
         max_queued: u64,
         deadline_ms: Option<u64>,
         trace: Option<&TraceParent>,
+        tenant: &str,
     ) -> Result<Submitted, QueueError> {
         let job = NewJob {
             id,
@@ -126,6 +129,7 @@ impl Queue {
             cache: None,
             due_ms: None,
             trace: trace.copied(),
+            tenant,
         };
         let mut out = self
             .submit_many(&[job], max_queued, Duration::from_secs(1))
@@ -212,7 +216,8 @@ impl Queue {
                 )
                 .arg(j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
                 .arg(j.due_ms.unwrap_or(0))
-                .arg(j.trace.map(|t| t.to_string()).unwrap_or_default());
+                .arg(j.trace.map(|t| t.to_string()).unwrap_or_default())
+                .arg(j.tenant);
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         if replies.len() != jobs.len() {
@@ -250,6 +255,7 @@ impl Queue {
         key: &str,
         retention: Retention,
         result_ttl_secs: Option<u64>,
+        tenant: &str,
     ) -> Result<bool, QueueError> {
         let hit: i64 = CACHED
             .key(self.keys.cache(key))
@@ -260,6 +266,7 @@ impl Queue {
             .arg(now_ms())
             .arg(result_ttl_secs.unwrap_or(retention.secs()))
             .arg(result_ttl_secs.unwrap_or(0))
+            .arg(tenant)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(hit == 1)

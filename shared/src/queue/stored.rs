@@ -2,6 +2,7 @@
 
 use super::keys::field;
 use super::{Queue, QueueError};
+use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus};
 
 /// A job hash, read back. Times are ms since the epoch.
@@ -26,9 +27,11 @@ pub struct StoredJob {
     pub cached: bool,
     /// When a scheduled job may start, ms since the epoch.
     pub due: Option<u64>,
+    /// The tenant that submitted it ([`DEFAULT_TENANT`] for records written before tenants).
+    pub tenant: String,
 }
 
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     field::MODEL,
     field::STATUS,
     field::CREATED_AT,
@@ -41,6 +44,7 @@ const FIELDS: [&str; 12] = [
     field::ENTRY,
     field::CACHED,
     field::DUE,
+    field::TENANT,
 ];
 
 impl Queue {
@@ -62,6 +66,28 @@ impl Queue {
         .transpose()
     }
 
+    /// The tenant of a group, or `None` for an unknown or expired group.
+    pub async fn group_tenant(&self, id: JobId) -> Result<Option<String>, QueueError> {
+        let (jobs, tenant): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.group(id))
+            .arg("jobs")
+            .arg(field::TENANT)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(jobs.map(|_| tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned())))
+    }
+
+    /// The tenant of a job, or `None` for an unknown or expired id.
+    pub async fn job_tenant(&self, id: JobId) -> Result<Option<String>, QueueError> {
+        let (status, tenant): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.job(id))
+            .arg(field::STATUS)
+            .arg(field::TENANT)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(status.map(|_| tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned())))
+    }
+
     /// Reads a job record, or `None` for an unknown or expired id.
     pub async fn record(&self, id: JobId) -> Result<Option<StoredJob>, QueueError> {
         let fields: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
@@ -77,6 +103,7 @@ impl Queue {
         let (error_code, error_message, entry) = (bytes(), bytes(), bytes());
         let cached = bytes().is_some_and(|v| v == b"1");
         let due = bytes().and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok());
+        let tenant = bytes();
         let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
         let (model, status) = (text(model), text(status));
         let (Some(model), Some(status)) = (model, status) else {
@@ -104,6 +131,7 @@ impl Queue {
             entry: text(entry),
             cached,
             due,
+            tenant: text(tenant).unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
         }))
     }
 }

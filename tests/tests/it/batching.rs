@@ -72,6 +72,7 @@ async fn batched_results_equal_unbatched_results() {
             0,
             None,
             None,
+            "default",
         )
         .await
         .unwrap();

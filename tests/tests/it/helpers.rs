@@ -196,6 +196,13 @@ pub(crate) struct AppOptions {
     pub aof: bool,
     /// `INFERQ_MAX_WAIT_SECS`: the longest `?wait=` (and OIP inference wait).
     pub max_wait_secs: u64,
+    /// `Some(admin key)`: `INFERQ_AUTH=required` with this `INFERQ_ADMIN_KEY`; `None` (the
+    /// tests that are not about keys): `INFERQ_AUTH=disabled`.
+    pub admin_key: Option<String>,
+    /// `INFERQ_METRICS_PUBLIC`.
+    pub metrics_public: bool,
+    /// Changes any other setting.
+    pub tweak: Option<fn(&mut inferq_api::Config)>,
 }
 
 impl Default for AppOptions {
@@ -205,6 +212,9 @@ impl Default for AppOptions {
             max_queued: 100_000,
             aof: false,
             max_wait_secs: 60,
+            admin_key: None,
+            metrics_public: false,
+            tweak: None,
         }
     }
 }
@@ -241,6 +251,17 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> App {
     config.max_body_bytes = options.max_body_bytes;
     config.max_queued = options.max_queued;
     config.max_wait_secs = options.max_wait_secs;
+    config.metrics_public = options.metrics_public;
+    match options.admin_key {
+        Some(key) => {
+            config.auth = inferq_api::AuthMode::Required;
+            config.admin_key = Some(key.parse().unwrap());
+        }
+        None => config.auth = inferq_api::AuthMode::Disabled,
+    }
+    if let Some(tweak) = options.tweak {
+        tweak(&mut config);
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop_api, stop) = tokio::sync::oneshot::channel::<()>();

@@ -1,6 +1,7 @@
 //! inferq integration tests: a real `redis-server` per test, the real API (in-process) and real
 //! worker processes running real ONNX models.
 
+mod auth;
 mod batching;
 mod cli;
 mod dashboard;
@@ -10,9 +11,12 @@ mod helpers;
 mod job_api;
 mod jobs;
 mod lifecycle;
+mod limits;
 mod oip;
 mod openapi;
 mod operations;
 mod protocol;
+mod quota;
+mod tls;
 mod trace;
 mod validation;

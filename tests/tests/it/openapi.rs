@@ -12,7 +12,7 @@ use crate::helpers::*;
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 30] = [
+const SERVED: [(&str, &str); 33] = [
     ("POST", "/jobs"),
     ("POST", "/jobs/batch"),
     ("GET", "/jobs"),
@@ -43,6 +43,18 @@ const SERVED: [(&str, &str); 30] = [
     ("DELETE", "/dead/{id}"),
     ("GET", "/dashboard"),
     ("GET", "/dashboard/{file}"),
+    ("POST", "/keys"),
+    ("GET", "/keys"),
+    ("DELETE", "/keys/{id}"),
+];
+
+/// Operations anyone may call; every other one needs a key.
+const OPEN: [&str; 5] = [
+    "/healthz",
+    "/readyz",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/openapi.json",
 ];
 
 /// The (method, path) pairs a document describes.
@@ -102,6 +114,30 @@ async fn the_document_covers_every_route_and_is_valid_openapi() {
         .collect();
     assert_eq!(collected, served);
     assert_eq!(operations(&doc), served);
+
+    // Every operation but the open ones names the key schemes and documents 401 and 403.
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key", "{schemes}");
+    for (method, path) in &served {
+        let op = &doc["paths"][path][method.to_lowercase()];
+        if OPEN.contains(&path.as_str()) {
+            assert!(op["security"].is_null(), "{method} {path}");
+            continue;
+        }
+        assert_eq!(
+            op["security"],
+            json!([{"bearer": []}, {"api_key": []}]),
+            "{method} {path}"
+        );
+        for code in ["401", "403"] {
+            assert!(op["responses"][code].is_object(), "{method} {path} {code}");
+        }
+        assert!(
+            op["responses"]["401"]["headers"]["WWW-Authenticate"].is_object(),
+            "{method} {path}"
+        );
+    }
 
     // Every documented operation is routed: never the fallback's 404, never 405.
     let unknown_job = uuid::Uuid::new_v4().to_string();
@@ -233,6 +269,28 @@ async fn the_document_covers_every_route_and_is_valid_openapi() {
     assert!(text.contains("document ok"), "{text}");
 }
 
+/// Waits until `linear` has a live worker, asking with `key`.
+async fn wait_for_model(app: &crate::helpers::App, key: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: serde_json::Value = app
+            .http
+            .get(format!("{}/models", app.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        if body["models"][0]["workers"].as_u64().unwrap_or(0) > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no worker: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// schemathesis (in .venv-test) generates requests from the document, valid and invalid, and
 /// follows its links (a submission's `id` into the status routes), against the API and a
 /// worker serving `linear`. Every check is on; `tests/schemathesis.toml` lists, with reasons,
@@ -240,13 +298,17 @@ async fn the_document_covers_every_route_and_is_valid_openapi() {
 #[tokio::test]
 async fn schemathesis_finds_no_problem() {
     // Long-polls answer within a second, so the run is spent on requests, not on waiting.
+    // Keys required, and schemathesis presents an admin key (its `ignored_auth` check also
+    // sends requests without it and expects 401).
+    let admin = "schemathesis-admin-key-0123456789abcdef";
     let app = spawn_app_with(AppOptions {
         max_wait_secs: 1,
+        admin_key: Some(admin.into()),
         ..Default::default()
     })
     .await;
     let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
-    app.wait_models(&["linear"]).await;
+    wait_for_model(&app, admin).await;
     let run = tokio::process::Command::new(test_venv("schemathesis"))
         // Its caches (.hypothesis/, .schemathesis/) go with the test's temporary directory.
         .current_dir(&app.redis.dir)
@@ -255,6 +317,7 @@ async fn schemathesis_finds_no_problem() {
         .arg("run")
         .arg(format!("{}/openapi.json", app.base))
         .args(["--checks", "all", "--max-examples", "20"])
+        .args(["--header", &format!("Authorization: Bearer {admin}")])
         // With a time budget, fuzzing goes on until it is spent.
         .args([
             "--max-time",

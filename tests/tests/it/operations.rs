@@ -38,6 +38,7 @@ async fn spawn_api_process(app: &App) -> ApiProcess {
         .env("INFERQ_REDIS_URL", app.redis.url())
         .env("INFERQ_NAMESPACE", &app.namespace)
         .env("INFERQ_BIND", format!("127.0.0.1:{port}"))
+        .env("INFERQ_AUTH", "disabled")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

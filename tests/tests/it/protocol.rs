@@ -78,7 +78,7 @@ impl Fixture {
         let id = JobId::new();
         let s = self
             .queue
-            .submit(id, MODEL, PAYLOAD, 0, deadline_ms, None)
+            .submit(id, MODEL, PAYLOAD, 0, deadline_ms, None, "default")
             .await
             .unwrap();
         assert_eq!(s, Submitted::Queued);
@@ -529,7 +529,7 @@ async fn retiring_a_model_fails_its_jobs_and_refuses_new_ones() {
 
     assert_eq!(
         f.queue
-            .submit(JobId::new(), MODEL, PAYLOAD, 0, None, None)
+            .submit(JobId::new(), MODEL, PAYLOAD, 0, None, None, "default")
             .await
             .unwrap(),
         Submitted::UnknownModel

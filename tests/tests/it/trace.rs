@@ -195,7 +195,7 @@ async fn a_traceparent_stays_with_its_job_through_reclaims_hand_backs_and_dead_l
     let tp = TraceParent::parse(TRACE_A).unwrap();
     let id = JobId::new();
     queue
-        .submit(id, "m", b"{}", 0, None, Some(&tp))
+        .submit(id, "m", b"{}", 0, None, Some(&tp), "default")
         .await
         .unwrap();
     let one = |entries: Vec<Entry>| match entries.as_slice() {
@@ -281,6 +281,7 @@ async fn a_traceparent_stays_with_its_job_through_reclaims_hand_backs_and_dead_l
         cache: None,
         due_ms: Some(now_ms() + 100),
         trace: Some(tp),
+        tenant: "default",
     };
     let submitted = queue
         .submit_many(&[job], 0, Duration::from_secs(1))
@@ -478,6 +479,8 @@ impl ApiProcess {
             .env("INFERQ_REDIS_URL", app.redis.url())
             .env("INFERQ_NAMESPACE", &app.namespace)
             .env("INFERQ_BIND", format!("127.0.0.1:{port}"))
+            // Keys are not what this test is about.
+            .env("INFERQ_AUTH", "disabled")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
         for (k, v) in env {

@@ -9,6 +9,7 @@
 -- ARGV[3]  now, ms since the epoch
 -- ARGV[4]  seconds the record is kept
 -- ARGV[5]  the job's own retention in seconds (0 = the default)
+-- ARGV[6]  tenant of the submitting key
 --
 -- Returns 1 when the job was answered from the cache, 0 on a miss (nothing written).
 local result = redis.call('GET', KEYS[1])
@@ -17,7 +18,7 @@ if not result then
 end
 redis.call('HSET', KEYS[2], F.model, ARGV[2], F.status, 'succeeded', F.created_at, ARGV[3],
   F.started_at, ARGV[3], F.finished_at, ARGV[3], F.attempts, 0, F.result, result,
-  F.cached, 1, F.deadline, 0)
+  F.cached, 1, F.deadline, 0, F.tenant, ARGV[6])
 if ARGV[5] ~= '0' then
   redis.call('HSET', KEYS[2], F.ttl, ARGV[5])
 end

@@ -13,12 +13,13 @@
 -- ARGV[4]   group id ('' = none): then all jobs are enqueued or none is, and the group hash
 --           is written with them
 -- ARGV[5]   seconds the group hash is kept
--- then ten values per job: job id, model name, request payload, deadline to start by (ms
+-- then eleven values per job: job id, model name, request payload, deadline to start by (ms
 --   since the epoch, 0 = none), seconds to keep the record once final (0 = the default), the
 --   request's hash for its idempotency key ('' = no key), the result-cache key to store a
 --   successful result under ('' = none), the seconds to keep it there, when the job may
 --   start (ms since the epoch; 0 = at once), and the W3C traceparent it was submitted with
---   ('' = none; the entry then has no such field). A job not yet due is `scheduled`: its
+--   ('' = none; the entry then has no such field), and the tenant of the submitting key (a
+--   group's hash records its first job's). A job not yet due is `scheduled`: its
 --   payload (and traceparent) wait in its hash, its id in the scheduled set, and the
 --   queue-length limit applies when it moves to the queue.
 --
@@ -33,7 +34,7 @@ local out = {}
 if group ~= '' then
   local refused = false
   for i = 0, count - 1 do
-    local model = ARGV[7 + i * 10]
+    local model = ARGV[7 + i * 11]
     if redis.call('HEXISTS', KEYS[1], model) == 0 then
       out[i + 1], refused = 'UNKNOWN_MODEL', true
     elseif limit > 0 and redis.call('XLEN', KEYS[6 + i * 3]) >= limit then
@@ -49,10 +50,10 @@ if group ~= '' then
 end
 for i = 0, count - 1 do
   local job, stream, idem = KEYS[5 + i * 3], KEYS[6 + i * 3], KEYS[7 + i * 3]
-  local b = 6 + i * 10
+  local b = 6 + i * 11
   local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ttl, hash, cache_key, cache_ttl = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  local due, traceparent = tonumber(ARGV[b + 8]), ARGV[b + 9]
+  local due, traceparent, tenant = tonumber(ARGV[b + 8]), ARGV[b + 9], ARGV[b + 10]
   local scheduled = due > tonumber(now)
   local prev = hash ~= '' and redis.call('GET', idem)
   if prev then
@@ -71,7 +72,7 @@ for i = 0, count - 1 do
     if scheduled then
       redis.call('HSET', job,
         F.model, model, F.status, 'scheduled', F.created_at, now,
-        F.attempts, 0, F.deadline, deadline, F.due, due, F.payload, payload)
+        F.attempts, 0, F.deadline, deadline, F.due, due, F.payload, payload, F.tenant, tenant)
       if traceparent ~= '' then
         redis.call('HSET', job, F.traceparent, traceparent)
       end
@@ -86,7 +87,7 @@ for i = 0, count - 1 do
       end
       redis.call('HSET', job,
         F.model, model, F.status, 'queued', F.created_at, now,
-        F.attempts, 0, F.entry, entry, F.deadline, deadline)
+        F.attempts, 0, F.entry, entry, F.deadline, deadline, F.tenant, tenant)
     end
     if ttl ~= '0' then
       redis.call('HSET', job, F.ttl, ttl)
@@ -103,8 +104,9 @@ for i = 0, count - 1 do
 end
 if group ~= '' then
   local ids = {}
-  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 10] end
-  redis.call('HSET', KEYS[3], 'created_at', now, 'jobs', table.concat(ids, ' '))
+  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 11] end
+  redis.call('HSET', KEYS[3], 'created_at', now, 'jobs', table.concat(ids, ' '),
+    'tenant', ARGV[6 + 10])
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
 end
 return out

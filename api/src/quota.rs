@@ -1,0 +1,54 @@
+//! Per-tenant submission rate: each submission request (`POST /jobs`, `/jobs/batch`,
+//! `/groups`, OIP inference) takes a token from its tenant's bucket in Redis, shared by every
+//! API process; an empty bucket answers `429 rate_limited` with `Retry-After` saying when the
+//! next token will be there.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use inferq_shared::auth::Scope;
+use inferq_shared::queue::rate::RateLimit;
+
+use crate::auth::{Access, Principal, access};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Middleware: refuses a tenant's submissions beyond `INFERQ_TENANT_RATE`.
+pub(crate) async fn limit_rate(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let config = &state.config;
+    let submission = req.method() == Method::POST
+        && access(req.method(), req.uri().path(), false) == Access::Needs(Scope::Submit);
+    let caller = req.extensions().get::<Principal>().cloned();
+    let (true, Some(caller)) = (config.tenant_rate > 0.0 && submission, caller) else {
+        return next.run(req).await;
+    };
+    let limit = RateLimit {
+        per_sec: config.tenant_rate,
+        burst: config.tenant_burst.max(1.0),
+    };
+    let refusal = match state.queue.take_tokens(&caller.tenant, limit, 1).await {
+        Ok(Ok(())) => return next.run(req).await,
+        Ok(Err(wait)) => ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64),
+        Err(e) => ApiError::from(e),
+    };
+    if !crate::routes::is_oip_path(req.uri().path()) {
+        return refusal.into_response();
+    }
+    let secs = match &refusal {
+        ApiError::RateLimited(s) => Some(*s),
+        _ => None,
+    };
+    let mut res = crate::oip::OipError::from(refusal).into_response();
+    if let Some(s) = secs {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    res
+}
