@@ -109,6 +109,10 @@ impl Retention {
 impl Queue {
     /// Writes the job record (owned by `tenant`) and its stream entry (with the caller's trace
     /// context, if any) in one step (`submit.lua`).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one job's parts, for callers with one job; `submit_many` takes `NewJob`s"
+    )]
     pub async fn submit(
         &self,
         id: JobId,
