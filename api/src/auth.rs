@@ -91,14 +91,16 @@ pub enum Access {
 
 /// The scope `method path` needs. Job-like resources: reading needs `read`, anything else
 /// `submit` (submitting, cancelling one's own jobs); the model list `read`, retiring a model
-/// `admin`; OIP metadata `read`, inference `submit`; operations, keys, metrics, the dashboard
-/// and every unknown path `admin`.
+/// `admin`; OIP metadata `read`, inference `submit`; operations (the dashboard's data), keys,
+/// metrics and every unknown path `admin`.
 pub fn access(method: &Method, path: &str, metrics_public: bool) -> Access {
     let reading = matches!(*method, Method::GET | Method::HEAD);
     let by_method = |write: Scope| Access::Needs(if reading { Scope::Read } else { write });
     let mut segments = path.trim_start_matches('/').split('/');
     match segments.next().unwrap_or("") {
-        "healthz" | "readyz" | "openapi.json" => Access::Open,
+        // The dashboard's page and files hold no data: a browser must load them before it can
+        // send the admin key (typed into the page) with the data requests.
+        "healthz" | "readyz" | "openapi.json" | "dashboard" => Access::Open,
         "metrics" if metrics_public => Access::Open,
         "v2" => match segments.next() {
             Some("health") => Access::Open,
@@ -229,7 +231,8 @@ mod tests {
             (Method::GET, "/dead", need(Scope::Admin)),
             (Method::POST, "/dead/x/retry", need(Scope::Admin)),
             (Method::GET, "/metrics", need(Scope::Admin)),
-            (Method::GET, "/dashboard", need(Scope::Admin)),
+            (Method::GET, "/dashboard", open),
+            (Method::GET, "/dashboard/app.js", open),
             (Method::POST, "/keys", need(Scope::Admin)),
             (Method::GET, "/something-new", need(Scope::Admin)),
         ] {

@@ -49,12 +49,14 @@ const SERVED: [(&str, &str); 33] = [
 ];
 
 /// Operations anyone may call; every other one needs a key.
-const OPEN: [&str; 5] = [
+const OPEN: [&str; 7] = [
     "/healthz",
     "/readyz",
     "/v2/health/live",
     "/v2/health/ready",
     "/openapi.json",
+    "/dashboard",
+    "/dashboard/{file}",
 ];
 
 /// The (method, path) pairs a document describes.
