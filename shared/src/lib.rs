@@ -1,12 +1,15 @@
 //! Types, wire formats and the Redis queue protocol shared by the inferq API and workers.
 
 pub mod auth;
+#[cfg(feature = "audio")]
+pub mod audio;
 pub mod config;
 pub mod datatype;
 pub mod job;
 pub mod metrics;
 pub mod model;
 pub mod payload;
+pub mod pipeline;
 #[cfg(test)]
 mod proptests;
 pub mod queue;
