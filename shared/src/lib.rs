@@ -1,8 +1,8 @@
 //! Types, wire formats and the Redis queue protocol shared by the inferq API and workers.
 
-pub mod auth;
 #[cfg(feature = "audio")]
 pub mod audio;
+pub mod auth;
 pub mod config;
 pub mod datatype;
 pub mod job;

@@ -133,6 +133,8 @@ pub mod field {
         PAYLOAD,
         TRACEPARENT,
         TENANT,
+        PROGRESS_DONE,
+        PROGRESS_TOTAL,
     ];
 }
 
@@ -146,11 +148,6 @@ pub mod apikey {
     pub const NAME: &str = "name";
     /// ms since the epoch.
     pub const CREATED_AT: &str = "created_at";
-}
-
-        PROGRESS_DONE,
-        PROGRESS_TOTAL,
-    ];
 }
 
 /// The queue name of a built-in pipeline: its stream is `{ns}:q:pipeline:<name>`, and a
@@ -299,6 +296,7 @@ impl Keys {
     /// Every API key id by creation time.
     pub fn api_keys(&self) -> String {
         format!("{}:apikeys", self.prefix)
+    }
     /// A pipeline job's uploaded input.
     pub fn upload(&self, id: JobId) -> String {
         format!("{}:upload:{id}", self.prefix)
