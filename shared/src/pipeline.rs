@@ -61,7 +61,7 @@ pub struct ParameterInfo {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The default; `null` when it is derived (`neg_threshold`) or unlimited.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub default: Value,
     pub description: &'static str,
 }
