@@ -263,7 +263,13 @@ fn engine_thread(
                 stats
                     .windows
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
-                if let Err(e) = batch.run(&mut session, &mut streams, group, rate) {
+                // A panic in the ONNX Runtime glue fails this batch's recordings, not the
+                // thread (which serves every later recording assigned to it).
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    batch.run(&mut session, &mut streams, group, rate)
+                }))
+                .unwrap_or_else(|p| Err(panicked(p.as_ref())));
+                if let Err(e) = run {
                     tracing::error!(error = %e, recordings = group.len(), "speech model run failed");
                     for &i in group {
                         if let Some(done) = streams[i].done.take() {
@@ -284,6 +290,10 @@ fn engine_thread(
             }
         }
     }
+}
+
+fn panicked(panic: &(dyn std::any::Any + Send)) -> ort::Error {
+    ort::Error::new(format!("panicked: {}", crate::pool::panic_message(panic)))
 }
 
 /// Reused input buffers of one engine thread.
