@@ -37,12 +37,12 @@ pub(crate) async fn run(args: SpeechArgs) -> anyhow::Result<()> {
     let audio = std::fs::read(&args.recording)
         .with_context(|| format!("reading {}", args.recording.display()))?;
 
+    let load_before = loadavg();
     eprintln!(
         "python baseline: onnxruntime single-stream loop over {} ...",
         args.recording.display()
     );
-    let baseline = python_baseline(&args.python, &args.recording).await?;
-    let base_rtf = baseline.audio_seconds / baseline.wall_seconds;
+    let first = python_baseline(&args.python, &args.recording).await?;
 
     eprintln!("starting redis-server, inferq-api and one inferq-worker ...");
     let mut cluster = Cluster::start(&ClusterConfig {
@@ -104,22 +104,34 @@ pub(crate) async fn run(args: SpeechArgs) -> anyhow::Result<()> {
         .first()
         .and_then(|w| procfs::memory(w.pid(), "VmHWM"));
     drop(cluster);
+    // The baseline again after the load, so a change in what else runs on the machine
+    // weighs on both sides alike; the two runs' mean is the baseline.
+    eprintln!("python baseline again ...");
+    let second = python_baseline(&args.python, &args.recording).await?;
+    let load_after = loadavg();
+    let baseline = Baseline {
+        audio_seconds: first.audio_seconds,
+        wall_seconds: (first.wall_seconds + second.wall_seconds) / 2.0,
+    };
+    let base_rtf = baseline.audio_seconds / baseline.wall_seconds;
 
     let text = format!(
         "speech_segments: {jobs} x {file} ({per:.0} s of audio each)\n\
          | | audio (s) | wall (s) | real-time factor |\n\
          |---|---:|---:|---:|\n\
-         | Python onnxruntime, one stream | {ba:.0} | {bw:.2} | {base_rtf:.0}x |\n\
+         | Python onnxruntime, one stream (mean of {w1:.2} s before and {w2:.2} s after) | {ba:.0} | {bw:.2} | {base_rtf:.0}x |\n\
          | inferq, {jobs} concurrent jobs | {audio_seconds:.0} | {wall:.2} | {rtf:.0}x |\n\
-         ratio: {ratio:.2}x the Python loop; worker peak RSS {hwm}\n\
+         ratio: {ratio:.2}x the Python loop; worker peak RSS {hwm}; load average {load_before} before, {load_after} after\n\
          progress of the first job (s since submission -> s of audio done): {trace}\n",
         jobs = args.jobs,
         file = args.recording.display(),
         per = audio_seconds / args.jobs.max(1) as f64,
+        w1 = first.wall_seconds,
+        w2 = second.wall_seconds,
         ba = baseline.audio_seconds,
         bw = baseline.wall_seconds,
         ratio = rtf / base_rtf,
-        hwm = worker_hwm.map_or("?".into(), |k| format!("{} MiB", k / 1024)),
+        hwm = worker_hwm.map_or("?".into(), |b| format!("{} MiB", b / (1024 * 1024))),
         trace = trace
             .iter()
             .step_by((trace.len() / 12).max(1))
@@ -134,13 +146,23 @@ pub(crate) async fn run(args: SpeechArgs) -> anyhow::Result<()> {
             serde_json::json!({
                 "mode": "speech", "jobs": args.jobs, "audio_seconds": audio_seconds,
                 "wall_seconds": wall, "rtf": rtf, "python_rtf": base_rtf,
-                "ratio": rtf / base_rtf, "worker_vmhwm_kib": worker_hwm,
+                "ratio": rtf / base_rtf, "worker_vmhwm_bytes": worker_hwm,
+                "python_wall_seconds": [first.wall_seconds, second.wall_seconds],
+                "loadavg_before": load_before, "loadavg_after": load_after,
             })
         );
     } else {
         print!("{text}");
     }
     Ok(())
+}
+
+/// The 1-minute load average, as a hint of what else ran.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 async fn python_baseline(python: &Path, recording: &Path) -> anyhow::Result<Baseline> {
