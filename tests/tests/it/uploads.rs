@@ -59,6 +59,7 @@ impl Fixture {
                     payload: b"{}",
                     upload: b"RIFF....WAVE",
                     upload_ttl: Duration::from_secs(100),
+                    tenant: "t1",
                 },
                 0,
                 deadline,
@@ -120,6 +121,7 @@ async fn the_upload_lives_until_the_job_ends_and_no_longer() {
     let id = f.submit(None).await;
     assert!(f.upload_exists(id).await);
     assert_eq!(f.queue.upload_len(id).await.unwrap(), 12);
+    assert_eq!(f.queue.record(id).await.unwrap().unwrap().tenant, "t1");
     assert_eq!(f.queue.read_upload(id, 4, 100).await.unwrap(), b"....WAVE");
     let ttl: i64 = f
         .conn
