@@ -10,7 +10,55 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::oip::HEADER_LENGTH;
+use crate::pipelines::{PipelineUpload, is_pipeline_json};
 use crate::state::AppState;
+
+/// A `POST /jobs` body: a model job (JSON or binary-framed), or a pipeline job (multipart with
+/// a file part, or JSON with base64 audio). The route's body limit is the larger of the two
+/// kinds'; a model job is held to `INFERQ_MAX_BODY_BYTES` here, an upload to
+/// `INFERQ_MAX_UPLOAD_BYTES`.
+#[derive(Debug)]
+pub(crate) enum Submission {
+    Model(JobBody),
+    Pipeline(PipelineUpload),
+}
+
+impl FromRequest<Arc<AppState>> for Submission {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let max_upload = state.config.max_upload_bytes;
+        if mime(&req) == "multipart/form-data" {
+            let form = axum::extract::Multipart::from_request(req, state)
+                .await
+                .map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+            return PipelineUpload::from_multipart(form, max_upload)
+                .await
+                .map(Self::Pipeline);
+        }
+        let body = JobBody::from_request(req, state).await?;
+        if body.json_len.is_none() && is_pipeline_json(&body.bytes) {
+            return PipelineUpload::from_json(&body.bytes, max_upload).map(Self::Pipeline);
+        }
+        if body.bytes.len() > state.config.max_body_bytes {
+            return Err(ApiError::PayloadTooLarge(state.config.max_body_bytes));
+        }
+        Ok(Self::Model(body))
+    }
+}
+
+/// The request's media type, lowercased, without parameters.
+fn mime(req: &Request) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
 
 /// A job request body, as bytes: JSON, or (with `Content-Type: application/octet-stream` and
 /// `Inference-Header-Content-Length`) a JSON header followed by binary tensors. Checks the
@@ -27,17 +75,7 @@ impl FromRequest<Arc<AppState>> for JobBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let mime = mime(&req);
         let binary = mime == "application/octet-stream";
         if !(binary
             || mime == "application/json"

@@ -73,9 +73,15 @@ pub enum ApiError {
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error(
-        "content type must be application/json, or application/octet-stream with a JSON header and binary tensors"
+        "content type must be application/json, application/octet-stream with a JSON header and binary tensors, or multipart/form-data (pipelines)"
     )]
     UnsupportedMediaType,
+    #[error("the uploaded file is larger than the limit of {0} bytes")]
+    UploadTooLarge(usize),
+    #[error("no pipeline named '{0}' (GET /pipelines lists them)")]
+    UnknownPipeline(String),
+    #[error("the file cannot be decoded: {0}")]
+    InvalidAudio(String),
     #[error("unknown model '{name}' (served models: {available})")]
     UnknownModel { name: String, available: String },
     #[error(transparent)]
@@ -139,6 +145,9 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::UnknownModel { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_model"),
+            Self::UploadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnknownPipeline(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_pipeline"),
+            Self::InvalidAudio(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_audio"),
             Self::Validation(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code().as_str()),
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Principal;
-use crate::body::{JobBody, parse_json};
+use crate::body::{JobBody, Submission, parse_json};
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{ApiPath, JobTrace};
 use crate::oip::wire::InferRequest;
@@ -108,10 +108,16 @@ pub(crate) struct JobAccepted {
         crate::openapi::TraceparentHeader,
     ),
     request_body(
-        description = "A JSON job, or (application/octet-stream) the binary tensor framing: \
-            the JSON part with `parameters.binary_data_size` in place of each input's `data`, \
-            then the inputs' raw little-endian bytes in input order",
-        content((crate::openapi::JobRequestDoc = "application/json"), ("application/octet-stream")),
+        description = "A JSON job (a model job, or a pipeline job with base64 audio); \
+            (application/octet-stream) the binary tensor framing: the JSON part with \
+            `parameters.binary_data_size` in place of each input's `data`, then the inputs' raw \
+            little-endian bytes in input order; or (multipart/form-data) a pipeline job with its \
+            file",
+        content(
+            (crate::openapi::SubmitJsonDoc = "application/json"),
+            ("application/octet-stream"),
+            (crate::pipelines::PipelineForm = "multipart/form-data"),
+        ),
     ),
     responses(
         (status = 200, description = "The job finished within `?wait`: its record",
@@ -131,11 +137,13 @@ pub(crate) struct JobAccepted {
                             description = "Cancel the job")),
          )),
         (status = 400, description = "`malformed_json`, `invalid_request`", body = ErrorResponse),
-        (status = 413, description = "`payload_too_large`", body = ErrorResponse),
+        (status = 413, description = "`payload_too_large`: the body, or a pipeline's upload, \
+            is over its limit", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "The request does not fit the model (`unknown_model`, \
-            `shape_mismatch`, …), `invalid_parameter`, `idempotency_key_reused`",
-         body = ErrorResponse),
+            `shape_mismatch`, …), `invalid_parameter`, `idempotency_key_reused`; or the \
+            pipeline (`unknown_pipeline`, `invalid_parameter`, `invalid_audio`: the file's \
+            header shows it cannot be decoded)", body = ErrorResponse),
         (status = 429, description = "`overloaded`: the model's queue is full",
          body = ErrorResponse, headers(("Retry-After" = u32))),
         (status = 500, description = "`internal`", body = ErrorResponse),
@@ -149,10 +157,21 @@ pub(crate) async fn submit(
     query: Result<Query<WaitQuery>, QueryRejection>,
     headers: HeaderMap,
     JobTrace(trace): JobTrace,
-    body: JobBody,
+    body: Submission,
 ) -> AppResult<Response> {
     let wait = wait_duration(&state, query)?;
     let key = idempotency_key(&headers)?;
+    let body = match body {
+        Submission::Model(body) => body,
+        Submission::Pipeline(upload) => {
+            if key.is_some() {
+                return Err(ApiError::InvalidRequest(
+                    "Idempotency-Key is not supported for pipeline jobs yet".into(),
+                ));
+            }
+            return submit_pipeline(&state, &caller, upload, wait).await;
+        }
+    };
     let (model, payload, parameters) = read_submission(&state, &body).await?;
     let options = JobOptions::of(parameters.as_ref())?;
 
@@ -259,6 +278,39 @@ pub(crate) async fn submit(
         Json(JobAccepted {
             id,
             status,
+            status_url: url,
+        }),
+    )
+        .into_response())
+}
+
+/// A pipeline job (its upload checked and stored with it); answers as for a model job.
+async fn submit_pipeline(
+    state: &AppState,
+    caller: &Principal,
+    upload: crate::pipelines::PipelineUpload,
+    wait: Duration,
+) -> AppResult<Response> {
+    let id = JobId::new();
+    // Registered before the job exists, so its completion cannot slip past.
+    let guard = (!wait.is_zero()).then(|| state.wait_for(id));
+    crate::pipelines::submit(state, id, upload, &caller.tenant).await?;
+    tracing::debug!(job_id = %id, "pipeline job submitted");
+    let url = format!("/status/{id}");
+    let location = HeaderValue::try_from(url.clone()).map_err(internal)?;
+    if let Some(guard) = guard {
+        let until = tokio::time::Instant::now() + wait;
+        let record = wait_for_record(state, caller, &guard, id, until, false).await?;
+        if record.status.is_terminal() {
+            return Ok(([(header::LOCATION, location)], Json(record)).into_response());
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(JobAccepted {
+            id,
+            status: JobStatus::Queued,
             status_url: url,
         }),
     )

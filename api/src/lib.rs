@@ -17,6 +17,7 @@ mod metrics;
 mod oip;
 mod openapi;
 mod ops;
+mod pipelines;
 #[cfg(test)]
 mod proptests;
 mod quota;
@@ -61,6 +62,16 @@ pub struct Config {
     /// their own setting to jobs they finish).
     #[arg(long, env = "INFERQ_RESULT_TTL_SECS", default_value_t = 86_400)]
     pub result_ttl_secs: u64,
+
+    /// Largest uploaded file of a pipeline job (multipart file part, or base64 in JSON) in
+    /// bytes; larger ones get 413.
+    #[arg(long, env = "INFERQ_MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+
+    /// Longest a pipeline job's upload is kept in Redis, in seconds: a safety net, since the
+    /// job's end (success, failure, cancellation) deletes it.
+    #[arg(long, env = "INFERQ_UPLOAD_TTL_SECS", default_value_t = 86_400)]
+    pub upload_ttl_secs: u64,
 
     /// Longest `?wait=` a status request may ask for, in seconds.
     #[arg(long, env = "INFERQ_MAX_WAIT_SECS", default_value_t = 60)]
@@ -136,6 +147,12 @@ pub enum AuthMode {
 }
 
 impl Config {
+    /// The body limit of `POST /jobs`: room for the largest upload, base64 in JSON.
+    pub fn submit_body_limit(&self) -> usize {
+        self.max_body_bytes
+            .max(self.max_upload_bytes / 3 * 4 + 1024 * 1024)
+    }
+
     /// Defaults for everything but Redis, as tests and embedders want them.
     pub fn new(redis: RedisConfig) -> Self {
         Self {
@@ -160,6 +177,8 @@ impl Config {
             auth: AuthMode::Required,
             admin_key: None,
             metrics_public: false,
+            max_upload_bytes: 64 * 1024 * 1024,
+            upload_ttl_secs: 86_400,
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::oip::wire::ResponseOutput;
     tags(
         (name = "jobs", description = "Submit, read and cancel jobs"),
         (name = "models", description = "The models workers serve"),
+        (name = "pipelines", description = "Built-in pipelines (e.g. speech segments of a recording)"),
         (name = "health", description = "Liveness and readiness"),
         (name = "oip", description = "Open Inference Protocol v2"),
         (name = "operations", description = "Workers, queues, dead letters and metrics"),
@@ -186,6 +187,16 @@ pub(crate) struct JobRequestDoc {
     outputs: Option<Vec<OutputRequest>>,
     #[serde(default)]
     parameters: Option<JobParameters>,
+}
+
+/// `POST /jobs` as JSON: a model job, or a pipeline job with its file in base64.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = SubmitJson)]
+#[allow(dead_code, reason = "read by the OpenAPI document and the tests only")]
+pub(crate) enum SubmitJsonDoc {
+    Model(JobRequestDoc),
+    Pipeline(crate::pipelines::PipelineJsonRequest),
 }
 
 /// An input tensor of `POST /jobs` (mirrors `inferq_shared::tensor::InputTensor`).

@@ -2,6 +2,8 @@
 
 use inferq_shared::job::{JobId, JobStatus};
 use inferq_shared::payload;
+use inferq_shared::pipeline::{self, Progress};
+use inferq_shared::queue::keys::pipeline_of;
 use inferq_shared::queue::{Position, StoredJob};
 use inferq_shared::time::rfc3339_ms;
 use serde::Serialize;
@@ -28,7 +30,11 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobRecord {
     pub id: JobId,
+    /// The model the job runs (for a pipeline job, the model its pipeline runs).
     pub model: String,
+    /// Pipeline jobs: the pipeline (`GET /pipelines`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
     pub status: JobStatus,
     #[schema(format = DateTime)]
     pub created_at: Option<String>,
@@ -57,6 +63,10 @@ pub struct JobRecord {
     /// Present (true) when the job was answered from the result cache without running.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// Pipeline jobs: seconds of input processed and in all, written by the running attempt
+    /// at least once a second; starts over when another worker redoes the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
 }
 
 impl JobRecord {
@@ -95,9 +105,20 @@ impl TryFrom<StoredJob> for JobRecord {
             .map(RawValue::from_string)
             .transpose()
             .map_err(|e| bad(&e))?;
+        let pipeline = pipeline_of(&job.model).map(str::to_owned);
+        let progress = pipeline.as_ref().map(|_| {
+            let (done, total) = job.progress.unwrap_or((0.0, None));
+            Progress { done, total }
+        });
+        let model = match &pipeline {
+            Some(_) => pipeline::SPEECH_MODEL.to_owned(),
+            None => job.model,
+        };
         Ok(Self {
             id: job.id,
-            model: job.model,
+            model,
+            pipeline,
+            progress,
             status: job.status,
             created_at: job.created_at.map(rfc3339_ms),
             started_at: job.started_at.map(rfc3339_ms),

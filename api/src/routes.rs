@@ -28,15 +28,19 @@ use crate::error::AppResult;
 
 /// Every route, each registered with its OpenAPI description (one path per `routes!`), so the
 /// router and `GET /openapi.json` cannot disagree.
-fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
+/// `upload_limit` is the body limit of `POST /jobs`, which carries uploads.
+fn documented_routes(upload_limit: usize) -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(jobs::submit, crate::listing::list_jobs))
+        // Innermost, so it overrides the router-wide limit for these routes only.
+        .layer(DefaultBodyLimit::max(upload_limit))
         .routes(routes!(crate::batch::submit_batch))
         .routes(routes!(crate::groups::submit_group))
         .routes(routes!(
             crate::groups::group_status,
             crate::groups::cancel_group
         ))
+        .routes(routes!(crate::pipelines::list))
         .routes(routes!(jobs::get_job, jobs::cancel))
         .routes(routes!(jobs::status))
         .routes(routes!(models))
@@ -67,14 +71,14 @@ fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
 
 /// The OpenAPI 3.1 document of every route the router serves, as `GET /openapi.json` gives it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = documented_routes().into_openapi();
+    let mut doc = documented_routes(0).into_openapi();
     crate::openapi::secure(&mut doc);
     doc
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
-    let (routes, _) = documented_routes().split_for_parts();
+    let (routes, _) = documented_routes(state.config.submit_body_limit()).split_for_parts();
     routes
         .fallback(|uri: Uri| async move { not_found(&uri) })
         .method_not_allowed_fallback(|uri: Uri| async move { method_not_allowed(&uri) })

@@ -11,6 +11,7 @@ mod load;
 mod procfs;
 mod raw;
 mod report;
+mod speech;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -124,6 +125,21 @@ struct Args {
     #[arg(long, default_value = "redis-server")]
     redis_server: PathBuf,
 
+    /// Benchmark the speech_segments pipeline instead: this many concurrent copies
+    /// (`--speech-jobs`) of this recording (a 16 kHz mono 16-bit WAV, e.g. the 10-minute
+    /// tests/audio/bench-10min.wav from `scripts/gen_audio_fixtures.sh --bench`), against a
+    /// single-stream Python onnxruntime loop over it.
+    #[arg(long)]
+    speech: Option<PathBuf>,
+
+    /// Concurrent recordings for `--speech`.
+    #[arg(long, default_value_t = 8)]
+    speech_jobs: usize,
+
+    /// Python with numpy and onnxruntime, for the `--speech` baseline.
+    #[arg(long, default_value = ".venv-test/bin/python")]
+    python: PathBuf,
+
     /// Seconds after submission an accepted job may take to finish before it counts as lost.
     #[arg(long, default_value_t = 120)]
     job_timeout_secs: u64,
@@ -161,6 +177,26 @@ async fn off_runtime<T: Send + 'static>(
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(recording) = &args.speech {
+        let bin_dir = match &args.bin_dir {
+            Some(d) => d.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("this binary has no directory")?
+                .to_owned(),
+        };
+        return speech::run(speech::SpeechArgs {
+            recording: recording.clone(),
+            jobs: args.speech_jobs.max(1),
+            python: args.python.clone(),
+            bin_dir,
+            redis_server: args.redis_server.clone(),
+            ort_lib: args.ort_lib.clone(),
+            models_dir: PathBuf::from("models"),
+            json: args.json,
+        })
+        .await;
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = args
         .threads

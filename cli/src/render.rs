@@ -35,11 +35,32 @@ pub(crate) struct JobRecord {
     /// While queued: the server's estimate of the time until it starts.
     #[serde(default)]
     pub(crate) eta_ms: Option<u64>,
+    /// Pipeline jobs: the pipeline and its progress in seconds of input.
+    #[serde(default)]
+    pipeline: Option<String>,
+    #[serde(default)]
+    progress: Option<Progress>,
+}
+
+/// A model job's outputs, or a speech pipeline's segments.
+#[derive(Debug, Deserialize)]
+struct JobResult {
+    #[serde(default)]
+    outputs: Vec<OutputTensor>,
+    #[serde(default)]
+    segments: Option<Vec<Segment>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct JobResult {
-    outputs: Vec<OutputTensor>,
+struct Progress {
+    done: f64,
+    total: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Segment {
+    start: f64,
+    end: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +98,13 @@ pub(crate) fn record(r: &JobRecord) -> String {
         let _ = writeln!(out, "  {name:<9} {value}");
     };
     field("model", &r.model);
+    if let Some(p) = &r.pipeline {
+        field("pipeline", p);
+    }
+    if let Some(p) = &r.progress {
+        let total = p.total.map_or("?".to_owned(), |t| format!("{t:.1}"));
+        field("progress", &format!("{:.1} / {total} s", p.done));
+    }
     if let Some(created) = &r.created_at {
         field("created", created);
     }
@@ -92,6 +120,23 @@ pub(crate) fn record(r: &JobRecord) -> String {
     field("attempts", &r.attempts.to_string());
     if let Some(e) = &r.error {
         field("error", &format!("{}: {}", e.code, e.message));
+    }
+    if let Some(segments) = r.result.as_ref().and_then(|res| res.segments.as_ref()) {
+        let shown: Vec<String> = segments
+            .iter()
+            .take(8)
+            .map(|s| format!("{:.3}-{:.3}", s.start, s.end))
+            .collect();
+        let more = segments.len().saturating_sub(shown.len());
+        let tail = if more > 0 {
+            format!(" (+{more} more)")
+        } else {
+            String::new()
+        };
+        field(
+            "segments",
+            &format!("{}  {}{tail}", segments.len(), shown.join(" ")),
+        );
     }
     for o in r.result.iter().flat_map(|res| &res.outputs) {
         field(
@@ -226,6 +271,26 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(2314)), "2.31 s");
         assert_eq!(duration(Duration::from_secs(245)), "4m 05s");
         assert_eq!(duration(Duration::from_secs(7380)), "2h 03m");
+    }
+
+    #[test]
+    fn a_pipeline_record_shows_its_progress_and_segments() {
+        let r: JobRecord = serde_json::from_value(serde_json::json!({
+            "id": "j", "model": "silero_vad", "pipeline": "speech_segments",
+            "status": "succeeded", "created_at": null, "started_at": null, "finished_at": null,
+            "attempts": 1, "progress": {"done": 24.718, "total": 24.718},
+            "result": {"segments": [{"start": 0.642, "end": 1.118}, {"start": 1.25, "end": 4.094}],
+                       "duration": 24.718, "sample_rate": 16000},
+            "error": null
+        }))
+        .unwrap();
+        let text = record(&r);
+        assert!(text.contains("pipeline  speech_segments"), "{text}");
+        assert!(text.contains("progress  24.7 / 24.7 s"), "{text}");
+        assert!(
+            text.contains("segments  2  0.642-1.118 1.250-4.094"),
+            "{text}"
+        );
     }
 
     #[test]

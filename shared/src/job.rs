@@ -227,6 +227,8 @@ pub enum ErrorCode {
     MaxAttemptsExceeded,
     MalformedEntry,
     ModelRetired,
+    /// A pipeline's input could not be decoded (not audio, truncated, empty, unsupported).
+    InvalidAudio,
     /// The worker stopped before the job ran to the end (its inference threads shut down).
     WorkerStopping,
     Internal,
@@ -253,6 +255,7 @@ impl ErrorCode {
             Self::MaxAttemptsExceeded => "max_attempts_exceeded",
             Self::MalformedEntry => "malformed_entry",
             Self::ModelRetired => "model_retired",
+            Self::InvalidAudio => "invalid_audio",
             Self::WorkerStopping => "worker_stopping",
             Self::Internal => "internal",
         }

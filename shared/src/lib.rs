@@ -1,5 +1,7 @@
 //! Types, wire formats and the Redis queue protocol shared by the inferq API and workers.
 
+#[cfg(feature = "audio")]
+pub mod audio;
 pub mod auth;
 pub mod config;
 pub mod datatype;
@@ -7,6 +9,7 @@ pub mod job;
 pub mod metrics;
 pub mod model;
 pub mod payload;
+pub mod pipeline;
 #[cfg(test)]
 mod proptests;
 pub mod queue;

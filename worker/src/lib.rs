@@ -13,6 +13,7 @@ mod lease;
 pub mod models;
 mod pool;
 pub mod session;
+mod speech;
 mod stats;
 
 use std::future::Future;
@@ -81,6 +82,20 @@ pub struct Config {
     /// On shutdown, seconds to finish the jobs already started before handing the rest back.
     #[arg(long, env = "INFERQ_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+
+    /// Speech pipeline: recordings one worker processes at once (their windows share ONNX
+    /// Runtime calls).
+    #[arg(long, env = "INFERQ_SPEECH_CONCURRENCY", default_value_t = 16)]
+    pub speech_concurrency: usize,
+
+    /// Speech pipeline: threads running the model over recordings, each with its own session;
+    /// default: one per CPU core.
+    #[arg(long, env = "INFERQ_SPEECH_THREADS")]
+    pub speech_threads: Option<usize>,
+
+    /// Speech pipeline: most recordings whose next window runs in one ONNX Runtime call.
+    #[arg(long, env = "INFERQ_SPEECH_MAX_BATCH", default_value_t = 32)]
+    pub speech_max_batch: usize,
 
     /// Name of this worker in the consumer group; default: `<hostname>-<pid>-<random>`.
     #[arg(long, env = "INFERQ_WORKER_ID")]

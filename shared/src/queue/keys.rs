@@ -37,6 +37,11 @@
 //! - `{ns}:apikeys`: sorted set: key id → creation time (ms), for listing keys.
 //! - `{ns}:rate:<tenant>`: hash (`tokens`, `at`): the tenant's submission token bucket,
 //!   expiring once it would be full again.
+//! - `{ns}:upload:<id>`: string: the uploaded file of a pipeline job (e.g. a recording), from
+//!   submission until the job ends; every script that ends such a job deletes it, and it
+//!   carries an expiry as a safety net. Workers read it in slices (`GETRANGE`).
+//! - `{ns}:q:pipeline:<name>`: the stream of a built-in pipeline ([`pipeline_queue`]); model
+//!   names cannot hold a `:`, so it never meets a model's stream.
 //! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
 //!   others; each message holds one `<job id> <status>` line per job of one atomic step.
 
@@ -99,6 +104,10 @@ pub mod field {
     pub const TRACEPARENT: &str = "traceparent";
     /// The tenant of the key that submitted the job; every lookup is scoped by it.
     pub const TENANT: &str = "tenant";
+    /// Pipeline jobs: seconds of input processed by the running attempt.
+    pub const PROGRESS_DONE: &str = "progress_done";
+    /// Pipeline jobs: seconds of input in all; absent while unknown.
+    pub const PROGRESS_TOTAL: &str = "progress_total";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -124,6 +133,8 @@ pub mod field {
         PAYLOAD,
         TRACEPARENT,
         TENANT,
+        PROGRESS_DONE,
+        PROGRESS_TOTAL,
     ];
 }
 
@@ -138,6 +149,19 @@ pub mod apikey {
     /// ms since the epoch.
     pub const CREATED_AT: &str = "created_at";
 }
+
+/// The queue name of a built-in pipeline: its stream is `{ns}:q:pipeline:<name>`, and a
+/// pipeline job's `model` field holds this name (so cancelling finds the stream as for any job).
+pub fn pipeline_queue(pipeline: &str) -> String {
+    format!("{PIPELINE_PREFIX}{pipeline}")
+}
+
+/// The pipeline a queue name belongs to, if it is a pipeline's.
+pub fn pipeline_of(queue: &str) -> Option<&str> {
+    queue.strip_prefix(PIPELINE_PREFIX)
+}
+
+const PIPELINE_PREFIX: &str = "pipeline:";
 
 /// A Lua script with every `F.<field>` and `E.<field>` written out as the string literal of
 /// the Rust constant above, so Lua and Rust spell each name once, here, at no cost per call (a
@@ -273,6 +297,10 @@ impl Keys {
     pub fn api_keys(&self) -> String {
         format!("{}:apikeys", self.prefix)
     }
+    /// A pipeline job's uploaded input.
+    pub fn upload(&self, id: JobId) -> String {
+        format!("{}:upload:{id}", self.prefix)
+    }
     /// Terminal state changes (what `?wait=` listens for).
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
@@ -305,6 +333,8 @@ mod tests {
             k.worker("w"),
             k.api_key("0123"),
             k.api_keys(),
+            k.upload(JobId::new()),
+            k.stream(&pipeline_queue("p")),
         ] {
             assert!(key.starts_with("{ns}:"), "{key}");
         }

@@ -152,6 +152,8 @@ impl Queue {
                 field::ATTEMPTS,
                 field::ERROR_CODE,
                 field::ERROR_MESSAGE,
+                field::PROGRESS_DONE,
+                field::PROGRESS_TOTAL,
             ]);
         }
         let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn.clone()).await?;
@@ -166,7 +168,11 @@ impl Queue {
                 let num = |v: Option<String>| v.and_then(|s| s.parse::<u64>().ok());
                 let (created_at, started_at, finished_at) = (num(next()), num(next()), num(next()));
                 let attempts = num(next()).unwrap_or(0) as u32;
-                let error = next().map(|code| (code, next().unwrap_or_default()));
+                let (code, message) = (next(), next());
+                let error = code.map(|code| (code, message.unwrap_or_default()));
+                let seconds = |v: Option<String>| v.and_then(|s| s.parse::<f64>().ok());
+                let (done, total) = (seconds(next()), seconds(next()));
+                let progress = done.map(|d| (d, total));
                 Some(StoredJob {
                     id,
                     model,
@@ -181,6 +187,7 @@ impl Queue {
                     cached: false,
                     due: None,
                     tenant,
+                    progress,
                 })
             })
             .collect())

@@ -26,7 +26,9 @@ pub use listing::{Cursor, ListFilter, POSITION_LIMIT, Position};
 pub use ops::{DeadLetter, Failure, ModelQueue, Overview, Retried, WorkerInfo};
 pub use registry::{ANNOUNCE_INTERVAL, MODEL_LIVENESS, ModelStatus, Retired};
 pub use reply::{Delivery, Entry};
-pub use scripts::{Cancelled, Completion, NewJob, Outcome, Retention, Submitted};
+pub use scripts::{
+    Cancelled, Completion, NewJob, Outcome, PipelineSubmission, Retention, Submitted,
+};
 pub use stored::StoredJob;
 
 #[derive(Debug, thiserror::Error)]

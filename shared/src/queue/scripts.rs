@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::keys::{GROUP, RECENT_FAILURES, lua_script};
+use super::keys::{GROUP, RECENT_FAILURES, field, lua_script, pipeline_of};
 use super::{Delivery, Queue, QueueError};
 use crate::job::{JobError, JobId, JobStatus};
 use crate::time::now_ms;
@@ -25,6 +25,9 @@ static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/canc
 static PROMOTE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/promote.lua")));
 static CACHED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/cached.lua")));
 static MALFORMED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/malformed.lua")));
+static SUBMIT_PIPELINE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/submit_pipeline.lua")));
+static PROGRESS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/progress.lua")));
 
 /// What a worker reports for one attempt.
 #[derive(Debug, Clone)]
@@ -295,15 +298,18 @@ impl Queue {
         let mut conn = self.conn.clone();
         let model: Option<String> = redis::cmd("HGET")
             .arg(self.keys.job(id))
-            .arg(super::keys::field::MODEL)
+            .arg(field::MODEL)
             .query_async(&mut conn)
             .await?;
         let Some(model) = model else {
             return Ok(Cancelled::NotFound);
         };
-        let before: Option<String> = CANCEL
-            .key(self.keys.job(id))
-            .key(self.keys.stream(&model))
+        let mut inv = CANCEL.prepare_invoke();
+        inv.key(self.keys.job(id)).key(self.keys.stream(&model));
+        if pipeline_of(&model).is_some() {
+            inv.key(self.keys.upload(id));
+        }
+        let before: Option<String> = inv
             .arg(now_ms())
             .arg(retention.secs())
             .arg(self.keys.events())
@@ -337,6 +343,11 @@ impl Queue {
         for d in deliveries {
             inv.key(self.keys.job(d.job));
         }
+        if pipeline_of(model).is_some() {
+            for d in deliveries {
+                inv.key(self.keys.upload(d.job));
+            }
+        }
         inv.arg(GROUP)
             .arg(now_ms())
             .arg(max_attempts)
@@ -367,6 +378,11 @@ impl Queue {
             .key(self.keys.failures());
         for c in completions {
             inv.key(self.keys.job(c.job));
+        }
+        if pipeline_of(model).is_some() {
+            for c in completions {
+                inv.key(self.keys.upload(c.job));
+            }
         }
         inv.arg(GROUP)
             .arg(now)
@@ -449,5 +465,96 @@ impl Queue {
                 .arg(job.map(|j| j.to_string()).unwrap_or_default());
         }
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+    }
+}
+
+/// A pipeline job as submitted: its queue, payload and uploaded input.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineSubmission<'a> {
+    /// The pipeline's queue name ([`pipeline_queue`](super::keys::pipeline_queue)).
+    pub queue: &'a str,
+    pub payload: &'a [u8],
+    pub upload: &'a [u8],
+    /// Longest the upload is kept (the job's end deletes it before).
+    pub upload_ttl: Duration,
+    /// The tenant of the key that submitted it.
+    pub tenant: &'a str,
+}
+
+impl Queue {
+    /// Writes a pipeline job's record, stream entry and upload in one step
+    /// (`submit_pipeline.lua`). Answers [`Submitted::Queued`] or [`Submitted::QueueFull`].
+    pub async fn submit_pipeline(
+        &self,
+        id: JobId,
+        job: PipelineSubmission<'_>,
+        max_queued: u64,
+        deadline_ms: Option<u64>,
+    ) -> Result<Submitted, QueueError> {
+        let reply: String = SUBMIT_PIPELINE
+            .key(self.keys.job(id))
+            .key(self.keys.stream(job.queue))
+            .key(self.keys.upload(id))
+            .arg(id.to_string())
+            .arg(job.queue)
+            .arg(now_ms())
+            .arg(job.payload)
+            .arg(max_queued)
+            .arg(deadline_ms.unwrap_or(0))
+            .arg(job.upload)
+            .arg(job.upload_ttl.as_secs().max(1))
+            .arg(job.tenant)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match reply.as_str() {
+            "QUEUE_FULL" => Submitted::QueueFull,
+            _ => Submitted::Queued,
+        })
+    }
+
+    /// Records a pipeline attempt's progress in seconds (`progress.lua`); `false` when the
+    /// attempt no longer owns a running job (cancelled, or taken over): it must stop.
+    pub async fn progress(
+        &self,
+        id: JobId,
+        token: u64,
+        done: f64,
+        total: Option<f64>,
+    ) -> Result<bool, QueueError> {
+        let recorded: i64 = PROGRESS
+            .key(self.keys.job(id))
+            .arg(token)
+            .arg(done)
+            .arg(total.map(|t| t.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(recorded == 1)
+    }
+
+    /// `len` bytes of a pipeline job's upload from `offset` (fewer at its end; none when the
+    /// upload is gone), so a worker reads a large input in bounded slices.
+    pub async fn read_upload(
+        &self,
+        id: JobId,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, QueueError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(redis::cmd("GETRANGE")
+            .arg(self.keys.upload(id))
+            .arg(offset)
+            .arg(offset + len as u64 - 1)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// The size of a pipeline job's upload in bytes; 0 when it is gone.
+    pub async fn upload_len(&self, id: JobId) -> Result<u64, QueueError> {
+        Ok(redis::cmd("STRLEN")
+            .arg(self.keys.upload(id))
+            .query_async(&mut self.conn.clone())
+            .await?)
     }
 }

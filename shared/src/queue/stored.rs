@@ -6,7 +6,7 @@ use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus};
 
 /// A job hash, read back. Times are ms since the epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredJob {
     pub id: JobId,
     pub model: String,
@@ -29,9 +29,11 @@ pub struct StoredJob {
     pub due: Option<u64>,
     /// The tenant that submitted it ([`DEFAULT_TENANT`] for records written before tenants).
     pub tenant: String,
+    /// A pipeline job's progress, in seconds: (done, total when known).
+    pub progress: Option<(f64, Option<f64>)>,
 }
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 15] = [
     field::MODEL,
     field::STATUS,
     field::CREATED_AT,
@@ -45,6 +47,8 @@ const FIELDS: [&str; 13] = [
     field::CACHED,
     field::DUE,
     field::TENANT,
+    field::PROGRESS_DONE,
+    field::PROGRESS_TOTAL,
 ];
 
 impl Queue {
@@ -104,6 +108,7 @@ impl Queue {
         let cached = bytes().is_some_and(|v| v == b"1");
         let due = bytes().and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok());
         let tenant = bytes();
+        let (progress_done, progress_total) = (bytes(), bytes());
         let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
         let (model, status) = (text(model), text(status));
         let (Some(model), Some(status)) = (model, status) else {
@@ -114,6 +119,8 @@ impl Queue {
         let (created_at, started_at, finished_at) =
             (time(created_at), time(started_at), time(finished_at));
         let attempts = time(attempts).unwrap_or(0) as u32;
+        let seconds = |v: Option<Vec<u8>>| text(v).and_then(|s| s.parse::<f64>().ok());
+        let progress = seconds(progress_done).map(|done| (done, seconds(progress_total)));
         let error = match (text(error_code), text(error_message)) {
             (Some(code), message) => Some((code, message.unwrap_or_default())),
             _ => None,
@@ -132,6 +139,7 @@ impl Queue {
             cached,
             due,
             tenant: text(tenant).unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
+            progress,
         }))
     }
 }

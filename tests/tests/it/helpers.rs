@@ -203,6 +203,8 @@ pub(crate) struct AppOptions {
     pub metrics_public: bool,
     /// Changes any other setting.
     pub tweak: Option<fn(&mut inferq_api::Config)>,
+    /// `INFERQ_MAX_UPLOAD_BYTES`: the largest pipeline upload.
+    pub max_upload_bytes: usize,
 }
 
 impl Default for AppOptions {
@@ -215,6 +217,7 @@ impl Default for AppOptions {
             admin_key: None,
             metrics_public: false,
             tweak: None,
+            max_upload_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -262,6 +265,7 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> App {
     if let Some(tweak) = options.tweak {
         tweak(&mut config);
     }
+    config.max_upload_bytes = options.max_upload_bytes;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop_api, stop) = tokio::sync::oneshot::channel::<()>();

@@ -17,6 +17,8 @@ mod openapi;
 mod operations;
 mod protocol;
 mod quota;
+mod speech;
 mod tls;
 mod trace;
+mod uploads;
 mod validation;

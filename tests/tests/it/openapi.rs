@@ -12,13 +12,14 @@ use crate::helpers::*;
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 33] = [
+const SERVED: [(&str, &str); 34] = [
     ("POST", "/jobs"),
     ("POST", "/jobs/batch"),
     ("GET", "/jobs"),
     ("POST", "/groups"),
     ("GET", "/groups/{id}"),
     ("DELETE", "/groups/{id}"),
+    ("GET", "/pipelines"),
     ("GET", "/jobs/{id}"),
     ("DELETE", "/jobs/{id}"),
     ("GET", "/status/{id}"),

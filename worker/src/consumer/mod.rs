@@ -19,12 +19,14 @@ mod task;
 
 use read::ReadState;
 use task::BatchTask;
+pub(crate) use task::record;
 
 use crate::Config;
 use crate::batcher;
 use crate::lease::{self, Leases};
 use crate::models::ModelSpec;
 use crate::pool::{Permit, Pool, panic_message};
+use crate::speech::run::SpeechWorker;
 use crate::stats::{self, Counters};
 
 /// Longest a blocking read waits, which bounds how late the loop notices shutdown.
@@ -56,6 +58,8 @@ pub(crate) struct Consumer {
     leases: Arc<Leases>,
     retention: Retention,
     counters: Arc<Counters>,
+    /// The speech pipeline, when this worker serves its model.
+    speech: Option<SpeechWorker>,
 }
 
 fn default_worker_id() -> String {
@@ -99,7 +103,18 @@ impl Consumer {
         let retention = Retention {
             result_ttl: Duration::from_secs(config.result_ttl_secs),
         };
+        let counters = Arc::new(Counters::new());
+        let speech = SpeechWorker::new(
+            &config,
+            &models,
+            queue.clone(),
+            consumer.clone(),
+            retention,
+            counters.clone(),
+        )
+        .await?;
         Ok(Self {
+            speech,
             leases: Leases::new(models.len()),
             names,
             config,
@@ -109,7 +124,7 @@ impl Consumer {
             reader,
             pool,
             retention,
-            counters: Arc::new(Counters::new()),
+            counters,
         })
     }
 
@@ -137,6 +152,7 @@ impl Consumer {
         );
         let announcer = self.spawn_announcer(stop.clone());
         let promoter = spawn_promoter(self.queue.clone(), stop.clone());
+        let speech = self.speech.clone().map(|s| s.spawn(stop.clone()));
 
         let mut tasks = JoinSet::new();
         let mut pending: VecDeque<Batch> = VecDeque::new();
@@ -194,6 +210,10 @@ impl Consumer {
             tracing::debug!(error = %e, "withdrawing from the model registry failed");
         }
         self.drain(pending, tasks).await;
+        if let Some(task) = speech {
+            // It hands its recordings back to the queue itself.
+            let _ = tokio::time::timeout(HANDBACK_LIMIT * 2, task).await;
+        }
         renewal.abort();
         tracing::info!("inferq-worker stopped");
         Ok(())
@@ -417,16 +437,16 @@ fn log_panic(r: Result<(), tokio::task::JoinError>) {
 /// Exponential backoff between retries against Redis, 50 ms up to 2 s; shutdown cuts a wait
 /// short.
 #[derive(Debug)]
-struct Backoff(Duration);
+pub(crate) struct Backoff(Duration);
 
 impl Backoff {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Duration::from_millis(50))
     }
     fn reset(&mut self) {
         self.0 = Duration::from_millis(50);
     }
-    async fn wait(&mut self, stop: &mut watch::Receiver<bool>) {
+    pub(crate) async fn wait(&mut self, stop: &mut watch::Receiver<bool>) {
         tokio::select! {
             () = tokio::time::sleep(self.0) => {},
             () = stopped(stop) => {},

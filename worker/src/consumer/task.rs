@@ -196,7 +196,7 @@ impl BatchTask {
 /// Records outcomes, retrying transient Redis failures: the result is only in this process's
 /// memory until it is recorded. If the worker dies (or gives up at shutdown) meanwhile, the
 /// lease expires and the job runs again elsewhere.
-async fn record(
+pub(crate) async fn record(
     queue: &Queue,
     model: &str,
     completions: &[Completion],

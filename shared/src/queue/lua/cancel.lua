@@ -5,6 +5,7 @@
 --
 -- KEYS[1]  job hash
 -- KEYS[2]  model stream (of the job's model)
+-- KEYS[3]  (pipeline jobs only) the job's upload key, deleted with the cancellation
 -- ARGV[1]  now, ms since the epoch
 -- ARGV[2]  seconds a finished job record is kept
 -- ARGV[3]  channel of terminal events
@@ -24,6 +25,9 @@ if rec[1] == 'queued' or rec[1] == 'running' or rec[1] == 'scheduled' then
     -- The group may not exist yet if no worker ever served the model.
     redis.pcall('XACK', KEYS[2], ARGV[4], rec[2])
     redis.call('XDEL', KEYS[2], rec[2])
+  end
+  if KEYS[3] then
+    redis.call('DEL', KEYS[3])
   end
   redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' cancelled')
 end

@@ -13,13 +13,18 @@
 -- then six values per outcome, in KEYS order:
 --   job id, stream entry id, fencing token, 'succeeded' | 'failed',
 --   result | error code, '' | error message
+-- KEYS[4 + n..]  (pipeline streams only) the jobs' upload keys, in the same order, n = the
+--                number of outcomes: deleted once the job has ended (recorded here, or ended
+--                before); left alone while a newer attempt runs
 --
 -- Returns one integer per outcome: 1 recorded; 0 discarded because a newer attempt owns the
 -- job (its lease expired and another worker reclaimed it) or the job was cancelled meanwhile.
 local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local model, keep_failures = ARGV[5], tonumber(ARGV[6])
 local out, events, failures = {}, {}, 0
-for i = 4, #KEYS do
+local n = (#ARGV - 6) / 6
+local uploads = #KEYS > 3 + n
+for i = 4, 3 + n do
   local job = KEYS[i]
   local b = 7 + (i - 4) * 6
   local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
@@ -46,6 +51,9 @@ for i = 4, #KEYS do
     end
     redis.call('XACK', KEYS[1], group, entry)
     redis.call('XDEL', KEYS[1], entry)
+  end
+  if uploads and (done == 1 or (rec[1] ~= 'running' and rec[1] ~= 'queued')) then
+    redis.call('DEL', KEYS[i + n])
   end
   out[#out + 1] = done
 end

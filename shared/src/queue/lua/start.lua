@@ -15,6 +15,9 @@
 -- ARGV[8]    model name
 -- ARGV[9]    most entries kept in the list of recent failures
 -- then two values per entry, aligned with KEYS[5..]: job id, stream entry id
+-- KEYS[5 + n..]  (pipeline streams only) the entries' upload keys, in the same order, n = the
+--                number of entries: deleted when the job is not to run (it ended), and the
+--                previous attempt's progress is cleared when it starts again
 --
 -- Returns one integer per entry: the attempt's fencing token (> 0) when the worker must run
 -- the job, or 0 when it must not (already finished or cancelled, deadline passed, or attempts
@@ -31,6 +34,8 @@ local group, now, max_attempts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local channel, ttl, consumer, progress = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local model, keep_failures = ARGV[8], tonumber(ARGV[9])
 local out, done_events, started_events = {}, {}, {}
+local n = (#ARGV - 9) / 2
+local uploads = #KEYS > 4 + n
 
 local function fail(job, id, code, message)
   redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
@@ -42,7 +47,7 @@ local function fail(job, id, code, message)
   redis.call('LTRIM', KEYS[4], 0, keep_failures - 1)
 end
 
-for i = 5, #KEYS do
+for i = 5, 4 + n do
   local job = KEYS[i]
   local id, entry = ARGV[10 + (i - 5) * 2], ARGV[11 + (i - 5) * 2]
   local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token)
@@ -80,7 +85,13 @@ for i = 5, #KEYS do
       redis.call('HSET', job, F.status, 'running', F.attempts, token, F.token, token,
         F.started_at, now, F.worker, consumer, F.delivery, delivery)
       started_events[#started_events + 1] = id .. ' running'
+      if uploads then
+        redis.call('HDEL', job, F.progress_done, F.progress_total)
+      end
     end
+  end
+  if token == 0 and uploads then
+    redis.call('DEL', KEYS[i + n])
   end
   if token == 0 then
     redis.call('XACK', KEYS[1], group, entry)

@@ -1,0 +1,27 @@
+-- Enqueue one pipeline job with its uploaded input: the record, the stream entry and the
+-- upload are written together or not at all.
+--
+-- KEYS[1]  job hash
+-- KEYS[2]  pipeline stream
+-- KEYS[3]  upload key
+-- ARGV[1]  job id
+-- ARGV[2]  queue name (`pipeline:<name>`), stored as the job's model
+-- ARGV[3]  now, ms since the epoch
+-- ARGV[4]  job payload (the pipeline and its settings)
+-- ARGV[5]  most entries the stream may hold (queued plus in flight); 0 = no limit
+-- ARGV[6]  deadline to start by, ms since the epoch; 0 = none
+-- ARGV[7]  the uploaded bytes
+-- ARGV[8]  seconds the upload is kept at most (a safety net: the job's end deletes it)
+-- ARGV[9]  the tenant of the submitting key
+--
+-- Returns the stream entry id, or 'QUEUE_FULL' (the caller answers 429).
+local limit = tonumber(ARGV[5])
+if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then
+  return 'QUEUE_FULL'
+end
+redis.call('SET', KEYS[3], ARGV[7], 'EX', tonumber(ARGV[8]))
+local entry = redis.call('XADD', KEYS[2], '*', E.id, ARGV[1], E.payload, ARGV[4])
+redis.call('HSET', KEYS[1],
+  F.model, ARGV[2], F.status, 'queued', F.created_at, ARGV[3],
+  F.attempts, 0, F.entry, entry, F.deadline, ARGV[6], F.tenant, ARGV[9])
+return entry
