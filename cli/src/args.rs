@@ -69,6 +69,25 @@ pub(crate) enum Command {
     },
     /// List the registered models (`GET /models`): batching, live workers, inputs, outputs.
     Models,
+    /// Find the speech in a recording (`POST /jobs` with the `speech_segments` pipeline): WAV,
+    /// FLAC, MP3 or Ogg Vorbis. Prints the job id, or with --wait its segments.
+    Speech {
+        /// The audio file.
+        file: std::path::PathBuf,
+        /// Pipeline parameters as a JSON object, e.g. '{"threshold": 0.6}' (see `GET
+        /// /pipelines`).
+        #[arg(long, value_name = "JSON")]
+        parameters: Option<String>,
+        /// Wait for the job (a progress line on a terminal), then print its record; exits 1 if
+        /// it failed or was cancelled.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// API keys (admin): create, list, revoke.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// List the live workers (`GET /workers`): host, pid, models, busy threads, job counts.
     Workers,
     /// Show each model's queue (`GET /queues`): waiting, running, oldest wait, jobs finished in
@@ -83,6 +102,29 @@ pub(crate) enum Command {
     Completions {
         /// The shell to complete in.
         shell: Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Make a key (`POST /keys`); it is printed once and cannot be shown again.
+    Create {
+        /// The tenant the key's jobs belong to.
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated scopes: submit, read, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the keys (`GET /keys`), never the keys themselves.
+    List,
+    /// Revoke a key by its id (`DELETE /keys/<id>`).
+    Revoke {
+        /// The key's id, as `keys create` or `keys list` printed it.
+        id: String,
     },
 }
 

@@ -72,8 +72,13 @@ impl Client {
     }
 
     pub(crate) async fn submit(&self, body: Vec<u8>) -> Result<String, CliError> {
+        self.post_json("/jobs", body).await
+    }
+
+    /// `POST` of a JSON body; returns the raw 2xx body.
+    pub(crate) async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<String, CliError> {
         let req = self
-            .request(Method::POST, "/jobs")
+            .request(Method::POST, path)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         self.send(req).await

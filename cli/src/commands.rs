@@ -25,6 +25,12 @@ pub(crate) async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Cancel { id } => cancel(&global, id).await,
         Command::Models => models(&global).await,
         Command::Workers => ops::workers(&global).await,
+        Command::Speech {
+            file,
+            parameters,
+            wait,
+        } => ops::speech(&global, &file, parameters.as_deref(), wait).await,
+        Command::Keys { command } => ops::keys(&global, command).await,
         Command::Queues => ops::queues(&global).await,
         Command::Dead { command } => ops::dead(&global, command).await,
         Command::Completions { shell } => {
@@ -103,7 +109,10 @@ async fn status(global: &Global, id: JobId) -> Result<Outcome, CliError> {
 }
 
 /// Prints a job record; a job that ended failed or cancelled makes the exit status 1.
-fn report(global: &Global, (raw, record): (String, JobRecord)) -> Result<Outcome, CliError> {
+pub(crate) fn report(
+    global: &Global,
+    (raw, record): (String, JobRecord),
+) -> Result<Outcome, CliError> {
     if global.json {
         emit_json(&raw)?;
     } else {

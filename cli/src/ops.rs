@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde::Deserialize;
 
-use crate::args::{DeadCommand, Global};
+use crate::args::{DeadCommand, Global, KeysCommand};
 use crate::client::{Client, parse};
 use crate::error::{CliError, Outcome};
 use crate::render::{duration, emit, emit_json, table};
@@ -246,4 +246,149 @@ fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+#[derive(Debug, Deserialize)]
+struct Accepted {
+    id: inferq_shared::JobId,
+}
+
+/// `inferq speech <file>`: the file goes as base64 in a JSON body.
+pub(crate) async fn speech(
+    global: &Global,
+    file: &std::path::Path,
+    parameters: Option<&str>,
+    wait: bool,
+) -> Result<Outcome, CliError> {
+    use base64::Engine;
+    let bytes = std::fs::read(file)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let parameters: serde_json::Value = match parameters {
+        None => serde_json::json!({}),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => {
+                return Err(CliError::Usage(
+                    "--parameters must be a JSON object, e.g. '{\"threshold\": 0.6}'".into(),
+                ));
+            }
+        },
+    };
+    let body = serde_json::json!({
+        "pipeline": "speech_segments",
+        "audio": {"data": base64::engine::general_purpose::STANDARD.encode(&bytes)},
+        "parameters": parameters,
+    });
+    let client = Client::new(global)?;
+    let raw = client
+        .post_json("/jobs", serde_json::to_vec(&body).unwrap_or_default())
+        .await?;
+    let accepted: Accepted = parse(&raw)?;
+    if wait {
+        let done = crate::progress::wait(&client, accepted.id).await?;
+        return crate::commands::report(global, done);
+    }
+    if global.json {
+        emit_json(&raw)?;
+    } else {
+        emit(&format!(
+            "job {id} queued\n  follow it with: inferq wait {id}\n",
+            id = accepted.id
+        ))?;
+    }
+    Ok(Outcome::Done)
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyList {
+    keys: Vec<KeyInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyInfo {
+    id: String,
+    tenant: String,
+    scopes: Vec<String>,
+    #[serde(default)]
+    name: Option<String>,
+    /// Epoch milliseconds (or an RFC 3339 string).
+    #[serde(default)]
+    created_at: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NewKey {
+    key: String,
+    id: String,
+    tenant: String,
+    scopes: Vec<String>,
+}
+
+/// `inferq keys create | list | revoke` (admin endpoints).
+pub(crate) async fn keys(global: &Global, command: KeysCommand) -> Result<Outcome, CliError> {
+    let client = Client::new(global)?;
+    match command {
+        KeysCommand::Create {
+            tenant,
+            scopes,
+            name,
+        } => {
+            let mut body = serde_json::json!({"tenant": tenant, "scopes": scopes});
+            if let Some(n) = name {
+                body["name"] = serde_json::Value::String(n);
+            }
+            let raw = client
+                .post_json("/keys", serde_json::to_vec(&body).unwrap_or_default())
+                .await?;
+            show(global, &raw, |k: NewKey| {
+                format!(
+                    "{}\n  id {}, tenant {}, scopes {}\n  the key is shown only this once: store it now\n",
+                    k.key,
+                    k.id,
+                    k.tenant,
+                    k.scopes.join(",")
+                )
+            })
+        }
+        KeysCommand::List => {
+            let raw = client.call(Method::GET, "/keys").await?;
+            show(global, &raw, |l: KeyList| {
+                if l.keys.is_empty() {
+                    return "no keys\n".into();
+                }
+                let header = ["ID", "TENANT", "SCOPES", "NAME", "CREATED"].map(String::from);
+                let rows: Vec<[String; 5]> = l
+                    .keys
+                    .into_iter()
+                    .map(|k| {
+                        [
+                            k.id,
+                            k.tenant,
+                            k.scopes.join(","),
+                            k.name.unwrap_or_else(|| "-".into()),
+                            match k.created_at {
+                                Some(serde_json::Value::Number(n)) => n
+                                    .as_u64()
+                                    .map_or_else(|| n.to_string(), inferq_shared::time::rfc3339_ms),
+                                Some(serde_json::Value::String(s)) => s,
+                                _ => "-".into(),
+                            },
+                        ]
+                    })
+                    .collect();
+                table(&header, &rows)
+            })
+        }
+        KeysCommand::Revoke { id } => {
+            let raw = client
+                .call(Method::DELETE, &format!("/keys/{}", urlencode(&id)))
+                .await?;
+            if global.json {
+                emit_json(&raw)?;
+            } else {
+                emit(&format!("key {id} revoked\n"))?;
+            }
+            Ok(Outcome::Done)
+        }
+    }
 }

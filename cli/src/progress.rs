@@ -55,6 +55,16 @@ async fn poll(
 /// `queued (2 ahead, starts in ~1.40 s)`, `running`, ….
 fn status_line(record: &JobRecord) -> String {
     let mut line = record.status.as_str().to_owned();
+    if let Some(p) = &record.progress {
+        match p.total {
+            Some(total) if total > 0.0 => line.push_str(&format!(
+                " {:.0}/{total:.0} s ({:.0}%)",
+                p.done,
+                100.0 * p.done / total
+            )),
+            _ => line.push_str(&format!(" {:.0} s", p.done)),
+        }
+    }
     if let Some(ahead) = record.queue_position {
         line.push_str(&format!(" ({ahead} ahead"));
         if let Some(eta) = record.eta_ms {

@@ -39,7 +39,7 @@ pub(crate) struct JobRecord {
     #[serde(default)]
     pipeline: Option<String>,
     #[serde(default)]
-    progress: Option<Progress>,
+    pub(crate) progress: Option<Progress>,
 }
 
 /// A model job's outputs, or a speech pipeline's segments.
@@ -52,9 +52,9 @@ struct JobResult {
 }
 
 #[derive(Debug, Deserialize)]
-struct Progress {
-    done: f64,
-    total: Option<f64>,
+pub(crate) struct Progress {
+    pub(crate) done: f64,
+    pub(crate) total: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -615,3 +615,133 @@ async fn wait_shows_a_live_spinner_in_a_terminal() {
     assert!(last.contains("[exit 0]"), "{last}");
     assert!(!last.contains("waited "), "{last}");
 }
+
+/// Runs `inferq args…` with the API key `key` in `INFERQ_API_KEY`.
+async fn inferq_with_key(base: &str, key: &str, args: &[&str]) -> Run {
+    let child = tokio::process::Command::new(cli_binary())
+        .args(args)
+        .env("INFERQ_URL", base)
+        .env("INFERQ_API_KEY", key)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(DONE, child)
+        .await
+        .unwrap_or_else(|_| panic!("inferq {args:?} did not finish"))
+        .unwrap();
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn keys_and_speech_from_the_command_line() {
+    const ADMIN: &str = "cli-test-admin-key-0123456789abcdef-0123456789";
+    let app = spawn_app_with(AppOptions {
+        admin_key: Some(ADMIN.into()),
+        ..Default::default()
+    })
+    .await;
+    let _w = app.worker(
+        &repo_root().join("models"),
+        &[("INFERQ_MODELS", "silero_vad")],
+    );
+
+    // Keys: made once, listed without the secret, refused once revoked.
+    let run = inferq_with_key(
+        &app.base,
+        ADMIN,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            "blue",
+            "--scopes",
+            "submit,read",
+            "--name",
+            "cli",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let made = run.json();
+    let key = made["key"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("iqk_"), "{made}");
+    let run = inferq_with_key(&app.base, ADMIN, &["keys", "list"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.starts_with("ID "), "{run:?}");
+    assert!(
+        run.stdout.contains(&id) && run.stdout.contains("submit,read"),
+        "{run:?}"
+    );
+    assert!(!run.stdout.contains(&key), "{run:?}");
+    let run = inferq_with_key(&app.base, &key, &["models"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    // No admin scope: the server's 403, exit 3.
+    let run = inferq_with_key(&app.base, &key, &["workers"]).await;
+    assert_eq!(run.code, Some(3), "{run:?}");
+    let run = inferq_with_key(&app.base, ADMIN, &["keys", "revoke", &id]).await;
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), format!("key {id} revoked\n").as_str())
+    );
+    let run = inferq_with_key(&app.base, &key, &["models"]).await;
+    assert_eq!(run.code, Some(3), "{run:?}");
+
+    // Speech: the file in, the segments out, as the pipeline computes them.
+    let deadline = Instant::now() + DONE;
+    loop {
+        let run = inferq_with_key(&app.base, ADMIN, &["models", "--json"]).await;
+        let served = run.json()["models"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|m| m["name"] == "silero_vad" && m["workers"] == 1)
+        });
+        if served {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{run:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let audio = repo_root().join("tests/audio/speech.wav");
+    let reference: Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join("tests/audio/speech.ref.json")).unwrap(),
+    )
+    .unwrap();
+    let run = inferq_with_key(
+        &app.base,
+        ADMIN,
+        &["speech", audio.to_str().unwrap(), "--wait", "--json"],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let record = run.json();
+    assert_eq!(record["pipeline"], "speech_segments", "{record}");
+    assert_eq!(record["result"], reference, "{record}");
+    let run = inferq_with_key(&app.base, ADMIN, &["speech", audio.to_str().unwrap()]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.starts_with("job "), "{run:?}");
+    let run = inferq_with_key(
+        &app.base,
+        ADMIN,
+        &["speech", audio.to_str().unwrap(), "--parameters", "[1]"],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    let run = inferq_with_key(
+        &app.base,
+        ADMIN,
+        &[
+            "speech",
+            audio.to_str().unwrap(),
+            "--parameters",
+            "{\"threshold\": 7}",
+        ],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("invalid_parameter"), "{run:?}");
+}
