@@ -25,6 +25,7 @@ pub mod record;
 pub mod routes;
 mod server;
 pub mod state;
+mod submission;
 
 use std::future::Future;
 use std::sync::Arc;

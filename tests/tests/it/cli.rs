@@ -43,13 +43,18 @@ impl Run {
 /// Runs `inferq args…` against the API at `base`, without an API key, stdout and stderr piped
 /// (so never a terminal).
 async fn inferq(base: &str, args: &[&str]) -> Run {
-    let child = tokio::process::Command::new(cli_binary())
-        .args(args)
-        .env("INFERQ_URL", base)
-        .env_remove("INFERQ_API_KEY")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
+    run_cli(base, None, args).await
+}
+
+/// Runs `inferq args…` against the API at `base`, with `key` (or no key) in `INFERQ_API_KEY`.
+async fn run_cli(base: &str, key: Option<&str>, args: &[&str]) -> Run {
+    let mut cmd = tokio::process::Command::new(cli_binary());
+    cmd.args(args).env("INFERQ_URL", base);
+    match key {
+        Some(k) => cmd.env("INFERQ_API_KEY", k),
+        None => cmd.env_remove("INFERQ_API_KEY"),
+    };
+    let child = cmd.stdin(Stdio::null()).kill_on_drop(true).output();
     let out = tokio::time::timeout(DONE, child)
         .await
         .unwrap_or_else(|_| panic!("inferq {args:?} did not finish"))
@@ -618,22 +623,7 @@ async fn wait_shows_a_live_spinner_in_a_terminal() {
 
 /// Runs `inferq args…` with the API key `key` in `INFERQ_API_KEY`.
 async fn inferq_with_key(base: &str, key: &str, args: &[&str]) -> Run {
-    let child = tokio::process::Command::new(cli_binary())
-        .args(args)
-        .env("INFERQ_URL", base)
-        .env("INFERQ_API_KEY", key)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(DONE, child)
-        .await
-        .unwrap_or_else(|_| panic!("inferq {args:?} did not finish"))
-        .unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    run_cli(base, Some(key), args).await
 }
 
 #[tokio::test]
