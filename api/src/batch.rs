@@ -159,6 +159,7 @@ pub(crate) async fn submit_batch(
                 due_ms: p.options.due_ms,
                 trace,
                 tenant: &caller.tenant,
+                priority: p.options.priority,
             })
             .collect();
         let outcomes = state

@@ -152,6 +152,7 @@ pub(crate) async fn submit_group(
             due_ms: options.due_ms,
             trace,
             tenant: &caller.tenant,
+            priority: options.priority,
         })
         .collect();
     let longest = prepared

@@ -210,6 +210,7 @@ pub(crate) async fn submit(
         due_ms: options.due_ms,
         trace,
         tenant: &caller.tenant,
+        priority: options.priority,
     };
     // Registered before the job exists, so its completion cannot slip past.
     let mut guard = (!wait.is_zero()).then(|| state.wait_for(id));
@@ -500,7 +501,12 @@ async fn read_status(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/octet-stream"));
     let position = match (&job.status, &job.entry) {
-        (JobStatus::Queued, Some(entry)) => Some(state.queue.position(&job.model, entry).await?),
+        (JobStatus::Queued, Some(entry)) => Some(
+            state
+                .queue
+                .position(&job.model, job.priority, entry)
+                .await?,
+        ),
         _ => None,
     };
     if binary && position.is_none() {

@@ -43,13 +43,17 @@ pub struct JobRecord {
     #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     pub attempts: u32,
+    /// `parameters.priority`: 0 to 9, higher starts sooner among the model's waiting jobs.
+    #[schema(minimum = 0, maximum = 9)]
+    pub priority: u8,
     /// `{"outputs": [...]}`, rendered from the worker's binary result.
     #[schema(value_type = Option<crate::openapi::JobResult>)]
     pub result: Option<Box<RawValue>>,
     /// Why the job failed (or was cancelled), when it did.
     pub error: Option<ErrorBody>,
-    /// While queued: how many jobs of the same model wait ahead of it (exact for the queue's
-    /// order at the moment of reading; counted up to 10,000).
+    /// While queued: how many jobs of the same model wait ahead of it: those of a higher
+    /// priority and the older ones of its own (exact at the moment of reading, counted up to
+    /// 10,000; priority aging may later let an older lower-priority job pass).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u64>,
     /// While queued: estimated milliseconds until it starts, from the model's throughput over
@@ -124,6 +128,7 @@ impl TryFrom<StoredJob> for JobRecord {
             started_at: job.started_at.map(rfc3339_ms),
             finished_at: job.finished_at.map(rfc3339_ms),
             attempts: job.attempts,
+            priority: job.priority.level(),
             result,
             error: job.error.map(|(code, message)| ErrorBody { code, message }),
             queue_position: None,

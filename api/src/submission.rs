@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use inferq_shared::job::{JobId, JobParameters, MAX_RESULT_TTL_SECS};
+use inferq_shared::job::{JobId, JobParameters, MAX_RESULT_TTL_SECS, Priority};
 use inferq_shared::model::ModelInfo;
 use inferq_shared::payload;
 use inferq_shared::queue::{Retention, Submitted};
@@ -80,6 +80,8 @@ pub(crate) struct JobOptions {
     pub(crate) cache: bool,
     /// `parameters.run_at` / `delay_ms`: do not start before, ms since the epoch.
     pub(crate) due_ms: Option<u64>,
+    /// `parameters.priority`.
+    pub(crate) priority: Priority,
 }
 
 impl JobOptions {
@@ -100,6 +102,7 @@ impl JobOptions {
             result_ttl_secs: p.result_ttl_secs,
             cache: p.cache == Some(true),
             due_ms: p.due_ms(now).map_err(ApiError::InvalidParameter)?,
+            priority: p.priority().map_err(ApiError::InvalidParameter)?,
         })
     }
 }

@@ -88,6 +88,45 @@ impl fmt::Display for JobStatus {
     }
 }
 
+/// How soon a job starts among the waiting jobs of its model: 0 (last) to 9 (first), 5 by
+/// default. Each priority has its own lane (stream) per model; workers take the lane whose
+/// oldest waiting job ranks highest, counting one level more for every aging period it has
+/// waited, so no job starves (see the worker's `INFERQ_PRIORITY_AGING_SECS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Priority(u8);
+
+impl Priority {
+    pub const DEFAULT: Self = Self(5);
+    pub const HIGHEST: Self = Self(9);
+    pub const LOWEST: Self = Self(0);
+
+    /// `None` above 9.
+    pub fn new(level: u8) -> Option<Self> {
+        (level <= Self::HIGHEST.0).then_some(Self(level))
+    }
+
+    pub fn level(self) -> u8 {
+        self.0
+    }
+
+    /// Every priority, highest first.
+    pub fn all() -> impl DoubleEndedIterator<Item = Self> + ExactSizeIterator {
+        (Self::LOWEST.0..=Self::HIGHEST.0).rev().map(Self)
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// An output the client asks for; without the `outputs` list it gets all of them.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct OutputRequest {
@@ -123,6 +162,13 @@ pub struct JobParameters {
     /// Do not start before this many milliseconds after submission (instead of `run_at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
+    /// 0 to 9, default 5: among the waiting jobs of its model, a higher priority starts
+    /// sooner. A waiting job counts one level higher for every `INFERQ_PRIORITY_AGING_SECS`
+    /// (default 30) it has waited, so a steady flow of high-priority jobs delays lower ones
+    /// but never starves them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 9)]
+    pub priority: Option<u8>,
     /// Test hooks (cargo feature `test-hooks`, absent from release builds): make the worker
     /// that runs this job abort its process (a native crash, the OOM killer) or panic.
     /// Not in the OpenAPI document: a fuzzer must not crash the workers it tests.
@@ -179,6 +225,15 @@ impl JobParameters {
             (Some(other), None) => Err(format!(
                 "parameters.run_at must be an RFC 3339 string or epoch milliseconds, got {other}"
             )),
+        }
+    }
+
+    /// The job's priority; errors name the parameter.
+    pub fn priority(&self) -> Result<Priority, String> {
+        match self.priority {
+            None => Ok(Priority::DEFAULT),
+            Some(p) => Priority::new(p)
+                .ok_or_else(|| format!("parameters.priority must be between 0 and 9, got {p}")),
         }
     }
 

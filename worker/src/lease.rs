@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use inferq_shared::job::JobId;
-use inferq_shared::queue::{Delivery, Queue};
+use inferq_shared::queue::{Delivery, EntryRef, Queue};
 
 /// Token of an entry that was read but not started.
 pub(crate) const UNSTARTED: u64 = 0;
@@ -16,7 +16,7 @@ pub(crate) const UNSTARTED: u64 = 0;
 /// Per model: (entry, token) → job.
 #[derive(Debug, Default)]
 pub(crate) struct Leases {
-    held: Mutex<Vec<HashMap<(String, u64), JobId>>>,
+    held: Mutex<Vec<HashMap<(EntryRef, u64), JobId>>>,
 }
 
 impl Leases {
@@ -26,7 +26,7 @@ impl Leases {
         })
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Vec<HashMap<(String, u64), JobId>>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Vec<HashMap<(EntryRef, u64), JobId>>) -> R) -> R {
         f(&mut self.held.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -40,28 +40,28 @@ impl Leases {
     }
 
     /// The attempt on `entry` started under `token`, or (token 0) is not to run.
-    pub(crate) fn started(&self, model: usize, entry: &str, job: JobId, token: u64) {
+    pub(crate) fn started(&self, model: usize, entry: &EntryRef, job: JobId, token: u64) {
         self.with(|held| {
-            held[model].remove(&(entry.to_owned(), UNSTARTED));
+            held[model].remove(&(entry.clone(), UNSTARTED));
             if token != UNSTARTED {
-                held[model].insert((entry.to_owned(), token), job);
+                held[model].insert((entry.clone(), token), job);
             }
         });
     }
 
     /// The attempt under `token` is over (recorded, handed back or given up).
-    pub(crate) fn finished(&self, model: usize, entry: &str, token: u64) {
+    pub(crate) fn finished(&self, model: usize, entry: &EntryRef, token: u64) {
         self.with(|held| {
-            held[model].remove(&(entry.to_owned(), token));
+            held[model].remove(&(entry.clone(), token));
         });
     }
 
     /// Distinct entries held per model, for renewal.
-    pub(crate) fn entries(&self) -> Vec<Vec<String>> {
+    pub(crate) fn entries(&self) -> Vec<Vec<EntryRef>> {
         self.with(|held| {
             held.iter()
                 .map(|m| {
-                    let mut e: Vec<String> = m.keys().map(|(e, _)| e.clone()).collect();
+                    let mut e: Vec<EntryRef> = m.keys().map(|(e, _)| e.clone()).collect();
                     e.sort();
                     e.dedup();
                     e
@@ -71,7 +71,7 @@ impl Leases {
     }
 
     /// Everything held, per model, as `(job, entry, token)`, emptying the table.
-    pub(crate) fn take_all(&self) -> Vec<Vec<(JobId, String, u64)>> {
+    pub(crate) fn take_all(&self) -> Vec<Vec<(JobId, EntryRef, u64)>> {
         self.with(|held| {
             held.iter_mut()
                 .map(|m| m.drain().map(|((e, t), j)| (j, e, t)).collect())
@@ -123,7 +123,7 @@ mod tests {
 
     fn delivery(entry: &str, job: JobId) -> Delivery {
         Delivery {
-            entry: entry.into(),
+            entry: EntryRef::new(entry),
             job,
             payload: Vec::new(),
             trace: None,
@@ -135,14 +135,14 @@ mod tests {
         let leases = Leases::new(1);
         let job = JobId::new();
         leases.hold(0, &[delivery("1-0", job)]);
-        leases.started(0, "1-0", job, 1);
+        leases.started(0, &EntryRef::new("1-0"), job, 1);
         // The lease lapsed; this worker reclaims its own entry and starts attempt 2.
         leases.hold(0, &[delivery("1-0", job)]);
-        leases.started(0, "1-0", job, 2);
+        leases.started(0, &EntryRef::new("1-0"), job, 2);
         // Attempt 1 finishes late (its completion is fenced off in Redis).
-        leases.finished(0, "1-0", 1);
-        assert_eq!(leases.entries(), [vec!["1-0".to_owned()]]);
-        leases.finished(0, "1-0", 2);
+        leases.finished(0, &EntryRef::new("1-0"), 1);
+        assert_eq!(leases.entries(), [vec![EntryRef::new("1-0")]]);
+        leases.finished(0, &EntryRef::new("1-0"), 2);
         assert!(leases.is_empty());
     }
 
@@ -151,8 +151,8 @@ mod tests {
         let leases = Leases::new(2);
         let job = JobId::new();
         leases.hold(1, &[delivery("5-0", job)]);
-        assert_eq!(leases.entries()[1], ["5-0"]);
-        leases.started(1, "5-0", job, 0);
+        assert_eq!(leases.entries()[1], [EntryRef::new("5-0")]);
+        leases.started(1, &EntryRef::new("5-0"), job, 0);
         assert!(leases.is_empty());
     }
 }

@@ -70,6 +70,12 @@ pub struct Config {
     #[arg(long, env = "INFERQ_LEASE_MS", default_value_t = 5000)]
     pub lease_ms: u64,
 
+    /// Priority aging, in seconds: among a model's waiting jobs, one counts one priority level
+    /// higher for every this many seconds it has waited, so lower priorities are delayed by a
+    /// flow of higher ones but never starved. 0 = strict priority.
+    #[arg(long, env = "INFERQ_PRIORITY_AGING_SECS", default_value_t = 30)]
+    pub priority_aging_secs: u64,
+
     /// Attempts a job gets before it fails with `max_attempts_exceeded` and moves to the
     /// dead-letter stream.
     #[arg(long, env = "INFERQ_MAX_ATTEMPTS", default_value_t = 3)]

@@ -82,6 +82,7 @@ pub(crate) fn started(model: &str, deliveries: &[(Delivery, u64)]) {
     for (d, _) in deliveries {
         if let Some(at) = d
             .entry
+            .id
             .split('-')
             .next()
             .and_then(|t| t.parse::<u64>().ok())

@@ -4,9 +4,13 @@
 //! Cluster slot, so each multi-key script is legal there:
 //! - `{ns}:job:<id>`: hash with the [`field`]s below; it expires a configurable time after the
 //!   job turns terminal.
-//! - `{ns}:q:<model>`: stream of queued and in-flight jobs (`id`, `p` = request payload), read
-//!   by the consumer group [`GROUP`]; entries are deleted when acknowledged, so its length is
-//!   the model's backlog. An entry may also hold `traceparent`, the trace the job joins.
+//! - `{ns}:q:<model>`: stream of queued and in-flight jobs (`id`, `p` = request payload) of the
+//!   default priority 5, read by the consumer group [`GROUP`]; entries are deleted when
+//!   acknowledged, so its length is the backlog. An entry may also hold `traceparent`, the
+//!   trace the job joins, and `priority` when not the default.
+//! - `{ns}:q:<model>#<priority>`: the same for the other priorities (0 to 9): one lane per
+//!   priority ([`Keys::lane`]); a model's backlog is the sum of its lanes. Pipelines have the
+//!   default lane only.
 //! - `{ns}:dead`: dead-letter stream of jobs that used up their attempts and of stream entries
 //!   that could not be read (`reason` = `malformed_entry`).
 //! - `{ns}:models`: hash: model name → [`ModelInfo`](crate::model::ModelInfo) JSON, written by
@@ -45,7 +49,7 @@
 //! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
 //!   others; each message holds one `<job id> <status>` line per job of one atomic step.
 
-use crate::job::JobId;
+use crate::job::{JobId, Priority};
 
 /// The one consumer group all workers join.
 pub const GROUP: &str = "workers";
@@ -62,6 +66,9 @@ pub mod entry {
     /// The W3C `traceparent` the job was submitted with, when it had one; copied wherever the
     /// entry goes (a hand-back, a dead letter), so every attempt joins the same trace.
     pub const TRACEPARENT: &str = "traceparent";
+    /// The job's priority, when not the default: copied wherever the entry goes, so a
+    /// hand-back or a dead letter's retry returns to the same lane.
+    pub const PRIORITY: &str = "priority";
 }
 
 /// Job hash fields. Lua scripts get them written in as literals when loaded ([`lua_script`]), so
@@ -108,6 +115,8 @@ pub mod field {
     pub const PROGRESS_DONE: &str = "progress_done";
     /// Pipeline jobs: seconds of input in all; absent while unknown.
     pub const PROGRESS_TOTAL: &str = "progress_total";
+    /// `parameters.priority` (0 to 9), which names the job's lane; absent means 5.
+    pub const PRIORITY: &str = "priority";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -135,6 +144,7 @@ pub mod field {
         TENANT,
         PROGRESS_DONE,
         PROGRESS_TOTAL,
+        PRIORITY,
     ];
 }
 
@@ -162,6 +172,16 @@ pub fn pipeline_of(queue: &str) -> Option<&str> {
 }
 
 const PIPELINE_PREFIX: &str = "pipeline:";
+
+/// The priorities a queue has lanes for, highest first: all of them for a model, the default
+/// for a pipeline (its jobs run in arrival order).
+pub fn priorities(queue: &str) -> Box<dyn Iterator<Item = Priority>> {
+    if pipeline_of(queue).is_some() {
+        Box::new(std::iter::once(Priority::DEFAULT))
+    } else {
+        Box::new(Priority::all())
+    }
+}
 
 /// A Lua script with every `F.<field>` and `E.<field>` written out as the string literal of
 /// the Rust constant above, so Lua and Rust spell each name once, here, at no cost per call (a
@@ -191,6 +211,7 @@ pub(crate) fn lua_script(body: &str) -> redis::Script {
                 "id" => Some(entry::ID),
                 "payload" => Some(entry::PAYLOAD),
                 "traceparent" => Some(entry::TRACEPARENT),
+                "priority" => Some(entry::PRIORITY),
                 _ => None,
             },
         };
@@ -224,8 +245,25 @@ impl Keys {
     pub fn job_prefix(&self) -> String {
         format!("{}:job:", self.prefix)
     }
-    pub fn stream(&self, model: &str) -> String {
-        format!("{}:q:{model}", self.prefix)
+    /// The stream of a queue's default priority (a model's, or a pipeline's).
+    pub fn stream(&self, queue: &str) -> String {
+        format!("{}:q:{queue}", self.prefix)
+    }
+    /// The stream of one priority of a queue: the default priority's is [`Keys::stream`], the
+    /// others add `#<priority>` (model names cannot hold a `#`).
+    pub fn lane(&self, queue: &str, priority: Priority) -> String {
+        if priority == Priority::DEFAULT {
+            self.stream(queue)
+        } else {
+            format!("{}:q:{queue}#{priority}", self.prefix)
+        }
+    }
+    /// Every lane of a queue, highest priority first: ten for a model, the default one for a
+    /// pipeline.
+    pub fn lanes(&self, queue: &str) -> Vec<(Priority, String)> {
+        priorities(queue)
+            .map(|p| (p, self.lane(queue, p)))
+            .collect()
     }
     pub fn dead_letter(&self) -> String {
         format!("{}:dead", self.prefix)
@@ -335,9 +373,27 @@ mod tests {
             k.api_keys(),
             k.upload(JobId::new()),
             k.stream(&pipeline_queue("p")),
+            k.lane("m", Priority::HIGHEST),
         ] {
             assert!(key.starts_with("{ns}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn lanes_are_distinct_and_the_default_is_the_plain_stream() {
+        let k = Keys::new("ns");
+        let lanes = k.lanes("m");
+        assert_eq!(lanes.len(), 10);
+        assert_eq!(lanes[0], (Priority::HIGHEST, "{ns}:q:m#9".to_owned()));
+        assert_eq!(k.lane("m", Priority::DEFAULT), k.stream("m"));
+        let mut names: Vec<&String> = lanes.iter().map(|(_, l)| l).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 10);
+        assert_eq!(
+            k.lanes(&pipeline_queue("p")),
+            [(Priority::DEFAULT, k.stream("pipeline:p"))]
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::keys::{GROUP, field, lua_script};
 use super::ops::THROUGHPUT_WINDOW_SECS;
 use super::{Queue, QueueError, StoredJob};
 use crate::auth::DEFAULT_TENANT;
-use crate::job::{JobId, JobStatus};
+use crate::job::{JobId, JobStatus, Priority};
 use crate::time::now_ms;
 
 static SWEEP: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/sweep.lua")));
@@ -154,6 +154,7 @@ impl Queue {
                 field::ERROR_MESSAGE,
                 field::PROGRESS_DONE,
                 field::PROGRESS_TOTAL,
+                field::PRIORITY,
             ]);
         }
         let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn.clone()).await?;
@@ -173,6 +174,10 @@ impl Queue {
                 let seconds = |v: Option<String>| v.and_then(|s| s.parse::<f64>().ok());
                 let (done, total) = (seconds(next()), seconds(next()));
                 let progress = done.map(|d| (d, total));
+                let priority = next()
+                    .and_then(|p| p.parse::<u8>().ok())
+                    .and_then(Priority::new)
+                    .unwrap_or_default();
                 Some(StoredJob {
                     id,
                     model,
@@ -188,6 +193,7 @@ impl Queue {
                     due: None,
                     tenant,
                     progress,
+                    priority,
                 })
             })
             .collect())
@@ -210,27 +216,49 @@ impl Queue {
     /// full queue is estimated from.
     pub async fn backlog(&self, model: &str) -> Result<(u64, u64), QueueError> {
         let second = now_ms() / 1000;
+        let lanes = self.keys.lanes(model);
         let mut pipe = redis::pipe();
-        pipe.cmd("XLEN").arg(self.keys.stream(model));
+        for (_, lane) in &lanes {
+            pipe.cmd("XLEN").arg(lane);
+        }
         for ago in 1..=THROUGHPUT_WINDOW_SECS {
             pipe.cmd("GET").arg(self.keys.done(model, second - ago));
         }
         let reply: Vec<Option<u64>> = pipe.query_async(&mut self.conn.clone()).await?;
-        let depth = reply.first().copied().flatten().unwrap_or(0);
-        let done = reply.iter().skip(1).map(|d| d.unwrap_or(0)).sum();
-        Ok((depth, done))
+        let (depth, done) = reply.split_at(lanes.len().min(reply.len()));
+        let sum = |v: &[Option<u64>]| v.iter().map(|d| d.unwrap_or(0)).sum();
+        Ok((sum(depth), sum(done)))
     }
 
-    /// How many waiting jobs of `model` are ahead of the stream entry `entry`, and the model's
-    /// recent throughput (`position.lua`).
-    pub async fn position(&self, model: &str, entry: &str) -> Result<Position, QueueError> {
+    /// How many waiting jobs of `model` are ahead of the stream entry `entry` of the lane of
+    /// `priority` (in higher lanes, and older in its own), and the model's recent throughput
+    /// (`position.lua`).
+    pub async fn position(
+        &self,
+        model: &str,
+        priority: Priority,
+        entry: &str,
+    ) -> Result<Position, QueueError> {
         let second = now_ms() / 1000;
+        let higher: Vec<String> = self
+            .keys
+            .lanes(model)
+            .into_iter()
+            .filter(|(p, _)| *p > priority)
+            .map(|(_, lane)| lane)
+            .collect();
         let mut inv = POSITION.prepare_invoke();
-        inv.key(self.keys.stream(model));
+        inv.key(self.keys.lane(model, priority));
+        for lane in &higher {
+            inv.key(lane);
+        }
         for ago in 1..=THROUGHPUT_WINDOW_SECS {
             inv.key(self.keys.done(model, second - ago));
         }
-        inv.arg(GROUP).arg(entry).arg(POSITION_LIMIT);
+        inv.arg(GROUP)
+            .arg(entry)
+            .arg(POSITION_LIMIT)
+            .arg(higher.len());
         let (ahead, completed_last_minute): (u64, u64) =
             inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(Position {

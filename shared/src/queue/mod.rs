@@ -14,18 +14,21 @@ pub mod reply;
 pub mod scripts;
 pub mod stored;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::RedisConfig;
+use crate::job::Priority;
+use crate::time;
 pub use keys::{GROUP, Keys};
 pub use listing::{Cursor, ListFilter, POSITION_LIMIT, Position};
 pub use ops::{DeadLetter, Failure, ModelQueue, Overview, Retried, WorkerInfo};
 pub use registry::{ANNOUNCE_INTERVAL, MODEL_LIVENESS, ModelStatus, Retired};
-pub use reply::{Delivery, Entry};
+pub use reply::{Delivery, Entry, EntryRef};
 pub use scripts::{
     Cancelled, Completion, NewJob, Outcome, PipelineSubmission, Retention, Submitted,
 };
@@ -64,7 +67,16 @@ impl QueueError {
 pub struct Queue {
     keys: Arc<Keys>,
     conn: ConnectionManager,
+    /// Reads count a waiting entry one priority level higher per this period; zero for strict
+    /// priority ([`Queue::with_aging`]).
+    aging: Duration,
 }
+
+/// The default of [`Queue::with_aging`].
+pub const DEFAULT_AGING: Duration = Duration::from_secs(30);
+
+static READ: LazyLock<redis::Script> =
+    LazyLock::new(|| keys::lua_script(include_str!("lua/read.lua")));
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +99,15 @@ impl Queue {
         Ok(Self {
             keys: Arc::new(Keys::new(&cfg.namespace)),
             conn,
+            aging: DEFAULT_AGING,
         })
+    }
+
+    /// The same queue, its reads counting a waiting job one priority level higher for every
+    /// `aging` it has waited (zero: strict priority).
+    pub fn with_aging(mut self, aging: Duration) -> Self {
+        self.aging = aging;
+        self
     }
 
     pub fn keys(&self) -> &Keys {
@@ -101,32 +121,88 @@ impl Queue {
         Ok(())
     }
 
-    /// Reads up to `count` new entries of `model` for `consumer`, blocking up to `block` when
-    /// nothing is waiting.
+    /// Reads up to `count` new entries of `queue` for `consumer`: first without blocking,
+    /// across its priority lanes in rank order (`read.lua`); when none waits and `block` is
+    /// given, then blocking up to `block` on every lane at once.
     pub async fn read(
         &self,
         consumer: &str,
-        model: &str,
+        queue: &str,
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<Entry>, QueueError> {
+        let got = self.read_ranked(consumer, queue, count).await?;
+        if !got.is_empty() || block.is_none() {
+            return Ok(got);
+        }
         Ok(self
-            .read_any(consumer, &[model], count, block)
+            .read_any(consumer, &[queue], count, block)
             .await?
             .into_iter()
             .map(|(_, e)| e)
             .collect())
     }
 
-    /// Reads up to `count` new entries from EACH of `models`' streams, blocking up to `block`
-    /// for the first. Returns them with the index of their model.
+    /// The non-blocking part of [`Queue::read`].
+    async fn read_ranked(
+        &self,
+        consumer: &str,
+        queue: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>, QueueError> {
+        let lanes = self.keys.lanes(queue);
+        let Some((top, _)) = lanes.first() else {
+            return Ok(Vec::new());
+        };
+        let mut inv = READ.prepare_invoke();
+        for (_, key) in &lanes {
+            inv.key(key);
+        }
+        inv.arg(GROUP)
+            .arg(consumer)
+            .arg(count)
+            .arg(time::now_ms())
+            .arg(self.aging.as_millis() as u64)
+            .arg(top.level());
+        let reply: Value = inv.invoke_async(&mut self.conn.clone()).await?;
+        let Value::Array(parts) = reply else {
+            return Err(QueueError::Protocol("read reply is not an array"));
+        };
+        let mut out = Vec::new();
+        let mut parts = parts.into_iter();
+        while let (Some(lane), Some(entries)) = (parts.next(), parts.next()) {
+            let Value::Int(lane) = lane else {
+                return Err(QueueError::Protocol("read reply names no lane"));
+            };
+            let Some((priority, _)) = usize::try_from(lane - 1).ok().and_then(|i| lanes.get(i))
+            else {
+                return Err(QueueError::Protocol("read reply names an unknown lane"));
+            };
+            out.extend(reply::parse_entries(entries, *priority)?);
+        }
+        Ok(out)
+    }
+
+    /// Reads new entries from the lanes of `queues`, blocking up to `block` for the first:
+    /// up to `count` from a queue with one lane, else at most one from each lane (then
+    /// [`Queue::read`] takes the rest in rank order). Returns them with the index of their
+    /// queue, higher lanes first.
     pub async fn read_any(
         &self,
         consumer: &str,
-        models: &[&str],
+        queues: &[&str],
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<(usize, Entry)>, QueueError> {
+        let mut streams: HashMap<String, (usize, Priority)> = HashMap::new();
+        let mut names = Vec::new();
+        for (i, q) in queues.iter().enumerate() {
+            for (priority, key) in self.keys.lanes(q) {
+                names.push(key.clone());
+                streams.insert(key, (i, priority));
+            }
+        }
+        let count = if names.len() == 1 { count } else { 1 };
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
@@ -136,51 +212,57 @@ impl Queue {
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
-        cmd.arg("STREAMS");
-        for m in models {
-            cmd.arg(self.keys.stream(m));
-        }
-        for _ in models {
+        cmd.arg("STREAMS").arg(&names);
+        for _ in &names {
             cmd.arg(">");
         }
         let reply: Value = cmd.query_async(&mut self.conn.clone()).await?;
         let mut out = Vec::new();
         for (stream, entries) in reply::stream_pairs(reply)? {
-            let Some(idx) = models.iter().position(|m| self.keys.stream(m) == stream) else {
+            let Some(&(idx, priority)) = streams.get(&stream) else {
                 return Err(QueueError::Protocol("XREADGROUP named an unknown stream"));
             };
-            for e in reply::parse_entries(entries)? {
+            for e in reply::parse_entries(entries, priority)? {
                 out.push((idx, e));
             }
         }
+        // Highest priority first, whatever order Redis answered in.
+        out.sort_by_key(|(idx, e)| (*idx, std::cmp::Reverse(e.entry().priority)));
         Ok(out)
     }
 
-    /// Takes over up to `count` entries of `model` whose lease (idle time) exceeds `lease`:
-    /// their worker died or stalled.
+    /// Takes over up to `count` entries of `queue` whose lease (idle time) exceeds `lease`:
+    /// their worker died or stalled. Higher lanes first.
     pub async fn reclaim(
         &self,
         consumer: &str,
-        model: &str,
+        queue: &str,
         lease: Duration,
         count: usize,
     ) -> Result<Vec<Entry>, QueueError> {
-        let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(self.keys.stream(model))
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(lease.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        let Value::Array(mut parts) = reply else {
-            return Err(QueueError::Protocol("XAUTOCLAIM reply is not an array"));
-        };
-        if parts.len() < 2 {
-            return Err(QueueError::Protocol("XAUTOCLAIM reply is too short"));
+        let mut out = Vec::new();
+        for (priority, key) in self.keys.lanes(queue) {
+            if out.len() >= count {
+                break;
+            }
+            let reply: Value = redis::cmd("XAUTOCLAIM")
+                .arg(key)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(lease.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(count - out.len())
+                .query_async(&mut self.conn.clone())
+                .await?;
+            let Value::Array(mut parts) = reply else {
+                return Err(QueueError::Protocol("XAUTOCLAIM reply is not an array"));
+            };
+            if parts.len() < 2 {
+                return Err(QueueError::Protocol("XAUTOCLAIM reply is too short"));
+            }
+            out.extend(reply::parse_entries(parts.swap_remove(1), priority)?);
         }
-        reply::parse_entries(parts.swap_remove(1))
+        Ok(out)
     }
 }

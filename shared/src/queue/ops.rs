@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::keys::{GROUP, RECENT_FAILURES, entry, lua_script};
 use super::{MODEL_LIVENESS, Queue, QueueError};
-use crate::job::JobId;
+use crate::job::{JobId, Priority};
 use crate::time::now_ms;
 
 static STATS: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/stats.lua")));
@@ -100,6 +100,8 @@ pub struct DeadLetter {
     pub failed_at: Option<u64>,
     /// Whether it still holds a job id and payload, so it can run again.
     pub retryable: bool,
+    /// The job's priority: a retry queues it in that lane again.
+    pub priority: Priority,
 }
 
 /// The result of retrying a dead letter.
@@ -183,6 +185,11 @@ fn dead_letter(dead_id: String, f: &HashMap<String, String>) -> DeadLetter {
         message: f.get("message").cloned(),
         attempts: f.get("attempts").and_then(|s| s.parse().ok()),
         failed_at: f.get("failed_at").and_then(|s| s.parse().ok()),
+        priority: f
+            .get(entry::PRIORITY)
+            .and_then(|s| s.parse().ok())
+            .and_then(Priority::new)
+            .unwrap_or_default(),
     }
 }
 
@@ -287,15 +294,38 @@ impl Queue {
         let now = now_ms();
         let mut conn = self.conn.clone();
         let mut stats = STATS.prepare_invoke();
+        let mut lanes = Vec::with_capacity(statuses.len());
         for s in &statuses {
-            stats.key(self.keys.stream(&s.info.name));
+            let model_lanes = self.keys.lanes(&s.info.name);
+            lanes.push(model_lanes.len());
+            for (_, lane) in model_lanes {
+                stats.key(lane);
+            }
         }
         stats.arg(GROUP);
-        let figures: Vec<(u64, u64, String)> = if statuses.is_empty() {
+        let per_lane: Vec<(u64, u64, String)> = if statuses.is_empty() {
             Vec::new()
         } else {
             stats.invoke_async(&mut conn).await?
         };
+        // Per model: entries and pending summed over its lanes, the oldest waiting entry of any.
+        let mut per_lane = per_lane.into_iter();
+        let figures: Vec<(u64, u64, Option<u64>)> = lanes
+            .iter()
+            .map(|&n| {
+                per_lane
+                    .by_ref()
+                    .take(n)
+                    .fold((0, 0, None), |(l, p, o), (len, pending, oldest)| {
+                        let t = entry_ms(&oldest);
+                        let oldest = match (o, t) {
+                            (Some(a), Some(b)) => Some(u64::min(a, b)),
+                            (a, b) => a.or(b),
+                        };
+                        (l + len, p + pending, oldest)
+                    })
+            })
+            .collect();
         let second = now / 1000;
         let mut pipe = redis::pipe();
         for s in &statuses {
@@ -326,7 +356,7 @@ impl Queue {
                     model: s.info.name,
                     depth: len.saturating_sub(pending),
                     running: pending.min(len),
-                    oldest_age_ms: entry_ms(&oldest).map(|t| now.saturating_sub(t)),
+                    oldest_age_ms: oldest.map(|t| now.saturating_sub(t)),
                     completed_per_second: done.into_iter().map(Option::unwrap_or_default).collect(),
                     workers: s.workers,
                 }
@@ -433,7 +463,7 @@ impl Queue {
             .key(self.keys.dead_letter())
             .key(self.keys.dead_index())
             .key(self.keys.job(job))
-            .key(self.keys.stream(&model))
+            .key(self.keys.lane(&model, dead.priority))
             .key(self.keys.models())
             .arg(&dead.dead_id)
             .arg(job.to_string())

@@ -130,32 +130,33 @@ impl Queue {
             if !known {
                 return Ok(Retired::NotFound);
             }
-            let reply: Value = redis::cmd("XRANGE")
-                .arg(self.keys.stream(model))
-                .arg("-")
-                .arg("+")
-                .query_async(&mut conn)
-                .await?;
-            let entries = parse_entries(reply)?;
-            let mut newest = String::new();
-            let mut jobs: Vec<JobId> = Vec::with_capacity(entries.len());
-            for e in entries {
-                match e {
-                    Entry::Job(d) => {
-                        newest = d.entry;
-                        jobs.push(d.job);
-                    }
-                    Entry::Malformed { entry, job } => {
-                        newest = entry;
-                        jobs.extend(job);
+            let lanes = self.keys.lanes(model);
+            let mut newest: Vec<String> = Vec::with_capacity(lanes.len());
+            let mut jobs: Vec<JobId> = Vec::new();
+            for (priority, lane) in &lanes {
+                let reply: Value = redis::cmd("XRANGE")
+                    .arg(lane)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut conn)
+                    .await?;
+                let mut last = String::new();
+                for e in parse_entries(reply, *priority)? {
+                    last = e.entry().id.clone();
+                    match e {
+                        Entry::Job(d) => jobs.push(d.job),
+                        Entry::Malformed { job, .. } => jobs.extend(job),
                     }
                 }
+                newest.push(last);
             }
             let mut inv = RETIRE.prepare_invoke();
-            inv.key(self.keys.stream(model))
-                .key(self.keys.models())
+            inv.key(self.keys.models())
                 .key(self.keys.models_seen())
                 .key(self.keys.model_workers(model));
+            for (_, lane) in &lanes {
+                inv.key(lane);
+            }
             for j in &jobs {
                 inv.key(self.keys.job(*j));
             }
@@ -163,7 +164,10 @@ impl Queue {
                 .arg(now_ms())
                 .arg(retention.result_ttl.as_secs().max(1))
                 .arg(self.keys.events())
-                .arg(&newest);
+                .arg(lanes.len());
+            for n in &newest {
+                inv.arg(n);
+            }
             for j in &jobs {
                 inv.arg(j.to_string());
             }
@@ -176,26 +180,34 @@ impl Queue {
 
     /// Creates the consumer group of a model's stream (and the stream) if missing. The group
     /// starts at the beginning, so jobs submitted before any worker existed are served.
-    pub async fn ensure_group(&self, model: &str) -> Result<(), QueueError> {
-        let res: Result<(), _> = self
-            .conn
-            .clone()
-            .xgroup_create_mkstream(self.keys.stream(model), GROUP, "0")
-            .await;
-        match res {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other.map_err(Into::into),
+    pub async fn ensure_group(&self, queue: &str) -> Result<(), QueueError> {
+        for (_, lane) in self.keys.lanes(queue) {
+            let res: Result<(), _> = self
+                .conn
+                .clone()
+                .xgroup_create_mkstream(lane, GROUP, "0")
+                .await;
+            match res {
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                other => other?,
+            }
         }
+        Ok(())
     }
 
     /// Removes consumers of `model`'s group that hold nothing and were idle for `idle`: workers
     /// that are gone (`prune.lua`).
-    pub async fn prune_consumers(&self, model: &str, idle: Duration) -> Result<u64, QueueError> {
-        Ok(PRUNE
-            .key(self.keys.stream(model))
-            .arg(GROUP)
-            .arg(idle.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
-            .await?)
+    pub async fn prune_consumers(&self, queue: &str, idle: Duration) -> Result<u64, QueueError> {
+        let mut removed = 0;
+        for (_, lane) in self.keys.lanes(queue) {
+            let n: u64 = PRUNE
+                .key(lane)
+                .arg(GROUP)
+                .arg(idle.as_millis() as u64)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            removed += n;
+        }
+        Ok(removed)
     }
 }

@@ -3,18 +3,47 @@
 //! aside while the others run.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use redis::Value;
 
 use super::QueueError;
 use super::keys::entry;
-use crate::job::JobId;
+use crate::job::{JobId, Priority};
 use crate::trace::TraceParent;
+
+/// Where a stream entry is: the lane (priority) whose stream holds it and its id there. Entry
+/// ids are unique within one stream only, so the lane is part of the name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryRef {
+    pub priority: Priority,
+    pub id: String,
+}
+
+impl EntryRef {
+    /// An entry of the default lane (a pipeline's, or a test's).
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            priority: Priority::DEFAULT,
+            id: id.into(),
+        }
+    }
+}
+
+impl fmt::Display for EntryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.priority == Priority::DEFAULT {
+            f.write_str(&self.id)
+        } else {
+            write!(f, "{}@priority{}", self.id, self.priority)
+        }
+    }
+}
 
 /// A job as a worker receives it from the stream.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    pub entry: String,
+    pub entry: EntryRef,
     pub job: JobId,
     pub payload: Vec<u8>,
     /// The trace the job joins, from its submission's `traceparent` (an unreadable one is
@@ -29,9 +58,19 @@ pub enum Entry {
     /// An entry without a readable job id or payload; `job` is its id when that much could be
     /// read.
     Malformed {
-        entry: String,
+        entry: EntryRef,
         job: Option<JobId>,
     },
+}
+
+impl Entry {
+    /// Where the entry is.
+    pub fn entry(&self) -> &EntryRef {
+        match self {
+            Self::Job(d) => &d.entry,
+            Self::Malformed { entry, .. } => entry,
+        }
+    }
 }
 
 /// `[[stream, entries], ...]` (RESP2) or `{stream: entries}` (RESP3); nil when nothing arrived.
@@ -57,10 +96,10 @@ pub(crate) fn stream_pairs(reply: Value) -> Result<Vec<(String, Value)>, QueueEr
         .collect()
 }
 
-/// `[[entry id, [field, value, ...]], ...]` into entries. An entry whose fields are gone
+/// `[[entry id, [field, value, ...]], ...]` of the lane of `priority` into entries. An entry whose fields are gone
 /// (deleted after it was delivered) carries nothing to run and is skipped; an entry without an
 /// id cannot even be acknowledged and is skipped too (Redis never sends one).
-pub(crate) fn parse_entries(entries: Value) -> Result<Vec<Entry>, QueueError> {
+pub(crate) fn parse_entries(entries: Value, priority: Priority) -> Result<Vec<Entry>, QueueError> {
     let Value::Array(entries) = entries else {
         return Err(QueueError::Protocol("stream entries are not an array"));
     };
@@ -73,9 +112,10 @@ pub(crate) fn parse_entries(entries: Value) -> Result<Vec<Entry>, QueueError> {
             continue;
         }
         let fields = parts.pop().unwrap_or(Value::Nil);
-        let Ok(entry_id) = string(parts.pop().unwrap_or(Value::Nil)) else {
+        let Ok(id) = string(parts.pop().unwrap_or(Value::Nil)) else {
             continue;
         };
+        let entry_id = EntryRef { priority, id };
         let fields = match fields {
             Value::Array(fields) => fields,
             Value::Nil => continue,
@@ -164,7 +204,7 @@ mod tests {
             Value::Array(vec![bulk("4-0"), Value::Nil]),
             good("5-0"),
         ]);
-        let got = parse_entries(reply).unwrap();
+        let got = parse_entries(reply, Priority::DEFAULT).unwrap();
         let kinds: Vec<String> = got
             .iter()
             .map(|e| match e {
@@ -195,7 +235,10 @@ mod tests {
                 ]),
             ])
         };
-        let got = parse_entries(Value::Array(vec![entry("1-0", tp), entry("2-0", "nope")]));
+        let got = parse_entries(
+            Value::Array(vec![entry("1-0", tp), entry("2-0", "nope")]),
+            Priority::HIGHEST,
+        );
         let traces: Vec<Option<String>> = got
             .unwrap()
             .into_iter()

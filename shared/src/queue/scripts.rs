@@ -7,8 +7,8 @@ use std::time::Duration;
 use redis::Script;
 
 use super::keys::{GROUP, RECENT_FAILURES, field, lua_script, pipeline_of};
-use super::{Delivery, Queue, QueueError};
-use crate::job::{JobError, JobId, JobStatus};
+use super::{Delivery, EntryRef, Queue, QueueError};
+use crate::job::{JobError, JobId, JobStatus, Priority};
 use crate::time::now_ms;
 use crate::trace::TraceParent;
 
@@ -29,6 +29,19 @@ static SUBMIT_PIPELINE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/submit_pipeline.lua")));
 static PROGRESS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/progress.lua")));
 
+/// The indices of `items` grouped by lane: lanes in order of first appearance, items in order.
+fn by_lane<T>(items: &[T], lane: impl Fn(&T) -> Priority) -> Vec<(Priority, Vec<usize>)> {
+    let mut groups: Vec<(Priority, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = lane(item);
+        match groups.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((p, vec![i])),
+        }
+    }
+    groups
+}
+
 /// What a worker reports for one attempt.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -41,7 +54,7 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub job: JobId,
-    pub entry: String,
+    pub entry: EntryRef,
     pub token: u64,
     pub outcome: Outcome,
 }
@@ -68,6 +81,8 @@ pub struct NewJob<'a> {
     pub trace: Option<TraceParent>,
     /// The tenant of the key that submitted it.
     pub tenant: &'a str,
+    /// Its lane among the model's waiting jobs.
+    pub priority: Priority,
 }
 
 /// The result of submitting a job.
@@ -137,6 +152,7 @@ impl Queue {
             due_ms: None,
             trace: trace.copied(),
             tenant,
+            priority: Priority::DEFAULT,
         };
         let mut out = self
             .submit_many(&[job], max_queued, Duration::from_secs(1))
@@ -198,7 +214,8 @@ impl Queue {
         };
         inv.key(self.keys.scheduled());
         for j in jobs {
-            inv.key(self.keys.job(j.id)).key(self.keys.stream(j.model));
+            inv.key(self.keys.job(j.id))
+                .key(self.keys.lane(j.model, j.priority));
             match &j.idempotency {
                 Some((key, _)) => inv.key(self.keys.idempotency(key)),
                 None => inv.key(self.keys.job(j.id)),
@@ -224,7 +241,8 @@ impl Queue {
                 .arg(j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
                 .arg(j.due_ms.unwrap_or(0))
                 .arg(j.trace.map(|t| t.to_string()).unwrap_or_default())
-                .arg(j.tenant);
+                .arg(j.tenant)
+                .arg(j.priority.level());
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         if replies.len() != jobs.len() {
@@ -296,16 +314,19 @@ impl Queue {
     /// Cancels a job that has not finished (`cancel.lua`).
     pub async fn cancel(&self, id: JobId, retention: Retention) -> Result<Cancelled, QueueError> {
         let mut conn = self.conn.clone();
-        let model: Option<String> = redis::cmd("HGET")
+        let (model, priority): (Option<String>, Option<u8>) = redis::cmd("HMGET")
             .arg(self.keys.job(id))
             .arg(field::MODEL)
+            .arg(field::PRIORITY)
             .query_async(&mut conn)
             .await?;
         let Some(model) = model else {
             return Ok(Cancelled::NotFound);
         };
+        let priority = priority.and_then(Priority::new).unwrap_or_default();
         let mut inv = CANCEL.prepare_invoke();
-        inv.key(self.keys.job(id)).key(self.keys.stream(&model));
+        inv.key(self.keys.job(id))
+            .key(self.keys.lane(&model, priority));
         if pipeline_of(&model).is_some() {
             inv.key(self.keys.upload(id));
         }
@@ -324,9 +345,9 @@ impl Queue {
         })
     }
 
-    /// Begins attempts on `deliveries` of `model` (`start.lua`); returns each one's fencing
-    /// token, 0 for those not to run. Safe to retry: a delivery already started keeps its
-    /// token and gains no attempt.
+    /// Begins attempts on `deliveries` of `model` (`start.lua`, once per lane); returns each
+    /// one's fencing token, 0 for those not to run. Safe to retry: a delivery already started
+    /// keeps its token and gains no attempt.
     pub async fn start(
         &self,
         model: &str,
@@ -335,8 +356,35 @@ impl Queue {
         max_attempts: u32,
         retention: Retention,
     ) -> Result<Vec<u64>, QueueError> {
+        let mut tokens = vec![0; deliveries.len()];
+        for (priority, idx) in by_lane(deliveries, |d| d.entry.priority) {
+            let part: Vec<&Delivery> = idx.iter().map(|&i| &deliveries[i]).collect();
+            let got = self
+                .start_lane(model, priority, consumer, &part, max_attempts, retention)
+                .await?;
+            if got.len() != idx.len() {
+                return Err(QueueError::Protocol(
+                    "start answered for another number of jobs",
+                ));
+            }
+            for (i, token) in idx.into_iter().zip(got) {
+                tokens[i] = token;
+            }
+        }
+        Ok(tokens)
+    }
+
+    async fn start_lane(
+        &self,
+        model: &str,
+        priority: Priority,
+        consumer: &str,
+        deliveries: &[&Delivery],
+        max_attempts: u32,
+        retention: Retention,
+    ) -> Result<Vec<u64>, QueueError> {
         let mut inv = START.prepare_invoke();
-        inv.key(self.keys.stream(model))
+        inv.key(self.keys.lane(model, priority))
             .key(self.keys.dead_letter())
             .key(self.keys.dead_index())
             .key(self.keys.failures());
@@ -358,22 +406,47 @@ impl Queue {
             .arg(model)
             .arg(RECENT_FAILURES);
         for d in deliveries {
-            inv.arg(d.job.to_string()).arg(&d.entry);
+            inv.arg(d.job.to_string()).arg(&d.entry.id);
         }
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 
-    /// Records outcomes (`complete.lua`); returns for each whether it was recorded (not fenced
-    /// off by a newer attempt, not cancelled meanwhile).
+    /// Records outcomes (`complete.lua`, once per lane); returns for each whether it was
+    /// recorded (not fenced off by a newer attempt, not cancelled meanwhile).
     pub async fn complete(
         &self,
         model: &str,
         completions: &[Completion],
         retention: Retention,
     ) -> Result<Vec<bool>, QueueError> {
+        let mut recorded = vec![false; completions.len()];
+        for (priority, idx) in by_lane(completions, |c| c.entry.priority) {
+            let part: Vec<&Completion> = idx.iter().map(|&i| &completions[i]).collect();
+            let got = self
+                .complete_lane(model, priority, &part, retention)
+                .await?;
+            if got.len() != idx.len() {
+                return Err(QueueError::Protocol(
+                    "complete answered for another number of jobs",
+                ));
+            }
+            for (i, done) in idx.into_iter().zip(got) {
+                recorded[i] = done;
+            }
+        }
+        Ok(recorded)
+    }
+
+    async fn complete_lane(
+        &self,
+        model: &str,
+        priority: Priority,
+        completions: &[&Completion],
+        retention: Retention,
+    ) -> Result<Vec<bool>, QueueError> {
         let now = now_ms();
         let mut inv = COMPLETE.prepare_invoke();
-        inv.key(self.keys.stream(model))
+        inv.key(self.keys.lane(model, priority))
             .key(self.keys.done(model, now / 1000))
             .key(self.keys.failures());
         for c in completions {
@@ -391,7 +464,7 @@ impl Queue {
             .arg(model)
             .arg(RECENT_FAILURES);
         for c in completions {
-            inv.arg(c.job.to_string()).arg(&c.entry).arg(c.token);
+            inv.arg(c.job.to_string()).arg(&c.entry.id).arg(c.token);
             match &c.outcome {
                 Outcome::Succeeded(result) => inv.arg("succeeded").arg(result.as_slice()).arg(""),
                 Outcome::Failed(e) => inv.arg("failed").arg(e.code.as_str()).arg(&e.message),
@@ -401,20 +474,27 @@ impl Queue {
         Ok(done.into_iter().map(|d| d == 1).collect())
     }
 
-    /// Renews the leases `consumer` holds on `entries` of `model` (`heartbeat.lua`); returns
-    /// how many it still held.
+    /// Renews the leases `consumer` holds on `entries` of `model` (`heartbeat.lua`, once per
+    /// lane); returns how many it still held.
     pub async fn heartbeat(
         &self,
         model: &str,
         consumer: &str,
-        entries: &[String],
+        entries: &[EntryRef],
     ) -> Result<usize, QueueError> {
-        let mut inv = HEARTBEAT.prepare_invoke();
-        inv.key(self.keys.stream(model)).arg(GROUP).arg(consumer);
-        for e in entries {
-            inv.arg(e);
+        let mut renewed = 0;
+        for (priority, idx) in by_lane(entries, |e| e.priority) {
+            let mut inv = HEARTBEAT.prepare_invoke();
+            inv.key(self.keys.lane(model, priority))
+                .arg(GROUP)
+                .arg(consumer);
+            for i in idx {
+                inv.arg(&entries[i].id);
+            }
+            let n: usize = inv.invoke_async(&mut self.conn.clone()).await?;
+            renewed += n;
         }
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+        Ok(renewed)
     }
 
     /// Puts entries back at the tail of the queue (`release.lua`): `(job, entry, token)`, token
@@ -422,18 +502,24 @@ impl Queue {
     pub async fn release(
         &self,
         model: &str,
-        entries: &[(JobId, String, u64)],
+        entries: &[(JobId, EntryRef, u64)],
     ) -> Result<usize, QueueError> {
-        let mut inv = RELEASE.prepare_invoke();
-        inv.key(self.keys.stream(model));
-        for (job, _, _) in entries {
-            inv.key(self.keys.job(*job));
+        let mut released = 0;
+        for (priority, idx) in by_lane(entries, |(_, e, _)| e.priority) {
+            let mut inv = RELEASE.prepare_invoke();
+            inv.key(self.keys.lane(model, priority));
+            for &i in &idx {
+                inv.key(self.keys.job(entries[i].0));
+            }
+            inv.arg(GROUP).arg(self.keys.progress_events());
+            for i in idx {
+                let (job, entry, token) = &entries[i];
+                inv.arg(job.to_string()).arg(&entry.id).arg(token);
+            }
+            let n: usize = inv.invoke_async(&mut self.conn.clone()).await?;
+            released += n;
         }
-        inv.arg(GROUP).arg(self.keys.progress_events());
-        for (job, entry, token) in entries {
-            inv.arg(job.to_string()).arg(entry).arg(token);
-        }
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+        Ok(released)
     }
 
     /// Sets aside entries that could not be read (`malformed.lua`): dead-lettered with
@@ -441,11 +527,31 @@ impl Queue {
     pub async fn set_aside(
         &self,
         model: &str,
+        entries: &[(EntryRef, Option<JobId>)],
+        retention: Retention,
+    ) -> Result<usize, QueueError> {
+        let mut set = 0;
+        for (priority, idx) in by_lane(entries, |(e, _)| e.priority) {
+            let part: Vec<(String, Option<JobId>)> = idx
+                .into_iter()
+                .map(|i| (entries[i].0.id.clone(), entries[i].1))
+                .collect();
+            set += self
+                .set_aside_lane(model, priority, &part, retention)
+                .await?;
+        }
+        Ok(set)
+    }
+
+    async fn set_aside_lane(
+        &self,
+        model: &str,
+        priority: Priority,
         entries: &[(String, Option<JobId>)],
         retention: Retention,
     ) -> Result<usize, QueueError> {
         let mut inv = MALFORMED.prepare_invoke();
-        inv.key(self.keys.stream(model))
+        inv.key(self.keys.lane(model, priority))
             .key(self.keys.dead_letter())
             .key(self.keys.dead_index())
             .key(self.keys.failures());

@@ -3,7 +3,7 @@
 use super::keys::field;
 use super::{Queue, QueueError};
 use crate::auth::DEFAULT_TENANT;
-use crate::job::{JobId, JobStatus};
+use crate::job::{JobId, JobStatus, Priority};
 
 /// A job hash, read back. Times are ms since the epoch.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,9 +31,11 @@ pub struct StoredJob {
     pub tenant: String,
     /// A pipeline job's progress, in seconds: (done, total when known).
     pub progress: Option<(f64, Option<f64>)>,
+    /// `parameters.priority`, the lane its entry waits in.
+    pub priority: Priority,
 }
 
-const FIELDS: [&str; 15] = [
+const FIELDS: [&str; 16] = [
     field::MODEL,
     field::STATUS,
     field::CREATED_AT,
@@ -49,6 +51,7 @@ const FIELDS: [&str; 15] = [
     field::TENANT,
     field::PROGRESS_DONE,
     field::PROGRESS_TOTAL,
+    field::PRIORITY,
 ];
 
 impl Queue {
@@ -109,6 +112,7 @@ impl Queue {
         let due = bytes().and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok());
         let tenant = bytes();
         let (progress_done, progress_total) = (bytes(), bytes());
+        let priority = bytes();
         let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
         let (model, status) = (text(model), text(status));
         let (Some(model), Some(status)) = (model, status) else {
@@ -140,6 +144,10 @@ impl Queue {
             due,
             tenant: text(tenant).unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
             progress,
+            priority: time(priority)
+                .and_then(|p| u8::try_from(p).ok())
+                .and_then(Priority::new)
+                .unwrap_or_default(),
         }))
     }
 }

@@ -15,6 +15,7 @@ mod limits;
 mod oip;
 mod openapi;
 mod operations;
+mod priority;
 mod protocol;
 mod quota;
 mod speech;

@@ -10,8 +10,8 @@ use inferq_shared::job::{JobId, JobStatus};
 use inferq_shared::model::{ModelInfo, TensorSpec};
 use inferq_shared::queue::keys::{entry, field};
 use inferq_shared::queue::{
-    Cancelled, Completion, Delivery, Entry, GROUP, Outcome, Queue, Retention, Retired, StoredJob,
-    Submitted,
+    Cancelled, Completion, Delivery, Entry, EntryRef, GROUP, Outcome, Queue, Retention, Retired,
+    StoredJob, Submitted,
 };
 use inferq_shared::{DataType, ErrorCode};
 use redis::aio::MultiplexedConnection;
@@ -290,14 +290,14 @@ async fn a_completion_after_release_is_discarded() {
     let ids = f.stream_ids().await;
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_ne!(
-        ids[0], first.entry,
+        ids[0], first.entry.id,
         "the job was re-queued under a new entry"
     );
     assert_eq!(f.pending().await, 0);
 
     let again = f.read_one("w1").await;
     assert_eq!(again.job, id);
-    assert_eq!(again.entry, ids[0]);
+    assert_eq!(again.entry.id, ids[0]);
     assert_eq!(again.payload, PAYLOAD);
     assert_eq!(f.start_one("w1", &again, MAX_ATTEMPTS).await, [2]);
     assert_eq!(f.complete(&again, 2).await, [true]);
@@ -438,7 +438,10 @@ async fn malformed_entries_are_set_aside_and_their_neighbours_run() {
     }
     assert_eq!(
         bad,
-        [(no_id.clone(), None), (no_payload.clone(), Some(c))],
+        [
+            (EntryRef::new(no_id.clone()), None),
+            (EntryRef::new(no_payload.clone()), Some(c))
+        ],
         "malformed entries"
     );
 
@@ -461,7 +464,7 @@ async fn malformed_entries_are_set_aside_and_their_neighbours_run() {
     assert_eq!(error_code(&rec), Some(ErrorCode::MalformedEntry.as_str()));
     assert_eq!(
         f.stream_ids().await,
-        [good[0].entry.clone(), good[1].entry.clone()]
+        [good[0].entry.id.clone(), good[1].entry.id.clone()]
     );
     assert_eq!(f.pending().await, 2);
 

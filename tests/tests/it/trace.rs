@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use inferq_shared::config::RedisConfig;
-use inferq_shared::job::JobId;
+use inferq_shared::job::{JobId, Priority};
 use inferq_shared::model::ModelInfo;
 use inferq_shared::queue::{Entry, NewJob, Queue, Retention, Retried, Submitted};
 use inferq_shared::time::now_ms;
@@ -282,6 +282,7 @@ async fn a_traceparent_stays_with_its_job_through_reclaims_hand_backs_and_dead_l
         due_ms: Some(now_ms() + 100),
         trace: Some(tp),
         tenant: "default",
+        priority: Priority::DEFAULT,
     };
     let submitted = queue
         .submit_many(&[job], 0, Duration::from_secs(1))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use inferq_shared::job::JobId;
-use inferq_shared::queue::{ANNOUNCE_INTERVAL, Delivery, Queue, QueueError, Retention};
+use inferq_shared::queue::{ANNOUNCE_INTERVAL, Delivery, EntryRef, Queue, QueueError, Retention};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -89,7 +89,9 @@ impl Consumer {
                 .with_context(|| format!("serving metrics on {bind}"))?;
         }
         let queue = Queue::connect(&config.redis, Duration::ZERO).await?;
-        let reader = Queue::connect(&config.redis, READ_BLOCK).await?;
+        let reader = Queue::connect(&config.redis, READ_BLOCK)
+            .await?
+            .with_aging(Duration::from_secs(config.priority_aging_secs));
         let consumer = config.worker_id.clone().unwrap_or_else(default_worker_id);
         let names: Arc<[String]> = models.iter().map(|m| m.info.name.clone()).collect();
         tracing::info!(
@@ -276,7 +278,7 @@ impl Consumer {
         }
     }
 
-    async fn release(&self, model: usize, entries: &[(JobId, String, u64)]) {
+    async fn release(&self, model: usize, entries: &[(JobId, EntryRef, u64)]) {
         match self.queue.release(&self.names[model], entries).await {
             Ok(n) => {
                 tracing::info!(model = %self.names[model], released = n, "handed jobs back to the queue")

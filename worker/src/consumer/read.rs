@@ -1,6 +1,6 @@
-//! Reading jobs: reclaiming expired leases, then each model's stream with its own count (only
-//! what the idle threads can start), blocking briefly when nothing waits; topping batches up;
-//! setting malformed entries aside.
+//! Reading jobs: reclaiming expired leases, then each model's priority lanes in rank order with
+//! its own count (only what the idle threads can start), blocking briefly when nothing waits;
+//! topping batches up; setting malformed entries aside.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -53,24 +53,23 @@ impl Consumer {
                 }
             }
         }
-        if n > 1 {
-            for k in 0..n {
-                let i = (state.next_model + k) % n;
-                let got = self
-                    .reader
-                    .read(&self.consumer, &self.names[i], self.capacity(i, idle), None)
-                    .await?;
-                let got = self.accept(i, got).await;
-                if !got.is_empty() {
-                    state.next_model = i + 1;
-                    return Ok(Some(self.fill(i, got, idle, self.capacity(i, idle)).await));
-                }
+        // Each model's lanes in rank order (priority, aged by waiting time).
+        for k in 0..n {
+            let i = (state.next_model + k) % n;
+            let got = self
+                .reader
+                .read(&self.consumer, &self.names[i], self.capacity(i, idle), None)
+                .await?;
+            let got = self.accept(i, got).await;
+            if !got.is_empty() {
+                state.next_model = i + 1;
+                return Ok(Some(self.fill(i, got, idle, self.capacity(i, idle)).await));
             }
         }
-        // Nothing waiting: block on every stream at once, one entry each (with one model, as
-        // many as can start).
+        // Nothing waiting: block on every lane of every model at once, one entry each; the
+        // batch is then filled in rank order.
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let count = if n == 1 { self.capacity(0, idle) } else { 1 };
+        let count = 1;
         let got = self
             .reader
             .read_any(&self.consumer, &names, count, Some(READ_BLOCK))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use inferq_shared::job::{ErrorCode, JobError, JobId};
-use inferq_shared::queue::{Completion, Delivery, Outcome, Queue, Retention};
+use inferq_shared::queue::{Completion, Delivery, EntryRef, Outcome, Queue, Retention};
 use inferq_shared::telemetry;
 use tokio::sync::watch;
 use tracing::Span;
@@ -52,7 +52,7 @@ impl BatchTask {
     /// this worker's predecessor, so it runs alone with every thread reserved. A panic is
     /// logged with its message and fails the batch's jobs with `internal`.
     pub(super) async fn run(self, run: Vec<(Delivery, u64)>, permit: Permit) {
-        let jobs: Vec<(JobId, String, u64)> = run
+        let jobs: Vec<(JobId, EntryRef, u64)> = run
             .iter()
             .map(|(d, t)| (d.job, d.entry.clone(), *t))
             .collect();

@@ -5,7 +5,7 @@
 -- KEYS[1]  dead-letter stream
 -- KEYS[2]  dead-letter index (job id -> dead-letter entry id)
 -- KEYS[3]  job hash
--- KEYS[4]  model stream
+-- KEYS[4]  the model's lane for the job's priority (the dead letter's `priority` field)
 -- KEYS[5]  model registry
 -- ARGV[1]  dead-letter entry id
 -- ARGV[2]  job id
@@ -47,6 +47,9 @@ redis.call('HDEL', KEYS[3], F.started_at, F.finished_at, F.token, F.worker, F.de
 redis.call('HSET', KEYS[3], F.model, ARGV[3], F.status, 'queued', F.attempts, 0,
   F.entry, fresh, F.deadline, 0)
 redis.call('HSETNX', KEYS[3], F.created_at, ARGV[4])
+if f[E.priority] then
+  redis.call('HSET', KEYS[3], F.priority, f[E.priority])
+end
 redis.call('PERSIST', KEYS[3])
 redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[2])

@@ -1,28 +1,46 @@
--- Where a waiting job stands: how many entries of its model's stream wait ahead of it (not yet
--- delivered to a worker, older than its entry), and how many jobs of the model finished in the
--- last minute.
+-- Where a waiting job stands: how many entries wait ahead of it (not yet delivered to a
+-- worker) in its model's lanes of a higher priority and, older than its entry, in its own
+-- lane; and how many jobs of the model finished in the last minute. Aging (which lets a
+-- long-waiting lower-priority job pass) is not counted: the figure is what is ahead now.
 --
--- KEYS[1]     model stream
--- KEYS[2..]   the model's per-second counts of finished jobs for the last minute
--- ARGV[1]     consumer group
--- ARGV[2]     the job's stream entry id
--- ARGV[3]     most entries to count
+-- KEYS[1]                  the job's lane
+-- KEYS[2..ARGV[4] + 1]     the model's lanes of a higher priority
+-- KEYS[ARGV[4] + 2..]      the model's per-second counts of finished jobs for the last minute
+-- ARGV[1]                  consumer group
+-- ARGV[2]                  the job's stream entry id
+-- ARGV[3]                  most entries to count
+-- ARGV[4]                  how many higher lanes there are
 --
 -- Returns {entries ahead (at most ARGV[3]), jobs finished in the last minute}.
-local last = '-'
-local groups = redis.pcall('XINFO', 'GROUPS', KEYS[1])
-if type(groups) == 'table' and not groups.err then
-  for _, g in ipairs(groups) do
-    local t = {}
-    for j = 1, #g, 2 do t[g[j]] = g[j + 1] end
-    if t['name'] == ARGV[1] then last = '(' .. t['last-delivered-id'] end
+local limit, higher = tonumber(ARGV[3]), tonumber(ARGV[4])
+
+-- The range start just past the group's last delivered entry.
+local function undelivered(key)
+  local last = '-'
+  local groups = redis.pcall('XINFO', 'GROUPS', key)
+  if type(groups) == 'table' and not groups.err then
+    for _, g in ipairs(groups) do
+      local t = {}
+      for j = 1, #g, 2 do t[g[j]] = g[j + 1] end
+      if t['name'] == ARGV[1] then last = '(' .. t['last-delivered-id'] end
+    end
+  end
+  return last
+end
+
+local ahead = 0
+for i = 2, higher + 1 do
+  if ahead >= limit then break end
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    ahead = ahead + #redis.call('XRANGE', KEYS[i], undelivered(KEYS[i]), '+', 'COUNT', limit - ahead)
   end
 end
-local ahead = 0
-local entries = redis.call('XRANGE', KEYS[1], last, '(' .. ARGV[2], 'COUNT', tonumber(ARGV[3]))
-ahead = #entries
+if ahead < limit then
+  ahead = ahead + #redis.call('XRANGE', KEYS[1], undelivered(KEYS[1]), '(' .. ARGV[2], 'COUNT',
+    limit - ahead)
+end
 local done = 0
-for i = 2, #KEYS do
+for i = higher + 2, #KEYS do
   done = done + (tonumber(redis.call('GET', KEYS[i])) or 0)
 end
 return {ahead, done}

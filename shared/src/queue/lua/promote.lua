@@ -6,7 +6,8 @@
 -- ARGV[1]  now, ms since the epoch
 -- ARGV[2]  most jobs to move
 -- ARGV[3]  prefix of job hash keys (the job id follows)
--- ARGV[4]  prefix of model stream keys (the model name follows)
+-- ARGV[4]  prefix of model stream keys (the model name follows, then '#<priority>' for a
+--          priority other than the default 5)
 -- ARGV[5]  channel of progress (non-terminal) events
 --
 -- Job and stream keys are built from the prefixes: they share the namespace's hash tag, so
@@ -17,15 +18,18 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, to
 local moved, events = 0, {}
 for _, id in ipairs(due) do
   local job = ARGV[3] .. id
-  local rec = redis.call('HMGET', job, F.status, F.model, F.payload, F.traceparent)
+  local rec = redis.call('HMGET', job, F.status, F.model, F.payload, F.traceparent, F.priority)
   if rec[1] == 'scheduled' and rec[3] then
-    local entry
+    local fields = {E.id, id, E.payload, rec[3]}
     if rec[4] then
-      entry = redis.call('XADD', ARGV[4] .. rec[2], '*', E.id, id, E.payload, rec[3],
-        E.traceparent, rec[4])
-    else
-      entry = redis.call('XADD', ARGV[4] .. rec[2], '*', E.id, id, E.payload, rec[3])
+      fields[#fields + 1], fields[#fields + 2] = E.traceparent, rec[4]
     end
+    local stream = ARGV[4] .. rec[2]
+    if rec[5] and rec[5] ~= '5' then
+      fields[#fields + 1], fields[#fields + 2] = E.priority, rec[5]
+      stream = stream .. '#' .. rec[5]
+    end
+    local entry = redis.call('XADD', stream, '*', unpack(fields))
     redis.call('HSET', job, F.status, 'queued', F.entry, entry)
     redis.call('HDEL', job, F.payload, F.traceparent)
     events[#events + 1] = id .. ' queued'

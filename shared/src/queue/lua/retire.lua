@@ -1,41 +1,48 @@
 -- Retire a model: it leaves the registry (new submissions get `unknown_model`), every job
--- still waiting in its stream fails with `model_retired`, and the stream is deleted. The
--- caller lists the stream's jobs first; if entries were added since (a submission raced the
+-- still waiting in its streams fails with `model_retired`, and the streams are deleted. The
+-- caller lists the streams' jobs first; if entries were added since (a submission raced the
 -- listing), nothing is changed and the caller lists again.
 --
--- KEYS[1]    model stream
--- KEYS[2]    model registry hash
--- KEYS[3]    sorted set of models' last announcement
--- KEYS[4]    sorted set of the model's workers
--- KEYS[5..]  job hashes of the listed entries
--- ARGV[1]    model name
--- ARGV[2]    now, ms since the epoch
--- ARGV[3]    seconds a finished job record is kept
--- ARGV[4]    channel of terminal events
--- ARGV[5]    id of the newest entry the caller listed ('' for an empty stream)
--- ARGV[6..]  job ids, aligned with KEYS[5..]
+-- KEYS[1]        model registry hash
+-- KEYS[2]        sorted set of models' last announcement
+-- KEYS[3]        sorted set of the model's workers
+-- KEYS[4..L+3]   the model's lanes (streams), L = ARGV[5]
+-- KEYS[L+4..]    job hashes of the listed entries
+-- ARGV[1]        model name
+-- ARGV[2]        now, ms since the epoch
+-- ARGV[3]        seconds a finished job record is kept
+-- ARGV[4]        channel of terminal events
+-- ARGV[5]        L, the number of lanes
+-- ARGV[6..L+5]   id of the newest entry the caller listed in each lane ('' for an empty one)
+-- ARGV[L+6..]    job ids, aligned with KEYS[L+4..]
 --
--- Returns the number of jobs failed, or -1 when the stream changed since the listing.
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local newest = last[1] and last[1][1] or ''
-if newest ~= ARGV[5] then
-  return -1
+-- Returns the number of jobs failed, or -1 when a stream changed since the listing.
+local lanes = tonumber(ARGV[5])
+for l = 1, lanes do
+  local last = redis.call('XREVRANGE', KEYS[3 + l], '+', '-', 'COUNT', 1)
+  local newest = last[1] and last[1][1] or ''
+  if newest ~= ARGV[5 + l] then
+    return -1
+  end
 end
 local failed, events = 0, {}
-for i = 5, #KEYS do
+for i = lanes + 4, #KEYS do
   local job = KEYS[i]
   local status = redis.call('HGET', job, F.status)
   if status == 'queued' or status == 'running' then
     redis.call('HSET', job, F.status, 'failed', F.finished_at, ARGV[2],
       F.error_code, 'model_retired', F.error_message, 'model \'' .. ARGV[1] .. '\' was retired')
     redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or tonumber(ARGV[3]))
-    events[#events + 1] = ARGV[i + 1] .. ' failed'
+    events[#events + 1] = ARGV[i + 2] .. ' failed'
     failed = failed + 1
   end
 end
-redis.call('DEL', KEYS[1], KEYS[4])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
+for l = 1, lanes do
+  redis.call('DEL', KEYS[3 + l])
+end
+redis.call('DEL', KEYS[3])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
 if #events > 0 then
   redis.call('PUBLISH', ARGV[4], table.concat(events, '\n'))
 end

@@ -5,23 +5,26 @@
 -- KEYS[2]   index of jobs by creation time (sorted set, for listing)
 -- KEYS[3]   group hash, when the jobs form a group (else the registry again)
 -- KEYS[4]   scheduled jobs (sorted set by due time)
--- then three keys per job: job hash, model stream, idempotency record (the job hash again when
---   the job has no idempotency key)
+-- then three keys per job: job hash, the stream of the model's lane for the job's priority,
+--   idempotency record (the job hash again when the job has no idempotency key)
 -- ARGV[1]   now, ms since the epoch
 -- ARGV[2]   most entries a stream may hold (queued plus in flight); 0 = no limit
 -- ARGV[3]   seconds an idempotency record is kept
 -- ARGV[4]   group id ('' = none): then all jobs are enqueued or none is, and the group hash
 --           is written with them
 -- ARGV[5]   seconds the group hash is kept
--- then eleven values per job: job id, model name, request payload, deadline to start by (ms
+-- then twelve values per job: job id, model name, request payload, deadline to start by (ms
 --   since the epoch, 0 = none), seconds to keep the record once final (0 = the default), the
 --   request's hash for its idempotency key ('' = no key), the result-cache key to store a
 --   successful result under ('' = none), the seconds to keep it there, when the job may
 --   start (ms since the epoch; 0 = at once), and the W3C traceparent it was submitted with
---   ('' = none; the entry then has no such field), and the tenant of the submitting key (a
---   group's hash records its first job's). A job not yet due is `scheduled`: its
+--   ('' = none; the entry then has no such field), the tenant of the submitting key (a
+--   group's hash records its first job's), and the job's priority (0 to 9; the default 5 is
+--   not written down). A job not yet due is `scheduled`: its
 --   payload (and traceparent) wait in its hash, its id in the scheduled set, and the
---   queue-length limit applies when it moves to the queue.
+--   queue-length limit applies when it moves to the queue. The limit counts every lane of the
+--   model: the lanes' keys are the default lane's plus '#<priority>' (same hash tag, so in this
+--   script's Cluster slot).
 --
 -- Returns one string per job: the stream entry id; 'QUEUE_FULL' (the caller answers 429);
 -- 'UNKNOWN_MODEL'; 'REPLAY <job id>' (the key was used before with the same request: that job
@@ -31,13 +34,24 @@ local now, limit, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local group = ARGV[4]
 local count = (#KEYS - 4) / 3
 local out = {}
+local N = 12
+
+-- Entries in all of a model's lanes, given one lane's key.
+local function backlog(lane)
+  local base = string.gsub(lane, '#%d$', '')
+  local n = redis.call('XLEN', base)
+  for p = 0, 9 do
+    if p ~= 5 then n = n + redis.call('XLEN', base .. '#' .. p) end
+  end
+  return n
+end
 if group ~= '' then
   local refused = false
   for i = 0, count - 1 do
-    local model = ARGV[7 + i * 11]
+    local model = ARGV[7 + i * N]
     if redis.call('HEXISTS', KEYS[1], model) == 0 then
       out[i + 1], refused = 'UNKNOWN_MODEL', true
-    elseif limit > 0 and redis.call('XLEN', KEYS[6 + i * 3]) >= limit then
+    elseif limit > 0 and backlog(KEYS[6 + i * 3]) >= limit then
       out[i + 1], refused = 'QUEUE_FULL', true
     else
       out[i + 1] = 'NOT_SUBMITTED'
@@ -50,10 +64,11 @@ if group ~= '' then
 end
 for i = 0, count - 1 do
   local job, stream, idem = KEYS[5 + i * 3], KEYS[6 + i * 3], KEYS[7 + i * 3]
-  local b = 6 + i * 11
+  local b = 6 + i * N
   local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ttl, hash, cache_key, cache_ttl = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   local due, traceparent, tenant = tonumber(ARGV[b + 8]), ARGV[b + 9], ARGV[b + 10]
+  local priority = ARGV[b + 11]
   local scheduled = due > tonumber(now)
   local prev = hash ~= '' and redis.call('GET', idem)
   if prev then
@@ -65,7 +80,7 @@ for i = 0, count - 1 do
     end
   elseif redis.call('HEXISTS', KEYS[1], model) == 0 then
     out[#out + 1] = 'UNKNOWN_MODEL'
-  elseif not scheduled and limit > 0 and redis.call('XLEN', stream) >= limit then
+  elseif not scheduled and limit > 0 and backlog(stream) >= limit then
     out[#out + 1] = 'QUEUE_FULL'
   else
     local entry = ''
@@ -79,15 +94,20 @@ for i = 0, count - 1 do
       redis.call('ZADD', KEYS[4], due, id)
       entry = 'SCHEDULED'
     else
-      if traceparent == '' then
-        entry = redis.call('XADD', stream, '*', E.id, id, E.payload, payload)
-      else
-        entry = redis.call('XADD', stream, '*', E.id, id, E.payload, payload,
-          E.traceparent, traceparent)
+      local fields = {E.id, id, E.payload, payload}
+      if traceparent ~= '' then
+        fields[#fields + 1], fields[#fields + 2] = E.traceparent, traceparent
       end
+      if priority ~= '5' then
+        fields[#fields + 1], fields[#fields + 2] = E.priority, priority
+      end
+      entry = redis.call('XADD', stream, '*', unpack(fields))
       redis.call('HSET', job,
         F.model, model, F.status, 'queued', F.created_at, now,
         F.attempts, 0, F.entry, entry, F.deadline, deadline, F.tenant, tenant)
+    end
+    if priority ~= '5' then
+      redis.call('HSET', job, F.priority, priority)
     end
     if ttl ~= '0' then
       redis.call('HSET', job, F.ttl, ttl)
@@ -104,7 +124,7 @@ for i = 0, count - 1 do
 end
 if group ~= '' then
   local ids = {}
-  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * 11] end
+  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * N] end
   redis.call('HSET', KEYS[3], 'created_at', now, 'jobs', table.concat(ids, ' '),
     'tenant', ARGV[6 + 10])
   redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))

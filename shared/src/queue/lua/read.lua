@@ -1,0 +1,75 @@
+-- Read new entries of one queue across its priority lanes, without blocking: lanes are taken in
+-- the order of their oldest waiting entry's rank, highest first, until `count` entries are read.
+-- An entry's rank is its lane's priority plus one for every aging period it has waited (its
+-- entry id holds the time it was queued), so a steady flow of higher-priority jobs delays
+-- lower ones but cannot starve them; equal ranks go to the older entry.
+--
+-- KEYS[1..]  the queue's lanes, highest priority first (consecutive priorities)
+-- ARGV[1]    consumer group
+-- ARGV[2]    consumer (worker) name
+-- ARGV[3]    most entries to read
+-- ARGV[4]    now, ms since the epoch
+-- ARGV[5]    aging period in ms (0 = strict priority, no aging)
+-- ARGV[6]    priority of KEYS[1]
+--
+-- Returns {lane index (1-based, KEYS order), entries as XREADGROUP gives them, ...}.
+local group, consumer = ARGV[1], ARGV[2]
+local count, now, aging = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local top = tonumber(ARGV[6])
+
+local candidates = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('XLEN', key) > 0 then candidates[#candidates + 1] = {lane = i} end
+end
+
+-- The oldest entry not yet delivered to the group, or nil.
+local function head(key)
+  local from = '-'
+  local groups = redis.pcall('XINFO', 'GROUPS', key)
+  if type(groups) == 'table' and not groups.err then
+    for _, g in ipairs(groups) do
+      local t = {}
+      for j = 1, #g, 2 do t[g[j]] = g[j + 1] end
+      if t['name'] == group then from = '(' .. t['last-delivered-id'] end
+    end
+  end
+  local e = redis.call('XRANGE', key, from, '+', 'COUNT', 1)
+  return e[1] and e[1][1]
+end
+
+if #candidates > 1 then
+  local ranked = {}
+  for _, c in ipairs(candidates) do
+    local id = head(KEYS[c.lane])
+    if id then
+      local queued = tonumber(string.match(id, '^(%d+)')) or now
+      c.queued = queued
+      c.rank = top - (c.lane - 1)
+      if aging > 0 and now > queued then
+        c.rank = c.rank + math.floor((now - queued) / aging)
+      end
+      ranked[#ranked + 1] = c
+    end
+  end
+  table.sort(ranked, function(a, b)
+    if a.rank ~= b.rank then return a.rank > b.rank end
+    return a.queued < b.queued
+  end)
+  candidates = ranked
+end
+
+local out = {}
+for _, c in ipairs(candidates) do
+  if count <= 0 then break end
+  local got = redis.pcall('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
+    'STREAMS', KEYS[c.lane], '>')
+  if type(got) == 'table' and not got.err and got[1] then
+    local entries = got[1][2]
+    if #entries > 0 then
+      out[#out + 1] = c.lane
+      out[#out + 1] = entries
+      count = count - #entries
+    end
+  end
+end
+return out
