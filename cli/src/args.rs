@@ -170,6 +170,9 @@ pub(crate) struct SubmitArgs {
     /// `deadline_exceeded` without running.
     #[arg(long, value_name = "N")]
     pub(crate) timeout_ms: Option<u64>,
+    /// Priority 0 to 9 (default 5): among the model's waiting jobs, higher starts sooner.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub(crate) priority: Option<u8>,
 }
 
 /// The API key. Redacted in `Debug`, so it cannot leak into a log or an error message.

@@ -53,7 +53,10 @@ struct JobBody<'a> {
 
 #[derive(Debug, Serialize)]
 struct Parameters {
-    timeout_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<u8>,
 }
 
 /// The `202 Accepted` answer to a submission.
@@ -81,7 +84,10 @@ async fn submit(global: &Global, args: SubmitArgs) -> Result<Outcome, CliError> 
     let body = JobBody {
         model: &args.model,
         inputs: inputs.iter().map(Input::wire).collect(),
-        parameters: args.timeout_ms.map(|timeout_ms| Parameters { timeout_ms }),
+        parameters: (args.timeout_ms.is_some() || args.priority.is_some()).then_some(Parameters {
+            timeout_ms: args.timeout_ms,
+            priority: args.priority,
+        }),
     };
     let body = serde_json::to_vec(&body)
         .map_err(|e| CliError::Usage(format!("cannot encode the job: {e}")))?;

@@ -142,14 +142,36 @@ async fn submit_wait_returns_linear_results_from_inline_json_and_npy() {
     );
     assert!(run.stderr.is_empty(), "no spinner off a terminal: {run:?}");
 
-    // Without --wait: the 202 body, verbatim.
-    let run = inferq(&app.base, &["submit", "linear", "-i", inline, "--json"]).await;
+    // Without --wait: the 202 body, verbatim; --priority reaches the job.
+    let run = inferq(
+        &app.base,
+        &[
+            "submit",
+            "linear",
+            "-i",
+            inline,
+            "--priority",
+            "8",
+            "--json",
+        ],
+    )
+    .await;
     assert_eq!(run.code, Some(0), "{run:?}");
     let accepted = run.json();
     assert_eq!(accepted["status"], "queued");
     let id = accepted["id"].as_str().unwrap();
     assert_eq!(accepted["status_url"], format!("/status/{id}"));
-    app.wait_done(id, DONE).await;
+    let record = app.wait_done(id, DONE).await;
+    assert_eq!(record["priority"], 8, "{record}");
+
+    // A priority outside 0 to 9 is a usage error, caught before any request.
+    let run = inferq(
+        &app.base,
+        &["submit", "linear", "-i", inline, "--priority", "10"],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("--priority"), "{run:?}");
 }
 
 #[tokio::test]
@@ -180,6 +202,7 @@ async fn status_cancel_and_models_print_the_servers_answers() {
             "finished_at",
             "id",
             "model",
+            "priority",
             "result",
             "started_at",
             "status"
