@@ -154,3 +154,116 @@ async fn a_priority_outside_0_to_9_is_refused() {
     let (_, record) = app.get(&format!("/status/{id}")).await;
     assert_eq!(record["priority"], 7, "{record}");
 }
+
+/// At the queue protocol level: a job's lane holds through a hand-back, a dead letter and its
+/// retry, and a scheduled job is queued in its lane.
+#[tokio::test]
+async fn a_job_keeps_its_lane_through_hand_backs_dead_letters_and_scheduling() {
+    use inferq_shared::config::RedisConfig;
+    use inferq_shared::job::{JobId, Priority};
+    use inferq_shared::model::{ModelInfo, TensorSpec};
+    use inferq_shared::queue::{Entry, NewJob, Queue, Retention, Retried, Submitted};
+    use inferq_shared::time::now_ms;
+
+    let redis = Redis::start_with(false);
+    let namespace = format!("p{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let queue = Queue::connect(&RedisConfig::new(&redis.url(), &namespace), Duration::ZERO)
+        .await
+        .unwrap();
+    let spec = TensorSpec {
+        name: "x".into(),
+        datatype: inferq_shared::DataType::Fp32,
+        shape: vec![-1, 4],
+    };
+    let info = ModelInfo {
+        name: "m".into(),
+        description: None,
+        inputs: vec![spec.clone()],
+        outputs: vec![spec],
+        batching: true,
+        max_batch_size: 8,
+        sha256: None,
+    };
+    queue.announce_models("w1", &[info]).await.unwrap();
+    queue.ensure_group("m").await.unwrap();
+    let retention = Retention {
+        result_ttl: Duration::from_secs(60),
+    };
+    let high = Priority::new(8).unwrap();
+    let job = |id: JobId, due_ms: Option<u64>| NewJob {
+        id,
+        model: "m",
+        payload: b"{}",
+        deadline_ms: None,
+        result_ttl_secs: None,
+        idempotency: None,
+        cache: None,
+        due_ms,
+        trace: None,
+        tenant: "default",
+        priority: high,
+    };
+    let read_one = |consumer: &'static str| {
+        let queue = queue.clone();
+        async move {
+            let got = queue.read(consumer, "m", 10, None).await.unwrap();
+            assert_eq!(got.len(), 1, "{got:?}");
+            match got.into_iter().next().unwrap() {
+                Entry::Job(d) => d,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+
+    let id = JobId::new();
+    let submitted = queue
+        .submit_many(&[job(id, None)], 0, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(submitted, [Submitted::Queued]);
+    let first = read_one("w1").await;
+    assert_eq!((first.job, first.entry.priority), (id, high));
+
+    // Handed back unstarted: it waits in its lane again.
+    let released = queue
+        .release("m", &[(id, first.entry.clone(), 0)])
+        .await
+        .unwrap();
+    assert_eq!(released, 1);
+    let again = read_one("w1").await;
+    assert_eq!((again.job, again.entry.priority), (id, high));
+    assert_ne!(again.entry, first.entry);
+
+    // Out of attempts (max 0): dead-lettered; the retry queues it in its lane.
+    assert_eq!(
+        queue
+            .start("m", "w1", std::slice::from_ref(&again), 0, retention)
+            .await
+            .unwrap(),
+        [0]
+    );
+    assert_eq!(queue.record(id).await.unwrap().unwrap().priority, high);
+    assert_eq!(
+        queue.retry_dead(&id.to_string()).await.unwrap(),
+        Retried::Queued(id)
+    );
+    let retried = read_one("w2").await;
+    assert_eq!((retried.job, retried.entry.priority), (id, high));
+
+    // A scheduled job moves to its lane when due.
+    let later = JobId::new();
+    let submitted = queue
+        .submit_many(
+            &[job(later, Some(now_ms() + 50))],
+            0,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(submitted, [Submitted::Scheduled]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(queue.promote_due(10).await.unwrap(), 1);
+    let promoted = read_one("w1").await;
+    assert_eq!((promoted.job, promoted.entry.priority), (later, high));
+    assert_eq!(queue.record(later).await.unwrap().unwrap().priority, high);
+}
