@@ -183,10 +183,9 @@ impl Queue {
         Ok(out)
     }
 
-    /// Reads new entries from the lanes of `queues`, blocking up to `block` for the first:
-    /// up to `count` from a queue with one lane, else at most one from each lane (then
-    /// [`Queue::read`] takes the rest in rank order). Returns them with the index of their
-    /// queue, higher lanes first.
+    /// Reads up to `count` new entries from EACH lane of `queues`, blocking up to `block` for
+    /// the first. Returns them with the index of their queue, higher lanes first. (Lanes that
+    /// receive entries in the same instant can give more than `count` in all.)
     pub async fn read_any(
         &self,
         consumer: &str,
@@ -202,7 +201,6 @@ impl Queue {
                 streams.insert(key, (i, priority));
             }
         }
-        let count = if names.len() == 1 { count } else { 1 };
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)

@@ -66,10 +66,11 @@ impl Consumer {
                 return Ok(Some(self.fill(i, got, idle, self.capacity(i, idle)).await));
             }
         }
-        // Nothing waiting: block on every lane of every model at once, one entry each; the
-        // batch is then filled in rank order.
+        // Nothing waiting: block on every lane of every model at once, one entry each (with
+        // one model, as many as can start; entries arriving in several lanes at the same
+        // instant may make a batch that is larger than that, highest priority first).
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let count = 1;
+        let count = if n == 1 { self.capacity(0, idle) } else { 1 };
         let got = self
             .reader
             .read_any(&self.consumer, &names, count, Some(READ_BLOCK))
