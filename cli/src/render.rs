@@ -40,6 +40,9 @@ pub(crate) struct JobRecord {
     pipeline: Option<String>,
     #[serde(default)]
     pub(crate) progress: Option<Progress>,
+    /// 0 to 9; absent from servers before priorities.
+    #[serde(default)]
+    priority: Option<u8>,
 }
 
 /// A model job's outputs, or a speech pipeline's segments.
@@ -118,6 +121,9 @@ pub(crate) fn record(r: &JobRecord) -> String {
         field("ran", &span(started, finished));
     }
     field("attempts", &r.attempts.to_string());
+    if let Some(p) = r.priority {
+        field("priority", &p.to_string());
+    }
     if let Some(e) = &r.error {
         field("error", &format!("{}: {}", e.code, e.message));
     }
@@ -298,7 +304,7 @@ mod tests {
         let r: JobRecord = serde_json::from_value(json!({
             "id": "6f1c", "model": "linear", "status": "succeeded",
             "created_at": "2026-11-21T06:20:10.147Z", "started_at": "2026-11-21T06:20:11.647Z",
-            "finished_at": "2026-11-21T06:20:11.650Z", "attempts": 1,
+            "finished_at": "2026-11-21T06:20:11.650Z", "attempts": 1, "priority": 7,
             "result": {"outputs": [{"name": "y", "shape": [3, 3], "datatype": "FP32",
                 "data": [[1, 2, 3], [4, 5, 6], [7, 8, "NaN"]]}]},
             "error": null
@@ -306,6 +312,7 @@ mod tests {
         .unwrap();
         let text = record(&r);
         assert!(text.starts_with("job 6f1c  succeeded\n"), "{text}");
+        assert!(text.contains("priority  7\n"), "{text}");
         assert!(text.contains("queued    1.50 s\n"), "{text}");
         assert!(text.contains("ran       3 ms\n"), "{text}");
         assert!(
