@@ -352,7 +352,11 @@ pub(crate) fn parse_id(raw: &str) -> AppResult<JobId> {
 
 /// Reads a job the caller may see. Another tenant's job answers exactly as an unknown id
 /// does, so ids cannot be probed for existence.
-async fn read_stored(state: &AppState, caller: &Principal, id: JobId) -> AppResult<StoredJob> {
+pub(crate) async fn read_stored(
+    state: &AppState,
+    caller: &Principal,
+    id: JobId,
+) -> AppResult<StoredJob> {
     state
         .queue
         .record(id)

@@ -7,6 +7,7 @@ mod batch;
 mod body;
 mod dashboard;
 pub mod error;
+mod events;
 mod extract;
 mod groups;
 mod jobs;
@@ -26,6 +27,7 @@ pub mod routes;
 mod server;
 pub mod state;
 mod submission;
+pub mod watchers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -138,6 +140,11 @@ pub struct Config {
     /// Serve `GET /metrics` without a key (for a Prometheus inside a trusted network).
     #[arg(long, env = "INFERQ_METRICS_PUBLIC", default_value_t = false)]
     pub metrics_public: bool,
+
+    /// Seconds between the comment lines that keep an idle event stream
+    /// (`GET /jobs/<id>/events`) open through proxies.
+    #[arg(long, env = "INFERQ_EVENTS_KEEPALIVE_SECS", default_value_t = 15)]
+    pub events_keepalive_secs: u64,
 }
 
 /// Whether requests must carry an API key.
@@ -178,6 +185,7 @@ impl Config {
             auth: AuthMode::Required,
             admin_key: None,
             metrics_public: false,
+            events_keepalive_secs: 15,
             max_upload_bytes: 64 * 1024 * 1024,
             upload_ttl_secs: 86_400,
         }

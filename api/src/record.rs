@@ -71,6 +71,9 @@ pub struct JobRecord {
     /// at least once a second; starts over when another worker redoes the job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// Increases with every change of the record (state, attempt, progress); the `id:` of the
+    /// job's server-sent events (`GET /jobs/{id}/events`).
+    pub version: u64,
 }
 
 impl JobRecord {
@@ -135,6 +138,7 @@ impl TryFrom<StoredJob> for JobRecord {
             eta_ms: None,
             cached,
             run_at,
+            version: job.version,
         })
     }
 }

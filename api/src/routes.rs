@@ -42,6 +42,7 @@ fn documented_routes(upload_limit: usize) -> OpenApiRouter<Arc<AppState>> {
         ))
         .routes(routes!(crate::pipelines::list))
         .routes(routes!(jobs::get_job, jobs::cancel))
+        .routes(routes!(crate::events::job_events))
         .routes(routes!(jobs::status))
         .routes(routes!(models))
         .routes(routes!(retire_model))

@@ -1,5 +1,6 @@
 //! Shared API state: the queue handle, a short-lived cache of model metadata, and the waiters
-//! of `GET /status/<id>?wait=` fed by one Redis pub/sub subscription per process.
+//! of `GET /status/<id>?wait=` and the event streams of `GET /jobs/<id>/events`, all fed by one
+//! Redis pub/sub subscription per process.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,12 +8,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use inferq_shared::JobStatus;
 use inferq_shared::job::JobId;
 use inferq_shared::model::ModelInfo;
 use inferq_shared::queue::{Overview, Queue, QueueError};
 use tokio::sync::{Notify, watch};
 
 use crate::Config;
+use crate::watchers::JobWatchers;
 
 /// How long model metadata is trusted before it is read again. Workers announce changes at
 /// start, so a new model becomes visible within this time.
@@ -30,6 +33,8 @@ pub struct AppState {
     pub queue: Queue,
     models: RwLock<ModelCache>,
     waiters: Mutex<HashMap<JobId, Waiter>>,
+    /// The event streams open on this process, by job.
+    pub watchers: Arc<JobWatchers>,
     /// Turns true when the server starts shutting down; long-polls answer at once then.
     shutdown: watch::Receiver<bool>,
     /// The last queue overview read from Redis, and when.
@@ -102,6 +107,7 @@ impl AppState {
                 refreshed: None,
             }),
             waiters: Mutex::new(HashMap::new()),
+            watchers: Arc::default(),
             overview: tokio::sync::Mutex::new(None),
         }
     }
@@ -199,30 +205,40 @@ impl AppState {
         }
     }
 
-    /// Subscribes to job events for the life of the process, reconnecting with backoff when
-    /// Redis goes away. One connection serves every waiting client.
+    /// Subscribes to job events (terminal and progress channels) for the life of the process,
+    /// reconnecting with backoff when Redis goes away. One connection serves every waiting
+    /// client and every event stream.
     pub fn spawn_event_listener(self: &Arc<Self>) {
         let state = Arc::downgrade(self);
         let redis = self.config.redis.clone();
-        let channel = self.queue.keys().events();
+        let terminal = self.queue.keys().events();
+        let progress = self.queue.keys().progress_events();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
                 let result = async {
                     let client = redis.client()?;
                     let mut pubsub = client.get_async_pubsub().await?;
-                    pubsub.subscribe(&channel).await?;
-                    tracing::debug!(%channel, "subscribed to job events");
+                    pubsub.subscribe(&[&terminal, &progress]).await?;
+                    tracing::debug!(%terminal, %progress, "subscribed to job events");
                     Ok::<_, redis::RedisError>(pubsub.into_on_message())
                 }
                 .await;
                 match result {
                     Ok(mut messages) => {
                         backoff = Duration::from_millis(100);
+                        // Changes made while unsubscribed were not heard: streams read again.
+                        if let Some(state) = state.upgrade() {
+                            state.watchers.notify_all();
+                        }
                         while let Some(msg) = messages.next().await {
                             let Some(state) = state.upgrade() else { return };
-                            for id in terminal_events(msg.get_payload_bytes()) {
-                                state.notify(id);
+                            let payload = msg.get_payload_bytes();
+                            for (id, status) in job_events(payload) {
+                                if status.is_terminal() {
+                                    state.notify(id);
+                                }
+                                state.watchers.notify(id);
                             }
                         }
                         tracing::warn!("job event subscription lost; reconnecting");
@@ -241,15 +257,14 @@ impl AppState {
     }
 }
 
-/// `<job id> <status>` lines → the ids whose status is terminal.
-fn terminal_events(payload: &[u8]) -> impl Iterator<Item = JobId> + '_ {
+/// `<job id> <status>` lines → the jobs and their new status; unreadable lines are skipped.
+fn job_events(payload: &[u8]) -> impl Iterator<Item = (JobId, JobStatus)> + '_ {
     std::str::from_utf8(payload)
         .unwrap_or("")
         .lines()
         .filter_map(|line| {
             let (id, status) = line.split_once(' ')?;
-            let status = inferq_shared::JobStatus::parse(status)?;
-            status.is_terminal().then(|| id.parse().ok()).flatten()
+            Some((id.parse().ok()?, JobStatus::parse(status)?))
         })
 }
 
@@ -261,7 +276,14 @@ mod tests {
     fn event_messages_carry_one_line_per_job() {
         let (a, b) = (JobId::new(), JobId::new());
         let msg = format!("{a} succeeded\n{b} failed\nnot-an-id succeeded\n{a} running");
-        let ids: Vec<JobId> = terminal_events(msg.as_bytes()).collect();
-        assert_eq!(ids, [a, b]);
+        let events: Vec<_> = job_events(msg.as_bytes()).collect();
+        assert_eq!(
+            events,
+            [
+                (a, JobStatus::Succeeded),
+                (b, JobStatus::Failed),
+                (a, JobStatus::Running)
+            ]
+        );
     }
 }

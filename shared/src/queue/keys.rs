@@ -47,7 +47,9 @@
 //! - `{ns}:q:pipeline:<name>`: the stream of a built-in pipeline ([`pipeline_queue`]); model
 //!   names cannot hold a `:`, so it never meets a model's stream.
 //! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
-//!   others; each message holds one `<job id> <status>` line per job of one atomic step.
+//!   others (queued again, running, a pipeline's progress update); each message holds one
+//!   `<job id> <status>` line per job of one atomic step. Every API process subscribes to
+//!   both on one connection (`?wait=` long-polls and event streams).
 
 use crate::job::{JobId, Priority};
 
@@ -117,6 +119,10 @@ pub mod field {
     pub const PROGRESS_TOTAL: &str = "progress_total";
     /// `parameters.priority` (0 to 9), which names the job's lane; absent means 5.
     pub const PRIORITY: &str = "priority";
+    /// Increases by one with every change a client can see (a state change, a progress
+    /// update), in the same script step as the change: the `id:` of the job's server-sent
+    /// events, so a stream resumed with `Last-Event-ID` knows what it has already sent.
+    pub const VERSION: &str = "version";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -145,6 +151,7 @@ pub mod field {
         PROGRESS_DONE,
         PROGRESS_TOTAL,
         PRIORITY,
+        VERSION,
     ];
 }
 
@@ -343,8 +350,8 @@ impl Keys {
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
     }
-    /// Non-terminal state changes (started, handed back), kept off the channel API processes
-    /// subscribe to.
+    /// Non-terminal changes (started, handed back, a pipeline's progress), apart from the
+    /// terminal ones so a listener that needs only those can skip them.
     pub fn progress_events(&self) -> String {
         format!("{}:events:progress", self.prefix)
     }

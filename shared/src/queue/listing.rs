@@ -155,6 +155,7 @@ impl Queue {
                 field::PROGRESS_DONE,
                 field::PROGRESS_TOTAL,
                 field::PRIORITY,
+                field::VERSION,
             ]);
         }
         let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn.clone()).await?;
@@ -178,6 +179,7 @@ impl Queue {
                     .and_then(|p| p.parse::<u8>().ok())
                     .and_then(Priority::new)
                     .unwrap_or_default();
+                let version = num(next()).unwrap_or(0);
                 Some(StoredJob {
                     id,
                     model,
@@ -194,6 +196,7 @@ impl Queue {
                     tenant,
                     progress,
                     priority,
+                    version,
                 })
             })
             .collect())

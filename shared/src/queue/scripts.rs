@@ -632,6 +632,8 @@ impl Queue {
             .arg(token)
             .arg(done)
             .arg(total.map(|t| t.to_string()).unwrap_or_default())
+            .arg(self.keys.progress_events())
+            .arg(id.to_string())
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(recorded == 1)

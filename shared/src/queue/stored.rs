@@ -33,9 +33,11 @@ pub struct StoredJob {
     pub progress: Option<(f64, Option<f64>)>,
     /// `parameters.priority`, the lane its entry waits in.
     pub priority: Priority,
+    /// Bumped with every visible change ([`field::VERSION`]); 0 for records from before it.
+    pub version: u64,
 }
 
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 17] = [
     field::MODEL,
     field::STATUS,
     field::CREATED_AT,
@@ -52,6 +54,7 @@ const FIELDS: [&str; 16] = [
     field::PROGRESS_DONE,
     field::PROGRESS_TOTAL,
     field::PRIORITY,
+    field::VERSION,
 ];
 
 impl Queue {
@@ -113,6 +116,7 @@ impl Queue {
         let tenant = bytes();
         let (progress_done, progress_total) = (bytes(), bytes());
         let priority = bytes();
+        let version = bytes();
         let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
         let (model, status) = (text(model), text(status));
         let (Some(model), Some(status)) = (model, status) else {
@@ -148,6 +152,7 @@ impl Queue {
                 .and_then(|p| u8::try_from(p).ok())
                 .and_then(Priority::new)
                 .unwrap_or_default(),
+            version: time(version).unwrap_or(0),
         }))
     }
 }

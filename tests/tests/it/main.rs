@@ -6,6 +6,7 @@ mod batching;
 mod cli;
 mod dashboard;
 mod datatypes;
+mod events;
 mod faults;
 mod helpers;
 mod job_api;

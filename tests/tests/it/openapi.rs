@@ -12,8 +12,9 @@ use crate::helpers::*;
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 34] = [
+const SERVED: [(&str, &str); 35] = [
     ("POST", "/jobs"),
+    ("GET", "/jobs/{id}/events"),
     ("POST", "/jobs/batch"),
     ("GET", "/jobs"),
     ("POST", "/groups"),

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{App, AppOptions, Worker, repo_root, spawn_app, spawn_app_with};
 
-fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = repo_root().join("tests/audio").join(name);
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
@@ -29,7 +29,7 @@ fn models_dir() -> PathBuf {
     repo_root().join("models")
 }
 
-fn speech_worker(app: &App, env: &[(&str, &str)]) -> Worker {
+pub(crate) fn speech_worker(app: &App, env: &[(&str, &str)]) -> Worker {
     let mut all = vec![("INFERQ_MODELS", "silero_vad")];
     all.extend_from_slice(env);
     app.worker(&models_dir(), &all)
@@ -77,7 +77,7 @@ async fn post_audio(app: &App, file: &[u8], parameters: Option<&Value>) -> (u16,
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn submit_audio(app: &App, file: &[u8], parameters: Option<&Value>) -> String {
+pub(crate) async fn submit_audio(app: &App, file: &[u8], parameters: Option<&Value>) -> String {
     let (status, body) = post_audio(app, file, parameters).await;
     assert_eq!(status, 202, "{body}");
     body["id"].as_str().unwrap().to_owned()

@@ -19,6 +19,7 @@ end
 redis.call('HSET', KEYS[2], F.model, ARGV[2], F.status, 'succeeded', F.created_at, ARGV[3],
   F.started_at, ARGV[3], F.finished_at, ARGV[3], F.attempts, 0, F.result, result,
   F.cached, 1, F.deadline, 0, F.tenant, ARGV[6])
+redis.call('HINCRBY', KEYS[2], F.version, 1)
 if ARGV[5] ~= '0' then
   redis.call('HSET', KEYS[2], F.ttl, ARGV[5])
 end

@@ -20,6 +20,7 @@ end
 if rec[1] == 'queued' or rec[1] == 'running' or rec[1] == 'scheduled' then
   redis.call('HSET', KEYS[1], F.status, 'cancelled', F.finished_at, ARGV[1])
   redis.call('HDEL', KEYS[1], F.payload)
+  redis.call('HINCRBY', KEYS[1], F.version, 1)
   redis.call('EXPIRE', KEYS[1], tonumber(redis.call('HGET', KEYS[1], F.ttl)) or tonumber(ARGV[2]))
   if rec[1] == 'queued' and rec[2] then
     -- The group may not exist yet if no worker ever served the model.

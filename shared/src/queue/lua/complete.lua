@@ -45,6 +45,7 @@ for i = 4, 3 + n do
           message = c, failed_at = tonumber(now)}))
         failures = failures + 1
       end
+      redis.call('HINCRBY', job, F.version, 1)
       redis.call('EXPIRE', job, tonumber(rec[3]) or ttl)
       events[#events + 1] = id .. ' ' .. status
       done = 1

@@ -50,6 +50,7 @@ redis.call('HSETNX', KEYS[3], F.created_at, ARGV[4])
 if f[E.priority] then
   redis.call('HSET', KEYS[3], F.priority, f[E.priority])
 end
+redis.call('HINCRBY', KEYS[3], F.version, 1)
 redis.call('PERSIST', KEYS[3])
 redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[2])

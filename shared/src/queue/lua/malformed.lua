@@ -39,6 +39,7 @@ for i = 7, #ARGV, 2 do
     if status == 'queued' or status == 'running' then
       redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
         F.error_code, 'malformed_entry', F.error_message, message)
+      redis.call('HINCRBY', job, F.version, 1)
       redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or ttl)
       events[#events + 1] = id .. ' failed'
       redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model,

@@ -32,6 +32,7 @@ for _, id in ipairs(due) do
     local entry = redis.call('XADD', stream, '*', unpack(fields))
     redis.call('HSET', job, F.status, 'queued', F.entry, entry)
     redis.call('HDEL', job, F.payload, F.traceparent)
+    redis.call('HINCRBY', job, F.version, 1)
     events[#events + 1] = id .. ' queued'
     moved = moved + 1
   end

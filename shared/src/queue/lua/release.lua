@@ -24,6 +24,7 @@ for i = 2, #KEYS do
     redis.call('HSET', job, F.status, 'queued', F.entry, fresh)
     redis.call('HDEL', job, F.token, F.worker, F.delivery)
     if rec[1] == 'running' then
+      redis.call('HINCRBY', job, F.version, 1)
       redis.call('PUBLISH', channel, id .. ' queued')
     end
     released = released + 1

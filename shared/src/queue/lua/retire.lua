@@ -32,6 +32,7 @@ for i = lanes + 4, #KEYS do
   if status == 'queued' or status == 'running' then
     redis.call('HSET', job, F.status, 'failed', F.finished_at, ARGV[2],
       F.error_code, 'model_retired', F.error_message, 'model \'' .. ARGV[1] .. '\' was retired')
+    redis.call('HINCRBY', job, F.version, 1)
     redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or tonumber(ARGV[3]))
     events[#events + 1] = ARGV[i + 2] .. ' failed'
     failed = failed + 1

@@ -40,6 +40,7 @@ local uploads = #KEYS > 4 + n
 local function fail(job, id, code, message)
   redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
     F.error_code, code, F.error_message, message)
+  redis.call('HINCRBY', job, F.version, 1)
   redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or ttl)
   done_events[#done_events + 1] = id .. ' failed'
   redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model, code = code,
@@ -84,6 +85,7 @@ for i = 5, 4 + n do
       token = attempts + 1
       redis.call('HSET', job, F.status, 'running', F.attempts, token, F.token, token,
         F.started_at, now, F.worker, consumer, F.delivery, delivery)
+      redis.call('HINCRBY', job, F.version, 1)
       started_events[#started_events + 1] = id .. ' running'
       if uploads then
         redis.call('HDEL', job, F.progress_done, F.progress_total)

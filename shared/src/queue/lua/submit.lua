@@ -109,6 +109,7 @@ for i = 0, count - 1 do
     if priority ~= '5' then
       redis.call('HSET', job, F.priority, priority)
     end
+    redis.call('HINCRBY', job, F.version, 1)
     if ttl ~= '0' then
       redis.call('HSET', job, F.ttl, ttl)
     end

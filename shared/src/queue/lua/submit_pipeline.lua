@@ -24,4 +24,5 @@ local entry = redis.call('XADD', KEYS[2], '*', E.id, ARGV[1], E.payload, ARGV[4]
 redis.call('HSET', KEYS[1],
   F.model, ARGV[2], F.status, 'queued', F.created_at, ARGV[3],
   F.attempts, 0, F.entry, entry, F.deadline, ARGV[6], F.tenant, ARGV[9])
+redis.call('HINCRBY', KEYS[1], F.version, 1)
 return entry
