@@ -14,8 +14,9 @@ use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use inferq_shared::auth::{
-    ApiKey, DEFAULT_TENANT, KeyInfo, Scope, Scopes, constant_time_eq, hash_secret,
+    ApiKey, DEFAULT_TENANT, KeyInfo, Scope, Scopes, TenantLimits, constant_time_eq, hash_secret,
 };
+use inferq_shared::queue::rate::RateLimit;
 
 use crate::AuthMode;
 use crate::error::ApiError;
@@ -31,12 +32,14 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 pub const MIN_ADMIN_KEY_LEN: usize = 32;
 
 /// Who is calling: the tenant that owns what they submit and the scopes of their key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     pub tenant: String,
     pub scopes: Scopes,
     /// The key's id; `None` for the bootstrap admin key and when authentication is disabled.
     pub key_id: Option<String>,
+    /// The tenant's quotas as the key sets them (unset: the configuration's).
+    pub limits: TenantLimits,
 }
 
 impl Principal {
@@ -46,6 +49,7 @@ impl Principal {
             tenant: DEFAULT_TENANT.to_owned(),
             scopes: Scopes::all(),
             key_id: None,
+            limits: TenantLimits::default(),
         }
     }
 
@@ -54,7 +58,25 @@ impl Principal {
             tenant: k.tenant,
             scopes: k.scopes,
             key_id: Some(k.id),
+            limits: k.limits,
         }
+    }
+
+    /// Most jobs the caller's tenant may have waiting or running: the key's setting, else
+    /// `INFERQ_TENANT_MAX_QUEUED`; 0 = no limit.
+    pub fn max_queued(&self, config: &crate::Config) -> u64 {
+        self.limits.max_queued.unwrap_or(config.tenant_max_queued)
+    }
+
+    /// The tenant's submission rate: the key's settings, else `INFERQ_TENANT_RATE` and
+    /// `INFERQ_TENANT_BURST`; `None` = no limit.
+    pub fn rate_limit(&self, config: &crate::Config) -> Option<RateLimit> {
+        let per_sec = self.limits.rate.unwrap_or(config.tenant_rate);
+        let burst = self.limits.burst.unwrap_or(config.tenant_burst);
+        (per_sec > 0.0).then_some(RateLimit {
+            per_sec,
+            burst: burst.max(1.0),
+        })
     }
 
     /// Whether the caller may see a job of `tenant`: their own, or any with `admin`.
@@ -142,6 +164,7 @@ async fn identify(state: &AppState, key: &ApiKey) -> Result<Option<Principal>, A
             tenant: DEFAULT_TENANT.to_owned(),
             scopes: Scopes::all(),
             key_id: None,
+            limits: TenantLimits::default(),
         }));
     }
     Ok(state

@@ -1,7 +1,8 @@
 //! `Retry-After` for a full model queue (`429 overloaded`), estimated from the queue: the time
 //! the model's workers need, at the rate they finished jobs over the last minute, to serve the
 //! jobs its stream holds now. A model that finished nothing in that minute (no live worker, or
-//! a stall) gets a minute.
+//! a stall) gets a minute. A tenant over its `max_queued` (`429 quota_exceeded`) gets the time
+//! for its excess (the jobs that must end before the submission fits) at the same rate.
 
 use std::sync::Arc;
 
@@ -17,6 +18,14 @@ use crate::state::AppState;
 /// queue is full.
 #[derive(Debug, Clone)]
 pub(crate) struct FullQueue(pub(crate) String);
+
+/// Put on a `429 quota_exceeded` answer: the model submitted to, and how many of the tenant's
+/// jobs must end before the submission fits.
+#[derive(Debug, Clone)]
+pub(crate) struct TenantExcess {
+    pub(crate) model: String,
+    pub(crate) excess: u64,
+}
 
 /// Longest `Retry-After` given: past it the estimate says little.
 const MAX_RETRY_AFTER_SECS: u64 = 3600;
@@ -43,14 +52,17 @@ pub(crate) async fn estimate(
     if res.status() != StatusCode::TOO_MANY_REQUESTS {
         return res;
     }
-    let model = match res.extensions().get::<FullQueue>() {
-        Some(FullQueue(m)) => Some(m.clone()),
-        None => oip_model,
+    let excess = res.extensions().get::<TenantExcess>().cloned();
+    let model = match (res.extensions().get::<FullQueue>(), &excess) {
+        (Some(FullQueue(m)), _) => Some(m.clone()),
+        (None, Some(e)) => Some(e.model.clone()),
+        (None, None) => oip_model,
     };
     let Some(model) = model else { return res };
     // Without Redis the answer keeps its default.
     if let Ok((depth, done)) = state.queue.backlog(&model).await {
-        let secs = retry_after_secs(depth, done);
+        let jobs = excess.map_or(depth, |e| e.excess);
+        let secs = retry_after_secs(jobs, done);
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }

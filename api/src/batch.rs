@@ -160,6 +160,7 @@ pub(crate) async fn submit_batch(
                 trace,
                 tenant: &caller.tenant,
                 priority: p.options.priority,
+                tenant_max_queued: caller.max_queued(&state.config),
             })
             .collect();
         let outcomes = state

@@ -88,6 +88,12 @@ pub enum ApiError {
     Validation(#[from] ValidationError),
     #[error("this tenant submits faster than its rate limit; retry in {0} s")]
     RateLimited(u64),
+    /// `model`: the queue whose measured rate estimates when `excess` jobs will have ended.
+    #[error(
+        "this tenant has its most jobs waiting or running (max_queued); {excess} must end \
+         before this submission fits"
+    )]
+    QuotaExceeded { model: String, excess: u64 },
     #[error("the queue of model '{0}' is full; retry later")]
     Overloaded(String),
     #[error("redis is unavailable; retry later")]
@@ -151,6 +157,7 @@ impl ApiError {
             Self::Validation(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code().as_str()),
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -187,6 +194,18 @@ impl IntoResponse for ApiError {
         if let Self::Overloaded(model) = &self {
             res.extensions_mut()
                 .insert(crate::backpressure::FullQueue(model.clone()));
+        }
+        if let Self::QuotaExceeded { model, excess } = &self {
+            res.extensions_mut()
+                .insert(crate::backpressure::TenantExcess {
+                    model: model.clone(),
+                    excess: *excess,
+                });
+            // Replaced by the estimate; kept if Redis cannot give the measured rate.
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(inferq_shared::queue::ops::THROUGHPUT_WINDOW_SECS),
+            );
         }
         if matches!(self, Self::Overloaded(_) | Self::Unavailable(_)) {
             res.headers_mut().insert(

@@ -230,9 +230,12 @@ impl Follow {
         let version = job.version;
         // Where a queued job stands, as `GET /status` shows it; the stream goes on without.
         let position = match (&job.status, &job.entry) {
-            (JobStatus::Queued, Some(entry)) => {
-                self.state.queue.position(&job.model, entry).await.ok()
-            }
+            (JobStatus::Queued, Some(entry)) => self
+                .state
+                .queue
+                .position(&job.model, job.priority, entry)
+                .await
+                .ok(),
             _ => None,
         };
         let record = match JobRecord::try_from(job) {

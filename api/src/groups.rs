@@ -153,6 +153,7 @@ pub(crate) async fn submit_group(
             trace,
             tenant: &caller.tenant,
             priority: options.priority,
+            tenant_max_queued: caller.max_queued(&state.config),
         })
         .collect();
     let longest = prepared
@@ -190,7 +191,10 @@ pub(crate) async fn submit_group(
 /// A member's error, its message naming the member; client errors answer 422.
 fn in_member(i: usize, e: ApiError) -> ApiError {
     match e {
-        ApiError::Overloaded(_) | ApiError::Unavailable(_) | ApiError::Internal(_) => e,
+        ApiError::Overloaded(_)
+        | ApiError::QuotaExceeded { .. }
+        | ApiError::Unavailable(_)
+        | ApiError::Internal(_) => e,
         other => {
             let code = other.status_and_code().1;
             ApiError::InvalidMember {

@@ -211,6 +211,7 @@ pub(crate) async fn submit(
         trace,
         tenant: &caller.tenant,
         priority: options.priority,
+        tenant_max_queued: caller.max_queued(&state.config),
     };
     // Registered before the job exists, so its completion cannot slip past.
     let mut guard = (!wait.is_zero()).then(|| state.wait_for(id));
@@ -295,7 +296,7 @@ async fn submit_pipeline(
     let id = JobId::new();
     // Registered before the job exists, so its completion cannot slip past.
     let guard = (!wait.is_zero()).then(|| state.wait_for(id));
-    crate::pipelines::submit(state, id, upload, &caller.tenant).await?;
+    crate::pipelines::submit(state, id, upload, caller).await?;
     tracing::debug!(job_id = %id, "pipeline job submitted");
     let url = format!("/status/{id}");
     let location = HeaderValue::try_from(url.clone()).map_err(internal)?;

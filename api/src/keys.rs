@@ -8,7 +8,9 @@ use anyhow::Context;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use inferq_shared::auth::{ApiKey, KeyInfo, Scope, Scopes, valid_key_name, valid_tenant};
+use inferq_shared::auth::{
+    ApiKey, KeyInfo, Scope, Scopes, TenantLimits, valid_key_name, valid_tenant,
+};
 use inferq_shared::queue::Queue;
 use inferq_shared::time::now_ms;
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,32 @@ pub(crate) struct NewKey {
     #[serde(default)]
     #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     name: Option<String>,
+    /// The tenant's most jobs waiting or running, for requests with this key (default:
+    /// `INFERQ_TENANT_MAX_QUEUED`); 0 = no limit.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(value_type = Option<u64>, minimum = 0)]
+    max_queued: Option<f64>,
+    /// The tenant's submissions per second, for requests with this key (default:
+    /// `INFERQ_TENANT_RATE`); 0 = no limit.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    rate: Option<f64>,
+    /// The tenant's burst of submissions (default: `INFERQ_TENANT_BURST`).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    burst: Option<f64>,
+}
+
+/// A JSON number that is a whole number ≥ 0, as JSON Schema's `integer` allows it to be
+/// spelled (`610` or `610.0`).
+fn whole_number<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<f64>, D::Error> {
+    let n = Option::<f64>::deserialize(de)?;
+    match n {
+        Some(v) if !(v >= 0.0 && v.fract() == 0.0 && v <= u64::MAX as f64) => Err(
+            serde::de::Error::custom("max_queued must be a whole number ≥ 0"),
+        ),
+        n => Ok(n),
+    }
 }
 
 /// A new key: the only time `key` is shown.
@@ -64,6 +92,7 @@ pub async fn create_key(
     tenant: &str,
     scopes: Scopes,
     name: &str,
+    limits: TenantLimits,
 ) -> Result<(ApiKey, KeyInfo), ApiError> {
     if !valid_tenant(tenant) {
         return Err(ApiError::InvalidRequest(
@@ -80,6 +109,9 @@ pub async fn create_key(
             inferq_shared::auth::AuthError::NoScope.to_string(),
         ));
     }
+    limits
+        .check()
+        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let key = ApiKey::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let info = KeyInfo {
         id: key.id().unwrap_or_default().to_owned(),
@@ -87,6 +119,7 @@ pub async fn create_key(
         scopes,
         name: name.to_owned(),
         created_at: now_ms(),
+        limits,
     };
     queue.store_api_key(&key, &info).await?;
     Ok((key, info))
@@ -115,7 +148,13 @@ pub(crate) async fn create(
     let req: NewKey = parse_json(&body.bytes)?;
     let scopes: Scopes = req.scopes.into_iter().collect();
     let name = req.name.unwrap_or_default();
-    let (key, info) = create_key(&state.queue, &req.tenant, scopes, &name).await?;
+    let limits = TenantLimits {
+        // Checked whole and non-negative by `whole_number`.
+        max_queued: req.max_queued.map(|n| n as u64),
+        rate: req.rate,
+        burst: req.burst,
+    };
+    let (key, info) = create_key(&state.queue, &req.tenant, scopes, &name, limits).await?;
     tracing::info!(key_id = %info.id, tenant = %info.tenant, scopes = %info.scopes, "API key created");
     Ok((
         StatusCode::CREATED,
@@ -184,6 +223,17 @@ pub enum KeysCommand {
         /// A label for listings.
         #[arg(long, default_value = "")]
         name: String,
+        /// The tenant's most jobs waiting or running, for requests with this key (default:
+        /// INFERQ_TENANT_MAX_QUEUED); 0 = no limit.
+        #[arg(long)]
+        max_queued: Option<u64>,
+        /// The tenant's submissions per second, for requests with this key (default:
+        /// INFERQ_TENANT_RATE); 0 = no limit.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// The tenant's burst of submissions (default: INFERQ_TENANT_BURST).
+        #[arg(long)]
+        burst: Option<f64>,
     },
     /// List the stored keys (id, tenant, scopes, name, creation time); never the keys.
     List,
@@ -192,6 +242,23 @@ pub enum KeysCommand {
         /// The key's id, as `keys list` shows it.
         id: String,
     },
+}
+
+/// `max_queued=…,rate=…,burst=…` for what the key sets; `-` for none.
+fn limits_text(l: &TenantLimits) -> String {
+    let parts: Vec<String> = [
+        l.max_queued.map(|n| format!("max_queued={n}")),
+        l.rate.map(|r| format!("rate={r}")),
+        l.burst.map(|b| format!("burst={b}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(",")
+    }
 }
 
 /// Runs a `keys` subcommand against the configured Redis and prints its outcome.
@@ -204,8 +271,16 @@ pub async fn run_command(config: &crate::Config, cmd: KeysCommand) -> anyhow::Re
             tenant,
             scopes,
             name,
+            max_queued,
+            rate,
+            burst,
         } => {
-            let (key, info) = create_key(&queue, &tenant, scopes, &name)
+            let limits = TenantLimits {
+                max_queued,
+                rate,
+                burst,
+            };
+            let (key, info) = create_key(&queue, &tenant, scopes, &name, limits)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", key.expose());
@@ -217,16 +292,17 @@ pub async fn run_command(config: &crate::Config, cmd: KeysCommand) -> anyhow::Re
         KeysCommand::List => {
             let keys = queue.list_api_keys().await.context("reading the keys")?;
             println!(
-                "{:<16}  {:<20}  {:<18}  {:<24}  NAME",
-                "ID", "TENANT", "SCOPES", "CREATED"
+                "{:<16}  {:<20}  {:<18}  {:<24}  {:<24}  NAME",
+                "ID", "TENANT", "SCOPES", "CREATED", "LIMITS"
             );
             for k in keys {
                 println!(
-                    "{:<16}  {:<20}  {:<18}  {:<24}  {}",
+                    "{:<16}  {:<20}  {:<18}  {:<24}  {:<24}  {}",
                     k.id,
                     k.tenant,
                     k.scopes.to_string(),
                     inferq_shared::time::rfc3339_ms(k.created_at),
+                    limits_text(&k.limits),
                     k.name
                 );
             }

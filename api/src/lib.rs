@@ -127,6 +127,12 @@ pub struct Config {
     #[arg(long, env = "INFERQ_TENANT_BURST", default_value_t = 100.0)]
     pub tenant_burst: f64,
 
+    /// Most jobs each tenant may have waiting (queued or scheduled) or running, counted in
+    /// Redis for every API process; submissions beyond it get `429 quota_exceeded`. A key's
+    /// own `max_queued` overrides it; 0 = no limit.
+    #[arg(long, env = "INFERQ_TENANT_MAX_QUEUED", default_value_t = 0)]
+    pub tenant_max_queued: u64,
+
     /// `required`: every route but the health checks needs an API key (`inferq-api keys
     /// create`); `disabled`: no keys, one tenant (local development only).
     #[arg(long, env = "INFERQ_AUTH", value_enum, default_value_t = AuthMode::Required)]
@@ -182,6 +188,7 @@ impl Config {
             max_header_bytes: 16384,
             tenant_rate: 0.0,
             tenant_burst: 100.0,
+            tenant_max_queued: 0,
             auth: AuthMode::Required,
             admin_key: None,
             metrics_public: false,

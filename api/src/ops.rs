@@ -186,6 +186,8 @@ pub(crate) struct DeadLetterRecord {
     failed_at: Option<String>,
     /// Whether `POST /dead/{id}/retry` can run it again.
     retryable: bool,
+    /// The tenant that submitted the job; null when the entry named no readable job.
+    tenant: Option<String>,
 }
 
 impl From<DeadLetter> for DeadLetterRecord {
@@ -205,6 +207,7 @@ impl From<DeadLetter> for DeadLetterRecord {
             attempts: d.attempts,
             failed_at: d.failed_at.map(rfc3339_ms),
             retryable: d.retryable,
+            tenant: d.tenant,
         }
     }
 }
@@ -226,6 +229,15 @@ pub(crate) struct DeadQuery {
     /// `next_cursor` of the previous page.
     #[param(nullable = false, pattern = "^[0-9]+-[0-9]+$")]
     cursor: Option<String>,
+    /// Only this tenant's dead letters. A filtered page looks at 10,000 dead letters at most:
+    /// it may hold fewer than `limit` while `next_cursor` says there is more to look at.
+    #[param(
+        nullable = false,
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_.-]+$"
+    )]
+    tenant: Option<String>,
 }
 
 /// The dead letters, newest first, a page at a time: jobs that used up their attempts, and
@@ -241,7 +253,7 @@ pub(crate) struct DeadQuery {
             ("DeleteDeadLetter" = (operation_id = "delete_dead_letter",
                                    parameters(("id" = "$response.body#/dead_letters/0/dead_id")))),
          )),
-        (status = 400, description = "`invalid_request` (a bad `limit` or `cursor`)",
+        (status = 400, description = "`invalid_request` (a bad `limit`, `cursor` or `tenant`)",
          body = ErrorResponse),
         (status = 500, description = "`internal`", body = ErrorResponse),
         (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
@@ -266,7 +278,17 @@ pub(crate) async fn dead_letters(
             "'{c}' is not a cursor this endpoint returned"
         )));
     }
-    let (page, next) = state.queue.dead_letters(limit, q.cursor.as_deref()).await?;
+    if let Some(t) = &q.tenant
+        && !inferq_shared::auth::valid_tenant(t)
+    {
+        return Err(ApiError::InvalidRequest(
+            inferq_shared::auth::AuthError::InvalidTenant.to_string(),
+        ));
+    }
+    let (page, next) = state
+        .queue
+        .dead_letters(limit, q.cursor.as_deref(), q.tenant.as_deref())
+        .await?;
     Ok(Json(DeadLetterPage {
         dead_letters: page.into_iter().map(DeadLetterRecord::from).collect(),
         next_cursor: next,

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use std::io::Cursor;
 use utoipa::ToSchema;
 
+use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -188,7 +189,7 @@ pub(crate) async fn submit(
     state: &AppState,
     id: JobId,
     upload: PipelineUpload,
-    tenant: &str,
+    caller: &Principal,
 ) -> AppResult<()> {
     let name = upload.pipeline.trim();
     if name != pipeline::SPEECH_SEGMENTS {
@@ -214,7 +215,8 @@ pub(crate) async fn submit(
                 payload: &payload,
                 upload: &upload.audio,
                 upload_ttl: std::time::Duration::from_secs(state.config.upload_ttl_secs),
-                tenant,
+                tenant: &caller.tenant,
+                tenant_max_queued: caller.max_queued(&state.config),
             },
             state.config.max_queued,
             deadline,
@@ -222,7 +224,7 @@ pub(crate) async fn submit(
         .await?;
     match submitted {
         Submitted::Queued => Ok(()),
-        _ => Err(ApiError::Overloaded(name.to_owned())),
+        other => Err(crate::submission::refused(state, &queue, other)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Per-tenant submission rate: each submission request (`POST /jobs`, `/jobs/batch`,
 //! `/groups`, OIP inference) takes a token from its tenant's bucket in Redis, shared by every
 //! API process; an empty bucket answers `429 rate_limited` with `Retry-After` saying when the
-//! next token will be there.
+//! next token will be there. The rate and burst are the caller's key's, else the
+//! configuration's. (The tenant's `max_queued` quota is checked by the enqueuing script.)
 
 use std::sync::Arc;
 
@@ -10,7 +11,6 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use inferq_shared::auth::Scope;
-use inferq_shared::queue::rate::RateLimit;
 
 use crate::auth::{Access, Principal, access};
 use crate::error::ApiError;
@@ -22,16 +22,14 @@ pub(crate) async fn limit_rate(
     req: Request,
     next: Next,
 ) -> Response {
-    let config = &state.config;
     let submission = req.method() == Method::POST
         && access(req.method(), req.uri().path(), false) == Access::Needs(Scope::Submit);
     let caller = req.extensions().get::<Principal>().cloned();
-    let (true, Some(caller)) = (config.tenant_rate > 0.0 && submission, caller) else {
+    let (true, Some(caller)) = (submission, caller) else {
         return next.run(req).await;
     };
-    let limit = RateLimit {
-        per_sec: config.tenant_rate,
-        burst: config.tenant_burst.max(1.0),
+    let Some(limit) = caller.rate_limit(&state.config) else {
+        return next.run(req).await;
     };
     let refusal = match state.queue.take_tokens(&caller.tenant, limit, 1).await {
         Ok(Ok(())) => return next.run(req).await,

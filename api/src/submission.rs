@@ -62,6 +62,10 @@ pub(crate) fn refused(state: &AppState, model: &str, outcome: Submitted) -> ApiE
             available: state.cached_model_names().join(", "),
         },
         Submitted::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+        Submitted::QuotaExceeded { excess } => ApiError::QuotaExceeded {
+            model: model.to_owned(),
+            excess,
+        },
         Submitted::Queued
         | Submitted::Scheduled
         | Submitted::Replayed(_)

@@ -118,6 +118,17 @@ pub(crate) enum KeysCommand {
         /// A name to recognise the key by.
         #[arg(long)]
         name: Option<String>,
+        /// The tenant's most jobs waiting or running, for requests with this key (default: the
+        /// API's INFERQ_TENANT_MAX_QUEUED); 0 = no limit.
+        #[arg(long)]
+        max_queued: Option<u64>,
+        /// The tenant's submissions per second, for requests with this key (default: the
+        /// API's INFERQ_TENANT_RATE); 0 = no limit.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// The tenant's burst of submissions (default: the API's INFERQ_TENANT_BURST).
+        #[arg(long)]
+        burst: Option<f64>,
     },
     /// List the keys (`GET /keys`), never the keys themselves.
     List,

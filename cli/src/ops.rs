@@ -332,10 +332,22 @@ pub(crate) async fn keys(global: &Global, command: KeysCommand) -> Result<Outcom
             tenant,
             scopes,
             name,
+            max_queued,
+            rate,
+            burst,
         } => {
             let mut body = serde_json::json!({"tenant": tenant, "scopes": scopes});
             if let Some(n) = name {
                 body["name"] = serde_json::Value::String(n);
+            }
+            if let Some(n) = max_queued {
+                body["max_queued"] = n.into();
+            }
+            if let Some(r) = rate {
+                body["rate"] = r.into();
+            }
+            if let Some(b) = burst {
+                body["burst"] = b.into();
             }
             let raw = client
                 .post_json("/keys", serde_json::to_vec(&body).unwrap_or_default())

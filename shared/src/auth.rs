@@ -144,6 +144,8 @@ pub enum AuthError {
     InvalidTenant,
     #[error("a key name is at most 128 characters without control characters")]
     InvalidName,
+    #[error("a key's rate must be a number ≥ 0 (0 = no limit) and its burst a number ≥ 1")]
+    InvalidLimits,
     #[error("the operating system's random generator failed: {0}")]
     Random(String),
 }
@@ -229,8 +231,42 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// A tenant's quotas as one of its keys sets them: requests made with the key use them; what
+/// a key leaves unset comes from the API's configuration (`INFERQ_TENANT_MAX_QUEUED`,
+/// `INFERQ_TENANT_RATE`, `INFERQ_TENANT_BURST`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantLimits {
+    /// Most jobs the tenant may have waiting (queued or scheduled) or running; submissions
+    /// beyond it get `429 quota_exceeded`. 0 = no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub max_queued: Option<u64>,
+    /// Submission requests per second (a token bucket shared by every API process); 0 = no
+    /// limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub rate: Option<f64>,
+    /// Submissions the tenant may make at once before `rate` applies (the bucket's size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub burst: Option<f64>,
+}
+
+impl TenantLimits {
+    /// Why the limits cannot be used, if they cannot.
+    pub fn check(&self) -> Result<(), AuthError> {
+        let rate_ok = self.rate.is_none_or(|r| r.is_finite() && r >= 0.0);
+        let burst_ok = self.burst.is_none_or(|b| b.is_finite() && b >= 1.0);
+        if rate_ok && burst_ok {
+            Ok(())
+        } else {
+            Err(AuthError::InvalidLimits)
+        }
+    }
+}
+
 /// A stored key, without its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     /// The key's id (the part after `iqk_`); it names the key in listings and revocations.
     pub id: String,
@@ -242,6 +278,9 @@ pub struct KeyInfo {
     pub name: String,
     /// When it was made, ms since the epoch.
     pub created_at: u64,
+    /// The tenant's quotas for requests made with this key.
+    #[serde(flatten)]
+    pub limits: TenantLimits,
 }
 
 mod scopes_serde {

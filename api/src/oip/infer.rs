@@ -10,9 +10,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inferq_shared::JobStatus;
-use inferq_shared::job::JobId;
+use inferq_shared::job::{JobId, Priority};
 use inferq_shared::payload::{self, JobHeader};
-use inferq_shared::queue::Submitted;
+use inferq_shared::queue::{NewJob, Submitted};
 use inferq_shared::telemetry;
 
 use super::wire::{self, HEADER_LENGTH, InferRequest, InferResponse};
@@ -191,22 +191,37 @@ async fn run_inference(
     let id = JobId::new();
     // Registered before the job exists, so its completion cannot slip past.
     let guard = state.wait_for(id);
-    match state
+    let job = NewJob {
+        id,
+        model: &model.name,
+        payload: &payload,
+        deadline_ms: None,
+        result_ttl_secs: None,
+        idempotency: None,
+        cache: None,
+        due_ms: None,
+        trace: telemetry::carried(traceparent(headers)),
+        tenant: &caller.tenant,
+        tenant_max_queued: caller.max_queued(&state.config),
+        priority: Priority::DEFAULT,
+    };
+    let submitted = state
         .queue
-        .submit(
-            id,
-            &model.name,
-            &payload,
-            state.config.max_queued,
-            None,
-            telemetry::carried(traceparent(headers)).as_ref(),
-            &caller.tenant,
-        )
+        .submit_many(&[job], state.config.max_queued, Duration::from_secs(1))
         .await
         .map_err(ApiError::from)?
-    {
+        .pop()
+        .ok_or_else(|| ApiError::Internal("submit returned nothing".into()))?;
+    match submitted {
         Submitted::Queued => crate::metrics::submitted(&model.name),
         Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone()).into()),
+        Submitted::QuotaExceeded { excess } => {
+            return Err(ApiError::QuotaExceeded {
+                model: model.name.clone(),
+                excess,
+            }
+            .into());
+        }
         Submitted::UnknownModel => {
             return Err(OipError::not_found(format!(
                 "unknown model '{}'",

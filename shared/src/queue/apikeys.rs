@@ -1,11 +1,11 @@
 //! API keys as Redis stores them: one hash per key holding the key's SHA-256 (never the key),
-//! its tenant, scopes, name and creation time, and a sorted set of key ids for listing.
+//! its tenant, scopes, name, creation time and the tenant's quotas it sets, and a sorted set of key ids for listing.
 
 use std::collections::HashMap;
 
 use super::keys::apikey;
 use super::{Queue, QueueError};
-use crate::auth::{ApiKey, KeyInfo, Scopes, constant_time_eq};
+use crate::auth::{ApiKey, KeyInfo, Scopes, TenantLimits, constant_time_eq};
 
 impl Queue {
     /// Stores a new key (its hash) with its description; both writes land together.
@@ -13,18 +13,23 @@ impl Queue {
         let id = key
             .id()
             .ok_or(QueueError::Protocol("not a generated key"))?;
+        let mut fields = vec![
+            (apikey::HASH, key.hash()),
+            (apikey::TENANT, info.tenant.clone()),
+            (apikey::SCOPES, info.scopes.to_string()),
+            (apikey::NAME, info.name.clone()),
+            (apikey::CREATED_AT, info.created_at.to_string()),
+        ];
+        let limits = &info.limits;
+        let set = [
+            (apikey::MAX_QUEUED, limits.max_queued.map(|n| n.to_string())),
+            (apikey::RATE, limits.rate.map(|r| r.to_string())),
+            (apikey::BURST, limits.burst.map(|b| b.to_string())),
+        ];
+        fields.extend(set.into_iter().filter_map(|(f, v)| Some((f, v?))));
         redis::pipe()
             .atomic()
-            .hset_multiple(
-                self.keys.api_key(id),
-                &[
-                    (apikey::HASH, key.hash()),
-                    (apikey::TENANT, info.tenant.clone()),
-                    (apikey::SCOPES, info.scopes.to_string()),
-                    (apikey::NAME, info.name.clone()),
-                    (apikey::CREATED_AT, info.created_at.to_string()),
-                ],
-            )
+            .hset_multiple(self.keys.api_key(id), &fields)
             .ignore()
             .zadd(self.keys.api_keys(), id, info.created_at)
             .ignore()
@@ -98,5 +103,10 @@ fn key_info(id: &str, f: &HashMap<String, String>) -> Option<KeyInfo> {
             .get(apikey::CREATED_AT)
             .and_then(|t| t.parse().ok())
             .unwrap_or(0),
+        limits: TenantLimits {
+            max_queued: f.get(apikey::MAX_QUEUED).and_then(|v| v.parse().ok()),
+            rate: f.get(apikey::RATE).and_then(|v| v.parse().ok()),
+            burst: f.get(apikey::BURST).and_then(|v| v.parse().ok()),
+        },
     })
 }

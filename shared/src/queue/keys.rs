@@ -39,6 +39,9 @@
 //! - `{ns}:apikey:<key id>`: hash describing one API key ([`apikey`] fields): the SHA-256 of
 //!   the key (never the key itself), its tenant, scopes, name and creation time.
 //! - `{ns}:apikeys`: sorted set: key id → creation time (ms), for listing keys.
+//! - `{ns}:tenants:active`: hash: tenant → its jobs waiting (queued or scheduled) or running,
+//!   changed only by the scripts that enqueue and end jobs (the job hash's `counted` field
+//!   says whether a job is in it), for the tenants' `max_queued` quota.
 //! - `{ns}:rate:<tenant>`: hash (`tokens`, `at`): the tenant's submission token bucket,
 //!   expiring once it would be full again.
 //! - `{ns}:upload:<id>`: string: the uploaded file of a pipeline job (e.g. a recording), from
@@ -123,6 +126,10 @@ pub mod field {
     /// update), in the same script step as the change: the `id:` of the job's server-sent
     /// events, so a stream resumed with `Last-Event-ID` knows what it has already sent.
     pub const VERSION: &str = "version";
+    /// `1` while the job counts among its tenant's active jobs ([`Keys::tenant_active`]):
+    /// set by the step that enqueues it, removed by the step that ends it, so each job is
+    /// counted and uncounted exactly once.
+    pub const COUNTED: &str = "counted";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -152,6 +159,7 @@ pub mod field {
         PROGRESS_TOTAL,
         PRIORITY,
         VERSION,
+        COUNTED,
     ];
 }
 
@@ -165,6 +173,12 @@ pub mod apikey {
     pub const NAME: &str = "name";
     /// ms since the epoch.
     pub const CREATED_AT: &str = "created_at";
+    /// The tenant's `max_queued` quota set on this key; absent: the API's default.
+    pub const MAX_QUEUED: &str = "max_queued";
+    /// The tenant's submission rate set on this key; absent: the API's default.
+    pub const RATE: &str = "rate";
+    /// The tenant's submission burst set on this key; absent: the API's default.
+    pub const BURST: &str = "burst";
 }
 
 /// The queue name of a built-in pipeline: its stream is `{ns}:q:pipeline:<name>`, and a
@@ -330,6 +344,10 @@ impl Keys {
     pub fn worker(&self, name: &str) -> String {
         format!("{}:worker:{name}", self.prefix)
     }
+    /// Every tenant's count of jobs waiting or running (hash: tenant → count).
+    pub fn tenant_active(&self) -> String {
+        format!("{}:tenants:active", self.prefix)
+    }
     /// A tenant's submission token bucket.
     pub fn rate(&self, tenant: &str) -> String {
         format!("{}:rate:{tenant}", self.prefix)
@@ -378,6 +396,7 @@ mod tests {
             k.worker("w"),
             k.api_key("0123"),
             k.api_keys(),
+            k.tenant_active(),
             k.upload(JobId::new()),
             k.stream(&pipeline_queue("p")),
             k.lane("m", Priority::HIGHEST),

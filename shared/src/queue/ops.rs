@@ -102,6 +102,9 @@ pub struct DeadLetter {
     pub retryable: bool,
     /// The job's priority: a retry queues it in that lane again.
     pub priority: Priority,
+    /// The tenant that submitted the job; `None` for an unreadable entry whose job is
+    /// unknown, and for dead letters from before they named their tenant.
+    pub tenant: Option<String>,
 }
 
 /// The result of retrying a dead letter.
@@ -117,6 +120,9 @@ pub enum Retried {
     /// The job is queued or running already.
     Conflict(JobId),
 }
+
+/// Most dead letters one filtered page (`GET /dead?tenant=`) looks at.
+pub const DEAD_SCAN_LIMIT: usize = 10_000;
 
 /// A dead letter is addressed by its job id or by its stream entry id (`<ms>-<seq>`).
 fn is_entry_id(id: &str) -> bool {
@@ -190,6 +196,7 @@ fn dead_letter(dead_id: String, f: &HashMap<String, String>) -> DeadLetter {
             .and_then(|s| s.parse().ok())
             .and_then(Priority::new)
             .unwrap_or_default(),
+        tenant: f.get("tenant").cloned(),
     }
 }
 
@@ -384,40 +391,65 @@ impl Queue {
     }
 
     /// Dead letters, newest first: up to `limit` entries older than `before` (a dead-letter
-    /// entry id; `None` from the newest). Also returns the cursor of the next page.
+    /// entry id; `None` from the newest), only `tenant`'s when given. Also returns the cursor
+    /// of the next page. A filtered page looks at [`DEAD_SCAN_LIMIT`] entries at most, so it
+    /// may hold fewer than `limit` while a cursor says there is more to look at.
     pub async fn dead_letters(
         &self,
         limit: usize,
         before: Option<&str>,
+        tenant: Option<&str>,
     ) -> Result<(Vec<DeadLetter>, Option<String>), QueueError> {
-        let end = match before.map(|c| (c, parse_entry_id(c))) {
+        let mut end = match before.map(|c| (c, parse_entry_id(c))) {
             // Nothing precedes the first possible id.
             Some((_, Some((0, 0)))) => return Ok((Vec::new(), None)),
             Some((_, Some((ms, seq)))) => format!("({ms}-{seq}"),
             Some((_, None)) => return Err(QueueError::Protocol("not a stream entry id")),
             None => "+".to_owned(),
         };
-        let reply: Value = redis::cmd("XREVRANGE")
-            .arg(self.keys.dead_letter())
-            .arg(end)
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit + 1)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        let mut entries = stream_entries(reply)?;
-        let more = entries.len() > limit;
-        entries.truncate(limit);
-        let next = more
-            .then(|| entries.last().map(|(id, _)| id.clone()))
-            .flatten();
-        Ok((
-            entries
-                .into_iter()
-                .map(|(id, f)| dead_letter(id, &f))
-                .collect(),
-            next,
-        ))
+        let batch = if tenant.is_some() {
+            (limit + 1).max(256)
+        } else {
+            limit + 1
+        };
+        let (mut out, mut scanned) = (Vec::new(), 0);
+        loop {
+            let reply: Value = redis::cmd("XREVRANGE")
+                .arg(self.keys.dead_letter())
+                .arg(&end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(batch)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            let entries = stream_entries(reply)?;
+            let exhausted = entries.len() < batch;
+            let mut last = None;
+            for (id, f) in entries {
+                scanned += 1;
+                last = Some(id.clone());
+                if tenant.is_none_or(|t| f.get("tenant").is_some_and(|ft| ft == t)) {
+                    out.push(dead_letter(id, &f));
+                    if out.len() > limit {
+                        break;
+                    }
+                }
+            }
+            if out.len() > limit {
+                out.truncate(limit);
+                let next = out.last().map(|d| d.dead_id.clone());
+                return Ok((out, next));
+            }
+            match last {
+                Some(last) if !exhausted => {
+                    if scanned >= DEAD_SCAN_LIMIT {
+                        return Ok((out, Some(last)));
+                    }
+                    end = format!("({last}");
+                }
+                _ => return Ok((out, None)),
+            }
+        }
     }
 
     /// Whether `cursor` is a valid dead-letter cursor.
@@ -465,11 +497,13 @@ impl Queue {
             .key(self.keys.job(job))
             .key(self.keys.lane(&model, dead.priority))
             .key(self.keys.models())
+            .key(self.keys.tenant_active())
             .arg(&dead.dead_id)
             .arg(job.to_string())
             .arg(&model)
             .arg(now_ms())
             .arg(self.keys.progress_events())
+            .arg(crate::auth::DEFAULT_TENANT)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match reply.as_str() {

@@ -153,7 +153,8 @@ impl Queue {
             let mut inv = RETIRE.prepare_invoke();
             inv.key(self.keys.models())
                 .key(self.keys.models_seen())
-                .key(self.keys.model_workers(model));
+                .key(self.keys.model_workers(model))
+                .key(self.keys.tenant_active());
             for (_, lane) in &lanes {
                 inv.key(lane);
             }

@@ -83,6 +83,8 @@ pub struct NewJob<'a> {
     pub tenant: &'a str,
     /// Its lane among the model's waiting jobs.
     pub priority: Priority,
+    /// Most jobs the tenant may have waiting or running, this one included; 0 = no limit.
+    pub tenant_max_queued: u64,
 }
 
 /// The result of submitting a job.
@@ -101,6 +103,11 @@ pub enum Submitted {
     QueueFull,
     /// The model is not (or no longer) in the registry: it was retired.
     UnknownModel,
+    /// The tenant has its `tenant_max_queued` jobs waiting or running; this many must end
+    /// before the job (for a group: the whole group) fits.
+    QuotaExceeded {
+        excess: u64,
+    },
 }
 
 /// The result of a cancellation request.
@@ -153,6 +160,7 @@ impl Queue {
             trace: trace.copied(),
             tenant,
             priority: Priority::DEFAULT,
+            tenant_max_queued: 0,
         };
         let mut out = self
             .submit_many(&[job], max_queued, Duration::from_secs(1))
@@ -212,7 +220,8 @@ impl Queue {
             Some((g, _)) => inv.key(self.keys.group(g)),
             None => inv.key(self.keys.models()),
         };
-        inv.key(self.keys.scheduled());
+        inv.key(self.keys.scheduled())
+            .key(self.keys.tenant_active());
         for j in jobs {
             inv.key(self.keys.job(j.id))
                 .key(self.keys.lane(j.model, j.priority));
@@ -242,7 +251,8 @@ impl Queue {
                 .arg(j.due_ms.unwrap_or(0))
                 .arg(j.trace.map(|t| t.to_string()).unwrap_or_default())
                 .arg(j.tenant)
-                .arg(j.priority.level());
+                .arg(j.priority.level())
+                .arg(j.tenant_max_queued);
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         if replies.len() != jobs.len() {
@@ -259,13 +269,7 @@ impl Queue {
                     "IDEMPOTENCY_REUSED" => Submitted::IdempotencyKeyReused,
                     "NOT_SUBMITTED" => Submitted::NotSubmitted,
                     "SCHEDULED" => Submitted::Scheduled,
-                    other => match other.strip_prefix("REPLAY ") {
-                        Some(id) => Submitted::Replayed(
-                            id.parse()
-                                .map_err(|_| QueueError::Protocol("replayed job id"))?,
-                        ),
-                        None => Submitted::Queued,
-                    },
+                    other => parse_refusal(other)?.unwrap_or(Submitted::Queued),
                 })
             })
             .collect()
@@ -326,7 +330,8 @@ impl Queue {
         let priority = priority.and_then(Priority::new).unwrap_or_default();
         let mut inv = CANCEL.prepare_invoke();
         inv.key(self.keys.job(id))
-            .key(self.keys.lane(&model, priority));
+            .key(self.keys.lane(&model, priority))
+            .key(self.keys.tenant_active());
         if pipeline_of(&model).is_some() {
             inv.key(self.keys.upload(id));
         }
@@ -387,7 +392,8 @@ impl Queue {
         inv.key(self.keys.lane(model, priority))
             .key(self.keys.dead_letter())
             .key(self.keys.dead_index())
-            .key(self.keys.failures());
+            .key(self.keys.failures())
+            .key(self.keys.tenant_active());
         for d in deliveries {
             inv.key(self.keys.job(d.job));
         }
@@ -448,7 +454,8 @@ impl Queue {
         let mut inv = COMPLETE.prepare_invoke();
         inv.key(self.keys.lane(model, priority))
             .key(self.keys.done(model, now / 1000))
-            .key(self.keys.failures());
+            .key(self.keys.failures())
+            .key(self.keys.tenant_active());
         for c in completions {
             inv.key(self.keys.job(c.job));
         }
@@ -554,7 +561,8 @@ impl Queue {
         inv.key(self.keys.lane(model, priority))
             .key(self.keys.dead_letter())
             .key(self.keys.dead_index())
-            .key(self.keys.failures());
+            .key(self.keys.failures())
+            .key(self.keys.tenant_active());
         for (_, job) in entries {
             if let Some(job) = job {
                 inv.key(self.keys.job(*job));
@@ -574,6 +582,24 @@ impl Queue {
     }
 }
 
+/// The refusals carrying a value (`REPLAY <id>`, `QUOTA_EXCEEDED <excess>`); `None` for an
+/// entry id (enqueued).
+fn parse_refusal(reply: &str) -> Result<Option<Submitted>, QueueError> {
+    if let Some(id) = reply.strip_prefix("REPLAY ") {
+        let id = id
+            .parse()
+            .map_err(|_| QueueError::Protocol("replayed job id"))?;
+        return Ok(Some(Submitted::Replayed(id)));
+    }
+    if let Some(excess) = reply.strip_prefix("QUOTA_EXCEEDED ") {
+        let excess = excess
+            .parse()
+            .map_err(|_| QueueError::Protocol("quota excess"))?;
+        return Ok(Some(Submitted::QuotaExceeded { excess }));
+    }
+    Ok(None)
+}
+
 /// A pipeline job as submitted: its queue, payload and uploaded input.
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineSubmission<'a> {
@@ -585,11 +611,14 @@ pub struct PipelineSubmission<'a> {
     pub upload_ttl: Duration,
     /// The tenant of the key that submitted it.
     pub tenant: &'a str,
+    /// Most jobs the tenant may have waiting or running, this one included; 0 = no limit.
+    pub tenant_max_queued: u64,
 }
 
 impl Queue {
     /// Writes a pipeline job's record, stream entry and upload in one step
-    /// (`submit_pipeline.lua`). Answers [`Submitted::Queued`] or [`Submitted::QueueFull`].
+    /// (`submit_pipeline.lua`). Answers [`Submitted::Queued`], [`Submitted::QueueFull`] or
+    /// [`Submitted::QuotaExceeded`].
     pub async fn submit_pipeline(
         &self,
         id: JobId,
@@ -601,6 +630,7 @@ impl Queue {
             .key(self.keys.job(id))
             .key(self.keys.stream(job.queue))
             .key(self.keys.upload(id))
+            .key(self.keys.tenant_active())
             .arg(id.to_string())
             .arg(job.queue)
             .arg(now_ms())
@@ -610,11 +640,12 @@ impl Queue {
             .arg(job.upload)
             .arg(job.upload_ttl.as_secs().max(1))
             .arg(job.tenant)
+            .arg(job.tenant_max_queued)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match reply.as_str() {
             "QUEUE_FULL" => Submitted::QueueFull,
-            _ => Submitted::Queued,
+            other => parse_refusal(other)?.unwrap_or(Submitted::Queued),
         })
     }
 

@@ -205,7 +205,8 @@ async fn status_cancel_and_models_print_the_servers_answers() {
             "priority",
             "result",
             "started_at",
-            "status"
+            "status",
+            "version"
         ]
     );
     assert_eq!(record["id"], id);

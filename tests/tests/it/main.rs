@@ -20,6 +20,7 @@ mod priority;
 mod protocol;
 mod quota;
 mod speech;
+mod tenant_quota;
 mod tls;
 mod trace;
 mod uploads;

@@ -201,6 +201,7 @@ async fn a_job_keeps_its_lane_through_hand_backs_dead_letters_and_scheduling() {
         due_ms,
         trace: None,
         tenant: "default",
+        tenant_max_queued: 0,
         priority: high,
     };
     let read_one = |consumer: &'static str| {

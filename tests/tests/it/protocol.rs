@@ -37,7 +37,7 @@ struct Fixture {
     conn: MultiplexedConnection,
 }
 
-fn model_info(name: &str) -> ModelInfo {
+pub(crate) fn model_info(name: &str) -> ModelInfo {
     let spec = |n: &str| TensorSpec {
         name: n.to_owned(),
         datatype: DataType::Fp32,

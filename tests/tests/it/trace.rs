@@ -283,6 +283,7 @@ async fn a_traceparent_stays_with_its_job_through_reclaims_hand_backs_and_dead_l
         trace: Some(tp),
         tenant: "default",
         priority: Priority::DEFAULT,
+        tenant_max_queued: 0,
     };
     let submitted = queue
         .submit_many(&[job], 0, Duration::from_secs(1))

@@ -60,6 +60,7 @@ impl Fixture {
                     upload: b"RIFF....WAVE",
                     upload_ttl: Duration::from_secs(100),
                     tenant: "t1",
+                    tenant_max_queued: 0,
                 },
                 0,
                 deadline,

@@ -3,7 +3,8 @@
 -- KEYS[1]    model stream
 -- KEYS[2]    the model's count of jobs finished in the current second
 -- KEYS[3]    list of recent failures
--- KEYS[4..]  job hashes, one per outcome
+-- KEYS[4]    tenants' active jobs (hash: tenant -> jobs waiting or running)
+-- KEYS[5..]  job hashes, one per outcome
 -- ARGV[1]    consumer group
 -- ARGV[2]    now, ms since the epoch
 -- ARGV[3]    seconds a finished job record is kept
@@ -13,7 +14,7 @@
 -- then six values per outcome, in KEYS order:
 --   job id, stream entry id, fencing token, 'succeeded' | 'failed',
 --   result | error code, '' | error message
--- KEYS[4 + n..]  (pipeline streams only) the jobs' upload keys, in the same order, n = the
+-- KEYS[5 + n..]  (pipeline streams only) the jobs' upload keys, in the same order, n = the
 --                number of outcomes: deleted once the job has ended (recorded here, or ended
 --                before); left alone while a newer attempt runs
 --
@@ -22,11 +23,20 @@
 local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local model, keep_failures = ARGV[5], tonumber(ARGV[6])
 local out, events, failures = {}, {}, 0
+-- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
+local function uncount(job, active)
+  if redis.call('HDEL', job, F.counted) == 1 then
+    local tenant = redis.call('HGET', job, F.tenant)
+    if redis.call('HINCRBY', active, tenant, -1) <= 0 then
+      redis.call('HDEL', active, tenant)
+    end
+  end
+end
 local n = (#ARGV - 6) / 6
-local uploads = #KEYS > 3 + n
-for i = 4, 3 + n do
+local uploads = #KEYS > 4 + n
+for i = 5, 4 + n do
   local job = KEYS[i]
-  local b = 7 + (i - 4) * 6
+  local b = 7 + (i - 5) * 6
   local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local status, a, c = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   local rec = redis.call('HMGET', job, F.status, F.token, F.ttl, F.cache_key, F.cache_ttl)
@@ -46,6 +56,7 @@ for i = 4, 3 + n do
         failures = failures + 1
       end
       redis.call('HINCRBY', job, F.version, 1)
+      uncount(job, KEYS[4])
       redis.call('EXPIRE', job, tonumber(rec[3]) or ttl)
       events[#events + 1] = id .. ' ' .. status
       done = 1

@@ -7,11 +7,15 @@
 -- KEYS[3]  job hash
 -- KEYS[4]  the model's lane for the job's priority (the dead letter's `priority` field)
 -- KEYS[5]  model registry
+-- KEYS[6]  tenants' active jobs (hash: tenant -> jobs waiting or running): the job counts
+--          again (beyond its tenant's quota if need be: an operator chose to retry it)
 -- ARGV[1]  dead-letter entry id
 -- ARGV[2]  job id
 -- ARGV[3]  model name
 -- ARGV[4]  now, ms since the epoch
 -- ARGV[5]  channel of progress (non-terminal) events
+-- ARGV[6]  the default tenant: the owner of a job whose record (expired) and dead letter (from
+--          before dead letters named their tenant) name none
 --
 -- Returns the new stream entry id, or 'not_found', 'not_retryable', 'model_unknown' or
 -- 'conflict' (the job is queued or running).
@@ -33,7 +37,7 @@ if status == 'queued' or status == 'running' then
 end
 -- The dead letter holds the original entry's fields beside its own.
 local meta = {reason = true, failed_at = true, model = true, attempts = true, message = true,
-  entry = true}
+  entry = true, tenant = true}
 local add = {}
 for j = 1, #fields, 2 do
   if not meta[fields[j]] then
@@ -51,6 +55,10 @@ if f[E.priority] then
   redis.call('HSET', KEYS[3], F.priority, f[E.priority])
 end
 redis.call('HINCRBY', KEYS[3], F.version, 1)
+redis.call('HSETNX', KEYS[3], F.tenant, f['tenant'] or ARGV[6])
+if redis.call('HSETNX', KEYS[3], F.counted, 1) == 1 then
+  redis.call('HINCRBY', KEYS[6], redis.call('HGET', KEYS[3], F.tenant), 1)
+end
 redis.call('PERSIST', KEYS[3])
 redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[2])

@@ -7,7 +7,8 @@
 -- KEYS[2]    dead-letter stream
 -- KEYS[3]    dead-letter index (job id -> dead-letter entry id)
 -- KEYS[4]    list of recent failures
--- KEYS[5..]  job hashes of the entries whose job id could be read, in ARGV order
+-- KEYS[5]    tenants' active jobs (hash: tenant -> jobs waiting or running)
+-- KEYS[6..]  job hashes of the entries whose job id could be read, in ARGV order
 -- ARGV[1]    consumer group
 -- ARGV[2]    now, ms since the epoch
 -- ARGV[3]    seconds a finished job record is kept
@@ -21,25 +22,43 @@
 local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local model, keep_failures = ARGV[5], tonumber(ARGV[6])
 local message = 'the job\'s queue entry could not be read'
-local k, moved, events = 5, 0, {}
+-- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
+local function uncount(job, active)
+  if redis.call('HDEL', job, F.counted) == 1 then
+    local tenant = redis.call('HGET', job, F.tenant)
+    if redis.call('HINCRBY', active, tenant, -1) <= 0 then
+      redis.call('HDEL', active, tenant)
+    end
+  end
+end
+local k, moved, events = 6, 0, {}
 for i = 7, #ARGV, 2 do
   local entry, id = ARGV[i], ARGV[i + 1]
   local fields = {'entry', entry, 'reason', 'malformed_entry', 'failed_at', now,
     'model', model, 'message', message}
+  local job = nil
+  if id ~= '' then
+    job = KEYS[k]
+    k = k + 1
+    local tenant = redis.call('HGET', job, F.tenant)
+    if tenant then
+      fields[#fields + 1] = 'tenant'
+      fields[#fields + 1] = tenant
+    end
+  end
   local e = redis.call('XRANGE', KEYS[1], entry, entry)
   if e[1] then
     for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
   end
   local dead = redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', unpack(fields))
-  if id ~= '' then
+  if job then
     redis.call('HSET', KEYS[3], id, dead)
-    local job = KEYS[k]
-    k = k + 1
     local status = redis.call('HGET', job, F.status)
     if status == 'queued' or status == 'running' then
       redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
         F.error_code, 'malformed_entry', F.error_message, message)
       redis.call('HINCRBY', job, F.version, 1)
+      uncount(job, KEYS[5])
       redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or ttl)
       events[#events + 1] = id .. ' failed'
       redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model,

@@ -4,7 +4,8 @@
 -- KEYS[2]    dead-letter stream
 -- KEYS[3]    dead-letter index (job id -> dead-letter entry id)
 -- KEYS[4]    list of recent failures
--- KEYS[5..]  job hashes, one per entry
+-- KEYS[5]    tenants' active jobs (hash: tenant -> jobs waiting or running)
+-- KEYS[6..]  job hashes, one per entry
 -- ARGV[1]    consumer group
 -- ARGV[2]    now, ms since the epoch
 -- ARGV[3]    maximum attempts per job
@@ -14,8 +15,8 @@
 -- ARGV[7]    channel of progress (non-terminal) events
 -- ARGV[8]    model name
 -- ARGV[9]    most entries kept in the list of recent failures
--- then two values per entry, aligned with KEYS[5..]: job id, stream entry id
--- KEYS[5 + n..]  (pipeline streams only) the entries' upload keys, in the same order, n = the
+-- then two values per entry, aligned with KEYS[6..]: job id, stream entry id
+-- KEYS[6 + n..]  (pipeline streams only) the entries' upload keys, in the same order, n = the
 --                number of entries: deleted when the job is not to run (it ended), and the
 --                previous attempt's progress is cleared when it starts again
 --
@@ -35,12 +36,22 @@ local channel, ttl, consumer, progress = ARGV[4], tonumber(ARGV[5]), ARGV[6], AR
 local model, keep_failures = ARGV[8], tonumber(ARGV[9])
 local out, done_events, started_events = {}, {}, {}
 local n = (#ARGV - 9) / 2
-local uploads = #KEYS > 4 + n
+local uploads = #KEYS > 5 + n
+-- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
+local function uncount(job, active)
+  if redis.call('HDEL', job, F.counted) == 1 then
+    local tenant = redis.call('HGET', job, F.tenant)
+    if redis.call('HINCRBY', active, tenant, -1) <= 0 then
+      redis.call('HDEL', active, tenant)
+    end
+  end
+end
 
 local function fail(job, id, code, message)
   redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
     F.error_code, code, F.error_message, message)
   redis.call('HINCRBY', job, F.version, 1)
+  uncount(job, KEYS[5])
   redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or ttl)
   done_events[#done_events + 1] = id .. ' failed'
   redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model, code = code,
@@ -48,9 +59,9 @@ local function fail(job, id, code, message)
   redis.call('LTRIM', KEYS[4], 0, keep_failures - 1)
 end
 
-for i = 5, 4 + n do
+for i = 6, 5 + n do
   local job = KEYS[i]
-  local id, entry = ARGV[10 + (i - 5) * 2], ARGV[11 + (i - 5) * 2]
+  local id, entry = ARGV[10 + (i - 6) * 2], ARGV[11 + (i - 6) * 2]
   local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token)
   local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
   local owned = pending[1] ~= nil and pending[1][2] == consumer
@@ -71,6 +82,11 @@ for i = 5, 4 + n do
       fail(job, id, 'max_attempts_exceeded', message)
       local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[2], 'model', model,
         'attempts', attempts, 'message', message}
+      local tenant = redis.call('HGET', job, F.tenant)
+      if tenant then
+        fields[#fields + 1] = 'tenant'
+        fields[#fields + 1] = tenant
+      end
       local e = redis.call('XRANGE', KEYS[1], entry, entry)
       if e[1] then
         for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end

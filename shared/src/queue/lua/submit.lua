@@ -5,6 +5,7 @@
 -- KEYS[2]   index of jobs by creation time (sorted set, for listing)
 -- KEYS[3]   group hash, when the jobs form a group (else the registry again)
 -- KEYS[4]   scheduled jobs (sorted set by due time)
+-- KEYS[5]   tenants' active jobs (hash: tenant -> jobs waiting or running)
 -- then three keys per job: job hash, the stream of the model's lane for the job's priority,
 --   idempotency record (the job hash again when the job has no idempotency key)
 -- ARGV[1]   now, ms since the epoch
@@ -13,28 +14,35 @@
 -- ARGV[4]   group id ('' = none): then all jobs are enqueued or none is, and the group hash
 --           is written with them
 -- ARGV[5]   seconds the group hash is kept
--- then twelve values per job: job id, model name, request payload, deadline to start by (ms
+-- then thirteen values per job: job id, model name, request payload, deadline to start by (ms
 --   since the epoch, 0 = none), seconds to keep the record once final (0 = the default), the
 --   request's hash for its idempotency key ('' = no key), the result-cache key to store a
 --   successful result under ('' = none), the seconds to keep it there, when the job may
 --   start (ms since the epoch; 0 = at once), and the W3C traceparent it was submitted with
 --   ('' = none; the entry then has no such field), the tenant of the submitting key (a
---   group's hash records its first job's), and the job's priority (0 to 9; the default 5 is
---   not written down). A job not yet due is `scheduled`: its
+--   group's hash records its first job's), the job's priority (0 to 9; the default 5 is
+--   not written down), and the most jobs the tenant may have waiting or running (0 = no
+--   limit). An enqueued job counts in KEYS[5] (and is marked `counted` in its hash) until the
+--   step that ends it. A job not yet due is `scheduled`: its
 --   payload (and traceparent) wait in its hash, its id in the scheduled set, and the
 --   queue-length limit applies when it moves to the queue. The limit counts every lane of the
 --   model: the lanes' keys are the default lane's plus '#<priority>' (same hash tag, so in this
 --   script's Cluster slot).
 --
 -- Returns one string per job: the stream entry id; 'QUEUE_FULL' (the caller answers 429);
--- 'UNKNOWN_MODEL'; 'REPLAY <job id>' (the key was used before with the same request: that job
+-- 'UNKNOWN_MODEL'; 'QUOTA_EXCEEDED <excess>' (the tenant has its most jobs waiting or running;
+-- excess = how many must end before this one, or the whole group, fits); 'REPLAY <job id>' (the key was used before with the same request: that job
 -- answers); 'IDEMPOTENCY_REUSED' (the key was used before with another request). For a group
 -- where one job cannot be enqueued, that job's reason and 'NOT_SUBMITTED' for the others.
 local now, limit, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local group = ARGV[4]
-local count = (#KEYS - 4) / 3
+local count = (#KEYS - 5) / 3
 local out = {}
-local N = 12
+local N = 13
+
+local function active(tenant)
+  return tonumber(redis.call('HGET', KEYS[5], tenant)) or 0
+end
 
 -- Entries in all of a model's lanes, given one lane's key.
 local function backlog(lane)
@@ -46,12 +54,19 @@ local function backlog(lane)
   return n
 end
 if group ~= '' then
-  local refused = false
+  local refused, need = false, {}
   for i = 0, count - 1 do
-    local model = ARGV[7 + i * N]
+    local tenant = ARGV[16 + i * N]
+    need[tenant] = (need[tenant] or 0) + 1
+  end
+  for i = 0, count - 1 do
+    local model, tenant, quota = ARGV[7 + i * N], ARGV[16 + i * N], tonumber(ARGV[18 + i * N])
+    local excess = active(tenant) + need[tenant] - quota
     if redis.call('HEXISTS', KEYS[1], model) == 0 then
       out[i + 1], refused = 'UNKNOWN_MODEL', true
-    elseif limit > 0 and backlog(KEYS[6 + i * 3]) >= limit then
+    elseif quota > 0 and excess > 0 then
+      out[i + 1], refused = 'QUOTA_EXCEEDED ' .. excess, true
+    elseif limit > 0 and backlog(KEYS[7 + i * 3]) >= limit then
       out[i + 1], refused = 'QUEUE_FULL', true
     else
       out[i + 1] = 'NOT_SUBMITTED'
@@ -63,12 +78,12 @@ if group ~= '' then
   out = {}
 end
 for i = 0, count - 1 do
-  local job, stream, idem = KEYS[5 + i * 3], KEYS[6 + i * 3], KEYS[7 + i * 3]
+  local job, stream, idem = KEYS[6 + i * 3], KEYS[7 + i * 3], KEYS[8 + i * 3]
   local b = 6 + i * N
   local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ttl, hash, cache_key, cache_ttl = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   local due, traceparent, tenant = tonumber(ARGV[b + 8]), ARGV[b + 9], ARGV[b + 10]
-  local priority = ARGV[b + 11]
+  local priority, quota = ARGV[b + 11], tonumber(ARGV[b + 12])
   local scheduled = due > tonumber(now)
   local prev = hash ~= '' and redis.call('GET', idem)
   if prev then
@@ -80,6 +95,8 @@ for i = 0, count - 1 do
     end
   elseif redis.call('HEXISTS', KEYS[1], model) == 0 then
     out[#out + 1] = 'UNKNOWN_MODEL'
+  elseif quota > 0 and active(tenant) >= quota then
+    out[#out + 1] = 'QUOTA_EXCEEDED ' .. (active(tenant) - quota + 1)
   elseif not scheduled and limit > 0 and backlog(stream) >= limit then
     out[#out + 1] = 'QUEUE_FULL'
   else
@@ -110,6 +127,8 @@ for i = 0, count - 1 do
       redis.call('HSET', job, F.priority, priority)
     end
     redis.call('HINCRBY', job, F.version, 1)
+    redis.call('HSET', job, F.counted, 1)
+    redis.call('HINCRBY', KEYS[5], tenant, 1)
     if ttl ~= '0' then
       redis.call('HSET', job, F.ttl, ttl)
     end

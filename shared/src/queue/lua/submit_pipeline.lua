@@ -4,6 +4,7 @@
 -- KEYS[1]  job hash
 -- KEYS[2]  pipeline stream
 -- KEYS[3]  upload key
+-- KEYS[4]  tenants' active jobs (hash: tenant -> jobs waiting or running)
 -- ARGV[1]  job id
 -- ARGV[2]  queue name (`pipeline:<name>`), stored as the job's model
 -- ARGV[3]  now, ms since the epoch
@@ -13,9 +14,15 @@
 -- ARGV[7]  the uploaded bytes
 -- ARGV[8]  seconds the upload is kept at most (a safety net: the job's end deletes it)
 -- ARGV[9]  the tenant of the submitting key
+-- ARGV[10] the most jobs that tenant may have waiting or running (0 = no limit)
 --
--- Returns the stream entry id, or 'QUEUE_FULL' (the caller answers 429).
-local limit = tonumber(ARGV[5])
+-- Returns the stream entry id, 'QUEUE_FULL' or 'QUOTA_EXCEEDED <excess>' (the caller answers
+-- 429). An enqueued job counts in KEYS[4] (marked `counted` in its hash) until it ends.
+local limit, quota = tonumber(ARGV[5]), tonumber(ARGV[10])
+local active = tonumber(redis.call('HGET', KEYS[4], ARGV[9])) or 0
+if quota > 0 and active >= quota then
+  return 'QUOTA_EXCEEDED ' .. (active - quota + 1)
+end
 if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then
   return 'QUEUE_FULL'
 end
@@ -25,4 +32,6 @@ redis.call('HSET', KEYS[1],
   F.model, ARGV[2], F.status, 'queued', F.created_at, ARGV[3],
   F.attempts, 0, F.entry, entry, F.deadline, ARGV[6], F.tenant, ARGV[9])
 redis.call('HINCRBY', KEYS[1], F.version, 1)
+redis.call('HSET', KEYS[1], F.counted, 1)
+redis.call('HINCRBY', KEYS[4], ARGV[9], 1)
 return entry

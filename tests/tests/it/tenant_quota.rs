@@ -1,0 +1,415 @@
+//! Per-tenant `max_queued`: the count of a tenant's waiting or running jobs kept in Redis by the
+//! scripts that enqueue and end jobs (driven directly through `Queue` here, through every way a
+//! job ends), its `429 quota_exceeded` under concurrent submissions to two API processes, the
+//! quotas set on keys, and dead letters that name their tenant.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use inferq_shared::config::RedisConfig;
+use inferq_shared::job::{JobId, Priority};
+use inferq_shared::queue::{
+    Cancelled, Completion, Entry, NewJob, Outcome, Queue, Retention, Retired, Retried, Submitted,
+};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    App, AppOptions, Redis, linear_job, spawn_app_with, test_models, worker_binary,
+};
+use crate::protocol::model_info;
+
+const RETENTION: Retention = Retention {
+    result_ttl: Duration::from_secs(60),
+};
+
+fn job(id: JobId, tenant: &str, max: u64) -> NewJob<'_> {
+    NewJob {
+        id,
+        model: "m",
+        payload: br#"{"inputs":[]}"#,
+        deadline_ms: None,
+        result_ttl_secs: None,
+        idempotency: None,
+        cache: None,
+        due_ms: None,
+        trace: None,
+        tenant,
+        tenant_max_queued: max,
+        priority: Priority::DEFAULT,
+    }
+}
+
+/// A tenant's count of active jobs as Redis holds it (0 when absent).
+async fn active(conn: &mut redis::aio::MultiplexedConnection, ns: &str, tenant: &str) -> u64 {
+    let n: Option<u64> = redis::cmd("HGET")
+        .arg(format!("{{{ns}}}:tenants:active"))
+        .arg(tenant)
+        .query_async(conn)
+        .await
+        .unwrap();
+    n.unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_tenants_count_follows_every_way_a_job_ends() {
+    let redis = Redis::start_with(false);
+    let ns = format!("q{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let queue = Queue::connect(&RedisConfig::new(&redis.url(), &ns), Duration::ZERO)
+        .await
+        .unwrap();
+    queue
+        .announce_models("w1", &[model_info("m")])
+        .await
+        .unwrap();
+    queue.ensure_group("m").await.unwrap();
+    let mut conn = redis.conn().await;
+    let ttl = Duration::from_secs(60);
+
+    // Five in one call with room for four: the fifth is refused, one short.
+    let ids: Vec<JobId> = (0..5).map(|_| JobId::new()).collect();
+    let jobs: Vec<NewJob<'_>> = ids.iter().map(|id| job(*id, "teal", 4)).collect();
+    let out = queue.submit_many(&jobs, 0, ttl).await.unwrap();
+    assert!(out[..4].iter().all(|s| *s == Submitted::Queued), "{out:?}");
+    assert_eq!(out[4], Submitted::QuotaExceeded { excess: 1 });
+    assert_eq!(active(&mut conn, &ns, "teal").await, 4);
+    let plum = JobId::new();
+    let out = queue.submit_many(&[job(plum, "plum", 1)], 0, ttl).await;
+    assert_eq!(out.unwrap(), [Submitted::Queued]);
+    // A group counts each member and is all or nothing.
+    let members = [job(JobId::new(), "teal", 5), job(JobId::new(), "teal", 5)];
+    let out = queue
+        .submit_group(JobId::new(), &members, 0, ttl)
+        .await
+        .unwrap();
+    assert_eq!(out, vec![Submitted::QuotaExceeded { excess: 1 }; 2]);
+    assert_eq!(active(&mut conn, &ns, "teal").await, 4);
+
+    let entries = queue.read("w1", "m", 10, None).await.unwrap();
+    let d: Vec<_> = entries
+        .into_iter()
+        .map(|e| match e {
+            Entry::Job(d) => d,
+            Entry::Malformed { .. } => panic!("malformed entry"),
+        })
+        .collect();
+    assert_eq!(d.len(), 5);
+    // Running still counts; succeeding does not.
+    let tokens = queue.start("m", "w1", &d[..2], 3, RETENTION).await.unwrap();
+    assert_eq!(tokens, [1, 1]);
+    assert_eq!(active(&mut conn, &ns, "teal").await, 4);
+    let done = |i: usize| Completion {
+        job: d[i].job,
+        entry: d[i].entry.clone(),
+        token: 1,
+        outcome: Outcome::Succeeded(b"{}".to_vec()),
+    };
+    assert_eq!(
+        queue.complete("m", &[done(0)], RETENTION).await.unwrap(),
+        [true]
+    );
+    assert_eq!(active(&mut conn, &ns, "teal").await, 3);
+    // Cancelled while running: it leaves the count once, however its worker reports after.
+    let cancelled = queue.cancel(d[1].job, RETENTION).await.unwrap();
+    assert_eq!(cancelled, Cancelled::Cancelled);
+    assert_eq!(active(&mut conn, &ns, "teal").await, 2);
+    assert_eq!(
+        queue.complete("m", &[done(1)], RETENTION).await.unwrap(),
+        [false]
+    );
+    assert_eq!(active(&mut conn, &ns, "teal").await, 2);
+    // Out of attempts: dead-lettered, naming its tenant.
+    let tokens = queue
+        .start("m", "w1", &d[2..3], 0, RETENTION)
+        .await
+        .unwrap();
+    assert_eq!(tokens, [0]);
+    assert_eq!(active(&mut conn, &ns, "teal").await, 1);
+    // An unreadable entry whose job is known: failed and dead-lettered, naming its tenant.
+    let aside = [(d[3].entry.clone(), Some(d[3].job))];
+    assert_eq!(queue.set_aside("m", &aside, RETENTION).await.unwrap(), 1);
+    assert_eq!(active(&mut conn, &ns, "teal").await, 0);
+
+    let (teal, _) = queue.dead_letters(10, None, Some("teal")).await.unwrap();
+    let dead: Vec<_> = teal.iter().map(|x| x.job.unwrap()).collect();
+    assert_eq!(dead, [d[3].job, d[2].job], "newest first");
+    assert!(teal.iter().all(|x| x.tenant.as_deref() == Some("teal")));
+    let (none, next) = queue.dead_letters(10, None, Some("plum")).await.unwrap();
+    assert!(none.is_empty() && next.is_none());
+    // A page of one, then the next from its cursor.
+    let (first, next) = queue.dead_letters(1, None, Some("teal")).await.unwrap();
+    assert_eq!(first[0].job, Some(d[3].job));
+    let (second, _) = queue
+        .dead_letters(1, next.as_deref(), Some("teal"))
+        .await
+        .unwrap();
+    assert_eq!(second[0].job, Some(d[2].job));
+
+    // Retried by an operator: it counts again.
+    let retried = queue.retry_dead(&d[2].job.to_string()).await.unwrap();
+    assert_eq!(retried, Retried::Queued(d[2].job));
+    assert_eq!(active(&mut conn, &ns, "teal").await, 1);
+    // Retiring the model fails what waits: both tenants are back to nothing.
+    assert_eq!(active(&mut conn, &ns, "plum").await, 1);
+    let retired = queue.retire_model("m", RETENTION).await.unwrap();
+    assert_eq!(retired, Retired::Retired(2));
+    assert_eq!(active(&mut conn, &ns, "teal").await, 0);
+    assert_eq!(active(&mut conn, &ns, "plum").await, 0);
+    let left: Option<Vec<String>> = redis::cmd("HKEYS")
+        .arg(format!("{{{ns}}}:tenants:active"))
+        .query_async(&mut conn)
+        .await
+        .ok();
+    assert_eq!(left.unwrap_or_default(), Vec::<String>::new());
+}
+
+const ADMIN: &str = "tenant-quota-admin-key-0123456789abcdef";
+
+struct Api(Child);
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A second `inferq-api` process on the app's Redis and namespace.
+fn second_api(app: &App) -> (Api, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(worker_binary().with_file_name("inferq-api"))
+        .env_clear()
+        .env("INFERQ_REDIS_URL", app.redis.url())
+        .env("INFERQ_NAMESPACE", &app.namespace)
+        .env("INFERQ_BIND", format!("127.0.0.1:{port}"))
+        .env("INFERQ_ADMIN_KEY", ADMIN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Api(child), format!("http://127.0.0.1:{port}"))
+}
+
+async fn make_key(app: &App, body: Value) -> String {
+    let r = app
+        .http
+        .post(format!("{}/keys", app.base))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    v["key"].as_str().unwrap().to_owned()
+}
+
+/// `POST /jobs` of one `linear` job: status, `Retry-After`, body.
+async fn post(http: &reqwest::Client, base: &str, key: &str) -> (u16, Option<u64>, Value) {
+    let r = http
+        .post(format!("{base}/jobs"))
+        .bearer_auth(key)
+        .json(&linear_job(&[[1.0, 2.0, 3.0, 4.0]]))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    (status, retry, r.json().await.unwrap_or_default())
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http
+            .get(format!("{base}/models"))
+            .bearer_auth(key)
+            .send()
+            .await;
+        let models: Value = match r {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
+        if models["models"].as_array().is_some_and(|m| !m.is_empty()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "API at {base} never listed a model"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn max_queued_holds_under_concurrent_submissions_to_two_api_processes() {
+    let app = spawn_app_with(AppOptions {
+        admin_key: Some(ADMIN.into()),
+        ..Default::default()
+    })
+    .await;
+    let (_other_api, other) = second_api(&app);
+    let teal = make_key(
+        &app,
+        json!({"tenant": "teal", "scopes": ["submit", "read"],
+                                      "max_queued": 10}),
+    )
+    .await;
+    let plum = make_key(
+        &app,
+        json!({"tenant": "plum", "scopes": ["submit", "read"]}),
+    )
+    .await;
+    let w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    wait_ready(&app.http, &app.base, &teal).await;
+    wait_ready(&app.http, &other, &teal).await;
+    // Nothing runs: the jobs stay queued and count.
+    drop(w);
+
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let base = if i % 2 == 0 {
+            app.base.clone()
+        } else {
+            other.clone()
+        };
+        let (http, key) = (app.http.clone(), teal.clone());
+        set.spawn(async move { post(&http, &base, &key).await });
+    }
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    while let Some(r) = set.join_next().await {
+        let (status, retry, body) = r.unwrap();
+        match status {
+            202 => accepted.push(body["id"].as_str().unwrap().to_owned()),
+            429 => {
+                assert_eq!(body["error"]["code"], "quota_exceeded", "{body}");
+                // Nothing of the model finished in the last minute: a minute.
+                assert_eq!(retry, Some(60), "{body}");
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (10, 30));
+    let mut conn = app.redis.conn().await;
+    assert_eq!(active(&mut conn, &app.namespace, "teal").await, 10);
+    // Another tenant is not limited by teal's quota (and has none of its own).
+    for _ in 0..12 {
+        assert_eq!(post(&app.http, &other, &plum).await.0, 202);
+    }
+    // Each job of a batch counts: all refused while the quota is used up.
+    let batch: Value = app
+        .http
+        .post(format!("{}/jobs/batch", app.base))
+        .bearer_auth(&teal)
+        .json(&json!({"jobs": [linear_job(&[[1.0; 4]]), linear_job(&[[2.0; 4]])]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for item in batch["jobs"].as_array().unwrap() {
+        assert_eq!(item["error"]["code"], "quota_exceeded", "{batch}");
+    }
+    // A cancelled job makes room for exactly one.
+    let r = app
+        .http
+        .delete(format!("{}/jobs/{}", other, accepted[0]))
+        .bearer_auth(&teal)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(post(&app.http, &app.base, &teal).await.0, 202);
+    assert_eq!(post(&app.http, &other, &teal).await.0, 429);
+
+    // Once the jobs run, the count empties and the estimate follows the measured rate.
+    let w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while active(&mut conn, &app.namespace, "teal").await > 0 {
+        assert!(Instant::now() < deadline, "teal's jobs never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(w);
+    // The rate counts whole seconds that have passed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..10 {
+        assert_eq!(post(&app.http, &app.base, &teal).await.0, 202);
+    }
+    let (status, retry, body) = post(&app.http, &other, &teal).await;
+    assert_eq!(status, 429, "{body}");
+    // At least teal's ten jobs of the model finished within the minute: one more is seconds
+    // away.
+    let retry = retry.unwrap();
+    assert!((1..60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(active(&mut conn, &app.namespace, "teal").await, 10);
+}
+
+#[tokio::test]
+async fn a_keys_rate_and_burst_override_the_configured_ones() {
+    let app = spawn_app_with(AppOptions {
+        admin_key: Some(ADMIN.into()),
+        ..Default::default()
+    })
+    .await;
+    // One per 100 s after a burst of two: the test cannot race the refill.
+    let slow = make_key(
+        &app,
+        json!({"tenant": "slow", "scopes": ["submit", "read"],
+                                      "rate": 0.01, "burst": 2}),
+    )
+    .await;
+    let free = make_key(
+        &app,
+        json!({"tenant": "free", "scopes": ["submit", "read"]}),
+    )
+    .await;
+    let w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    wait_ready(&app.http, &app.base, &free).await;
+    drop(w);
+    assert_eq!(post(&app.http, &app.base, &slow).await.0, 202);
+    assert_eq!(post(&app.http, &app.base, &slow).await.0, 202);
+    let (status, retry, body) = post(&app.http, &app.base, &slow).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(retry.is_some_and(|s| s > 60), "{retry:?}");
+    // The configuration sets no rate: other tenants are not limited.
+    for _ in 0..5 {
+        assert_eq!(post(&app.http, &app.base, &free).await.0, 202);
+    }
+    // The key shows what it sets; a bad setting is refused.
+    let keys: Value = app
+        .http
+        .get(format!("{}/keys", app.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let slow_info = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["tenant"] == "slow")
+        .unwrap();
+    assert_eq!(slow_info["rate"], 0.01);
+    assert_eq!(slow_info["burst"], 2.0);
+    let r = app
+        .http
+        .post(format!("{}/keys", app.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"tenant": "x", "scopes": ["read"], "burst": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
