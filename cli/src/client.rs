@@ -71,6 +71,32 @@ impl Client {
             .await
     }
 
+    /// `GET /jobs/<id>/events`: the open event stream, or `None` when the answer is not one.
+    /// No overall timeout: the stream lasts as long as the job.
+    pub(crate) async fn events(&self, id: JobId) -> Result<Option<reqwest::Response>, CliError> {
+        let url = format!("{}/jobs/{id}/events", self.base);
+        let mut req = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key.expose());
+        }
+        let res = req.send().await.map_err(|e| CliError::Unreachable {
+            url: self.base.clone(),
+            cause: cause_chain(&e),
+        })?;
+        let status = res.status();
+        let is_stream = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        // Any other answer (no such route on an older server, 401, 404 job_not_found, 503, …)
+        // is met and reported by the long-poll that takes over, as before event streams.
+        Ok((status.is_success() && is_stream).then_some(res))
+    }
+
     pub(crate) async fn submit(&self, body: Vec<u8>) -> Result<String, CliError> {
         self.post_json("/jobs", body).await
     }

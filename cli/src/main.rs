@@ -5,6 +5,7 @@ mod args;
 mod client;
 mod commands;
 mod error;
+mod events;
 mod input;
 mod npy;
 mod ops;

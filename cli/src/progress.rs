@@ -1,6 +1,7 @@
-//! Waiting for a job: long-polls `GET /status/<id>?wait=…` in a loop, with a spinner on the
-//! terminal showing the job's status (with its place in the queue and the estimated start while
-//! it waits) and the time waited.
+//! Waiting for a job: follows its server-sent events (`GET /jobs/<id>/events`), or, from an API
+//! without them or after the stream broke off, long-polls `GET /status/<id>?wait=…` in a loop;
+//! with a spinner on the terminal showing the job's status (with its place in the queue and the
+//! estimated start while it waits, a pipeline's progress while it runs) and the time waited.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -21,7 +22,12 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Waits until the job is terminal and returns its record, raw and parsed.
 pub(crate) async fn wait(client: &Client, id: JobId) -> Result<(String, JobRecord), CliError> {
     let spinner = spinner(id);
-    let result = poll(client, id, &spinner).await;
+    let followed = crate::events::follow(client, id, |r| spinner.set_message(status_line(r))).await;
+    let result = match followed {
+        Ok(Some(done)) => Ok(done),
+        Ok(None) => poll(client, id, &spinner).await,
+        Err(e) => Err(e),
+    };
     spinner.finish_and_clear();
     result
 }

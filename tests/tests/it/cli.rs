@@ -15,7 +15,7 @@ const DONE: Duration = Duration::from_secs(60);
 const UNREACHABLE: &str = "http://127.0.0.1:1";
 
 /// `target/<profile>/inferq`, built with the other binaries.
-fn cli_binary() -> PathBuf {
+pub(crate) fn cli_binary() -> PathBuf {
     let path = worker_binary().with_file_name("inferq");
     assert!(
         path.exists(),

@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod datatypes;
 mod events;
+mod events_cli;
 mod faults;
 mod helpers;
 mod job_api;
