@@ -17,7 +17,12 @@ cargo build --workspace --bins --all-features --locked
 echo "[test] scripts/check_docker.sh (static checks of Dockerfile and docker-compose.yml)"
 scripts/check_docker.sh
 echo "[test] cargo test --workspace --all-features"
+# The processes the integration tests start log into target/tmp/inferq-logs; the last check
+# searches all of it for secrets.
+rm -rf target/tmp/inferq-logs
 cargo test --workspace --all-features --locked
+echo "[test] no secret in any log line the suite's processes wrote"
+cargo test -p inferq-tests --all-features --locked --test it -- --ignored logs::
 echo "[test] cargo test -p inferq-worker --lib (without test-hooks, as release builds are)"
 cargo test -p inferq-worker --lib --locked
 echo "[test] all checks passed"

@@ -17,6 +17,36 @@ pub(crate) fn repo_root() -> PathBuf {
         .to_owned()
 }
 
+/// Where the suite's processes write their log lines (every worker the harness starts, and
+/// the in-process APIs, through one subscriber of this test process), kept after each test so
+/// that `logs::no_secret_in_any_log_line`, run after the suite (scripts/test.sh), can read
+/// them all. scripts/test.sh empties it before the suite.
+pub(crate) fn log_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("inferq-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Sends this process's `tracing` output (the in-process APIs') to `log_dir()/api-<pid>.log`,
+/// inferq's own at `debug` (where a careless log line would show a request's details), the
+/// rest at `info`, unless `TEST_API_LOG` says otherwise; once per process.
+fn capture_api_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let path = log_dir().join(format!("api-{}.log", std::process::id()));
+        let Ok(file) = std::fs::File::create(path) else {
+            return;
+        };
+        let filter = std::env::var("TEST_API_LOG")
+            .unwrap_or_else(|_| "info,inferq_api=debug,inferq_shared=debug".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
 pub(crate) fn test_models() -> PathBuf {
     repo_root().join("tests/models")
 }
@@ -244,6 +274,7 @@ pub(crate) async fn spawn_app() -> App {
 }
 
 pub(crate) async fn spawn_app_with(options: AppOptions) -> App {
+    capture_api_logs();
     let redis = Redis::start_with(options.aof);
     let namespace = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let mut config = inferq_api::Config::new(inferq_shared::config::RedisConfig::new(
@@ -315,7 +346,7 @@ impl App {
                 "RUST_LOG",
                 std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
             );
-        let log = self.redis.dir.join(format!("{id}.log"));
+        let log = log_dir().join(format!("{}-{id}.log", self.namespace));
         cmd.stdout(std::fs::File::create(&log).unwrap());
         for (k, v) in env {
             cmd.env(k, v);

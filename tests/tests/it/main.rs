@@ -14,6 +14,7 @@ mod job_api;
 mod jobs;
 mod lifecycle;
 mod limits;
+mod logs;
 mod oip;
 mod openapi;
 mod operations;

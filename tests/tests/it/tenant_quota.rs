@@ -3,7 +3,7 @@
 //! job ends), its `429 quota_exceeded` under concurrent submissions to two API processes, the
 //! quotas set on keys, and dead letters that name their tenant.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use inferq_shared::config::RedisConfig;
@@ -14,7 +14,7 @@ use inferq_shared::queue::{
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    App, AppOptions, Redis, linear_job, spawn_app_with, test_models, worker_binary,
+    App, AppOptions, Redis, linear_job, log_dir, spawn_app_with, test_models, worker_binary,
 };
 use crate::protocol::model_info;
 
@@ -186,8 +186,10 @@ fn second_api(app: &App) -> (Api, String) {
         .env("INFERQ_NAMESPACE", &app.namespace)
         .env("INFERQ_BIND", format!("127.0.0.1:{port}"))
         .env("INFERQ_ADMIN_KEY", ADMIN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", "info")
+        .stdout(
+            std::fs::File::create(log_dir().join(format!("{}-api.log", app.namespace))).unwrap(),
+        )
         .spawn()
         .unwrap();
     (Api(child), format!("http://127.0.0.1:{port}"))
