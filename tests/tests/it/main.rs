@@ -22,6 +22,7 @@ mod priority;
 mod protocol;
 mod quota;
 mod speech;
+mod tenant_count;
 mod tenant_quota;
 mod tls;
 mod trace;
