@@ -1,6 +1,7 @@
 //! Property tests of what the router parses from client bytes, through the real router (keys
 //! off, Redis unreachable, so anything that gets past parsing answers 503): query strings,
-//! paths, JSON and binary-framed bodies of the native and OIP routes. Any input gives a 4xx
+//! paths, JSON, binary-framed and multipart bodies of the native and OIP routes, the
+//! `Last-Event-ID` of event streams. Any input gives a 4xx
 //! (or the 503 of the missing Redis), never a 500 and never a panic.
 
 use std::sync::{Arc, LazyLock};
@@ -129,5 +130,62 @@ proptest! {
             let status = call(req);
             prop_assert!(acceptable(status), "{path}: {status}");
         }
+    }
+
+    #[test]
+    fn multipart_bodies_give_4xx(
+        parts in prop::collection::vec((
+            prop_oneof![
+                Just("pipeline".to_owned()),
+                Just("audio".to_owned()),
+                Just("parameters".to_owned()),
+                "[a-z\"]{0,6}",
+            ],
+            prop_oneof![
+                Just(b"speech_segments".to_vec()),
+                Just(b"{\"threshold\": 2}".to_vec()),
+                Just(b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..64),
+            ],
+            any::<bool>(),
+        ), 0..4),
+        closed in any::<bool>(),
+        boundary in prop_oneof![Just("b0undary".to_owned()), Just(String::new()), "[ -~]{0,8}"],
+    ) {
+        let mut body = Vec::new();
+        for (name, content, file) in &parts {
+            body.extend_from_slice(format!("--b0undary\r\nContent-Disposition: form-data; \
+                name=\"{name}\"").as_bytes());
+            if *file {
+                body.extend_from_slice(b"; filename=\"a.wav\"");
+            }
+            body.extend_from_slice(b"\r\n\r\n");
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+        }
+        if closed {
+            body.extend_from_slice(b"--b0undary--\r\n");
+        }
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let Ok(req) = Request::post("/jobs")
+            .header("content-type", content_type)
+            .body(Body::from(body))
+        else {
+            return Ok(());
+        };
+        let status = call(req);
+        prop_assert!(acceptable(status), "{status}");
+    }
+
+    #[test]
+    fn any_last_event_id_gives_4xx(value in "[ -~]{0,24}") {
+        let Ok(req) = Request::get("/jobs/6f1c2d8e-0c1d-4c4e-9f6e-0d5b1f3a2b4c/events")
+            .header("last-event-id", value.as_str())
+            .body(Body::empty())
+        else {
+            return Ok(());
+        };
+        let status = call(req);
+        prop_assert!(acceptable(status), "{status}");
     }
 }
