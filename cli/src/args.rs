@@ -149,6 +149,9 @@ pub(crate) enum DeadCommand {
         /// Show the page after this cursor (printed under the previous page).
         #[arg(long)]
         cursor: Option<String>,
+        /// Only this tenant's dead letters.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Run a dead letter's job again under the same id (`POST /dead/<id>/retry`).
     Retry {

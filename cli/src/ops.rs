@@ -67,6 +67,9 @@ struct DeadLetter {
     error: ErrorBody,
     attempts: Option<u32>,
     failed_at: Option<String>,
+    /// Absent from servers older than tenants in dead letters.
+    #[serde(default)]
+    tenant: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,20 +180,29 @@ pub(crate) async fn queues(global: &Global) -> Result<Outcome, CliError> {
 pub(crate) async fn dead(global: &Global, command: DeadCommand) -> Result<Outcome, CliError> {
     let client = Client::new(global)?;
     match command {
-        DeadCommand::List { limit, cursor } => {
+        DeadCommand::List {
+            limit,
+            cursor,
+            tenant,
+        } => {
             let mut path = format!("/dead?limit={limit}");
             if let Some(c) = cursor {
                 path.push_str(&format!("&cursor={}", urlencode(&c)));
+            }
+            if let Some(t) = &tenant {
+                path.push_str(&format!("&tenant={}", urlencode(t)));
             }
             let raw = client.call(Method::GET, &path).await?;
             show(global, &raw, |p: DeadPage| {
                 if p.dead_letters.is_empty() {
                     return "no dead letters\n".into();
                 }
-                let header =
-                    ["JOB", "DEAD ID", "MODEL", "ERROR", "ATTEMPTS", "FAILED"].map(String::from);
+                let header = [
+                    "JOB", "DEAD ID", "MODEL", "TENANT", "ERROR", "ATTEMPTS", "FAILED",
+                ]
+                .map(String::from);
                 let dash = || "-".to_owned();
-                let rows: Vec<[String; 6]> = p
+                let rows: Vec<[String; 7]> = p
                     .dead_letters
                     .into_iter()
                     .map(|d| {
@@ -198,6 +210,7 @@ pub(crate) async fn dead(global: &Global, command: DeadCommand) -> Result<Outcom
                             d.id.unwrap_or_else(dash),
                             d.dead_id,
                             d.model.unwrap_or_else(dash),
+                            d.tenant.unwrap_or_else(dash),
                             d.error.code,
                             d.attempts.map_or_else(dash, |a| a.to_string()),
                             d.failed_at.unwrap_or_else(dash),
@@ -206,7 +219,8 @@ pub(crate) async fn dead(global: &Global, command: DeadCommand) -> Result<Outcom
                     .collect();
                 let mut out = table(&header, &rows);
                 if let Some(next) = p.next_cursor {
-                    out.push_str(&format!("more: inferq dead list --cursor {next}\n"));
+                    let filter = tenant.map(|t| format!(" --tenant {t}")).unwrap_or_default();
+                    out.push_str(&format!("more: inferq dead list --cursor {next}{filter}\n"));
                 }
                 out
             })

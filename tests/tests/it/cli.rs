@@ -338,6 +338,15 @@ async fn workers_queues_and_dead_letters_from_the_command_line() {
             .contains("malformed_entry"),
         "{run:?}"
     );
+    assert!(run.stdout.contains(" TENANT "), "{run:?}");
+    // Its job is unknown, so it belongs to no tenant: a tenant's list does not show it.
+    let run = inferq(
+        &app.base,
+        &["dead", "list", "--tenant", "default", "--json"],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.json()["dead_letters"], serde_json::json!([]), "{run:?}");
     // An unreadable entry cannot run again: the server's 409, exit 1.
     let run = inferq(&app.base, &["dead", "retry", &dead_id]).await;
     assert_eq!(run.code, Some(1), "{run:?}");
