@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use inferq_shared::job::{JobId, JobRequest, JobStatus};
 use inferq_shared::queue::{NewJob, Submitted};
+use inferq_shared::webhook::Webhook;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -18,7 +19,8 @@ use crate::body::parse_json;
 use crate::error::{ApiError, AppResult, ErrorResponse};
 use crate::extract::JobTrace;
 use crate::jobs::{
-    JobOptions, find_model, from_cache, refused, request_hash, tenant_scoped, valid_idempotency_key,
+    JobOptions, find_model, from_cache, refused, request_hash, tenant_scoped,
+    valid_idempotency_key, webhook,
 };
 use crate::record::ErrorBody;
 use crate::state::AppState;
@@ -161,6 +163,7 @@ pub(crate) async fn submit_batch(
                 tenant: &caller.tenant,
                 priority: p.options.priority,
                 tenant_max_queued: caller.max_queued(&state.config),
+                webhook: p.webhook.as_ref(),
             })
             .collect();
         let outcomes = state
@@ -218,12 +221,13 @@ struct Prepared {
     idempotency: Option<(String, String)>,
     /// Where to cache the result (a cache miss of a job that asked for the cache).
     cache: Option<(String, Duration)>,
+    webhook: Option<Webhook>,
 }
 
 /// A valid batch item: answered from the result cache already, or to enqueue.
 enum Ready {
     Cached(JobId),
-    Enqueue(Prepared),
+    Enqueue(Box<Prepared>),
 }
 
 async fn prepare(state: &AppState, caller: &Principal, item: &[u8]) -> AppResult<Ready> {
@@ -237,14 +241,17 @@ async fn prepare(state: &AppState, caller: &Principal, item: &[u8]) -> AppResult
     }
     let req: JobRequest<'_> = parse_json(item)?;
     let model = find_model(state, &req.model).await?;
-    let payload = model.encode_request(&req)?;
-    let options = JobOptions::of(req.parameters.as_ref())?;
+    let payload = model.encode_request(&req, &state.config.fetch_allow)?;
+    let hook = webhook(state, req.webhook.as_ref())?;
+    let mut options = JobOptions::of(req.parameters.as_ref())?;
+    // A job with a webhook runs, so that its events happen (its result is still cached).
+    options.cache &= hook.is_none();
     let id = JobId::new();
     let cache = match from_cache(state, caller, id, &model, &payload, options).await? {
         Ok(()) => return Ok(Ready::Cached(id)),
         Err(cache) => cache,
     };
-    Ok(Ready::Enqueue(Prepared {
+    Ok(Ready::Enqueue(Box::new(Prepared {
         id,
         model: model.name.clone(),
         payload,
@@ -253,5 +260,6 @@ async fn prepare(state: &AppState, caller: &Principal, item: &[u8]) -> AppResult
             .idempotency_key
             .map(|k| (tenant_scoped(caller, &k), request_hash(item))),
         cache,
-    }))
+        webhook: hook,
+    })))
 }

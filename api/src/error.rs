@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use inferq_shared::JobStatus;
+use inferq_shared::egress::UrlError;
 use inferq_shared::model::ValidationError;
 use inferq_shared::queue::QueueError;
 use serde::Serialize;
@@ -28,6 +29,10 @@ pub enum ApiError {
     InvalidRequest(String),
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("{0}")]
+    InvalidUrl(String),
+    #[error("{0}")]
+    UrlNotAllowed(String),
     #[error("'{0}' is not a valid job id (expected a UUID)")]
     InvalidJobId(String),
     #[error("no job with id {0} (unknown, or its record expired)")]
@@ -103,6 +108,15 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl From<UrlError> for ApiError {
+    fn from(e: UrlError) -> Self {
+        match e {
+            UrlError::Invalid(m) => Self::InvalidUrl(m),
+            UrlError::NotAllowed(m) => Self::UrlNotAllowed(m),
+        }
+    }
+}
+
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         // Only an outage is a 503 that clients should retry; a script error or a wrong type is
@@ -121,6 +135,8 @@ impl ApiError {
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::InvalidParameter(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter"),
+            Self::InvalidUrl(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_url"),
+            Self::UrlNotAllowed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "url_not_allowed"),
             Self::InvalidJobId(_) => (StatusCode::BAD_REQUEST, "invalid_job_id"),
             Self::JobNotFound(_) => (StatusCode::NOT_FOUND, "job_not_found"),
             Self::ModelNotFound(_) => (StatusCode::NOT_FOUND, "model_not_found"),

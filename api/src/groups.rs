@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use inferq_shared::job::{JobId, JobParameters, JobRequest, JobStatus, OutputRequest};
 use inferq_shared::queue::{NewJob, Retention, Submitted};
 use inferq_shared::tensor::InputTensor;
+use inferq_shared::webhook::{Webhook, WebhookRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
@@ -50,7 +51,12 @@ struct Member<'a> {
     outputs: Option<Vec<OutputRequest>>,
     #[serde(default)]
     parameters: Option<JobParameters>,
+    #[serde(default)]
+    webhook: Option<WebhookRequest>,
 }
+
+/// A member ready to enqueue: its id, model, payload, options and webhook.
+type Prepared = (JobId, String, Vec<u8>, JobOptions, Option<Webhook>);
 
 /// Documents the body of `POST /groups`.
 #[derive(Debug, ToSchema)]
@@ -141,7 +147,7 @@ pub(crate) async fn submit_group(
     let group = JobId::new();
     let jobs: Vec<NewJob<'_>> = prepared
         .iter()
-        .map(|(id, model, payload, options)| NewJob {
+        .map(|(id, model, payload, options, hook)| NewJob {
             id: *id,
             model,
             payload,
@@ -154,6 +160,7 @@ pub(crate) async fn submit_group(
             tenant: &caller.tenant,
             priority: options.priority,
             tenant_max_queued: caller.max_queued(&state.config),
+            webhook: hook.as_ref(),
         })
         .collect();
     let longest = prepared
@@ -166,13 +173,13 @@ pub(crate) async fn submit_group(
         .queue
         .submit_group(group, &jobs, state.config.max_queued, keep)
         .await?;
-    for (i, (outcome, (_, model, _, _))) in outcomes.into_iter().zip(&prepared).enumerate() {
+    for (i, (outcome, (_, model, _, _, _))) in outcomes.into_iter().zip(&prepared).enumerate() {
         match outcome {
             Submitted::Queued | Submitted::Scheduled | Submitted::NotSubmitted => {}
             other => return Err(in_member(i, refused(&state, model, other))),
         }
     }
-    for (_, model, _, _) in &prepared {
+    for (_, model, _, _, _) in &prepared {
         crate::metrics::submitted(model);
     }
     let url = format!("/groups/{group}");
@@ -209,7 +216,7 @@ async fn prepare(
     state: &AppState,
     item: &RawValue,
     group_inputs: Option<&RawValue>,
-) -> AppResult<(JobId, String, Vec<u8>, JobOptions)> {
+) -> AppResult<Prepared> {
     let member: Member<'_> = parse_json(item.get().as_bytes())?;
     let inputs = match (member.inputs, group_inputs) {
         (Some(inputs), _) => inputs,
@@ -225,11 +232,13 @@ async fn prepare(
         inputs,
         outputs: member.outputs,
         parameters: member.parameters,
+        webhook: member.webhook,
     };
     let model = find_model(state, &req.model).await?;
-    let payload = model.encode_request(&req)?;
+    let payload = model.encode_request(&req, &state.config.fetch_allow)?;
     let options = JobOptions::of(req.parameters.as_ref())?;
-    Ok((JobId::new(), model.name.clone(), payload, options))
+    let hook = crate::submission::webhook(state, req.webhook.as_ref())?;
+    Ok((JobId::new(), model.name.clone(), payload, options, hook))
 }
 
 /// The group and its members' records; with `?wait=`, once every member is final or the wait is

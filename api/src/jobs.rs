@@ -14,6 +14,7 @@ use inferq_shared::model::ModelInfo;
 use inferq_shared::model::valid_model_name;
 use inferq_shared::payload::{self, JobHeader};
 use inferq_shared::queue::{Cancelled, NewJob, Retention, StoredJob, Submitted};
+use inferq_shared::webhook::{Webhook, WebhookRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -35,7 +36,17 @@ struct JobMeta {
     model: String,
     #[serde(default)]
     parameters: Option<JobParameters>,
+    #[serde(default)]
+    webhook: Option<WebhookRequest>,
 }
+
+/// A submission read and checked: its model, payload, parameters and webhook.
+type ReadSubmission = (
+    Arc<ModelInfo>,
+    Vec<u8>,
+    Option<JobParameters>,
+    Option<Webhook>,
+);
 
 pub(crate) async fn find_model(state: &AppState, name: &str) -> AppResult<Arc<ModelInfo>> {
     let model = if valid_model_name(name) {
@@ -51,15 +62,13 @@ pub(crate) async fn find_model(state: &AppState, name: &str) -> AppResult<Arc<Mo
 
 /// Reads a submission, JSON or binary-framed, into its model, the job payload and its
 /// parameters: validated and converted to the internal binary form in one pass over the data.
-async fn read_submission(
-    state: &AppState,
-    body: &JobBody,
-) -> AppResult<(Arc<ModelInfo>, Vec<u8>, Option<JobParameters>)> {
+async fn read_submission(state: &AppState, body: &JobBody) -> AppResult<ReadSubmission> {
     let Some(n) = body.json_len else {
         let req: JobRequest<'_> = parse_json(&body.bytes)?;
         let model = find_model(state, &req.model).await?;
-        let payload = model.encode_request(&req)?;
-        return Ok((model, payload, req.parameters));
+        let payload = model.encode_request(&req, &state.config.fetch_allow)?;
+        let hook = webhook(state, req.webhook.as_ref())?;
+        return Ok((model, payload, req.parameters, hook));
     };
     let (head, binary) = body.bytes.split_at(n);
     let meta: JobMeta = parse_json(head)?;
@@ -77,9 +86,16 @@ async fn read_submission(
             .as_ref()
             .map(|o| o.iter().map(|o| o.name.clone()).collect()),
         parameters: meta.parameters.clone(),
+        urls: Vec::new(),
     };
     model.validate_header(&header)?;
-    Ok((model, payload::encode_job(&header, &data), meta.parameters))
+    let hook = webhook(state, meta.webhook.as_ref())?;
+    Ok((
+        model,
+        payload::encode_job(&header, &data),
+        meta.parameters,
+        hook,
+    ))
 }
 
 /// The `202` answer to a submission.
@@ -141,7 +157,8 @@ pub(crate) struct JobAccepted {
             is over its limit", body = ErrorResponse),
         (status = 415, description = "`unsupported_media_type`", body = ErrorResponse),
         (status = 422, description = "The request does not fit the model (`unknown_model`, \
-            `shape_mismatch`, …), `invalid_parameter`, `idempotency_key_reused`; or the \
+            `shape_mismatch`, …), `invalid_parameter`, `idempotency_key_reused`, `invalid_url` / \
+            `url_not_allowed` (an input's, the audio's or the webhook's `url`); or the \
             pipeline (`unknown_pipeline`, `invalid_parameter`, `invalid_audio`: the file's \
             header shows it cannot be decoded)", body = ErrorResponse),
         (status = 429, description = "`overloaded`: the model's queue is full",
@@ -172,8 +189,11 @@ pub(crate) async fn submit(
             return submit_pipeline(&state, &caller, upload, wait).await;
         }
     };
-    let (model, payload, parameters) = read_submission(&state, &body).await?;
-    let options = JobOptions::of(parameters.as_ref())?;
+    let (model, payload, parameters, hook) = read_submission(&state, &body).await?;
+    let mut options = JobOptions::of(parameters.as_ref())?;
+    // A job with a webhook runs, so that its events happen (its result is still cached).
+    let lookup = options.cache && hook.is_none();
+    options.cache = lookup;
 
     let mut id = JobId::new();
     let cache = match from_cache(&state, &caller, id, &model, &payload, options).await? {
@@ -212,6 +232,7 @@ pub(crate) async fn submit(
         tenant: &caller.tenant,
         priority: options.priority,
         tenant_max_queued: caller.max_queued(&state.config),
+        webhook: hook.as_ref(),
     };
     // Registered before the job exists, so its completion cannot slip past.
     let mut guard = (!wait.is_zero()).then(|| state.wait_for(id));
@@ -367,7 +388,7 @@ pub(crate) async fn read_stored(
 }
 
 async fn read_record(state: &AppState, caller: &Principal, id: JobId) -> AppResult<JobRecord> {
-    read_stored(state, caller, id).await?.try_into()
+    Ok(read_stored(state, caller, id).await?.try_into()?)
 }
 
 /// Reads the record once it is terminal or `until` passes, whichever is first. `read_first`
@@ -382,9 +403,9 @@ async fn wait_for_record(
     until: tokio::time::Instant,
     read_first: bool,
 ) -> AppResult<JobRecord> {
-    wait_for_job(state, caller, guard, id, until, read_first)
+    Ok(wait_for_job(state, caller, guard, id, until, read_first)
         .await?
-        .try_into()
+        .try_into()?)
 }
 
 /// [`wait_for_record`], returning the job as stored.

@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use inferq_shared::config::{LogConfig, RedisConfig, Secret};
+use inferq_shared::egress::Allow;
 use inferq_shared::queue::Queue;
 use tokio::net::TcpListener;
 
@@ -151,6 +152,12 @@ pub struct Config {
     /// (`GET /jobs/<id>/events`) open through proxies.
     #[arg(long, env = "INFERQ_EVENTS_KEEPALIVE_SECS", default_value_t = 15)]
     pub events_keepalive_secs: u64,
+    /// Hosts and networks (comma-separated names, addresses, CIDRs) that inputs by URL and
+    /// webhooks may reach although they are loopback, private or otherwise internal; the
+    /// workers must be given the same list. The API refuses the rest at submission where it
+    /// can tell without a lookup (an IP literal, `localhost`).
+    #[arg(long, env = "INFERQ_FETCH_ALLOW", default_value = "")]
+    pub fetch_allow: Allow,
 }
 
 /// Whether requests must carry an API key.
@@ -193,6 +200,7 @@ impl Config {
             admin_key: None,
             metrics_public: false,
             events_keepalive_secs: 15,
+            fetch_allow: Allow::default(),
             max_upload_bytes: 64 * 1024 * 1024,
             upload_ttl_secs: 86_400,
         }

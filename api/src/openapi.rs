@@ -12,8 +12,6 @@ use inferq_shared::job::{JobParameters, OutputRequest};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::oip::wire::ResponseOutput;
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -187,6 +185,9 @@ pub(crate) struct JobRequestDoc {
     outputs: Option<Vec<OutputRequest>>,
     #[serde(default)]
     parameters: Option<JobParameters>,
+    /// POST the job's events to this URL (Standard Webhooks, signed), retried until a 2xx.
+    #[serde(default)]
+    webhook: Option<inferq_shared::webhook::WebhookRequest>,
 }
 
 /// `POST /jobs` as JSON: a model job, or a pipeline job with its file in base64.
@@ -210,15 +211,16 @@ pub(crate) struct InputTensorDoc {
     #[schema(schema_with = inferq_shared::model::datatype_schema)]
     datatype: String,
     /// The elements in row-major order, flat or nested; FP32/FP64 also take `"NaN"`,
-    /// `"Infinity"` and `"-Infinity"`.
-    data: Vec<serde_json::Value>,
-}
-
-/// A finished job's result, as `GET /status/<id>` renders it from the worker's binary result.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code, reason = "read by the OpenAPI document only")]
-pub(crate) struct JobResult {
-    outputs: Vec<ResponseOutput>,
+    /// `"Infinity"` and `"-Infinity"`. Give `data` or `url`.
+    #[serde(default)]
+    data: Option<Vec<serde_json::Value>>,
+    /// Instead of `data`: an http(s) URL the worker fetches the tensor from, as raw
+    /// little-endian bytes of the shape and datatype, or a `.npy` file (a body starting with
+    /// the `.npy` magic). Not for BYTES inputs. Loopback, private and other internal
+    /// addresses are refused unless `INFERQ_FETCH_ALLOW` allows them.
+    #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
+    url: Option<String>,
 }
 
 #[cfg(test)]
@@ -236,6 +238,10 @@ mod tests {
                                              "data": [16000]}],
                    "outputs": [{"name": "y"}],
                    "parameters": {"timeout_ms": 5000, "deadline": 1_900_000_000_000_u64}}),
+            json!({"model": "linear",
+                   "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                               "url": "https://files.example.com/x.npy"}],
+                   "webhook": {"url": "https://hooks.example.com/h", "events": ["failed"]}}),
         ]
     }
 
@@ -255,11 +261,12 @@ mod tests {
                 );
             }
         }
-        // Both refuse a job without inputs, or `data` that is not a list.
+        // Both refuse a job without inputs, or with an unknown webhook event. (An input with neither `data` nor `url` parses; validation refuses it with
+        // `422 invalid_data`.)
         for bad in [
             json!({"model": "m"}),
             json!({"model": "m", "inputs": {}}),
-            json!({"model": "m", "inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}),
+            json!({"model": "m", "inputs": [], "webhook": {"url": "http://h/", "events": ["done"]}}),
         ] {
             let text = bad.to_string();
             assert!(

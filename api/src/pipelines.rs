@@ -9,11 +9,13 @@ use axum::body::Bytes;
 use axum::extract::Multipart;
 use base64::Engine;
 use inferq_shared::audio::Decoder;
+use inferq_shared::egress::UrlError;
 use inferq_shared::job::{JobId, JobParameters};
 use inferq_shared::pipeline::{self, PipelineInfo, PipelineJob, SpeechSettings, speech_parameters};
 use inferq_shared::queue::keys::pipeline_queue;
 use inferq_shared::queue::{PipelineSubmission, Submitted};
 use inferq_shared::time::now_ms;
+use inferq_shared::webhook::WebhookRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::io::Cursor;
@@ -50,8 +52,16 @@ pub(crate) async fn list() -> Json<PipelineList> {
 #[derive(Debug)]
 pub(crate) struct PipelineUpload {
     pipeline: String,
-    audio: Bytes,
+    audio: Audio,
     parameters: Option<Map<String, Value>>,
+    webhook: Option<WebhookRequest>,
+}
+
+/// The recording: its bytes, or a URL the worker fetches it from.
+#[derive(Debug)]
+enum Audio {
+    Bytes(Bytes),
+    Url(String),
 }
 
 /// The JSON form: `{"pipeline", "audio": {"data": "<base64>"}, "parameters"?}`.
@@ -65,14 +75,23 @@ pub(crate) struct PipelineJsonRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     parameters: Option<Map<String, Value>>,
+    /// POST the job's events to this URL (Standard Webhooks, signed), retried until a 2xx.
+    #[serde(default)]
+    webhook: Option<WebhookRequest>,
 }
 
-/// The input file.
+/// The input file: `data` or `url`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AudioInput {
     /// The file's bytes, base64 (standard alphabet, padded).
-    data: String,
+    #[serde(default)]
+    data: Option<String>,
+    /// Instead of `data`: an http(s) URL the worker fetches the file from (at most
+    /// `INFERQ_FETCH_MAX_BYTES`; the same address guard as inputs by URL).
+    #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
+    url: Option<String>,
 }
 
 /// Whether a JSON body is a pipeline job: it has a top-level `pipeline` member. The byte
@@ -107,16 +126,30 @@ impl PipelineUpload {
     /// The JSON form, its audio decoded from base64.
     pub(crate) fn from_json(bytes: &[u8], max_upload: usize) -> AppResult<Self> {
         let req: PipelineJsonRequest = parse_json(bytes)?;
-        let audio = base64::engine::general_purpose::STANDARD
-            .decode(req.audio.data.as_bytes())
-            .map_err(|e| ApiError::InvalidRequest(format!("audio.data is not base64: {e}")))?;
-        if audio.len() > max_upload {
-            return Err(ApiError::UploadTooLarge(max_upload));
-        }
+        let audio = match (req.audio.data, req.audio.url) {
+            (Some(data), None) => {
+                let audio = base64::engine::general_purpose::STANDARD
+                    .decode(data.as_bytes())
+                    .map_err(|e| {
+                        ApiError::InvalidRequest(format!("audio.data is not base64: {e}"))
+                    })?;
+                if audio.len() > max_upload {
+                    return Err(ApiError::UploadTooLarge(max_upload));
+                }
+                Audio::Bytes(audio.into())
+            }
+            (None, Some(url)) => Audio::Url(url),
+            _ => {
+                return Err(ApiError::InvalidRequest(
+                    "audio needs either data or url".into(),
+                ));
+            }
+        };
         Ok(Self {
             pipeline: req.pipeline,
-            audio: audio.into(),
+            audio,
             parameters: req.parameters,
+            webhook: req.webhook,
         })
     }
 
@@ -124,7 +157,7 @@ impl PipelineUpload {
     /// `parameters` (a JSON object). Parts are read in any order, each within its limit.
     pub(crate) async fn from_multipart(mut form: Multipart, max_upload: usize) -> AppResult<Self> {
         let bad = |m: String| ApiError::InvalidRequest(m);
-        let (mut pipeline, mut audio, mut parameters) = (None, None, None);
+        let (mut pipeline, mut audio, mut parameters, mut webhook) = (None, None, None, None);
         while let Some(mut field) = form
             .next_field()
             .await
@@ -134,10 +167,10 @@ impl PipelineUpload {
             let limit = match name.as_str() {
                 "audio" => max_upload,
                 "pipeline" => 256,
-                "parameters" => MAX_PARAMETERS_BYTES,
+                "parameters" | "webhook" => MAX_PARAMETERS_BYTES,
                 other => {
                     return Err(bad(format!(
-                        "unknown form part '{}' (expected pipeline, audio, parameters)",
+                        "unknown form part '{}' (expected pipeline, audio, parameters, webhook)",
                         other.chars().take(64).collect::<String>()
                     )));
                 }
@@ -167,6 +200,7 @@ impl PipelineUpload {
                             .map_err(|_| bad("form part 'pipeline' is not text".into()))?,
                     )
                 }
+                "webhook" => webhook = Some(parse_json::<WebhookRequest>(&data)?),
                 _ => {
                     let v: Value = parse_json(&data)?;
                     let Value::Object(map) = v else {
@@ -178,8 +212,9 @@ impl PipelineUpload {
         }
         Ok(Self {
             pipeline: pipeline.ok_or_else(|| bad("missing form part 'pipeline'".into()))?,
-            audio: audio.ok_or_else(|| bad("missing file part 'audio'".into()))?,
+            audio: Audio::Bytes(audio.ok_or_else(|| bad("missing file part 'audio'".into()))?),
             parameters,
+            webhook,
         })
     }
 }
@@ -197,11 +232,28 @@ pub(crate) async fn submit(
     }
     let (settings, job_params) = speech_parameters(upload.parameters.as_ref())
         .map_err(|e| ApiError::InvalidParameter(e.0))?;
-    check_audio(upload.audio.clone(), settings).await?;
+    let webhook = crate::submission::webhook(state, upload.webhook.as_ref())?;
+    // A recording by URL is probed by the worker once fetched; its upload starts empty.
+    let (audio, audio_url) = match upload.audio {
+        Audio::Bytes(audio) => {
+            check_audio(audio.clone(), settings).await?;
+            (audio, None)
+        }
+        Audio::Url(url) => {
+            let url = state.config.fetch_allow.check_url(&url).map_err(|e| {
+                ApiError::from(match e {
+                    UrlError::Invalid(m) => UrlError::Invalid(format!("audio.url: {m}")),
+                    UrlError::NotAllowed(m) => UrlError::NotAllowed(format!("audio.url: {m}")),
+                })
+            })?;
+            (Bytes::new(), Some(url.to_string()))
+        }
+    };
     let payload = serde_json::to_vec(&PipelineJob {
         pipeline: name.to_owned(),
         settings,
-        upload_bytes: upload.audio.len() as u64,
+        upload_bytes: audio.len() as u64,
+        audio_url,
     })
     .map_err(|e| ApiError::Internal(format!("encoding a pipeline job: {e}")))?;
     let queue = pipeline_queue(name);
@@ -213,10 +265,11 @@ pub(crate) async fn submit(
             PipelineSubmission {
                 queue: &queue,
                 payload: &payload,
-                upload: &upload.audio,
+                upload: &audio,
                 upload_ttl: std::time::Duration::from_secs(state.config.upload_ttl_secs),
                 tenant: &caller.tenant,
                 tenant_max_queued: caller.max_queued(&state.config),
+                webhook: webhook.as_ref(),
             },
             state.config.max_queued,
             deadline,
@@ -273,4 +326,6 @@ pub(crate) struct PipelineForm {
     audio: Vec<u8>,
     /// A JSON object: the pipeline's parameters.
     parameters: Option<String>,
+    /// A JSON object: the job's webhook, `{"url", "events"?}`.
+    webhook: Option<String>,
 }

@@ -10,6 +10,7 @@ use inferq_shared::model::ModelInfo;
 use inferq_shared::payload;
 use inferq_shared::queue::{Retention, Submitted};
 use inferq_shared::time::now_ms;
+use inferq_shared::webhook::{Webhook, WebhookRequest};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, AppResult};
@@ -73,6 +74,23 @@ pub(crate) fn refused(state: &AppState, model: &str, outcome: Submitted) -> ApiE
             ApiError::Internal("a queued job was reported as refused".into())
         }
     }
+}
+
+/// The request's webhook, checked (`422 invalid_url` / `url_not_allowed`).
+pub(crate) fn webhook(
+    state: &AppState,
+    request: Option<&WebhookRequest>,
+) -> AppResult<Option<Webhook>> {
+    if let Some(events) = request.and_then(|w| w.events.as_ref())
+        && events.is_empty()
+    {
+        return Err(ApiError::InvalidParameter(
+            "webhook.events is empty; leave it out for the final events".into(),
+        ));
+    }
+    Ok(request
+        .map(|w| w.check(&state.config.fetch_allow))
+        .transpose()?)
 }
 
 /// A job's settings from its parameters, checked.

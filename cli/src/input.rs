@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::CliError;
-use crate::npy;
 
 /// `--input NAME=SOURCE` as typed; the source is read by [`Input::load`].
 #[derive(Debug, Clone)]
@@ -102,9 +101,9 @@ impl Input {
             let is_npy_name = path
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-            if npy::is_npy(&bytes) || is_npy_name {
-                let array =
-                    npy::parse(&bytes).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            if inferq_shared::npy::is_npy(&bytes) || is_npy_name {
+                let array = inferq_shared::npy::parse(&bytes)
+                    .map_err(|e| usage(format!("{}: {e}", path.display())))?;
                 return Ok(Self {
                     name: arg.name.clone(),
                     shape: array.shape,

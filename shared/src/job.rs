@@ -258,6 +258,9 @@ pub struct JobRequest<'a> {
     pub outputs: Option<Vec<OutputRequest>>,
     #[serde(default)]
     pub parameters: Option<JobParameters>,
+    /// Where to deliver the job's events.
+    #[serde(default)]
+    pub webhook: Option<crate::webhook::WebhookRequest>,
 }
 
 /// Why a job failed: each variant is one stable, machine-readable code.
@@ -286,6 +289,12 @@ pub enum ErrorCode {
     InvalidAudio,
     /// The worker stopped before the job ran to the end (its inference threads shut down).
     WorkerStopping,
+    /// An input's `url` (or a webhook's) is not an http(s) URL.
+    InvalidUrl,
+    /// An input's `url` points at an address the guard refuses (`INFERQ_FETCH_ALLOW`).
+    UrlNotAllowed,
+    /// An input's `url` could not be fetched (status, size, timeout, connection).
+    InputFetchFailed,
     Internal,
 }
 
@@ -312,6 +321,9 @@ impl ErrorCode {
             Self::ModelRetired => "model_retired",
             Self::InvalidAudio => "invalid_audio",
             Self::WorkerStopping => "worker_stopping",
+            Self::InvalidUrl => "invalid_url",
+            Self::UrlNotAllowed => "url_not_allowed",
+            Self::InputFetchFailed => "input_fetch_failed",
             Self::Internal => "internal",
         }
     }

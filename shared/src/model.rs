@@ -96,6 +96,10 @@ pub enum ValidationError {
     InvalidData { name: String, message: String },
     #[error("output '{name}' is not an output of the model (outputs: {expected})")]
     UnknownOutput { name: String, expected: String },
+    #[error("input '{name}': {message}")]
+    InvalidUrl { name: String, message: String },
+    #[error("input '{name}': {message}")]
+    UrlNotAllowed { name: String, message: String },
 }
 
 impl ValidationError {
@@ -111,6 +115,8 @@ impl ValidationError {
             Self::DataLength { .. } => ErrorCode::DataLengthMismatch,
             Self::InvalidData { .. } => ErrorCode::InvalidData,
             Self::UnknownOutput { .. } => ErrorCode::UnknownOutput,
+            Self::InvalidUrl { .. } => ErrorCode::InvalidUrl,
+            Self::UrlNotAllowed { .. } => ErrorCode::UrlNotAllowed,
         }
     }
 }
@@ -281,7 +287,7 @@ mod tests {
     fn check(body: &str) -> Result<(), &'static str> {
         let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
         model()
-            .encode_request(&req)
+            .encode_request(&req, &crate::egress::Allow::default())
             .map(drop)
             .map_err(|e| e.code().as_str())
     }

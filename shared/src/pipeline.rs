@@ -244,6 +244,10 @@ pub struct PipelineJob {
     pub settings: SpeechSettings,
     /// Size of the upload, so the worker knows what to expect.
     pub upload_bytes: u64,
+    /// The recording comes by URL: the worker fetches it into the (empty) upload before it
+    /// runs the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_url: Option<String>,
 }
 
 /// A running pipeline's progress, in seconds of audio.

@@ -38,7 +38,7 @@ fn datatypes() -> impl Strategy<Value = DataType> {
 fn parse_and_encode(bytes: &[u8]) {
     if let Ok(req) = serde_json::from_slice::<JobRequest<'_>>(bytes) {
         for &dt in DataType::ALL {
-            let _ = model(dt).encode_request(&req);
+            let _ = model(dt).encode_request(&req, &crate::egress::Allow::default());
         }
     }
 }
@@ -139,7 +139,7 @@ proptest! {
         ]})
         .to_string();
         let req: JobRequest<'_> = serde_json::from_str(&body).unwrap();
-        if let Ok(frame) = model(dt).encode_request(&req) {
+        if let Ok(frame) = model(dt).encode_request(&req, &crate::egress::Allow::default()) {
             // What was accepted decodes back to the declared shape.
             let (header, parts) = decode_job(&frame).unwrap();
             prop_assert_eq!(&header.inputs[0].shape, &shape);
@@ -156,7 +156,7 @@ proptest! {
         ]})
         .to_string();
         let req: JobRequest<'_> = serde_json::from_str(&body).unwrap();
-        let frame = model(DataType::Fp32).encode_request(&req).unwrap();
+        let frame = model(DataType::Fp32).encode_request(&req, &crate::egress::Allow::default()).unwrap();
         let (_, parts) = decode_job(&frame).unwrap();
         let Some(TensorData::Fp32(back)) = TensorData::from_le_bytes(DataType::Fp32, parts[0])
         else {
@@ -183,6 +183,7 @@ proptest! {
             inputs: vec![TensorHeader { name: "x".into(), datatype: DataType::Fp32, shape: vec![1, 2] }],
             outputs: None,
             parameters: None,
+            urls: Vec::new(),
         };
         let mut frame = encode_job(&header, &[[0u8; 8]]);
         frame[..4].copy_from_slice(&magic);

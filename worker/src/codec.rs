@@ -65,6 +65,13 @@ fn decode_frame(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
     crate::hooks::on_decode(header.parameters.as_ref());
     info.validate_header(&header)
         .map_err(|e| failed(e.code(), e.to_string()))?;
+    if let Some(u) = header.urls.first() {
+        // The consumer fetches URL inputs before a job reaches an inference thread.
+        return Err(failed(
+            ErrorCode::Internal,
+            format!("input '{}' was not fetched before the job ran", u.input),
+        ));
+    }
     let mut inputs = Vec::with_capacity(info.inputs.len());
     for spec in &info.inputs {
         let k = header
@@ -113,7 +120,14 @@ fn decode_json(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
                 )
             })?;
         let n = element_count(&t.shape).unwrap_or(0);
-        let data = parse_data(spec.datatype, t.data, n).map_err(|e| {
+        // Inputs by URL exist only in binary payloads.
+        let raw = t.data.ok_or_else(|| {
+            failed(
+                ErrorCode::InvalidData,
+                format!("input '{}': data is missing", spec.name),
+            )
+        })?;
+        let data = parse_data(spec.datatype, raw, n).map_err(|e| {
             failed(
                 ErrorCode::InvalidData,
                 format!("input '{}': {e}", spec.name),
@@ -312,6 +326,7 @@ mod tests {
             }],
             outputs: None,
             parameters: None,
+            urls: Vec::new(),
         };
         let mut bytes = Vec::new();
         DataRef::Bytes(&["éa".into(), String::new(), "x\"y".into()]).write_le_bytes(&mut bytes);

@@ -7,14 +7,17 @@
 mod batcher;
 mod codec;
 mod consumer;
+mod egress;
 #[cfg(feature = "test-hooks")]
 mod hooks;
+mod inputs;
 mod lease;
 pub mod models;
 mod pool;
 pub mod session;
 mod speech;
 mod stats;
+mod webhooks;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -22,6 +25,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use inferq_shared::config::{LogConfig, RedisConfig};
+use inferq_shared::egress::Allow;
+pub use webhooks::WebhookConfig;
 
 /// `inferq-worker` configuration; every flag also reads an environment variable.
 #[derive(clap::Parser, Debug, Clone)]
@@ -111,6 +116,23 @@ pub struct Config {
     /// no endpoint (several workers may share a host).
     #[arg(long, env = "INFERQ_METRICS_BIND")]
     pub metrics_bind: Option<std::net::SocketAddr>,
+
+    /// Hosts and networks (comma-separated names, addresses, CIDRs) that inputs by URL and
+    /// webhooks may reach although they are loopback, private or otherwise internal.
+    #[arg(long, env = "INFERQ_FETCH_ALLOW", default_value = "")]
+    pub fetch_allow: Allow,
+
+    /// Largest input fetched by URL, in bytes; a larger one fails its job
+    /// (`input_fetch_failed`).
+    #[arg(long, env = "INFERQ_FETCH_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub fetch_max_bytes: u64,
+
+    /// Longest one fetch of an input by URL may take, body included, in seconds.
+    #[arg(long, env = "INFERQ_FETCH_TIMEOUT_SECS", default_value_t = 30)]
+    pub fetch_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
 }
 
 impl Config {

@@ -178,6 +178,7 @@ async fn run_inference(
             .as_ref()
             .map(|o| o.iter().map(|o| o.name.clone()).collect()),
         parameters: None,
+        urls: Vec::new(),
     };
     model
         .validate_header(&job)
@@ -204,6 +205,7 @@ async fn run_inference(
         tenant: &caller.tenant,
         tenant_max_queued: caller.max_queued(&state.config),
         priority: Priority::DEFAULT,
+        webhook: None,
     };
     let submitted = state
         .queue

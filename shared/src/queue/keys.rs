@@ -49,6 +49,10 @@
 //!   carries an expiry as a safety net. Workers read it in slices (`GETRANGE`).
 //! - `{ns}:q:pipeline:<name>`: the stream of a built-in pipeline ([`pipeline_queue`]); model
 //!   names cannot hold a `:`, so it never meets a model's stream.
+//! - `{ns}:hooks`: sorted set of webhook deliveries by due time (ms); a claimed delivery's
+//!   score is pushed back by its lease. `{ns}:hook:<delivery id>`: hash of one delivery
+//!   ([`hook`] fields), written in the same step as the job state change it announces
+//!   (the outbox) and deleted once delivered or given up.
 //! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
 //!   others (queued again, running, a pipeline's progress update); each message holds one
 //!   `<job id> <status>` line per job of one atomic step. Every API process subscribes to
@@ -130,6 +134,20 @@ pub mod field {
     /// set by the step that enqueues it, removed by the step that ends it, so each job is
     /// counted and uncounted exactly once.
     pub const COUNTED: &str = "counted";
+    /// The webhook URL the job's events are delivered to.
+    pub const WEBHOOK: &str = "webhook";
+    /// The events to deliver, comma-separated with a comma at each end (`,succeeded,failed,`)
+    /// so a script finds one with a plain substring search.
+    pub const WEBHOOK_EVENTS: &str = "webhook_events";
+    /// `pending` | `delivered` | `failed`: the job's latest delivery.
+    pub const WEBHOOK_STATE: &str = "webhook_state";
+    pub const WEBHOOK_ATTEMPTS: &str = "webhook_attempts";
+    pub const WEBHOOK_LAST_STATUS: &str = "webhook_last_status";
+    pub const WEBHOOK_LAST_ERROR: &str = "webhook_last_error";
+    /// Deliveries written so far; numbers the next delivery id.
+    pub const WEBHOOK_SEQ: &str = "webhook_seq";
+    /// The id of the latest delivery: only its outcome shows on the record.
+    pub const WEBHOOK_LATEST: &str = "webhook_latest";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -160,7 +178,36 @@ pub mod field {
         PRIORITY,
         VERSION,
         COUNTED,
+        WEBHOOK,
+        WEBHOOK_EVENTS,
+        WEBHOOK_STATE,
+        WEBHOOK_ATTEMPTS,
+        WEBHOOK_LAST_STATUS,
+        WEBHOOK_LAST_ERROR,
+        WEBHOOK_SEQ,
+        WEBHOOK_LATEST,
     ];
+}
+
+/// Webhook delivery hash fields (`H.<field>` in the Lua scripts).
+pub mod hook {
+    /// The job the delivery is about.
+    pub const JOB: &str = "job";
+    /// `started` | `succeeded` | `failed` | `cancelled`.
+    pub const EVENT: &str = "event";
+    pub const URL: &str = "url";
+    /// When the event happened, ms since the epoch.
+    pub const AT: &str = "at";
+    /// The job's tenant: whose signing key signs the message.
+    pub const TENANT: &str = "tenant";
+    /// Attempts claimed so far.
+    pub const ATTEMPTS: &str = "attempts";
+    /// Claims so far; the fencing token of the latest.
+    pub const CLAIM: &str = "claim";
+    /// The body the first attempt sent; retries send it again.
+    pub const BODY: &str = "body";
+
+    pub const ALL: &[&str] = &[JOB, EVENT, URL, AT, TENANT, ATTEMPTS, CLAIM, BODY];
 }
 
 /// API key hash fields.
@@ -204,14 +251,14 @@ pub fn priorities(queue: &str) -> Box<dyn Iterator<Item = Priority>> {
     }
 }
 
-/// A Lua script with every `F.<field>` and `E.<field>` written out as the string literal of
+/// A Lua script with every `F.<field>`, `E.<field>` and `H.<field>` written out as the string literal of
 /// the Rust constant above, so Lua and Rust spell each name once, here, at no cost per call (a
 /// prelude table would be built on every call). Panics on a name this module does not define:
 /// a typo in a script fails the first test that loads it, not a job at run time.
 pub(crate) fn lua_script(body: &str) -> redis::Script {
     let mut text = String::with_capacity(body.len());
     let mut rest = body;
-    while let Some(i) = rest.find(['F', 'E']) {
+    while let Some(i) = rest.find(['F', 'E', 'H']) {
         let (before, at) = rest.split_at(i);
         text.push_str(before);
         let prev = text.chars().last();
@@ -228,6 +275,7 @@ pub(crate) fn lua_script(body: &str) -> redis::Script {
         let name = &at[2..2 + name_len];
         let value = match &at[..1] {
             "F" => field::ALL.iter().find(|f| **f == name).copied(),
+            "H" => hook::ALL.iter().find(|f| **f == name).copied(),
             _ => match name {
                 "id" => Some(entry::ID),
                 "payload" => Some(entry::PAYLOAD),
@@ -363,6 +411,18 @@ impl Keys {
     /// A pipeline job's uploaded input.
     pub fn upload(&self, id: JobId) -> String {
         format!("{}:upload:{id}", self.prefix)
+    }
+    /// Webhook deliveries by due time.
+    pub fn hooks(&self) -> String {
+        format!("{}:hooks", self.prefix)
+    }
+    /// What every webhook delivery hash key starts with (the delivery id follows).
+    pub fn hook_prefix(&self) -> String {
+        format!("{}:hook:", self.prefix)
+    }
+    /// One webhook delivery.
+    pub fn hook(&self, id: &str) -> String {
+        format!("{}{id}", self.hook_prefix())
     }
     /// Terminal state changes (what `?wait=` listens for).
     pub fn events(&self) -> String {

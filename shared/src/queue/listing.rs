@@ -197,6 +197,8 @@ impl Queue {
                     progress,
                     priority,
                     version,
+                    // Listings leave the webhook out, as they leave results out.
+                    webhook: None,
                 })
             })
             .collect())

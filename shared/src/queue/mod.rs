@@ -5,6 +5,7 @@
 //! (workers, queue figures, failures, dead letters).
 
 pub mod apikeys;
+pub mod hooks;
 pub mod keys;
 pub mod listing;
 pub mod ops;

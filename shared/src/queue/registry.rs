@@ -15,7 +15,8 @@ use crate::model::ModelInfo;
 use crate::time::now_ms;
 
 static PRUNE: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/prune.lua")));
-static RETIRE: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/retire.lua")));
+static RETIRE: LazyLock<Script> =
+    LazyLock::new(|| super::scripts::with_outbox(include_str!("lua/retire.lua")));
 
 /// How often a worker re-announces the models it serves.
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(2);
@@ -165,7 +166,9 @@ impl Queue {
                 .arg(now_ms())
                 .arg(retention.result_ttl.as_secs().max(1))
                 .arg(self.keys.events())
-                .arg(lanes.len());
+                .arg(lanes.len())
+                .arg(self.keys.hooks())
+                .arg(self.keys.hook_prefix());
             for n in &newest {
                 inv.arg(n);
             }

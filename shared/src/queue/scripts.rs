@@ -11,20 +11,27 @@ use super::{Delivery, EntryRef, Queue, QueueError};
 use crate::job::{JobError, JobId, JobStatus, Priority};
 use crate::time::now_ms;
 use crate::trace::TraceParent;
+use crate::webhook::Webhook;
 
 fn script(body: &str) -> Script {
     lua_script(body)
 }
 
+/// A script that changes job states, with the webhook outbox (`outbox.lua`) in front of it.
+pub(crate) fn with_outbox(body: &str) -> Script {
+    lua_script(&format!("{}\n{body}", include_str!("lua/outbox.lua")))
+}
+
 static SUBMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/submit.lua")));
-static START: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/start.lua")));
-static COMPLETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/complete.lua")));
+static START: LazyLock<Script> = LazyLock::new(|| with_outbox(include_str!("lua/start.lua")));
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| with_outbox(include_str!("lua/complete.lua")));
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/release.lua")));
-static CANCEL: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/cancel.lua")));
+static CANCEL: LazyLock<Script> = LazyLock::new(|| with_outbox(include_str!("lua/cancel.lua")));
 static PROMOTE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/promote.lua")));
 static CACHED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/cached.lua")));
-static MALFORMED: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/malformed.lua")));
+static MALFORMED: LazyLock<Script> =
+    LazyLock::new(|| with_outbox(include_str!("lua/malformed.lua")));
 static SUBMIT_PIPELINE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("lua/submit_pipeline.lua")));
 static PROGRESS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/progress.lua")));
@@ -85,6 +92,8 @@ pub struct NewJob<'a> {
     pub priority: Priority,
     /// Most jobs the tenant may have waiting or running, this one included; 0 = no limit.
     pub tenant_max_queued: u64,
+    /// Where to deliver the job's events, and which.
+    pub webhook: Option<&'a Webhook>,
 }
 
 /// The result of submitting a job.
@@ -161,6 +170,7 @@ impl Queue {
             tenant,
             priority: Priority::DEFAULT,
             tenant_max_queued: 0,
+            webhook: None,
         };
         let mut out = self
             .submit_many(&[job], max_queued, Duration::from_secs(1))
@@ -252,7 +262,9 @@ impl Queue {
                 .arg(j.trace.map(|t| t.to_string()).unwrap_or_default())
                 .arg(j.tenant)
                 .arg(j.priority.level())
-                .arg(j.tenant_max_queued);
+                .arg(j.tenant_max_queued)
+                .arg(j.webhook.map_or("", |w| w.url.as_str()))
+                .arg(j.webhook.map(Webhook::events_field).unwrap_or_default());
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         if replies.len() != jobs.len() {
@@ -341,6 +353,8 @@ impl Queue {
             .arg(self.keys.events())
             .arg(GROUP)
             .arg(id.to_string())
+            .arg(self.keys.hooks())
+            .arg(self.keys.hook_prefix())
             .invoke_async(&mut conn)
             .await?;
         Ok(match before.as_deref().and_then(JobStatus::parse) {
@@ -410,7 +424,9 @@ impl Queue {
             .arg(consumer)
             .arg(self.keys.progress_events())
             .arg(model)
-            .arg(RECENT_FAILURES);
+            .arg(RECENT_FAILURES)
+            .arg(self.keys.hooks())
+            .arg(self.keys.hook_prefix());
         for d in deliveries {
             inv.arg(d.job.to_string()).arg(&d.entry.id);
         }
@@ -469,7 +485,9 @@ impl Queue {
             .arg(retention.secs())
             .arg(self.keys.events())
             .arg(model)
-            .arg(RECENT_FAILURES);
+            .arg(RECENT_FAILURES)
+            .arg(self.keys.hooks())
+            .arg(self.keys.hook_prefix());
         for c in completions {
             inv.arg(c.job.to_string()).arg(&c.entry.id).arg(c.token);
             match &c.outcome {
@@ -573,7 +591,9 @@ impl Queue {
             .arg(retention.secs())
             .arg(self.keys.events())
             .arg(model)
-            .arg(RECENT_FAILURES);
+            .arg(RECENT_FAILURES)
+            .arg(self.keys.hooks())
+            .arg(self.keys.hook_prefix());
         for (entry, job) in entries {
             inv.arg(entry)
                 .arg(job.map(|j| j.to_string()).unwrap_or_default());
@@ -613,6 +633,8 @@ pub struct PipelineSubmission<'a> {
     pub tenant: &'a str,
     /// Most jobs the tenant may have waiting or running, this one included; 0 = no limit.
     pub tenant_max_queued: u64,
+    /// Where to deliver the job's events, and which.
+    pub webhook: Option<&'a Webhook>,
 }
 
 impl Queue {
@@ -641,6 +663,8 @@ impl Queue {
             .arg(job.upload_ttl.as_secs().max(1))
             .arg(job.tenant)
             .arg(job.tenant_max_queued)
+            .arg(job.webhook.map_or("", |w| w.url.as_str()))
+            .arg(job.webhook.map(Webhook::events_field).unwrap_or_default())
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match reply.as_str() {
@@ -687,6 +711,19 @@ impl Queue {
             .arg(offset + len as u64 - 1)
             .query_async(&mut self.conn.clone())
             .await?)
+    }
+
+    /// Writes a pipeline job's input fetched by URL into its (empty) upload, keeping the
+    /// upload's expiry; false, writing nothing, when the upload is gone (the job ended).
+    pub async fn fill_upload(&self, id: JobId, bytes: &[u8]) -> Result<bool, QueueError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.upload(id))
+            .arg(bytes)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(set.is_some())
     }
 
     /// The size of a pipeline job's upload in bytes; 0 when it is gone.

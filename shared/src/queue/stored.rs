@@ -4,6 +4,7 @@ use super::keys::field;
 use super::{Queue, QueueError};
 use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus, Priority};
+use crate::webhook::{WebhookState, WebhookStatus};
 
 /// A job hash, read back. Times are ms since the epoch.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,9 +36,11 @@ pub struct StoredJob {
     pub priority: Priority,
     /// Bumped with every visible change ([`field::VERSION`]); 0 for records from before it.
     pub version: u64,
+    /// Where the job's latest webhook delivery stands, when it asked for a webhook.
+    pub webhook: Option<WebhookStatus>,
 }
 
-const FIELDS: [&str; 17] = [
+const FIELDS: [&str; 21] = [
     field::MODEL,
     field::STATUS,
     field::CREATED_AT,
@@ -55,6 +58,10 @@ const FIELDS: [&str; 17] = [
     field::PROGRESS_TOTAL,
     field::PRIORITY,
     field::VERSION,
+    field::WEBHOOK_STATE,
+    field::WEBHOOK_ATTEMPTS,
+    field::WEBHOOK_LAST_STATUS,
+    field::WEBHOOK_LAST_ERROR,
 ];
 
 impl Queue {
@@ -117,6 +124,8 @@ impl Queue {
         let (progress_done, progress_total) = (bytes(), bytes());
         let priority = bytes();
         let version = bytes();
+        let (hook_state, hook_attempts) = (bytes(), bytes());
+        let (hook_status, hook_error) = (bytes(), bytes());
         let text = |v: Option<Vec<u8>>| v.map(|b| String::from_utf8_lossy(&b).into_owned());
         let (model, status) = (text(model), text(status));
         let (Some(model), Some(status)) = (model, status) else {
@@ -129,6 +138,15 @@ impl Queue {
         let attempts = time(attempts).unwrap_or(0) as u32;
         let seconds = |v: Option<Vec<u8>>| text(v).and_then(|s| s.parse::<f64>().ok());
         let progress = seconds(progress_done).map(|done| (done, seconds(progress_total)));
+        let webhook = text(hook_state)
+            .as_deref()
+            .and_then(WebhookState::parse)
+            .map(|state| WebhookStatus {
+                state,
+                attempts: time(hook_attempts).unwrap_or(0) as u32,
+                last_status: text(hook_status).and_then(|s| s.parse().ok()),
+                last_error: text(hook_error),
+            });
         let error = match (text(error_code), text(error_message)) {
             (Some(code), message) => Some((code, message.unwrap_or_default())),
             _ => None,
@@ -153,6 +171,7 @@ impl Queue {
                 .and_then(Priority::new)
                 .unwrap_or_default(),
             version: time(version).unwrap_or(0),
+            webhook,
         }))
     }
 }

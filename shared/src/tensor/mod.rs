@@ -240,6 +240,8 @@ pub struct OutputTensor<'a> {
 }
 
 /// A tensor as it arrives on the wire. `data` stays raw until a datatype is known for it.
+/// Instead of `data`, a tensor may give a `url` the worker fetches its bytes from (raw
+/// little-endian, or a `.npy` file).
 #[derive(Debug, Deserialize)]
 pub struct InputTensor<'a> {
     #[serde(borrow)]
@@ -247,8 +249,10 @@ pub struct InputTensor<'a> {
     pub shape: Vec<i64>,
     #[serde(borrow)]
     pub datatype: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    pub data: &'a RawValue,
+    #[serde(borrow, default)]
+    pub data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub url: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[cfg(test)]

@@ -7,8 +7,13 @@ use crate::helpers::log_dir;
 
 /// The secrets the tests use, or a recognisable part of each: the tests' bootstrap admin keys
 /// all hold `admin-key-`; `hunter2` and `acl-password-` are the Redis passwords of the auth and
-/// TLS tests.
-const KNOWN: &[&str] = &["admin-key-", "hunter2", "acl-password-"];
+/// TLS tests; the last is the key part of the webhook tests' signing secret.
+const KNOWN: &[&str] = &[
+    "admin-key-",
+    "hunter2",
+    "acl-password-",
+    "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+];
 
 /// Whether `line` holds a whole API key: `iqk_<16 hex>_<64 hex>`.
 fn holds_api_key(line: &str) -> bool {

@@ -203,6 +203,7 @@ async fn a_job_keeps_its_lane_through_hand_backs_dead_letters_and_scheduling() {
         tenant: "default",
         tenant_max_queued: 0,
         priority: high,
+        webhook: None,
     };
     let read_one = |consumer: &'static str| {
         let queue = queue.clone();

@@ -32,6 +32,7 @@ fn job(id: JobId, tenant: &str, max: u64) -> NewJob<'_> {
         tenant,
         tenant_max_queued: max,
         priority: Priority::DEFAULT,
+        webhook: None,
     }
 }
 

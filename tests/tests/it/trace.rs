@@ -284,6 +284,7 @@ async fn a_traceparent_stays_with_its_job_through_reclaims_hand_backs_and_dead_l
         tenant: "default",
         priority: Priority::DEFAULT,
         tenant_max_queued: 0,
+        webhook: None,
     };
     let submitted = queue
         .submit_many(&[job], 0, Duration::from_secs(1))

@@ -61,6 +61,7 @@ impl Fixture {
                     upload_ttl: Duration::from_secs(100),
                     tenant: "t1",
                     tenant_max_queued: 0,
+                    webhook: None,
                 },
                 0,
                 deadline,

@@ -9,25 +9,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 use inferq_shared::job::JobId;
-use inferq_shared::queue::{ANNOUNCE_INTERVAL, Delivery, EntryRef, Queue, QueueError, Retention};
+use inferq_shared::queue::{ANNOUNCE_INTERVAL, Delivery, EntryRef, Queue, Retention};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::Instrument;
 
+mod begin;
 mod read;
 mod task;
 
 use read::ReadState;
-use task::BatchTask;
 pub(crate) use task::record;
 
 use crate::Config;
 use crate::batcher;
+use crate::egress::{Egress, Limits};
 use crate::lease::{self, Leases};
 use crate::models::ModelSpec;
-use crate::pool::{Permit, Pool, panic_message};
+use crate::pool::{Pool, panic_message};
 use crate::speech::run::SpeechWorker;
 use crate::stats::{self, Counters};
+use crate::webhooks::{self, SigningKeys};
 
 /// Longest a blocking read waits, which bounds how late the loop notices shutdown.
 const READ_BLOCK: Duration = Duration::from_millis(500);
@@ -60,6 +61,9 @@ pub(crate) struct Consumer {
     counters: Arc<Counters>,
     /// The speech pipeline, when this worker serves its model.
     speech: Option<SpeechWorker>,
+    /// Outbound HTTP through the address guard: inputs by URL, webhooks.
+    egress: Egress,
+    signing: SigningKeys,
 }
 
 fn default_worker_id() -> String {
@@ -106,6 +110,15 @@ impl Consumer {
             result_ttl: Duration::from_secs(config.result_ttl_secs),
         };
         let counters = Arc::new(Counters::new());
+        let signing = SigningKeys::from_config(&config.webhooks).map_err(anyhow::Error::msg)?;
+        let egress = Egress::new(
+            config.fetch_allow.clone(),
+            Limits {
+                max_bytes: config.fetch_max_bytes,
+                timeout: Duration::from_secs(config.fetch_timeout_secs.max(1)),
+            },
+        )
+        .context("building the HTTP client for inputs by URL and webhooks")?;
         let speech = SpeechWorker::new(
             &config,
             &models,
@@ -113,10 +126,13 @@ impl Consumer {
             consumer.clone(),
             retention,
             counters.clone(),
+            egress.clone(),
         )
         .await?;
         Ok(Self {
             speech,
+            egress,
+            signing,
             leases: Leases::new(models.len()),
             names,
             config,
@@ -154,6 +170,13 @@ impl Consumer {
         );
         let announcer = self.spawn_announcer(stop.clone());
         let promoter = spawn_promoter(self.queue.clone(), stop.clone());
+        let deliverer = webhooks::spawn(
+            self.queue.clone(),
+            self.egress.clone(),
+            self.signing.clone(),
+            self.config.webhooks.clone(),
+            stop.clone(),
+        );
         let speech = self.speech.clone().map(|s| s.spawn(stop.clone()));
 
         let mut tasks = JoinSet::new();
@@ -202,6 +225,13 @@ impl Consumer {
         }
         announcer.abort();
         promoter.abort();
+        // A round in flight finishes (or its claims come back after their lease).
+        if tokio::time::timeout(HANDBACK_LIMIT, &mut { deliverer })
+            .await
+            .is_err()
+        {
+            tracing::info!("webhook deliveries in flight are left to their lease");
+        }
         let withdraw = async {
             self.queue
                 .withdraw_worker(&self.consumer, &self.names)
@@ -344,56 +374,6 @@ impl Consumer {
                 }
             }
         })
-    }
-}
-
-impl Consumer {
-    /// Begins the attempts and hands the batch to a task that runs it and records the
-    /// outcomes. On a Redis error the batch comes back unstarted (retrying is safe: starting a
-    /// delivery twice adds no attempt).
-    async fn begin(
-        &self,
-        (model, deliveries): Batch,
-        permit: Permit,
-        tasks: &mut JoinSet<()>,
-    ) -> Result<(), (QueueError, Batch)> {
-        let name = &self.names[model];
-        let tokens = match self
-            .queue
-            .start(
-                name,
-                &self.consumer,
-                &deliveries,
-                self.config.max_attempts,
-                self.retention,
-            )
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => return Err((e, (model, deliveries))),
-        };
-        let mut run = Vec::with_capacity(deliveries.len());
-        for (d, token) in deliveries.into_iter().zip(tokens) {
-            self.leases.started(model, &d.entry, d.job, token);
-            if token != lease::UNSTARTED {
-                run.push((d, token));
-            }
-        }
-        if run.is_empty() {
-            return Ok(());
-        }
-        stats::started(name, &run);
-        let task = BatchTask {
-            queue: self.queue.clone(),
-            pool: self.pool.clone(),
-            leases: self.leases.clone(),
-            retention: self.retention,
-            model,
-            counters: self.counters.clone(),
-        };
-        let span = tracing::debug_span!("batch", model = %name, jobs = run.len());
-        tasks.spawn(task.run(run, permit).instrument(span));
-        Ok(())
     }
 }
 

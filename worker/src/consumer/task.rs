@@ -13,6 +13,8 @@ use tokio::sync::watch;
 use tracing::Span;
 
 use super::Backoff;
+use crate::egress::Egress;
+use crate::inputs;
 use crate::lease::Leases;
 use crate::pool::{Permit, Pool, panic_message};
 use crate::stats::{self, Counters};
@@ -89,6 +91,38 @@ impl BatchTask {
             .await;
             for (_, entry, token) in &jobs {
                 self.leases.finished(self.model, entry, *token);
+            }
+        }
+    }
+
+    /// Fetches a job's inputs by URL, then runs it alone as soon as a thread is free; a fetch
+    /// that fails ends the job with its code (`url_not_allowed`, `input_fetch_failed`,
+    /// `data_length_mismatch`, …).
+    pub(super) async fn fetch_then_run(self, egress: Egress, mut d: Delivery, token: u64) {
+        match inputs::resolve(&egress, &d.payload).await {
+            Ok(payload) => {
+                d.payload = payload;
+                let permit = self.pool.acquire().await;
+                self.run(vec![(d, token)], permit).await;
+            }
+            Err(e) => {
+                let name = self.pool.model_name(self.model);
+                let completion = Completion {
+                    job: d.job,
+                    entry: d.entry,
+                    token,
+                    outcome: Outcome::Failed(e),
+                };
+                record(
+                    &self.queue,
+                    name,
+                    std::slice::from_ref(&completion),
+                    self.retention,
+                    &self.counters,
+                )
+                .await;
+                self.leases
+                    .finished(self.model, &completion.entry, completion.token);
             }
         }
     }

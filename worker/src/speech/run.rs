@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::engine::{CHUNK_SAMPLES, Engine, Feed};
+use super::fetch::{self, Missing};
 use super::source::UploadSource;
 use super::vad;
 use anyhow::Context;
@@ -26,6 +27,7 @@ use inferq_shared::queue::keys;
 
 use crate::Config;
 use crate::consumer::{Backoff, record};
+use crate::egress::Egress;
 use crate::lease::{self, Leases};
 use crate::models::ModelSpec;
 use crate::stats::Counters;
@@ -54,6 +56,8 @@ pub(crate) struct SpeechWorker {
     pub(crate) concurrency: usize,
     /// This worker's job counts (`GET /workers`, metrics), shared with model jobs.
     pub(crate) counters: Arc<Counters>,
+    /// Fetches recordings given by URL.
+    pub(crate) egress: Egress,
 }
 
 /// How one attempt ended.
@@ -74,6 +78,7 @@ impl SpeechWorker {
         consumer: String,
         retention: Retention,
         counters: Arc<Counters>,
+        egress: Egress,
     ) -> anyhow::Result<Option<Self>> {
         let Some(model) = models
             .iter()
@@ -100,6 +105,7 @@ impl SpeechWorker {
             retention,
             concurrency: config.speech_concurrency,
             counters,
+            egress,
         }))
     }
 
@@ -266,6 +272,16 @@ impl SpeechWorker {
                 );
             }
         };
+        if let Some(url) = &job.audio_url {
+            match fetch::into_upload(&self.egress, &self.queue, d.job, url).await {
+                Ok(()) => {}
+                Err(Missing::Failed(e)) => return Ended::Outcome(Outcome::Failed(e)),
+                Err(Missing::Redis(e)) => {
+                    tracing::warn!(error = %e, "storing a fetched recording failed; handing the job back");
+                    return Ended::HandBack;
+                }
+            }
+        }
         let settings = job.settings;
         let rate = settings.sampling_rate;
         let len = match self.queue.upload_len(d.job).await {

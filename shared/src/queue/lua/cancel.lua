@@ -12,6 +12,8 @@
 -- ARGV[3]  channel of terminal events
 -- ARGV[4]  consumer group
 -- ARGV[5]  job id
+-- ARGV[6]  due webhook deliveries (sorted set; see outbox.lua)
+-- ARGV[7]  prefix of webhook delivery hash keys
 --
 -- Returns the status before cancelling, or false for an unknown job.
 -- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
@@ -41,6 +43,7 @@ if rec[1] == 'queued' or rec[1] == 'running' or rec[1] == 'scheduled' then
   if KEYS[4] then
     redis.call('DEL', KEYS[4])
   end
+  outbox(ARGV[6], ARGV[7], KEYS[1], ARGV[5], 'cancelled', ARGV[1])
   redis.call('PUBLISH', ARGV[3], ARGV[5] .. ' cancelled')
 end
 return rec[1]

@@ -11,6 +11,8 @@
 -- ARGV[4]    channel of terminal events (one message, one `<id> <status>` line per job)
 -- ARGV[5]    model name
 -- ARGV[6]    most entries kept in the list of recent failures
+-- ARGV[7]    due webhook deliveries (sorted set; see outbox.lua)
+-- ARGV[8]    prefix of webhook delivery hash keys
 -- then six values per outcome, in KEYS order:
 --   job id, stream entry id, fencing token, 'succeeded' | 'failed',
 --   result | error code, '' | error message
@@ -22,6 +24,7 @@
 -- job (its lease expired and another worker reclaimed it) or the job was cancelled meanwhile.
 local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local model, keep_failures = ARGV[5], tonumber(ARGV[6])
+local hooks, hook_prefix = ARGV[7], ARGV[8]
 local out, events, failures = {}, {}, 0
 -- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
 local function uncount(job, active)
@@ -32,11 +35,11 @@ local function uncount(job, active)
     end
   end
 end
-local n = (#ARGV - 6) / 6
+local n = (#ARGV - 8) / 6
 local uploads = #KEYS > 4 + n
 for i = 5, 4 + n do
   local job = KEYS[i]
-  local b = 7 + (i - 5) * 6
+  local b = 9 + (i - 5) * 6
   local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local status, a, c = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   local rec = redis.call('HMGET', job, F.status, F.token, F.ttl, F.cache_key, F.cache_ttl)
@@ -59,6 +62,7 @@ for i = 5, 4 + n do
       uncount(job, KEYS[4])
       redis.call('EXPIRE', job, tonumber(rec[3]) or ttl)
       events[#events + 1] = id .. ' ' .. status
+      outbox(hooks, hook_prefix, job, id, status, now)
       done = 1
     end
     redis.call('XACK', KEYS[1], group, entry)

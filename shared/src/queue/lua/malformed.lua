@@ -15,6 +15,8 @@
 -- ARGV[4]    channel of terminal events
 -- ARGV[5]    model name
 -- ARGV[6]    most entries kept in the list of recent failures
+-- ARGV[7]    due webhook deliveries (sorted set; see outbox.lua)
+-- ARGV[8]    prefix of webhook delivery hash keys
 -- then two values per entry: stream entry id, job id ('' when it could not be read; such an
 -- entry has no KEYS slot)
 --
@@ -32,7 +34,7 @@ local function uncount(job, active)
   end
 end
 local k, moved, events = 6, 0, {}
-for i = 7, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local entry, id = ARGV[i], ARGV[i + 1]
   local fields = {'entry', entry, 'reason', 'malformed_entry', 'failed_at', now,
     'model', model, 'message', message}
@@ -61,6 +63,7 @@ for i = 7, #ARGV, 2 do
       uncount(job, KEYS[5])
       redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or ttl)
       events[#events + 1] = id .. ' failed'
+      outbox(ARGV[7], ARGV[8], job, id, 'failed', now)
       redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model,
         code = 'malformed_entry', message = message, failed_at = tonumber(now)}))
       redis.call('LTRIM', KEYS[4], 0, keep_failures - 1)

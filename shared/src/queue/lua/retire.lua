@@ -14,8 +14,10 @@
 -- ARGV[3]        seconds a finished job record is kept
 -- ARGV[4]        channel of terminal events
 -- ARGV[5]        L, the number of lanes
--- ARGV[6..L+5]   id of the newest entry the caller listed in each lane ('' for an empty one)
--- ARGV[L+6..]    job ids, aligned with KEYS[L+5..]
+-- ARGV[6]        due webhook deliveries (sorted set; see outbox.lua)
+-- ARGV[7]        prefix of webhook delivery hash keys
+-- ARGV[8..L+7]   id of the newest entry the caller listed in each lane ('' for an empty one)
+-- ARGV[L+8..]    job ids, aligned with KEYS[L+5..]
 --
 -- Returns the number of jobs failed, or -1 when a stream changed since the listing.
 -- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
@@ -31,7 +33,7 @@ local lanes = tonumber(ARGV[5])
 for l = 1, lanes do
   local last = redis.call('XREVRANGE', KEYS[4 + l], '+', '-', 'COUNT', 1)
   local newest = last[1] and last[1][1] or ''
-  if newest ~= ARGV[5 + l] then
+  if newest ~= ARGV[7 + l] then
     return -1
   end
 end
@@ -45,7 +47,8 @@ for i = lanes + 5, #KEYS do
     redis.call('HINCRBY', job, F.version, 1)
     uncount(job, KEYS[4])
     redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or tonumber(ARGV[3]))
-    events[#events + 1] = ARGV[i + 1] .. ' failed'
+    events[#events + 1] = ARGV[i + 3] .. ' failed'
+    outbox(ARGV[6], ARGV[7], job, ARGV[i + 3], 'failed', ARGV[2])
     failed = failed + 1
   end
 end

@@ -15,6 +15,8 @@
 -- ARGV[7]    channel of progress (non-terminal) events
 -- ARGV[8]    model name
 -- ARGV[9]    most entries kept in the list of recent failures
+-- ARGV[10]   due webhook deliveries (sorted set; see outbox.lua)
+-- ARGV[11]   prefix of webhook delivery hash keys
 -- then two values per entry, aligned with KEYS[6..]: job id, stream entry id
 -- KEYS[6 + n..]  (pipeline streams only) the entries' upload keys, in the same order, n = the
 --                number of entries: deleted when the job is not to run (it ended), and the
@@ -34,8 +36,9 @@
 local group, now, max_attempts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local channel, ttl, consumer, progress = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local model, keep_failures = ARGV[8], tonumber(ARGV[9])
+local hooks, hook_prefix = ARGV[10], ARGV[11]
 local out, done_events, started_events = {}, {}, {}
-local n = (#ARGV - 9) / 2
+local n = (#ARGV - 11) / 2
 local uploads = #KEYS > 5 + n
 -- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
 local function uncount(job, active)
@@ -54,6 +57,7 @@ local function fail(job, id, code, message)
   uncount(job, KEYS[5])
   redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or ttl)
   done_events[#done_events + 1] = id .. ' failed'
+  outbox(hooks, hook_prefix, job, id, 'failed', now)
   redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model, code = code,
     message = message, failed_at = now}))
   redis.call('LTRIM', KEYS[4], 0, keep_failures - 1)
@@ -61,7 +65,7 @@ end
 
 for i = 6, 5 + n do
   local job = KEYS[i]
-  local id, entry = ARGV[10 + (i - 6) * 2], ARGV[11 + (i - 6) * 2]
+  local id, entry = ARGV[12 + (i - 6) * 2], ARGV[13 + (i - 6) * 2]
   local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token)
   local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
   local owned = pending[1] ~= nil and pending[1][2] == consumer
@@ -103,6 +107,7 @@ for i = 6, 5 + n do
         F.started_at, now, F.worker, consumer, F.delivery, delivery)
       redis.call('HINCRBY', job, F.version, 1)
       started_events[#started_events + 1] = id .. ' running'
+      outbox(hooks, hook_prefix, job, id, 'started', now)
       if uploads then
         redis.call('HDEL', job, F.progress_done, F.progress_total)
       end

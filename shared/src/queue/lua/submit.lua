@@ -14,15 +14,15 @@
 -- ARGV[4]   group id ('' = none): then all jobs are enqueued or none is, and the group hash
 --           is written with them
 -- ARGV[5]   seconds the group hash is kept
--- then thirteen values per job: job id, model name, request payload, deadline to start by (ms
+-- then fifteen values per job: job id, model name, request payload, deadline to start by (ms
 --   since the epoch, 0 = none), seconds to keep the record once final (0 = the default), the
 --   request's hash for its idempotency key ('' = no key), the result-cache key to store a
 --   successful result under ('' = none), the seconds to keep it there, when the job may
 --   start (ms since the epoch; 0 = at once), and the W3C traceparent it was submitted with
 --   ('' = none; the entry then has no such field), the tenant of the submitting key (a
 --   group's hash records its first job's), the job's priority (0 to 9; the default 5 is
---   not written down), and the most jobs the tenant may have waiting or running (0 = no
---   limit). An enqueued job counts in KEYS[5] (and is marked `counted` in its hash) until the
+--   not written down), the most jobs the tenant may have waiting or running (0 = no
+--   limit), the webhook URL ('' = none) and its events (`,succeeded,failed,`). An enqueued job counts in KEYS[5] (and is marked `counted` in its hash) until the
 --   step that ends it. A job not yet due is `scheduled`: its
 --   payload (and traceparent) wait in its hash, its id in the scheduled set, and the
 --   queue-length limit applies when it moves to the queue. The limit counts every lane of the
@@ -38,7 +38,7 @@ local now, limit, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local group = ARGV[4]
 local count = (#KEYS - 5) / 3
 local out = {}
-local N = 13
+local N = 15
 
 local function active(tenant)
   return tonumber(redis.call('HGET', KEYS[5], tenant)) or 0
@@ -84,6 +84,7 @@ for i = 0, count - 1 do
   local ttl, hash, cache_key, cache_ttl = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   local due, traceparent, tenant = tonumber(ARGV[b + 8]), ARGV[b + 9], ARGV[b + 10]
   local priority, quota = ARGV[b + 11], tonumber(ARGV[b + 12])
+  local webhook, webhook_events = ARGV[b + 13], ARGV[b + 14]
   local scheduled = due > tonumber(now)
   local prev = hash ~= '' and redis.call('GET', idem)
   if prev then
@@ -131,6 +132,10 @@ for i = 0, count - 1 do
     redis.call('HINCRBY', KEYS[5], tenant, 1)
     if ttl ~= '0' then
       redis.call('HSET', job, F.ttl, ttl)
+    end
+    if webhook ~= '' then
+      redis.call('HSET', job, F.webhook, webhook, F.webhook_events, webhook_events,
+        F.webhook_state, 'pending', F.webhook_attempts, 0)
     end
     if cache_key ~= '' then
       redis.call('HSET', job, F.cache_key, cache_key, F.cache_ttl, cache_ttl)

@@ -15,6 +15,8 @@
 -- ARGV[8]  seconds the upload is kept at most (a safety net: the job's end deletes it)
 -- ARGV[9]  the tenant of the submitting key
 -- ARGV[10] the most jobs that tenant may have waiting or running (0 = no limit)
+-- ARGV[11] the webhook URL ('' = none)
+-- ARGV[12] the webhook's events (`,succeeded,failed,`)
 --
 -- Returns the stream entry id, 'QUEUE_FULL' or 'QUOTA_EXCEEDED <excess>' (the caller answers
 -- 429). An enqueued job counts in KEYS[4] (marked `counted` in its hash) until it ends.
@@ -34,4 +36,8 @@ redis.call('HSET', KEYS[1],
 redis.call('HINCRBY', KEYS[1], F.version, 1)
 redis.call('HSET', KEYS[1], F.counted, 1)
 redis.call('HINCRBY', KEYS[4], ARGV[9], 1)
+if ARGV[11] ~= '' then
+  redis.call('HSET', KEYS[1], F.webhook, ARGV[11], F.webhook_events, ARGV[12],
+    F.webhook_state, 'pending', F.webhook_attempts, 0)
+end
 return entry

@@ -9,13 +9,18 @@
 //! each is a u32 little-endian length and then its bytes, as in the Open Inference Protocol, so
 //! its extent is found by walking `element count` length prefixes (which also checks that the
 //! data holds as many elements as the shape says).
+//!
+//! An input given by URL has no bytes in the frame: the header lists it under `urls`, and the
+//! worker fetches it and writes the frame anew, with the bytes, before the job runs.
+
+mod request;
 
 use serde::{Deserialize, Serialize};
 
 use crate::datatype::{DataType, TensorData};
-use crate::job::{JobParameters, JobRequest};
+use crate::job::JobParameters;
 use crate::model::{InputView, ModelInfo, ValidationError, element_count};
-use crate::tensor::{OutputTensor, parse_le_bytes};
+use crate::tensor::OutputTensor;
 
 /// Starts a job payload.
 pub const JOB_MAGIC: &[u8; 4] = b"IQJ1";
@@ -40,6 +45,26 @@ pub struct JobHeader {
     pub outputs: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<JobParameters>,
+    /// Inputs the worker fetches before the job runs; they have no bytes in the frame.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<InputUrl>,
+}
+
+/// An input given by URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputUrl {
+    pub input: String,
+    pub url: String,
+}
+
+impl JobHeader {
+    /// The URL input `name` is fetched from, if it is given by URL.
+    pub fn url_of(&self, name: &str) -> Option<&str> {
+        self.urls
+            .iter()
+            .find(|u| u.input == name)
+            .map(|u| u.url.as_str())
+    }
 }
 
 /// The header of a stored result.
@@ -62,11 +87,13 @@ fn frame(magic: &[u8; 4], header: &impl Serialize, data_len: usize) -> Vec<u8> {
     out
 }
 
-/// Splits a frame into its header and its tensors' bytes, checking their lengths.
+/// Splits a frame into its header and its tensors' bytes, checking their lengths. A tensor
+/// for which `by_url` holds has no bytes (an empty part).
 fn unframe<'a, H: Deserialize<'a>>(
     magic: &[u8; 4],
     bytes: &'a [u8],
     tensors: impl Fn(&H) -> &[TensorHeader],
+    by_url: impl Fn(&H, &str) -> bool,
 ) -> Result<(H, Vec<&'a [u8]>), FrameError> {
     let rest = bytes
         .strip_prefix(magic.as_slice())
@@ -79,6 +106,10 @@ fn unframe<'a, H: Deserialize<'a>>(
     let header: H = serde_json::from_slice(header).map_err(|_| FrameError("bad header"))?;
     let mut parts = Vec::new();
     for t in tensors(&header) {
+        if by_url(&header, &t.name) {
+            parts.push(&data[..0]);
+            continue;
+        }
         let count = element_count(&t.shape).ok_or(FrameError("invalid shape"))?;
         let n = t
             .datatype
@@ -102,43 +133,6 @@ pub fn is_job_frame(bytes: &[u8]) -> bool {
 /// Is `bytes` a binary result (rather than JSON from an older worker)?
 pub fn is_result_frame(bytes: &[u8]) -> bool {
     bytes.starts_with(RESULT_MAGIC)
-}
-
-impl ModelInfo {
-    /// Validates a JSON request against the model and converts it to the binary payload in the
-    /// same pass: each `data` array is read once, straight into little-endian bytes.
-    pub fn encode_request(&self, req: &JobRequest<'_>) -> Result<Vec<u8>, ValidationError> {
-        self.validate_structure(req)?;
-        let mut inputs = Vec::with_capacity(req.inputs.len());
-        let mut data = Vec::with_capacity(req.inputs.len());
-        for t in &req.inputs {
-            let datatype = DataType::parse(&t.datatype).expect("validated above");
-            let expected = element_count(&t.shape).expect("validated above");
-            let (bytes, got) = parse_le_bytes(datatype, t.data, expected).map_err(|e| {
-                ValidationError::InvalidData {
-                    name: t.name.to_string(),
-                    message: e.to_string(),
-                }
-            })?;
-            Self::data_length(&t.name, &t.shape, got)?;
-            inputs.push(TensorHeader {
-                name: t.name.to_string(),
-                datatype,
-                shape: t.shape.clone(),
-            });
-            data.push(bytes);
-        }
-        let header = JobHeader {
-            model: req.model.clone(),
-            inputs,
-            outputs: req
-                .outputs
-                .as_ref()
-                .map(|o| o.iter().map(|o| o.name.clone()).collect()),
-            parameters: req.parameters.clone(),
-        };
-        Ok(encode_job(&header, &data))
-    }
 }
 
 /// Builds a job payload from a header and each input's bytes, in header order (checked by the
@@ -172,7 +166,12 @@ impl ModelInfo {
 
 /// A binary job payload's header and each input's bytes.
 pub fn decode_job(bytes: &[u8]) -> Result<(JobHeader, Vec<&[u8]>), FrameError> {
-    unframe(JOB_MAGIC, bytes, |h: &JobHeader| &h.inputs)
+    unframe(
+        JOB_MAGIC,
+        bytes,
+        |h: &JobHeader| &h.inputs,
+        |h, name| h.url_of(name).is_some(),
+    )
 }
 
 /// Builds a result frame; `write` appends each output's bytes in `outputs` order.
@@ -188,7 +187,12 @@ pub fn encode_result(
 
 /// A binary result's header and each output's bytes.
 pub fn decode_result(bytes: &[u8]) -> Result<(ResultHeader, Vec<&[u8]>), FrameError> {
-    unframe(RESULT_MAGIC, bytes, |h: &ResultHeader| &h.outputs)
+    unframe(
+        RESULT_MAGIC,
+        bytes,
+        |h: &ResultHeader| &h.outputs,
+        |_, _| false,
+    )
 }
 
 /// Renders a binary result as `{"outputs": [<JSON tensor>, ...]}` for a client.
@@ -223,6 +227,8 @@ pub fn result_to_json(bytes: &[u8]) -> Result<String, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::egress::Allow;
+    use crate::job::JobRequest;
     use crate::model::TensorSpec;
 
     fn model() -> ModelInfo {
@@ -252,7 +258,7 @@ mod tests {
     fn a_json_request_becomes_a_frame_with_raw_tensors() {
         let body = r#"{"model":"m","inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,"NaN"]]},{"name":"n","shape":[],"datatype":"INT64","data":[7]}],"parameters":{"timeout_ms":5}}"#;
         let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
-        let bytes = model().encode_request(&req).unwrap();
+        let bytes = model().encode_request(&req, &Allow::default()).unwrap();
         assert!(is_job_frame(&bytes));
         let (header, parts) = decode_job(&bytes).unwrap();
         assert_eq!(header.model, "m");
@@ -272,7 +278,11 @@ mod tests {
         let body = r#"{"model":"m","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1]},{"name":"n","shape":[],"datatype":"INT64","data":[7]}]}"#;
         let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
         assert_eq!(
-            model().encode_request(&req).unwrap_err().code().as_str(),
+            model()
+                .encode_request(&req, &Allow::default())
+                .unwrap_err()
+                .code()
+                .as_str(),
             "data_length_mismatch"
         );
     }
@@ -294,7 +304,7 @@ mod tests {
         };
         let body = r#"{"model":"m","inputs":[{"name":"h","shape":[3],"datatype":"FP16","data":[1.5,"-Infinity",65504]},{"name":"b","shape":[2],"datatype":"BF16","data":[-2,0.5]},{"name":"s","shape":[2],"datatype":"BYTES","data":["héllo",""]}]}"#;
         let req: JobRequest<'_> = serde_json::from_str(body).unwrap();
-        let bytes = model.encode_request(&req).unwrap();
+        let bytes = model.encode_request(&req, &Allow::default()).unwrap();
         let (header, parts) = decode_job(&bytes).unwrap();
         assert_eq!(parts[0], [0x00, 0x3E, 0x00, 0xFC, 0xFF, 0x7B]);
         assert_eq!(parts[1], [0x00, 0xC0, 0x00, 0x3F]);
@@ -329,7 +339,11 @@ mod tests {
         let wrong_count = r#"{"model":"m","inputs":[{"name":"h","shape":[1],"datatype":"FP16","data":[1]},{"name":"b","shape":[1],"datatype":"BF16","data":[1]},{"name":"s","shape":[3],"datatype":"BYTES","data":["a","b"]}]}"#;
         let req: JobRequest<'_> = serde_json::from_str(wrong_count).unwrap();
         assert_eq!(
-            model.encode_request(&req).unwrap_err().code().as_str(),
+            model
+                .encode_request(&req, &Allow::default())
+                .unwrap_err()
+                .code()
+                .as_str(),
             "data_length_mismatch"
         );
     }

@@ -140,3 +140,43 @@ fn refuses_what_it_cannot_read_faithfully() {
     );
     assert!(parse(b"PK\x03\x04").is_err());
 }
+
+mod properties {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever a server sends, the reader answers with an array or an error.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..512)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_headers_never_panic(header in "\\PC{0,120}", data in vec(any::<u8>(), 0..64)) {
+            let _ = parse(&npy(&header, &data));
+        }
+
+        /// An array written as NumPy writes it reads back with its shape and exact bytes.
+        #[test]
+        fn written_arrays_read_back(dims in vec(0usize..4, 0..4), fill in any::<i32>()) {
+            let count: usize = dims.iter().product();
+            let data: Vec<u8> = (0..count)
+                .flat_map(|i| fill.wrapping_add(i as i32).to_le_bytes())
+                .collect();
+            let shape = match dims.len() {
+                1 => format!("({},)", dims[0]),
+                _ => format!("({})", dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+            };
+            let file = npy(&format!("{{'descr': '<i4', 'fortran_order': False, 'shape': {shape}, }}"), &data);
+            let raw = parse_raw(&file).unwrap();
+            prop_assert_eq!(raw.datatype, DataType::Int32);
+            prop_assert_eq!(raw.shape, dims.iter().map(|&d| d as i64).collect::<Vec<_>>());
+            prop_assert_eq!(raw.data, &data[..]);
+            // One byte more or less is refused.
+            prop_assert!(parse_raw(&file[..file.len().saturating_sub(1)]).is_err() || count == 0);
+        }
+    }
+}

@@ -4,25 +4,45 @@
 //! is shorter than the dependencies a general one brings (a Python-literal grammar, big
 //! integers).
 
-use inferq_shared::datatype::f16;
-use inferq_shared::tensor::{DataType, TensorData};
+use crate::datatype::f16;
+use crate::tensor::{DataType, TensorData};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// A `.npy` array: its shape and its elements in row-major order.
 #[derive(Debug)]
-pub(crate) struct Npy {
-    pub(crate) shape: Vec<i64>,
-    pub(crate) data: TensorData,
+pub struct Npy {
+    pub shape: Vec<i64>,
+    pub data: TensorData,
 }
 
-pub(crate) fn is_npy(bytes: &[u8]) -> bool {
+pub fn is_npy(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
+}
+
+/// A `.npy` file's array without decoding its elements: shape, datatype and the raw
+/// little-endian bytes (exactly `element count × datatype size` of them), which is the form
+/// tensors take inside inferq.
+#[derive(Debug)]
+pub struct RawNpy<'a> {
+    pub shape: Vec<i64>,
+    pub datatype: DataType,
+    pub data: &'a [u8],
 }
 
 /// Parses a whole `.npy` file; the error says what is wrong and, where it helps, how to save
 /// the array so that it can be read.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Npy, String> {
+pub fn parse(bytes: &[u8]) -> Result<Npy, String> {
+    let raw = parse_raw(bytes)?;
+    Ok(Npy {
+        shape: raw.shape,
+        data: decode(raw.datatype, raw.data)?,
+    })
+}
+
+/// Parses a whole `.npy` file's header and checks that its data has the length the header
+/// says, leaving the elements as bytes.
+pub fn parse_raw(bytes: &[u8]) -> Result<RawNpy<'_>, String> {
     if !is_npy(bytes) {
         return Err("not a .npy file (no \\x93NUMPY magic)".into());
     }
@@ -74,9 +94,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Npy, String> {
         .iter()
         .map(|&d| i64::try_from(d).map_err(|_| "a dimension is too large".to_owned()))
         .collect::<Result<_, _>>()?;
-    Ok(Npy {
+    Ok(RawNpy {
         shape,
-        data: decode(datatype, data)?,
+        datatype,
+        data,
     })
 }
 

@@ -1,0 +1,136 @@
+//! Webhook deliveries in Redis: the outbox the state-changing scripts write (`outbox.lua`),
+//! claimed under a lease (`hook_claim.lua`) and settled, fenced by the claim
+//! (`hook_done.lua`). They survive any process: a delivery lives in Redis from the state change
+//! until it is delivered or given up.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::keys::lua_script;
+use super::{Queue, QueueError};
+use crate::job::JobId;
+use crate::time::now_ms;
+use crate::webhook::WebhookEvent;
+
+static CLAIM: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/hook_claim.lua")));
+static DONE: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/hook_done.lua")));
+
+/// A claimed delivery: everything needed to send it once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The message id (`webhook-id`), the same on every attempt.
+    pub id: String,
+    /// Fences the outcome: only this claim may record it.
+    pub claim: u64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub job: JobId,
+    pub event: WebhookEvent,
+    pub url: String,
+    /// When the event happened, ms since the epoch.
+    pub at: u64,
+    pub tenant: String,
+    /// The body an earlier attempt sent, to send again.
+    pub body: Option<Vec<u8>>,
+}
+
+/// What became of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookOutcome {
+    Delivered {
+        status: u16,
+    },
+    /// Failed; try again at `at` (ms since the epoch).
+    Retry {
+        at: u64,
+        status: Option<u16>,
+        error: String,
+    },
+    /// Failed, and that was the last attempt.
+    GaveUp {
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+impl Queue {
+    /// Claims up to `count` due deliveries for `lease` (`hook_claim.lua`). Deliveries that no
+    /// longer parse (a job id or event this build does not know) are skipped and left to
+    /// their lease.
+    pub async fn claim_hooks(
+        &self,
+        count: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        let flat: Vec<Vec<u8>> = CLAIM
+            .key(self.keys.hooks())
+            .arg(now_ms())
+            .arg(count)
+            .arg(lease.as_millis() as u64)
+            .arg(self.keys.hook_prefix())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mut out = Vec::new();
+        for c in flat.chunks_exact(9) {
+            let (Ok(job), Some(event)) = (
+                text(&c[3]).parse::<JobId>(),
+                WebhookEvent::parse(&text(&c[4])),
+            ) else {
+                tracing::warn!(delivery = %text(&c[0]), "skipping an unreadable webhook delivery");
+                continue;
+            };
+            out.push(Claimed {
+                id: text(&c[0]),
+                claim: text(&c[1]).parse().unwrap_or(0),
+                attempt: text(&c[2]).parse().unwrap_or(1),
+                job,
+                event,
+                url: text(&c[5]),
+                at: text(&c[6]).parse().unwrap_or(0),
+                tenant: text(&c[7]),
+                body: (!c[8].is_empty()).then(|| c[8].clone()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records an attempt's outcome (`hook_done.lua`); `body` is what was sent, kept for the
+    /// retries. False when the claim was taken over meanwhile.
+    pub async fn settle_hook(
+        &self,
+        claimed: &Claimed,
+        outcome: &HookOutcome,
+        body: &[u8],
+    ) -> Result<bool, QueueError> {
+        let (state, at, status, error) = match outcome {
+            HookOutcome::Delivered { status } => ("delivered", 0, Some(*status), ""),
+            HookOutcome::Retry { at, status, error } => ("retry", *at, *status, error.as_str()),
+            HookOutcome::GaveUp { status, error } => ("failed", 0, *status, error.as_str()),
+        };
+        let done: i64 = DONE
+            .key(self.keys.hooks())
+            .key(self.keys.hook(&claimed.id))
+            .key(self.keys.job(claimed.job))
+            .arg(&claimed.id)
+            .arg(claimed.claim)
+            .arg(state)
+            .arg(at)
+            .arg(status.map(|s| s.to_string()).unwrap_or_default())
+            .arg(error)
+            .arg(body)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// Deliveries waiting (due or not), for operators and tests.
+    pub async fn pending_hooks(&self) -> Result<u64, QueueError> {
+        Ok(redis::cmd("ZCARD")
+            .arg(self.keys.hooks())
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+}

@@ -1,0 +1,32 @@
+-- Claim webhook deliveries that are due: each is pushed back by the lease (so a deliverer that
+-- dies holding it gives it back when the lease runs out) and its attempt and claim counters
+-- go up; the claim counter fences the outcome (`hook_done.lua`), so a deliverer whose lease
+-- ran out cannot record over the one that took the delivery over.
+--
+-- KEYS[1]  due deliveries (sorted set: delivery id -> due time, ms)
+-- ARGV[1]  now, ms since the epoch
+-- ARGV[2]  most deliveries to claim
+-- ARGV[3]  lease, ms
+-- ARGV[4]  prefix of delivery hash keys (the delivery id follows; same hash tag)
+--
+-- Returns nine values per claimed delivery: id, claim token, attempt (1 = first), job id,
+-- event, url, event time (ms), tenant, the body rendered by an earlier attempt ('' = none).
+local now = tonumber(ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(due) do
+  local h = ARGV[4] .. id
+  if redis.call('EXISTS', h) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    local attempt = redis.call('HINCRBY', h, H.attempts, 1)
+    local claim = redis.call('HINCRBY', h, H.claim, 1)
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), id)
+    local f = redis.call('HMGET', h, H.job, H.event, H.url, H.at, H.tenant, H.body)
+    out[#out + 1] = id
+    out[#out + 1] = tostring(claim)
+    out[#out + 1] = tostring(attempt)
+    for i = 1, 6 do out[#out + 1] = f[i] or '' end
+  end
+end
+return out
