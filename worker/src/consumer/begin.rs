@@ -60,7 +60,11 @@ impl Consumer {
                 self.egress.clone(),
                 tracing::debug_span!("fetch", job_id = %d.job),
             );
-            tasks.spawn(task.fetch_then_run(egress, d, token).instrument(span));
+            let slots = self.fetch_slots.clone();
+            tasks.spawn(
+                task.fetch_then_run(egress, slots, d, token)
+                    .instrument(span),
+            );
         }
         if run.is_empty() {
             return Ok(());

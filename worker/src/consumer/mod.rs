@@ -41,6 +41,9 @@ const CONSUMER_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 /// hand back is reclaimed by other workers once its lease expires.
 const HANDBACK_LIMIT: Duration = Duration::from_secs(3);
 
+/// Jobs per inference thread that may fetch their inputs by URL at once.
+const FETCHES_PER_THREAD: usize = 4;
+
 /// One model's deliveries, by model index.
 type Batch = (usize, Vec<Delivery>);
 
@@ -63,6 +66,10 @@ pub(crate) struct Consumer {
     speech: Option<SpeechWorker>,
     /// Outbound HTTP through the address guard: inputs by URL, webhooks.
     egress: Egress,
+    /// Jobs fetching their inputs by URL at once: [`FETCHES_PER_THREAD`] per inference thread.
+    /// While every slot is taken the worker reads no more jobs, so URL jobs cannot pile up in
+    /// one worker while others idle.
+    fetch_slots: Arc<tokio::sync::Semaphore>,
     signing: SigningKeys,
 }
 
@@ -131,6 +138,9 @@ impl Consumer {
         .await?;
         Ok(Self {
             speech,
+            fetch_slots: Arc::new(tokio::sync::Semaphore::new(
+                pool.threads() * FETCHES_PER_THREAD,
+            )),
             egress,
             signing,
             leases: Leases::new(models.len()),
@@ -188,6 +198,10 @@ impl Consumer {
             if *stop.borrow() {
                 break;
             }
+            tokio::select! {
+                s = self.fetch_slots.acquire() => drop(s),
+                () = stopped(&mut stop) => break,
+            }
             let permit = tokio::select! {
                 p = self.pool.acquire() => p,
                 () = stopped(&mut stop) => break,
@@ -226,10 +240,12 @@ impl Consumer {
         announcer.abort();
         promoter.abort();
         // A round in flight finishes (or its claims come back after their lease).
-        if tokio::time::timeout(HANDBACK_LIMIT, &mut { deliverer })
+        let mut deliverer = deliverer;
+        if tokio::time::timeout(HANDBACK_LIMIT, &mut deliverer)
             .await
             .is_err()
         {
+            deliverer.abort();
             tracing::info!("webhook deliveries in flight are left to their lease");
         }
         let withdraw = async {

@@ -12,6 +12,8 @@ use inferq_shared::telemetry;
 use tokio::sync::watch;
 use tracing::Span;
 
+use tokio::sync::Semaphore;
+
 use super::Backoff;
 use crate::egress::Egress;
 use crate::inputs;
@@ -98,8 +100,17 @@ impl BatchTask {
     /// Fetches a job's inputs by URL, then runs it alone as soon as a thread is free; a fetch
     /// that fails ends the job with its code (`url_not_allowed`, `input_fetch_failed`,
     /// `data_length_mismatch`, …).
-    pub(super) async fn fetch_then_run(self, egress: Egress, mut d: Delivery, token: u64) {
-        match inputs::resolve(&egress, &d.payload).await {
+    pub(super) async fn fetch_then_run(
+        self,
+        egress: Egress,
+        slots: Arc<Semaphore>,
+        mut d: Delivery,
+        token: u64,
+    ) {
+        let slot = slots.acquire_owned().await;
+        let fetched = inputs::resolve(&egress, &d.payload).await;
+        drop(slot);
+        match fetched {
             Ok(payload) => {
                 d.payload = payload;
                 let permit = self.pool.acquire().await;
