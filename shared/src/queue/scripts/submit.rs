@@ -1,0 +1,277 @@
+//! Enqueueing: jobs one by one, in bulk and as groups (`submit.lua`), answered from the result
+//! cache (`cached.lua`), and scheduled jobs moved to their queues when due (`promote.lua`).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::script;
+use crate::job::{JobId, Priority};
+use crate::queue::{Queue, QueueError, Retention};
+use crate::time::now_ms;
+use crate::trace::TraceParent;
+use crate::webhook::Webhook;
+
+static SUBMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/submit.lua")));
+static PROMOTE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/promote.lua")));
+static CACHED: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/cached.lua")));
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    pub id: JobId,
+    pub model: &'a str,
+    /// The binary job payload.
+    pub payload: &'a [u8],
+    /// Start by, ms since the epoch.
+    pub deadline_ms: Option<u64>,
+    /// Keep the record this long once final, instead of the configured default.
+    pub result_ttl_secs: Option<u64>,
+    /// `(Idempotency-Key, hash of the request)`.
+    pub idempotency: Option<(String, String)>,
+    /// `(result-cache key, how long to keep the result)`: store a successful result there.
+    pub cache: Option<(String, Duration)>,
+    /// Do not start before this time, ms since the epoch.
+    pub due_ms: Option<u64>,
+    /// The caller's trace context, written into the stream entry for the worker (kept in the
+    /// job hash while the job is scheduled).
+    pub trace: Option<TraceParent>,
+    /// The tenant of the key that submitted it.
+    pub tenant: &'a str,
+    /// Its lane among the model's waiting jobs.
+    pub priority: Priority,
+    /// Most jobs the tenant may have waiting or running, this one included; 0 = no limit.
+    pub tenant_max_queued: u64,
+    /// Where to deliver the job's events, and which.
+    pub webhook: Option<&'a Webhook>,
+}
+
+/// The result of submitting a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    Queued,
+    /// The idempotency key was used before with the same request: this job answers.
+    Replayed(JobId),
+    /// The idempotency key was used before with another request.
+    IdempotencyKeyReused,
+    /// Not enqueued because another job of its group could not be.
+    NotSubmitted,
+    /// Stored as `scheduled`: it moves to the queue when due.
+    Scheduled,
+    /// The model's stream already holds its configured maximum.
+    QueueFull,
+    /// The model is not (or no longer) in the registry: it was retired.
+    UnknownModel,
+    /// The tenant has its `tenant_max_queued` jobs waiting or running; this many must end
+    /// before the job (for a group: the whole group) fits.
+    QuotaExceeded {
+        excess: u64,
+    },
+}
+
+impl Queue {
+    /// Writes the job record (owned by `tenant`) and its stream entry (with the caller's trace
+    /// context, if any) in one step (`submit.lua`).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one job's parts, for callers with one job; `submit_many` takes `NewJob`s"
+    )]
+    pub async fn submit(
+        &self,
+        id: JobId,
+        model: &str,
+        payload: &[u8],
+        max_queued: u64,
+        deadline_ms: Option<u64>,
+        trace: Option<&TraceParent>,
+        tenant: &str,
+    ) -> Result<Submitted, QueueError> {
+        let job = NewJob {
+            id,
+            model,
+            payload,
+            deadline_ms,
+            result_ttl_secs: None,
+            idempotency: None,
+            cache: None,
+            due_ms: None,
+            trace: trace.copied(),
+            tenant,
+            priority: Priority::DEFAULT,
+            tenant_max_queued: 0,
+            webhook: None,
+        };
+        let mut out = self
+            .submit_many(&[job], max_queued, Duration::from_secs(1))
+            .await?;
+        out.pop()
+            .ok_or(QueueError::Protocol("submit returned nothing"))
+    }
+
+    /// Enqueues `jobs` in one step (`submit.lua`), each on its own: one refused (a full queue,
+    /// a retired model, a reused idempotency key) does not stop the others. `idempotency_ttl`
+    /// is how long an idempotency key answers with its job.
+    pub async fn submit_many(
+        &self,
+        jobs: &[NewJob<'_>],
+        max_queued: u64,
+        idempotency_ttl: Duration,
+    ) -> Result<Vec<Submitted>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit_jobs(jobs, max_queued, idempotency_ttl, None)
+            .await
+    }
+
+    /// Enqueues `jobs` as the group `group`, all or none (`submit.lua`): if one cannot be
+    /// enqueued, its reason comes back and the others are [`Submitted::NotSubmitted`]. The
+    /// group's record (its members) is kept `keep`.
+    pub async fn submit_group(
+        &self,
+        group: JobId,
+        jobs: &[NewJob<'_>],
+        max_queued: u64,
+        keep: Duration,
+    ) -> Result<Vec<Submitted>, QueueError> {
+        self.submit_jobs(
+            jobs,
+            max_queued,
+            Duration::from_secs(1),
+            Some((group, keep)),
+        )
+        .await
+    }
+
+    async fn submit_jobs(
+        &self,
+        jobs: &[NewJob<'_>],
+        max_queued: u64,
+        idempotency_ttl: Duration,
+        group: Option<(JobId, Duration)>,
+    ) -> Result<Vec<Submitted>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = SUBMIT.prepare_invoke();
+        inv.key(self.keys.models()).key(self.keys.index());
+        match group {
+            Some((g, _)) => inv.key(self.keys.group(g)),
+            None => inv.key(self.keys.models()),
+        };
+        inv.key(self.keys.scheduled())
+            .key(self.keys.tenant_active());
+        for j in jobs {
+            inv.key(self.keys.job(j.id))
+                .key(self.keys.lane(j.model, j.priority));
+            match &j.idempotency {
+                Some((key, _)) => inv.key(self.keys.idempotency(key)),
+                None => inv.key(self.keys.job(j.id)),
+            };
+        }
+        inv.arg(now_ms())
+            .arg(max_queued)
+            .arg(idempotency_ttl.as_secs().max(1))
+            .arg(group.map(|(g, _)| g.to_string()).unwrap_or_default())
+            .arg(group.map_or(1, |(_, keep)| keep.as_secs().max(1)));
+        for j in jobs {
+            inv.arg(j.id.to_string())
+                .arg(j.model)
+                .arg(j.payload)
+                .arg(j.deadline_ms.unwrap_or(0))
+                .arg(j.result_ttl_secs.unwrap_or(0))
+                .arg(j.idempotency.as_ref().map_or("", |(_, hash)| hash.as_str()))
+                .arg(
+                    j.cache
+                        .as_ref()
+                        .map_or(String::new(), |(key, _)| self.keys.cache(key)),
+                )
+                .arg(j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
+                .arg(j.due_ms.unwrap_or(0))
+                .arg(j.trace.map(|t| t.to_string()).unwrap_or_default())
+                .arg(j.tenant)
+                .arg(j.priority.level())
+                .arg(j.tenant_max_queued)
+                .arg(j.webhook.map_or("", |w| w.url.as_str()))
+                .arg(j.webhook.map(Webhook::events_field).unwrap_or_default());
+        }
+        let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        if replies.len() != jobs.len() {
+            return Err(QueueError::Protocol(
+                "submit answered for another number of jobs",
+            ));
+        }
+        replies
+            .into_iter()
+            .map(|r| {
+                Ok(match r.as_str() {
+                    "QUEUE_FULL" => Submitted::QueueFull,
+                    "UNKNOWN_MODEL" => Submitted::UnknownModel,
+                    "IDEMPOTENCY_REUSED" => Submitted::IdempotencyKeyReused,
+                    "NOT_SUBMITTED" => Submitted::NotSubmitted,
+                    "SCHEDULED" => Submitted::Scheduled,
+                    other => parse_refusal(other)?.unwrap_or(Submitted::Queued),
+                })
+            })
+            .collect()
+    }
+
+    /// Creates job `id` already succeeded with the result cached under `key`, if there is one
+    /// (`cached.lua`); false (nothing written) on a miss.
+    pub async fn submit_cached(
+        &self,
+        id: JobId,
+        model: &str,
+        key: &str,
+        retention: Retention,
+        result_ttl_secs: Option<u64>,
+        tenant: &str,
+    ) -> Result<bool, QueueError> {
+        let hit: i64 = CACHED
+            .key(self.keys.cache(key))
+            .key(self.keys.job(id))
+            .key(self.keys.index())
+            .arg(id.to_string())
+            .arg(model)
+            .arg(now_ms())
+            .arg(result_ttl_secs.unwrap_or(retention.secs()))
+            .arg(result_ttl_secs.unwrap_or(0))
+            .arg(tenant)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(hit == 1)
+    }
+
+    /// Moves up to `count` scheduled jobs that are due to their models' queues
+    /// (`promote.lua`); returns how many moved.
+    pub async fn promote_due(&self, count: usize) -> Result<usize, QueueError> {
+        Ok(PROMOTE
+            .key(self.keys.scheduled())
+            .arg(now_ms())
+            .arg(count)
+            .arg(self.keys.job_prefix())
+            .arg(self.keys.stream_prefix())
+            .arg(self.keys.progress_events())
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+}
+
+/// The refusals carrying a value (`REPLAY <id>`, `QUOTA_EXCEEDED <excess>`); `None` for an
+/// entry id (enqueued).
+pub(super) fn parse_refusal(reply: &str) -> Result<Option<Submitted>, QueueError> {
+    if let Some(id) = reply.strip_prefix("REPLAY ") {
+        let id = id
+            .parse()
+            .map_err(|_| QueueError::Protocol("replayed job id"))?;
+        return Ok(Some(Submitted::Replayed(id)));
+    }
+    if let Some(excess) = reply.strip_prefix("QUOTA_EXCEEDED ") {
+        let excess = excess
+            .parse()
+            .map_err(|_| QueueError::Protocol("quota excess"))?;
+        return Ok(Some(Submitted::QuotaExceeded { excess }));
+    }
+    Ok(None)
+}
