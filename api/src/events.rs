@@ -33,9 +33,9 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::auth::Principal;
 use crate::error::{ApiError, AppResult, ErrorResponse};
 use crate::extract::ApiPath;
-use crate::jobs::{parse_id, read_stored};
 use crate::record::JobRecord;
 use crate::state::AppState;
+use crate::status::{parse_id, read_stored};
 use crate::watchers::JobWatch;
 
 /// How often a stream reads the record without being woken, so a notification lost while the

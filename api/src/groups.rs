@@ -23,11 +23,10 @@ use crate::auth::Principal;
 use crate::body::parse_json;
 use crate::error::{ApiError, AppResult, ErrorResponse};
 use crate::extract::{ApiPath, JobTrace};
-use crate::jobs::{
-    JobOptions, WaitQuery, find_model, parse_id, refused, wait_duration, wait_for_job,
-};
+use crate::jobs::{JobOptions, find_model, refused};
 use crate::record::JobRecord;
 use crate::state::AppState;
+use crate::status::{WaitQuery, parse_id, wait_duration, wait_for_job};
 
 /// A group's record outlives its creation by this much beyond the longest result retention of
 /// its members.

@@ -26,6 +26,7 @@ pub mod record;
 pub mod routes;
 mod server;
 pub mod state;
+mod status;
 mod submission;
 pub mod watchers;
 

@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ErrorResponse};
 use crate::extract::{ApiPath, traceparent};
 use crate::state::AppState;
-use crate::{dashboard, jobs, oip};
+use crate::{dashboard, jobs, oip, status};
 
 use crate::error::AppResult;
 
@@ -41,9 +41,9 @@ fn documented_routes(upload_limit: usize) -> OpenApiRouter<Arc<AppState>> {
             crate::groups::cancel_group
         ))
         .routes(routes!(crate::pipelines::list))
-        .routes(routes!(jobs::get_job, jobs::cancel))
+        .routes(routes!(status::get_job, status::cancel))
         .routes(routes!(crate::events::job_events))
-        .routes(routes!(jobs::status))
+        .routes(routes!(status::status))
         .routes(routes!(models))
         .routes(routes!(retire_model))
         .routes(routes!(healthz))

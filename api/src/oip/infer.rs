@@ -20,8 +20,8 @@ use super::{MODEL_VERSION, OipError, OipErrorBody, OipPath, OipResult, find_mode
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::traceparent;
-use crate::jobs::wait_for_job;
 use crate::state::AppState;
+use crate::status::wait_for_job;
 
 /// Runs an inference and answers with its outputs.
 #[utoipa::path(

@@ -5,6 +5,7 @@
 //! (workers, queue figures, failures, dead letters).
 
 pub mod apikeys;
+pub mod dead;
 pub mod hooks;
 pub mod keys;
 pub mod listing;
@@ -25,9 +26,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::config::RedisConfig;
 use crate::job::Priority;
 use crate::time;
+pub use dead::{DeadLetter, Retried};
 pub use keys::{GROUP, Keys};
 pub use listing::{Cursor, ListFilter, POSITION_LIMIT, Position};
-pub use ops::{DeadLetter, Failure, ModelQueue, Overview, Retried, WorkerInfo};
+pub use ops::{Failure, ModelQueue, Overview, WorkerInfo};
 pub use registry::{ANNOUNCE_INTERVAL, MODEL_LIVENESS, ModelStatus, Retired};
 pub use reply::{Delivery, Entry, EntryRef};
 pub use scripts::{
