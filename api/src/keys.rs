@@ -38,7 +38,7 @@ pub(crate) struct NewKey {
     /// The tenant's most jobs waiting or running, for requests with this key (default:
     /// `INFERQ_TENANT_MAX_QUEUED`); 0 = no limit.
     #[serde(default, deserialize_with = "whole_number")]
-    #[schema(value_type = Option<u64>, minimum = 0)]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 1_000_000_000)]
     max_queued: Option<f64>,
     /// The tenant's submissions per second, for requests with this key (default:
     /// `INFERQ_TENANT_RATE`); 0 = no limit.
@@ -51,14 +51,19 @@ pub(crate) struct NewKey {
     burst: Option<f64>,
 }
 
-/// A JSON number that is a whole number ≥ 0, as JSON Schema's `integer` allows it to be
+/// The largest `max_queued` a key may set (0 means no limit).
+const MAX_QUEUED_LIMIT: u64 = 1_000_000_000;
+
+/// A JSON number that is a whole number from 0 to [`MAX_QUEUED_LIMIT`], as JSON Schema's `integer` allows it to be
 /// spelled (`610` or `610.0`).
 fn whole_number<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<f64>, D::Error> {
     let n = Option::<f64>::deserialize(de)?;
     match n {
-        Some(v) if !(v >= 0.0 && v.fract() == 0.0 && v <= u64::MAX as f64) => Err(
-            serde::de::Error::custom("max_queued must be a whole number ≥ 0"),
-        ),
+        Some(v) if !(v >= 0.0 && v.fract() == 0.0 && v <= MAX_QUEUED_LIMIT as f64) => {
+            Err(serde::de::Error::custom(format!(
+                "max_queued must be a whole number from 0 to {MAX_QUEUED_LIMIT}"
+            )))
+        }
         n => Ok(n),
     }
 }
@@ -224,8 +229,8 @@ pub enum KeysCommand {
         #[arg(long, default_value = "")]
         name: String,
         /// The tenant's most jobs waiting or running, for requests with this key (default:
-        /// INFERQ_TENANT_MAX_QUEUED); 0 = no limit.
-        #[arg(long)]
+        /// INFERQ_TENANT_MAX_QUEUED); 0 = no limit; at most 1,000,000,000.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_QUEUED_LIMIT))]
         max_queued: Option<u64>,
         /// The tenant's submissions per second, for requests with this key (default:
         /// INFERQ_TENANT_RATE); 0 = no limit.

@@ -264,4 +264,20 @@ async fn a_keys_rate_and_burst_override_the_configured_ones() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // max_queued is 0 to 1,000,000,000 (the OpenAPI document's maximum).
+    for (max_queued, status) in [
+        (1_000_000_000u64, 201),
+        (1_000_000_001, 400),
+        (1 << 63, 400),
+    ] {
+        let r = app
+            .http
+            .post(format!("{}/keys", app.base))
+            .bearer_auth(ADMIN)
+            .json(&json!({"tenant": "x", "scopes": ["read"], "max_queued": max_queued}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "max_queued {max_queued}");
+    }
 }
