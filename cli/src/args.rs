@@ -119,8 +119,8 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         name: Option<String>,
         /// The tenant's most jobs waiting or running, for requests with this key (default: the
-        /// API's INFERQ_TENANT_MAX_QUEUED); 0 = no limit.
-        #[arg(long)]
+        /// API's INFERQ_TENANT_MAX_QUEUED); 0 = no limit; at most 1,000,000,000.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
         max_queued: Option<u64>,
         /// The tenant's submissions per second, for requests with this key (default: the
         /// API's INFERQ_TENANT_RATE); 0 = no limit.
