@@ -233,10 +233,13 @@ impl Cluster {
 
         let api_port = free_port()?;
         let mut cmd = Command::new(api_bin);
+        // The benchmark measures the job path on a private loopback API: no API keys (the
+        // API logs a warning about it), so every request is the same as before keys existed.
         cmd.env("INFERQ_BIND", format!("127.0.0.1:{api_port}"))
             .env("INFERQ_REDIS_URL", &redis_url)
             .env("INFERQ_NAMESPACE", NAMESPACE)
-            .env("INFERQ_MAX_QUEUED", cfg.max_queued.to_string());
+            .env("INFERQ_MAX_QUEUED", cfg.max_queued.to_string())
+            .env("INFERQ_AUTH", "disabled");
         let api = Proc::spawn("inferq-api".into(), cmd, &root)?;
         let api_url = format!("http://127.0.0.1:{api_port}");
 
