@@ -35,6 +35,22 @@ fn by_lane<T>(items: &[T], lane: impl Fn(&T) -> Priority) -> Vec<(Priority, Vec<
     groups
 }
 
+/// Puts one lane's answers (`got`, in the order of `idx`) back at their items' places in `out`.
+fn scatter<R>(
+    out: &mut [R],
+    idx: Vec<usize>,
+    got: Vec<R>,
+    mismatch: &'static str,
+) -> Result<(), QueueError> {
+    if got.len() != idx.len() {
+        return Err(QueueError::Protocol(mismatch));
+    }
+    for (i, r) in idx.into_iter().zip(got) {
+        out[i] = r;
+    }
+    Ok(())
+}
+
 /// What a worker reports for one attempt.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -115,14 +131,12 @@ impl Queue {
             let got = self
                 .start_lane(model, priority, consumer, &part, max_attempts, retention)
                 .await?;
-            if got.len() != idx.len() {
-                return Err(QueueError::Protocol(
-                    "start answered for another number of jobs",
-                ));
-            }
-            for (i, token) in idx.into_iter().zip(got) {
-                tokens[i] = token;
-            }
+            scatter(
+                &mut tokens,
+                idx,
+                got,
+                "start answered for another number of jobs",
+            )?;
         }
         Ok(tokens)
     }
@@ -181,14 +195,12 @@ impl Queue {
             let got = self
                 .complete_lane(model, priority, &part, retention)
                 .await?;
-            if got.len() != idx.len() {
-                return Err(QueueError::Protocol(
-                    "complete answered for another number of jobs",
-                ));
-            }
-            for (i, done) in idx.into_iter().zip(got) {
-                recorded[i] = done;
-            }
+            scatter(
+                &mut recorded,
+                idx,
+                got,
+                "complete answered for another number of jobs",
+            )?;
         }
         Ok(recorded)
     }
