@@ -6,12 +6,9 @@
 //! Deciding by path in one place, rather than per handler, means a new route cannot forget
 //! its check: a path this module does not recognise needs `admin` (fail closed).
 
-use std::sync::Arc;
-
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use inferq_shared::auth::{
     ApiKey, DEFAULT_TENANT, KeyInfo, Scope, Scopes, TenantLimits, constant_time_eq, hash_secret,
@@ -174,28 +171,24 @@ async fn identify(state: &AppState, key: &ApiKey) -> Result<Option<Principal>, A
         .map(Principal::from_key))
 }
 
-/// Middleware: answers `401` (no or unknown key) or `403` (a key without the scope) before
-/// the handler runs; otherwise passes the caller on as a [`Principal`].
-pub(crate) async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// A step of [`crate::gate`]: answers `401` (no or unknown key) or `403` (a key without the
+/// scope) before the handler runs; otherwise passes the caller on as a [`Principal`].
+pub(crate) async fn authenticate(state: &AppState, mut req: Request) -> Result<Request, Response> {
     let needed = access(req.method(), req.uri().path(), state.config.metrics_public);
     let principal = match (state.config.auth, needed) {
         (AuthMode::Disabled, _) => Some(Principal::anonymous()),
         (AuthMode::Required, Access::Open) => None,
         (AuthMode::Required, Access::Needs(scope)) => {
             let found = match presented_key(req.headers()) {
-                Some(key) => identify(&state, &key).await,
+                Some(key) => identify(state, &key).await,
                 None => Ok(None),
             };
             let path = req.uri().path();
             match found {
-                Err(e) => return refuse(path, e),
-                Ok(None) => return refuse(path, ApiError::Unauthorized),
+                Err(e) => return Err(refuse(path, e)),
+                Ok(None) => return Err(refuse(path, ApiError::Unauthorized)),
                 Ok(Some(p)) if !p.scopes.allows(scope) => {
-                    return refuse(path, ApiError::Forbidden(scope));
+                    return Err(refuse(path, ApiError::Forbidden(scope)));
                 }
                 Ok(Some(p)) => Some(p),
             }
@@ -204,7 +197,7 @@ pub(crate) async fn authenticate(
     if let Some(p) = principal {
         req.extensions_mut().insert(p);
     }
-    next.run(req).await
+    Ok(req)
 }
 
 fn refuse(path: &str, e: ApiError) -> Response {
@@ -286,7 +279,7 @@ mod tests {
             .await
             .unwrap();
         let (_, shutdown) = tokio::sync::watch::channel(false);
-        crate::routes::router(Arc::new(AppState::new(config, queue, shutdown)))
+        crate::routes::router(std::sync::Arc::new(AppState::new(config, queue, shutdown)))
     }
 
     async fn call(req: axum::http::Request<axum::body::Body>) -> (u16, HeaderMap, String) {

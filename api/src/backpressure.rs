@@ -4,9 +4,7 @@
 //! a stall) gets a minute. A tenant over its `max_queued` (`429 quota_exceeded`) gets the time
 //! for its excess (the jobs that must end before the submission fits) at the same rate.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -40,13 +38,9 @@ pub(crate) fn retry_after_secs(depth: u64, done: u64) -> u64 {
         .clamp(1, MAX_RETRY_AFTER_SECS)
 }
 
-/// Middleware: sets the estimated `Retry-After` on `429 overloaded` answers (native routes mark
+/// The innermost step of [`crate::gate`]: sets the estimated `Retry-After` on `429 overloaded` answers (native routes mark
 /// them with [`FullQueue`]; on the OIP routes the model is in the path).
-pub(crate) async fn estimate(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn estimate(state: &AppState, req: Request, next: Next) -> Response {
     let oip_model = oip_model(req.uri().path());
     let mut res = next.run(req).await;
     if res.status() != StatusCode::TOO_MANY_REQUESTS {

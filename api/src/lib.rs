@@ -9,6 +9,7 @@ mod dashboard;
 pub mod error;
 mod events;
 mod extract;
+mod gate;
 mod groups;
 mod jobs;
 pub mod keys;

@@ -4,21 +4,20 @@
 //! time is tower-http's `RequestBodyTimeoutLayer` (see [`is_body_timeout`]); connections and
 //! request heads are bounded in `server.rs`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Middleware: refuses oversized URIs and headers, and bounds the request's time.
-pub(crate) async fn enforce(
-    State(state): State<Arc<AppState>>,
+/// The outermost step of [`crate::gate`]: refuses oversized URIs and headers, and bounds the
+/// time of the rest (`inner`).
+pub(crate) async fn enforce<F: Future<Output = Response>>(
+    state: &AppState,
     req: Request,
-    next: Next,
+    inner: impl FnOnce(Request) -> F,
 ) -> Response {
     let config = &state.config;
     let path = req.uri().path().to_owned();
@@ -34,7 +33,7 @@ pub(crate) async fn enforce(
         return respond(&path, e);
     }
     let allowance = config.request_timeout_secs + config.max_wait_secs;
-    match tokio::time::timeout(Duration::from_secs(allowance), next.run(req)).await {
+    match tokio::time::timeout(Duration::from_secs(allowance), inner(req)).await {
         Ok(res) => res,
         Err(_) => respond(&path, ApiError::RequestTimeout(allowance)),
     }

@@ -4,6 +4,12 @@
 use anyhow::Context;
 use clap::Parser;
 
+/// mimalloc in place of the system allocator: every request and job allocates and frees
+/// many small buffers across threads, which glibc malloc serves at a measurable cost
+/// (BENCHMARKS.md, "Per-job cost").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "inferq-api", version, about = "inferq HTTP API")]
 struct Cli {

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use inferq_shared::metrics::{CONTENT_TYPE, recorder};
 
@@ -69,31 +68,44 @@ pub(crate) fn connection_refused() {
     metrics::counter!("inferq_http_connections_refused_total").increment(1);
 }
 
-/// Middleware: counts and times every request by its route template (never the raw path, so
-/// ids do not multiply the series); unmatched paths share the label `unmatched`.
-pub(crate) async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let began = Instant::now();
-    let res = next.run(req).await;
-    let status = res.status().as_u16().to_string();
-    metrics::histogram!(
-        "inferq_http_request_duration_seconds",
-        "method" => method.clone(),
-        "route" => route.clone()
-    )
-    .record(began.elapsed().as_secs_f64());
-    metrics::counter!(
-        "inferq_http_requests_total",
-        "method" => method,
-        "route" => route,
-        "status" => status
-    )
-    .increment(1);
-    res
+/// Counts and times every request by its route template (never the raw path, so ids do not
+/// multiply the series); unmatched paths share the label `unmatched`. Started first and
+/// finished last by [`crate::gate`].
+pub(crate) struct RequestTimer {
+    method: String,
+    route: String,
+    began: Instant,
+}
+
+impl RequestTimer {
+    pub(crate) fn start(req: &Request) -> Self {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        Self {
+            method: req.method().as_str().to_owned(),
+            route,
+            began: Instant::now(),
+        }
+    }
+
+    pub(crate) fn finish(self, res: &Response) {
+        let status = res.status().as_u16().to_string();
+        metrics::histogram!(
+            "inferq_http_request_duration_seconds",
+            "method" => self.method.clone(),
+            "route" => self.route.clone()
+        )
+        .record(self.began.elapsed().as_secs_f64());
+        metrics::counter!(
+            "inferq_http_requests_total",
+            "method" => self.method,
+            "route" => self.route,
+            "status" => status
+        )
+        .increment(1);
+    }
 }
 
 /// Metrics in the Prometheus text format: the API's counters (`inferq_jobs_submitted_total`,

@@ -4,11 +4,8 @@
 //! next token will be there. The rate and burst are the caller's key's, else the
 //! configuration's. (The tenant's `max_queued` quota is checked by the enqueuing script.)
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use inferq_shared::auth::Scope;
 
@@ -16,28 +13,24 @@ use crate::auth::{Access, Principal, access};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Middleware: refuses a tenant's submissions beyond `INFERQ_TENANT_RATE`.
-pub(crate) async fn limit_rate(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// A step of [`crate::gate`]: refuses a tenant's submissions beyond `INFERQ_TENANT_RATE`.
+pub(crate) async fn limit_rate(state: &AppState, req: Request) -> Result<Request, Response> {
     let submission = req.method() == Method::POST
         && access(req.method(), req.uri().path(), false) == Access::Needs(Scope::Submit);
     let caller = req.extensions().get::<Principal>().cloned();
     let (true, Some(caller)) = (submission, caller) else {
-        return next.run(req).await;
+        return Ok(req);
     };
     let Some(limit) = caller.rate_limit(&state.config) else {
-        return next.run(req).await;
+        return Ok(req);
     };
     let refusal = match state.queue.take_tokens(&caller.tenant, limit, 1).await {
-        Ok(Ok(())) => return next.run(req).await,
+        Ok(Ok(())) => return Ok(req),
         Ok(Err(wait)) => ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64),
         Err(e) => ApiError::from(e),
     };
     if !crate::routes::is_oip_path(req.uri().path()) {
-        return refusal.into_response();
+        return Err(refusal.into_response());
     }
     let secs = match &refusal {
         ApiError::RateLimited(s) => Some(*s),
@@ -48,5 +41,5 @@ pub(crate) async fn limit_rate(
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
-    res
+    Err(res)
 }

@@ -84,28 +84,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|uri: Uri| async move { not_found(&uri) })
         .method_not_allowed_fallback(|uri: Uri| async move { method_not_allowed(&uri) })
         .layer(DefaultBodyLimit::max(limit))
-        // Inside the tenant's rate limit, so a `rate_limited` 429 keeps its own Retry-After.
+        // The API's own steps (limits, authentication, rate, `Retry-After`, metrics).
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::backpressure::estimate,
-        ))
-        // Inside authentication: the bucket is the caller's tenant's.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::quota::limit_rate,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::authenticate,
+            crate::gate::gate,
         ))
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
             state.config.body_timeout_secs.max(1),
         )))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::enforce,
-        ))
-        .layer(axum::middleware::from_fn(crate::metrics::track))
         // Outermost first: every request gets an `x-request-id` (kept if the client sent
         // one), is traced in a span carrying it, and the id is echoed in the response.
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -4,6 +4,12 @@
 use anyhow::Context;
 use clap::Parser;
 
+/// mimalloc in place of the system allocator: every request and job allocates and frees
+/// many small buffers across threads, which glibc malloc serves at a measurable cost
+/// (BENCHMARKS.md, "Per-job cost").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = inferq_worker::Config::parse();
