@@ -32,7 +32,7 @@ use crate::report::{CpuSample, Report};
 /// Benchmark inferq: raw ONNX Runtime loop versus the whole system under HTTP load.
 ///
 /// With `--json`, the human-readable report goes to stderr and one JSON summary line to stdout.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "inferq-bench", version)]
 struct Args {
     /// Model to benchmark: a `<models-dir>/<model>/model.onnx` with one FP32 input `[-1, W]`.
@@ -120,6 +120,12 @@ struct Args {
     /// Directory of the `inferq-api` and `inferq-worker` binaries; default: this binary's own.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+
+    /// After the run, run the same load once more against the `inferq-api` and `inferq-worker`
+    /// binaries in this directory (an older build) and print both builds' CPU per job and
+    /// their ratio, measured minutes apart on the same machine.
+    #[arg(long)]
+    baseline_bin_dir: Option<PathBuf>,
 
     /// `redis-server` executable to start.
     #[arg(long, default_value = "redis-server")]
@@ -217,6 +223,57 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(raw_limits(&args, &onnx, threads * args.workers.max(1)).await?)
     };
 
+    let report = system(&args, args.bin_dir.clone(), raw, cores, threads, &model_dir).await?;
+    let baseline = match &args.baseline_bin_dir {
+        Some(dir) => {
+            eprintln!("baseline: the same load against {}", dir.display());
+            let base = system(&args, Some(dir.clone()), None, cores, threads, &model_dir).await?;
+            eprint!("baseline {}", base.text(&args));
+            Some(base)
+        }
+        None => None,
+    };
+    let mut text = report.text(&args);
+    let mut json = report.json(&args);
+    if let (Some(base), Some(now), Some(then)) = (
+        &baseline,
+        report.cpu_per_job_us(),
+        baseline.as_ref().and_then(Report::cpu_per_job_us),
+    ) {
+        let ratio = now.system() / then.system();
+        text.push_str(&format!(
+            "  system CPU per job, this build / baseline: {:.0} µs / {:.0} µs = {ratio:.2} \
+             ({:+.0} %)\n",
+            now.system(),
+            then.system(),
+            (ratio - 1.0) * 100.0
+        ));
+        json["baseline"] = base.json(&args);
+        json["cpu_ratio_to_baseline"] = serde_json::json!(ratio);
+    }
+    if args.json {
+        eprint!("{text}");
+        println!("{json}");
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+/// One run of the system: start Redis, the API (from `bin_dir`) and the workers (or use
+/// `--target`), drive the load, take the CPU and memory figures, stop everything.
+async fn system(
+    args: &Args,
+    bin_dir: Option<PathBuf>,
+    raw: Option<(RawResult, RawResult)>,
+    cores: usize,
+    threads: usize,
+    model_dir: &Path,
+) -> anyhow::Result<Report> {
+    let args = &Args {
+        bin_dir,
+        ..args.clone()
+    };
     let mut cluster = match &args.target {
         Some(_) => None,
         None => Some(start_cluster(&args, &model_dir, threads).await?),
@@ -298,7 +355,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(cluster);
 
-    let report = Report {
+    Ok(Report {
         model: args.model.clone(),
         input: input.name.clone(),
         width,
@@ -310,15 +367,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cpu,
         api_memory,
         redis_commands,
-    };
-    let text = report.text(&args);
-    if args.json {
-        eprint!("{text}");
-        println!("{}", report.json(&args));
-    } else {
-        print!("{text}");
-    }
-    Ok(())
+    })
 }
 
 /// The raw loop at batch 1 and at the max batch, on `threads` sessions.

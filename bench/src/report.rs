@@ -21,6 +21,22 @@ pub(crate) struct CpuSample {
     machine: Option<Duration>,
 }
 
+/// CPU per job, µs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuPerJob {
+    pub redis: f64,
+    pub api: f64,
+    pub workers: f64,
+    pub load: f64,
+}
+
+impl CpuPerJob {
+    /// Redis, the API and the workers together: what the system itself spends on a job.
+    pub(crate) fn system(&self) -> f64 {
+        self.redis + self.api + self.workers
+    }
+}
+
 impl CpuSample {
     pub(crate) fn take(cluster: Option<&Cluster>) -> Self {
         let workers = cluster
@@ -113,6 +129,19 @@ impl Report {
 
     fn completed_per_sec(&self, args: &Args) -> Option<f64> {
         (!args.submit_only && self.wall() > 0.0).then(|| self.load.succeeded as f64 / self.wall())
+    }
+
+    /// CPU per accepted job, in µs: Redis, API, workers, their sum (the system under test)
+    /// and the load generator. `None` when the benchmark started no processes of its own.
+    pub(crate) fn cpu_per_job_us(&self) -> Option<CpuPerJob> {
+        let jobs = self.load.accepted as f64;
+        let us = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e6 / jobs);
+        (jobs > 0.0 && self.cpu.api.is_some()).then(|| CpuPerJob {
+            redis: us(self.cpu.redis),
+            api: us(self.cpu.api),
+            workers: us(self.cpu.workers),
+            load: us(self.cpu.load),
+        })
     }
 
     fn accepted_per_sec(&self) -> f64 {
@@ -230,6 +259,18 @@ impl Report {
                 );
             }
         }
+        if let Some(c) = self.cpu_per_job_us() {
+            let _ = writeln!(
+                s,
+                "  CPU per job: Redis {:.0} µs + API {:.0} µs + workers {:.0} µs = {:.0} µs \
+                 (load generator {:.0} µs)",
+                c.redis,
+                c.api,
+                c.workers,
+                c.system(),
+                c.load
+            );
+        }
         if let Some((peak, now)) = self.api_memory {
             let _ = writeln!(
                 s,
@@ -296,6 +337,13 @@ impl Report {
             "cpu_workers_secs": secs(self.cpu.workers),
             "cpu_load_secs": secs(self.cpu.load),
             "cpu_other_secs": secs(self.cpu.others()),
+            "cpu_us_per_job": self.cpu_per_job_us().map(|c| json!({
+                "redis": c.redis,
+                "api": c.api,
+                "workers": c.workers,
+                "system": c.system(),
+                "load": c.load,
+            })),
             "api_vmhwm_bytes": self.api_memory.map(|m| m.0),
             "api_vmrss_bytes": self.api_memory.map(|m| m.1),
             "redis_commands_per_job": self.redis_commands.iter().map(|(n, c)| (n.clone(), json!(c))).collect::<serde_json::Map<_, _>>(),
