@@ -276,7 +276,7 @@ async fn system(
     };
     let mut cluster = match &args.target {
         Some(_) => None,
-        None => Some(start_cluster(&args, &model_dir, threads).await?),
+        None => Some(start_cluster(args, model_dir, threads).await?),
     };
     let api_url = match (&args.target, &cluster) {
         (Some(url), _) => url.trim_end_matches('/').to_owned(),
@@ -286,7 +286,7 @@ async fn system(
     if let Some(c) = &cluster
         && c.workers.is_empty()
     {
-        announce(c, &args).await?;
+        announce(c, args).await?;
     }
     let info = wait_for_model(&api_url, &args.model, cluster.as_mut()).await?;
     let input = info.inputs.first().context("the model has no inputs")?;
