@@ -169,6 +169,9 @@ def check(base, worker_id, dead_id, screenshot, chromium, problems):
         dead_row = page.locator(f'#dead tr[data-job="{dead_id}"]')
         dead_row.wait_for()
         assert "max_attempts_exceeded" in dead_row.inner_text(), dead_row.inner_text()
+        # Its tenant (the API runs without keys here: every job is the default tenant's).
+        tenant = dead_row.locator("td.tenant")
+        assert tenant.inner_text() == "default", tenant.inner_text()
         failure = page.locator(f'#failures tr[data-job="{dead_id}"]')
         failure.wait_for()
         assert "max_attempts_exceeded" in failure.inner_text(), failure.inner_text()

@@ -87,23 +87,24 @@ export function renderDead(queues, body) {
     (d) => {
       const row = el("tr");
       row.dataset.job = d.id || "";
-      const c = cells(row, 7);
-      c[2].className = "mono";
-      c[3].className = "mono code";
-      c[4].className = "message";
-      c[5].className = "num";
+      const c = cells(row, 8);
+      c[2].className = "tenant";
+      c[3].className = "mono";
+      c[4].className = "mono code";
+      c[5].className = "message";
+      c[6].className = "num";
       row.dataset.deadId = d.dead_id;
       const again = el("button", "retry", "Retry");
       again.type = "button";
       again.title = "Queue this job again";
-      again.addEventListener("click", () => retry(d, c[6], again));
+      again.addEventListener("click", () => retry(d, c[7], again));
       const drop = el("button", "discard secondary", "Discard");
       drop.type = "button";
       drop.title = "Delete this dead letter";
-      drop.addEventListener("click", () => discard(d, c[6], drop));
+      drop.addEventListener("click", () => discard(d, c[7], drop));
       const actions = el("div", "actions");
       actions.append(again, drop);
-      c[6].append(actions, el("span", "code"));
+      c[7].append(actions, el("span", "code"));
       return row;
     },
     (row, d) => {
@@ -111,12 +112,14 @@ export function renderDead(queues, body) {
       setText(c[0], d.failed_at ? clock(d.failed_at) : "–");
       c[0].title = d.failed_at || "";
       jobCell(c[1], d.id);
-      setText(c[2], d.model ?? "–");
-      setText(c[3], d.error && d.error.code);
-      setText(c[4], d.error && d.error.message);
-      setText(c[5], d.attempts ?? "–");
+      // The tenant that submitted the job (none for an unreadable entry).
+      setText(c[2], d.tenant ?? "–");
+      setText(c[3], d.model ?? "–");
+      setText(c[4], d.error && d.error.code);
+      setText(c[5], d.error && d.error.message);
+      setText(c[6], d.attempts ?? "–");
       // Not for an unreadable entry, nor a job whose model was retired since.
-      c[6].querySelector("button.retry").hidden = !retryable(d);
+      c[7].querySelector("button.retry").hidden = !retryable(d);
     },
   );
 }
