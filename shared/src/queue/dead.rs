@@ -239,12 +239,14 @@ impl Queue {
             .key(self.keys.lane(&model, dead.priority))
             .key(self.keys.models())
             .key(self.keys.tenant_active())
+            .key(self.keys.used_lanes(&model))
             .arg(&dead.dead_id)
             .arg(job.to_string())
             .arg(&model)
             .arg(now_ms())
             .arg(self.keys.progress_events())
             .arg(crate::auth::DEFAULT_TENANT)
+            .arg(u8::from(dead.priority != Priority::DEFAULT))
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match reply.as_str() {

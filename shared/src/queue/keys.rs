@@ -11,6 +11,10 @@
 //! - `{ns}:q:<model>#<priority>`: the same for the other priorities (0 to 9): one lane per
 //!   priority ([`Keys::lane`]); a model's backlog is the sum of its lanes. Pipelines have the
 //!   default lane only.
+//! - `{ns}:q:<model>#lanes`: set of the model's lanes other than the default that ever held
+//!   an entry ([`Keys::used_lanes`]): every script that adds an entry to such a lane adds the
+//!   lane here, so counting and reading a model's waiting jobs looks at the default lane and
+//!   these only, not at all ten. Deleted with the lanes when the model is retired.
 //! - `{ns}:dead`: dead-letter stream of jobs that used up their attempts and of stream entries
 //!   that could not be read (`reason` = `malformed_entry`).
 //! - `{ns}:models`: hash: model name → [`ModelInfo`](crate::model::ModelInfo) JSON, written by
@@ -295,6 +299,10 @@ pub(crate) fn lua_script(body: &str) -> redis::Script {
     redis::Script::new(&text)
 }
 
+/// See [`Keys::used_lanes`]. A `#` followed by a word, not a digit: no lane's key (model names
+/// cannot hold a `#`).
+const USED_LANES_SUFFIX: &str = "#lanes";
+
 /// Key names derived from the namespace.
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -333,6 +341,16 @@ impl Keys {
         priorities(queue)
             .map(|p| (p, self.lane(queue, p)))
             .collect()
+    }
+    /// The set of a queue's lanes other than the default one that ever held an entry (their
+    /// keys): the only lanes besides the default that counting or reading its jobs looks at.
+    pub fn used_lanes(&self, queue: &str) -> String {
+        format!("{}{USED_LANES_SUFFIX}", self.stream(queue))
+    }
+    /// What a queue's [`Keys::used_lanes`] key adds to its default lane's key, for scripts
+    /// that build keys from [`Keys::stream_prefix`].
+    pub fn used_lanes_suffix(&self) -> &'static str {
+        USED_LANES_SUFFIX
     }
     pub fn dead_letter(&self) -> String {
         format!("{}:dead", self.prefix)
@@ -460,6 +478,7 @@ mod tests {
             k.upload(JobId::new()),
             k.stream(&pipeline_queue("p")),
             k.lane("m", Priority::HIGHEST),
+            k.used_lanes("m"),
         ] {
             assert!(key.starts_with("{ns}:"), "{key}");
         }
@@ -476,6 +495,8 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), 10);
+        assert!(!names.contains(&&k.used_lanes("m")));
+        assert_eq!(k.used_lanes("m"), "{ns}:q:m#lanes");
         assert_eq!(
             k.lanes(&pipeline_queue("p")),
             [(Priority::DEFAULT, k.stream("pipeline:p"))]

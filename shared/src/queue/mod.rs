@@ -161,12 +161,14 @@ impl Queue {
         for (_, key) in &lanes {
             inv.key(key);
         }
-        inv.arg(GROUP)
+        inv.key(self.keys.used_lanes(queue))
+            .arg(GROUP)
             .arg(consumer)
             .arg(count)
             .arg(time::now_ms())
             .arg(self.aging.as_millis() as u64)
-            .arg(top.level());
+            .arg(top.level())
+            .arg(Priority::DEFAULT.level());
         let reply: Value = inv.invoke_async(&mut self.conn.clone()).await?;
         let Value::Array(parts) = reply else {
             return Err(QueueError::Protocol("read reply is not an array"));

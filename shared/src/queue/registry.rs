@@ -10,7 +10,7 @@ use redis::{AsyncCommands, Script, Value};
 use super::keys::{GROUP, lua_script};
 use super::reply::{Entry, parse_entries};
 use super::{Queue, QueueError, Retention};
-use crate::job::JobId;
+use crate::job::{JobId, Priority};
 use crate::model::ModelInfo;
 use crate::time::now_ms;
 
@@ -155,7 +155,8 @@ impl Queue {
             inv.key(self.keys.models())
                 .key(self.keys.models_seen())
                 .key(self.keys.model_workers(model))
-                .key(self.keys.tenant_active());
+                .key(self.keys.tenant_active())
+                .key(self.keys.used_lanes(model));
             for (_, lane) in &lanes {
                 inv.key(lane);
             }
@@ -184,8 +185,14 @@ impl Queue {
 
     /// Creates the consumer group of a model's stream (and the stream) if missing. The group
     /// starts at the beginning, so jobs submitted before any worker existed are served.
+    ///
+    /// Also lists in the queue's used-lanes set ([`Keys::used_lanes`](super::Keys::used_lanes))
+    /// every lane other than the default that holds entries: entries added before that set
+    /// existed (by an older version) would otherwise be skipped by reads and by the
+    /// queue-length limit.
     pub async fn ensure_group(&self, queue: &str) -> Result<(), QueueError> {
-        for (_, lane) in self.keys.lanes(queue) {
+        let lanes = self.keys.lanes(queue);
+        for (_, lane) in &lanes {
             let res: Result<(), _> = self
                 .conn
                 .clone()
@@ -195,6 +202,32 @@ impl Queue {
                 Err(e) if e.code() == Some("BUSYGROUP") => {}
                 other => other?,
             }
+        }
+        let others: Vec<&String> = lanes
+            .iter()
+            .filter(|(p, _)| *p != Priority::DEFAULT)
+            .map(|(_, lane)| lane)
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for lane in &others {
+            pipe.xlen(*lane);
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        let held: Vec<&String> = others
+            .into_iter()
+            .zip(lens)
+            .filter(|(_, n)| *n > 0)
+            .map(|(lane, _)| lane)
+            .collect();
+        if !held.is_empty() {
+            let _: () = self
+                .conn
+                .clone()
+                .sadd(self.keys.used_lanes(queue), held)
+                .await?;
         }
         Ok(())
     }

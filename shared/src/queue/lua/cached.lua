@@ -16,13 +16,14 @@ local result = redis.call('GET', KEYS[1])
 if not result then
   return 0
 end
-redis.call('HSET', KEYS[2], F.model, ARGV[2], F.status, 'succeeded', F.created_at, ARGV[3],
+-- The whole record in one HSET; the job is new, so this is its first version.
+local rec = {F.model, ARGV[2], F.status, 'succeeded', F.created_at, ARGV[3],
   F.started_at, ARGV[3], F.finished_at, ARGV[3], F.attempts, 0, F.result, result,
-  F.cached, 1, F.deadline, 0, F.tenant, ARGV[6])
-redis.call('HINCRBY', KEYS[2], F.version, 1)
+  F.cached, 1, F.deadline, 0, F.tenant, ARGV[6], F.version, 1}
 if ARGV[5] ~= '0' then
-  redis.call('HSET', KEYS[2], F.ttl, ARGV[5])
+  rec[#rec + 1], rec[#rec + 2] = F.ttl, ARGV[5]
 end
+redis.call('HSET', KEYS[2], unpack(rec))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return 1

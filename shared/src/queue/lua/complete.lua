@@ -25,16 +25,7 @@
 local group, now, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local model, keep_failures = ARGV[5], tonumber(ARGV[6])
 local hooks, hook_prefix = ARGV[7], ARGV[8]
-local out, events, failures = {}, {}, 0
--- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
-local function uncount(job, active)
-  if redis.call('HDEL', job, F.counted) == 1 then
-    local tenant = redis.call('HGET', job, F.tenant)
-    if redis.call('HINCRBY', active, tenant, -1) <= 0 then
-      redis.call('HDEL', active, tenant)
-    end
-  end
-end
+local out, events, failures, acks = {}, {}, 0, {}
 local n = (#ARGV - 8) / 6
 local uploads = #KEYS > 4 + n
 for i = 5, 4 + n do
@@ -42,36 +33,51 @@ for i = 5, 4 + n do
   local b = 9 + (i - 5) * 6
   local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local status, a, c = ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
-  local rec = redis.call('HMGET', job, F.status, F.token, F.ttl, F.cache_key, F.cache_ttl)
+  local rec = redis.call('HMGET', job, F.status, F.token, F.ttl, F.cache_key, F.cache_ttl,
+    F.version, F.counted, F.tenant, F.webhook)
   local done = 0
   if rec[2] == token then
     if rec[1] == 'running' then
+      local version = (tonumber(rec[6]) or 0) + 1
       if status == 'succeeded' then
-        redis.call('HSET', job, F.status, status, F.finished_at, now, F.result, a)
+        redis.call('HSET', job, F.status, status, F.finished_at, now, F.result, a,
+          F.version, version)
         if rec[4] then
           redis.call('SET', rec[4], a, 'EX', tonumber(rec[5]))
         end
       else
         redis.call('HSET', job, F.status, status, F.finished_at, now,
-          F.error_code, a, F.error_message, c)
+          F.error_code, a, F.error_message, c, F.version, version)
         redis.call('LPUSH', KEYS[3], cjson.encode({id = id, model = model, code = a,
           message = c, failed_at = tonumber(now)}))
         failures = failures + 1
       end
-      redis.call('HINCRBY', job, F.version, 1)
-      uncount(job, KEYS[4])
+      -- The job leaves its tenant's count of active jobs (once: `counted` goes with it).
+      if rec[7] and redis.call('HDEL', job, F.counted) == 1 then
+        if redis.call('HINCRBY', KEYS[4], rec[8], -1) <= 0 then
+          redis.call('HDEL', KEYS[4], rec[8])
+        end
+      end
       redis.call('EXPIRE', job, tonumber(rec[3]) or ttl)
       events[#events + 1] = id .. ' ' .. status
-      outbox(hooks, hook_prefix, job, id, status, now)
+      if rec[9] then
+        outbox(hooks, hook_prefix, job, id, status, now)
+      end
       done = 1
     end
-    redis.call('XACK', KEYS[1], group, entry)
-    redis.call('XDEL', KEYS[1], entry)
+    acks[#acks + 1] = entry
   end
   if uploads and (done == 1 or (rec[1] ~= 'running' and rec[1] ~= 'queued')) then
     redis.call('DEL', KEYS[i + n])
   end
   out[#out + 1] = done
+end
+-- The answered entries are acknowledged and deleted together, a slice at a time (unpack has
+-- a limit).
+for j = 1, #acks, 1000 do
+  local part = {unpack(acks, j, math.min(j + 999, #acks))}
+  redis.call('XACK', KEYS[1], group, unpack(part))
+  redis.call('XDEL', KEYS[1], unpack(part))
 end
 if #events > 0 then
   redis.call('PUBLISH', channel, table.concat(events, '\n'))

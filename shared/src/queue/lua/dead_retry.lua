@@ -9,6 +9,8 @@
 -- KEYS[5]  model registry
 -- KEYS[6]  tenants' active jobs (hash: tenant -> jobs waiting or running): the job counts
 --          again (beyond its tenant's quota if need be: an operator chose to retry it)
+-- KEYS[7]  the model's used-lanes set (its lanes other than the default that ever held an
+--          entry)
 -- ARGV[1]  dead-letter entry id
 -- ARGV[2]  job id
 -- ARGV[3]  model name
@@ -16,6 +18,7 @@
 -- ARGV[5]  channel of progress (non-terminal) events
 -- ARGV[6]  the default tenant: the owner of a job whose record (expired) and dead letter (from
 --          before dead letters named their tenant) name none
+-- ARGV[7]  '1' when KEYS[4] is not the model's default lane: it is then added to KEYS[7]
 --
 -- Returns the new stream entry id, or 'not_found', 'not_retryable', 'model_unknown' or
 -- 'conflict' (the job is queued or running).
@@ -46,6 +49,9 @@ for j = 1, #fields, 2 do
   end
 end
 local fresh = redis.call('XADD', KEYS[4], '*', unpack(add))
+if ARGV[7] == '1' then
+  redis.call('SADD', KEYS[7], KEYS[4])
+end
 redis.call('HDEL', KEYS[3], F.started_at, F.finished_at, F.token, F.worker, F.delivery,
   F.result, F.error_code, F.error_message)
 redis.call('HSET', KEYS[3], F.model, ARGV[3], F.status, 'queued', F.attempts, 0,

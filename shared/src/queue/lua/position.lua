@@ -40,7 +40,9 @@ if ahead < limit then
     limit - ahead)
 end
 local done = 0
-for i = higher + 2, #KEYS do
-  done = done + (tonumber(redis.call('GET', KEYS[i])) or 0)
+if #KEYS >= higher + 2 then
+  for _, n in ipairs(redis.call('MGET', unpack(KEYS, higher + 2))) do
+    done = done + (tonumber(n) or 0)
+  end
 end
 return {ahead, done}

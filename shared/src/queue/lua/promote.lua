@@ -9,8 +9,10 @@
 -- ARGV[4]  prefix of model stream keys (the model name follows, then '#<priority>' for a
 --          priority other than the default 5)
 -- ARGV[5]  channel of progress (non-terminal) events
+-- ARGV[6]  suffix of a model's used-lanes set key (after its default stream's key): a lane
+--          other than the default is added to that set as it gets an entry
 --
--- Job and stream keys are built from the prefixes: they share the namespace's hash tag, so
+-- Job, stream and set keys are built from the prefixes: they share the namespace's hash tag, so
 -- they are in this script's Cluster slot.
 --
 -- Returns how many jobs moved.
@@ -18,21 +20,27 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, to
 local moved, events = 0, {}
 for _, id in ipairs(due) do
   local job = ARGV[3] .. id
-  local rec = redis.call('HMGET', job, F.status, F.model, F.payload, F.traceparent, F.priority)
+  local rec = redis.call('HMGET', job, F.status, F.model, F.payload, F.traceparent, F.priority,
+    F.version)
   if rec[1] == 'scheduled' and rec[3] then
     local fields = {E.id, id, E.payload, rec[3]}
     if rec[4] then
       fields[#fields + 1], fields[#fields + 2] = E.traceparent, rec[4]
     end
     local stream = ARGV[4] .. rec[2]
+    local used = nil
     if rec[5] and rec[5] ~= '5' then
       fields[#fields + 1], fields[#fields + 2] = E.priority, rec[5]
+      used = stream .. ARGV[6]
       stream = stream .. '#' .. rec[5]
     end
     local entry = redis.call('XADD', stream, '*', unpack(fields))
-    redis.call('HSET', job, F.status, 'queued', F.entry, entry)
+    if used then
+      redis.call('SADD', used, stream)
+    end
+    redis.call('HSET', job, F.status, 'queued', F.entry, entry,
+      F.version, (tonumber(rec[6]) or 0) + 1)
     redis.call('HDEL', job, F.payload, F.traceparent)
-    redis.call('HINCRBY', job, F.version, 1)
     events[#events + 1] = id .. ' queued'
     moved = moved + 1
   end

@@ -2,24 +2,37 @@
 -- the order of their oldest waiting entry's rank, highest first, until `count` entries are read.
 -- An entry's rank is its lane's priority plus one for every aging period it has waited (its
 -- entry id holds the time it was queued), so a steady flow of higher-priority jobs delays
--- lower ones but cannot starve them; equal ranks go to the older entry.
+-- lower ones but cannot starve them; equal ranks go to the older entry. Only the default lane
+-- and the lanes in the queue's used-lanes set are looked at: every step that adds an entry to
+-- another lane lists that lane there.
 --
--- KEYS[1..]  the queue's lanes, highest priority first (consecutive priorities)
--- ARGV[1]    consumer group
--- ARGV[2]    consumer (worker) name
--- ARGV[3]    most entries to read
--- ARGV[4]    now, ms since the epoch
--- ARGV[5]    aging period in ms (0 = strict priority, no aging)
--- ARGV[6]    priority of KEYS[1]
+-- KEYS[1..n]  the queue's lanes, highest priority first (consecutive priorities)
+-- KEYS[n+1]   the queue's used-lanes set (its lanes other than the default that ever held an
+--             entry)
+-- ARGV[1]     consumer group
+-- ARGV[2]     consumer (worker) name
+-- ARGV[3]     most entries to read
+-- ARGV[4]     now, ms since the epoch
+-- ARGV[5]     aging period in ms (0 = strict priority, no aging)
+-- ARGV[6]     priority of KEYS[1]
+-- ARGV[7]     the default priority
 --
 -- Returns {lane index (1-based, KEYS order), entries as XREADGROUP gives them, ...}.
 local group, consumer = ARGV[1], ARGV[2]
 local count, now, aging = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local top = tonumber(ARGV[6])
+local top, default = tonumber(ARGV[6]), tonumber(ARGV[7])
+local lanes = #KEYS - 1
 
+local used = {}
+if lanes > 1 or top ~= default then
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[lanes + 1])) do used[key] = true end
+end
 local candidates = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('XLEN', key) > 0 then candidates[#candidates + 1] = {lane = i} end
+for i = 1, lanes do
+  local key = KEYS[i]
+  if (top - (i - 1) == default or used[key]) and redis.call('XLEN', key) > 0 then
+    candidates[#candidates + 1] = {lane = i}
+  end
 end
 
 -- The oldest entry not yet delivered to the group, or nil.

@@ -3,28 +3,39 @@
 -- was started keeps its attempt count (the attempt did happen).
 --
 -- KEYS[1]    model stream
--- KEYS[2..]  job hashes, one per entry
+-- KEYS[2]    the model's used-lanes set (its lanes other than the default that ever held an
+--            entry)
+-- KEYS[3..]  job hashes, one per entry
 -- ARGV[1]    consumer group
 -- ARGV[2]    channel of progress (non-terminal) events
--- then three values per entry, in KEYS order: job id, stream entry id, fencing token ('0' if
--- not started)
+-- ARGV[3]    '1' when KEYS[1] is not the model's default lane: it is then added to KEYS[2]
+--            when an entry is put back
+-- then three values per entry, in KEYS[3..] order: job id, stream entry id, fencing token ('0'
+-- if not started)
 --
 -- Returns how many jobs were put back.
-local group, channel = ARGV[1], ARGV[2]
+local group, channel, other = ARGV[1], ARGV[2], ARGV[3] == '1'
 local released = 0
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local job = KEYS[i]
-  local b = 3 + (i - 2) * 3
+  local b = 4 + (i - 3) * 3
   local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
-  local rec = redis.call('HMGET', job, F.status, F.token)
+  local rec = redis.call('HMGET', job, F.status, F.token, F.version)
   local mine = rec[1] == 'queued' or (rec[1] == 'running' and rec[2] == token)
   local e = redis.call('XRANGE', KEYS[1], entry, entry)
   if mine and e[1] then
     local fresh = redis.call('XADD', KEYS[1], '*', unpack(e[1][2]))
-    redis.call('HSET', job, F.status, 'queued', F.entry, fresh)
+    if other and released == 0 then
+      redis.call('SADD', KEYS[2], KEYS[1])
+    end
+    if rec[1] == 'running' then
+      redis.call('HSET', job, F.status, 'queued', F.entry, fresh,
+        F.version, (tonumber(rec[3]) or 0) + 1)
+    else
+      redis.call('HSET', job, F.status, 'queued', F.entry, fresh)
+    end
     redis.call('HDEL', job, F.token, F.worker, F.delivery)
     if rec[1] == 'running' then
-      redis.call('HINCRBY', job, F.version, 1)
       redis.call('PUBLISH', channel, id .. ' queued')
     end
     released = released + 1

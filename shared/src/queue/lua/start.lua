@@ -41,23 +41,24 @@ local out, done_events, started_events = {}, {}, {}
 local n = (#ARGV - 11) / 2
 local uploads = #KEYS > 5 + n
 -- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
-local function uncount(job, active)
-  if redis.call('HDEL', job, F.counted) == 1 then
-    local tenant = redis.call('HGET', job, F.tenant)
-    if redis.call('HINCRBY', active, tenant, -1) <= 0 then
-      redis.call('HDEL', active, tenant)
+-- `rec` is the job's HMGET below.
+local function uncount(job, active, rec)
+  if rec[7] and redis.call('HDEL', job, F.counted) == 1 then
+    if redis.call('HINCRBY', active, rec[8], -1) <= 0 then
+      redis.call('HDEL', active, rec[8])
     end
   end
 end
 
-local function fail(job, id, code, message)
+local function fail(job, id, code, message, rec)
   redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
-    F.error_code, code, F.error_message, message)
-  redis.call('HINCRBY', job, F.version, 1)
-  uncount(job, KEYS[5])
-  redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or ttl)
+    F.error_code, code, F.error_message, message, F.version, (tonumber(rec[6]) or 0) + 1)
+  uncount(job, KEYS[5], rec)
+  redis.call('EXPIRE', job, tonumber(rec[9]) or ttl)
   done_events[#done_events + 1] = id .. ' failed'
-  outbox(hooks, hook_prefix, job, id, 'failed', now)
+  if rec[10] then
+    outbox(hooks, hook_prefix, job, id, 'failed', now)
+  end
   redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model, code = code,
     message = message, failed_at = now}))
   redis.call('LTRIM', KEYS[4], 0, keep_failures - 1)
@@ -66,7 +67,8 @@ end
 for i = 6, 5 + n do
   local job = KEYS[i]
   local id, entry = ARGV[12 + (i - 6) * 2], ARGV[13 + (i - 6) * 2]
-  local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token)
+  local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token,
+    F.version, F.counted, F.tenant, F.ttl, F.webhook, F.webhook_events)
   local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
   local owned = pending[1] ~= nil and pending[1][2] == consumer
   local delivery = entry .. '/' .. (pending[1] and pending[1][4] or 0)
@@ -79,14 +81,14 @@ for i = 6, 5 + n do
     local attempts = tonumber(rec[2]) or 0
     local deadline = tonumber(rec[3]) or 0
     if deadline > 0 and now > deadline then
-      fail(job, id, 'deadline_exceeded', 'the job did not start before its deadline')
+      fail(job, id, 'deadline_exceeded', 'the job did not start before its deadline', rec)
     elseif attempts >= max_attempts then
       local message = 'the job was started ' .. attempts .. (attempts == 1 and ' time' or ' times') ..
         ' and its worker stopped before finishing each time; it was moved to the dead-letter stream'
-      fail(job, id, 'max_attempts_exceeded', message)
+      fail(job, id, 'max_attempts_exceeded', message, rec)
       local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[2], 'model', model,
         'attempts', attempts, 'message', message}
-      local tenant = redis.call('HGET', job, F.tenant)
+      local tenant = rec[8]
       if tenant then
         fields[#fields + 1] = 'tenant'
         fields[#fields + 1] = tenant
@@ -104,10 +106,13 @@ for i = 6, 5 + n do
     else
       token = attempts + 1
       redis.call('HSET', job, F.status, 'running', F.attempts, token, F.token, token,
-        F.started_at, now, F.worker, consumer, F.delivery, delivery)
-      redis.call('HINCRBY', job, F.version, 1)
+        F.started_at, now, F.worker, consumer, F.delivery, delivery,
+        F.version, (tonumber(rec[6]) or 0) + 1)
       started_events[#started_events + 1] = id .. ' running'
-      outbox(hooks, hook_prefix, job, id, 'started', now)
+      -- The outbox writes nothing for a webhook that does not announce `started`.
+      if rec[10] and string.find(rec[11] or '', ',started,', 1, true) then
+        outbox(hooks, hook_prefix, job, id, 'started', now)
+      end
       if uploads then
         redis.call('HDEL', job, F.progress_done, F.progress_total)
       end

@@ -6,7 +6,8 @@
 -- KEYS[3]   group hash, when the jobs form a group (else the registry again)
 -- KEYS[4]   scheduled jobs (sorted set by due time)
 -- KEYS[5]   tenants' active jobs (hash: tenant -> jobs waiting or running)
--- then three keys per job: job hash, the stream of the model's lane for the job's priority,
+-- then four keys per job: job hash, the stream of the model's lane for the job's priority,
+--   the model's used-lanes set (its lanes other than the default that ever held an entry),
 --   idempotency record (the job hash again when the job has no idempotency key)
 -- ARGV[1]   now, ms since the epoch
 -- ARGV[2]   most entries a stream may hold (queued plus in flight); 0 = no limit
@@ -26,8 +27,9 @@
 --   step that ends it. A job not yet due is `scheduled`: its
 --   payload (and traceparent) wait in its hash, its id in the scheduled set, and the
 --   queue-length limit applies when it moves to the queue. The limit counts every lane of the
---   model: the lanes' keys are the default lane's plus '#<priority>' (same hash tag, so in this
---   script's Cluster slot).
+--   model: its default lane (the job's lane's key without '#<priority>') and the lanes in its
+--   used-lanes set, to which a lane is added when it gets its first entry (same hash tag, so
+--   in this script's Cluster slot).
 --
 -- Returns one string per job: the stream entry id; 'QUEUE_FULL' (the caller answers 429);
 -- 'UNKNOWN_MODEL'; 'QUOTA_EXCEEDED <excess>' (the tenant has its most jobs waiting or running;
@@ -36,7 +38,7 @@
 -- where one job cannot be enqueued, that job's reason and 'NOT_SUBMITTED' for the others.
 local now, limit, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local group = ARGV[4]
-local count = (#KEYS - 5) / 3
+local count = (#KEYS - 5) / 4
 local out = {}
 local N = 15
 
@@ -44,14 +46,53 @@ local function active(tenant)
   return tonumber(redis.call('HGET', KEYS[5], tenant)) or 0
 end
 
--- Entries in all of a model's lanes, given one lane's key.
-local function backlog(lane)
-  local base = string.gsub(lane, '#%d$', '')
-  local n = redis.call('XLEN', base)
-  for p = 0, 9 do
-    if p ~= 5 then n = n + redis.call('XLEN', base .. '#' .. p) end
+-- What one call learns of a model is kept for the call's other jobs (a bulk submission asks
+-- once per model): whether it is registered (nothing here changes that), the lanes of its
+-- used-lanes set and its backlog (both kept up to date as this call adds entries; by set key),
+-- and which lanes are known to be in their set.
+local registered, used_lanes, backlogs, listed = {}, {}, {}, {}
+
+local function known(model)
+  if registered[model] == nil then
+    registered[model] = redis.call('HEXISTS', KEYS[1], model) == 1
   end
-  return n
+  return registered[model]
+end
+
+local function lanes_in(used)
+  if not used_lanes[used] then
+    local t = {}
+    for _, lane in ipairs(redis.call('SMEMBERS', used)) do
+      t[lane], listed[lane] = true, true
+    end
+    used_lanes[used] = t
+  end
+  return used_lanes[used]
+end
+
+-- Entries in all of a model's lanes, given one lane's key and the model's used-lanes set.
+local function backlog(lane, used)
+  if not backlogs[used] then
+    local base = string.gsub(lane, '#%d$', '')
+    local n = redis.call('XLEN', base)
+    for other in pairs(lanes_in(used)) do
+      if other ~= base then n = n + redis.call('XLEN', other) end
+    end
+    backlogs[used] = n
+  end
+  return backlogs[used]
+end
+
+-- An entry was just added to `lane`; `other` when that is not the model's default lane.
+local function added(lane, used, other)
+  if other and not listed[lane] then
+    redis.call('SADD', used, lane)
+    listed[lane] = true
+    if used_lanes[used] then used_lanes[used][lane] = true end
+    -- Counted afresh when next asked: the lane may hold entries this call never saw.
+    backlogs[used] = nil
+  end
+  if backlogs[used] then backlogs[used] = backlogs[used] + 1 end
 end
 if group ~= '' then
   local refused, need = false, {}
@@ -62,11 +103,11 @@ if group ~= '' then
   for i = 0, count - 1 do
     local model, tenant, quota = ARGV[7 + i * N], ARGV[16 + i * N], tonumber(ARGV[18 + i * N])
     local excess = active(tenant) + need[tenant] - quota
-    if redis.call('HEXISTS', KEYS[1], model) == 0 then
+    if not known(model) then
       out[i + 1], refused = 'UNKNOWN_MODEL', true
     elseif quota > 0 and excess > 0 then
       out[i + 1], refused = 'QUOTA_EXCEEDED ' .. excess, true
-    elseif limit > 0 and backlog(KEYS[7 + i * 3]) >= limit then
+    elseif limit > 0 and backlog(KEYS[7 + i * 4], KEYS[8 + i * 4]) >= limit then
       out[i + 1], refused = 'QUEUE_FULL', true
     else
       out[i + 1] = 'NOT_SUBMITTED'
@@ -78,7 +119,7 @@ if group ~= '' then
   out = {}
 end
 for i = 0, count - 1 do
-  local job, stream, idem = KEYS[6 + i * 3], KEYS[7 + i * 3], KEYS[8 + i * 3]
+  local job, stream, used, idem = KEYS[6 + i * 4], KEYS[7 + i * 4], KEYS[8 + i * 4], KEYS[9 + i * 4]
   local b = 6 + i * N
   local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ttl, hash, cache_key, cache_ttl = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
@@ -94,20 +135,23 @@ for i = 0, count - 1 do
     else
       out[#out + 1] = 'IDEMPOTENCY_REUSED'
     end
-  elseif redis.call('HEXISTS', KEYS[1], model) == 0 then
+  elseif not known(model) then
     out[#out + 1] = 'UNKNOWN_MODEL'
   elseif quota > 0 and active(tenant) >= quota then
     out[#out + 1] = 'QUOTA_EXCEEDED ' .. (active(tenant) - quota + 1)
-  elseif not scheduled and limit > 0 and backlog(stream) >= limit then
+  elseif not scheduled and limit > 0 and backlog(stream, used) >= limit then
     out[#out + 1] = 'QUEUE_FULL'
   else
+    -- The whole record in one HSET; the job is new, so this is its first version.
+    local rec = {F.model, model, F.created_at, now, F.attempts, 0, F.deadline, deadline,
+      F.tenant, tenant, F.version, 1, F.counted, 1}
     local entry = ''
     if scheduled then
-      redis.call('HSET', job,
-        F.model, model, F.status, 'scheduled', F.created_at, now,
-        F.attempts, 0, F.deadline, deadline, F.due, due, F.payload, payload, F.tenant, tenant)
+      rec[#rec + 1], rec[#rec + 2] = F.status, 'scheduled'
+      rec[#rec + 1], rec[#rec + 2] = F.due, due
+      rec[#rec + 1], rec[#rec + 2] = F.payload, payload
       if traceparent ~= '' then
-        redis.call('HSET', job, F.traceparent, traceparent)
+        rec[#rec + 1], rec[#rec + 2] = F.traceparent, traceparent
       end
       redis.call('ZADD', KEYS[4], due, id)
       entry = 'SCHEDULED'
@@ -120,26 +164,28 @@ for i = 0, count - 1 do
         fields[#fields + 1], fields[#fields + 2] = E.priority, priority
       end
       entry = redis.call('XADD', stream, '*', unpack(fields))
-      redis.call('HSET', job,
-        F.model, model, F.status, 'queued', F.created_at, now,
-        F.attempts, 0, F.entry, entry, F.deadline, deadline, F.tenant, tenant)
+      added(stream, used, priority ~= '5')
+      rec[#rec + 1], rec[#rec + 2] = F.status, 'queued'
+      rec[#rec + 1], rec[#rec + 2] = F.entry, entry
     end
     if priority ~= '5' then
-      redis.call('HSET', job, F.priority, priority)
+      rec[#rec + 1], rec[#rec + 2] = F.priority, priority
     end
-    redis.call('HINCRBY', job, F.version, 1)
-    redis.call('HSET', job, F.counted, 1)
-    redis.call('HINCRBY', KEYS[5], tenant, 1)
     if ttl ~= '0' then
-      redis.call('HSET', job, F.ttl, ttl)
+      rec[#rec + 1], rec[#rec + 2] = F.ttl, ttl
     end
     if webhook ~= '' then
-      redis.call('HSET', job, F.webhook, webhook, F.webhook_events, webhook_events,
-        F.webhook_state, 'pending', F.webhook_attempts, 0)
+      rec[#rec + 1], rec[#rec + 2] = F.webhook, webhook
+      rec[#rec + 1], rec[#rec + 2] = F.webhook_events, webhook_events
+      rec[#rec + 1], rec[#rec + 2] = F.webhook_state, 'pending'
+      rec[#rec + 1], rec[#rec + 2] = F.webhook_attempts, 0
     end
     if cache_key ~= '' then
-      redis.call('HSET', job, F.cache_key, cache_key, F.cache_ttl, cache_ttl)
+      rec[#rec + 1], rec[#rec + 2] = F.cache_key, cache_key
+      rec[#rec + 1], rec[#rec + 2] = F.cache_ttl, cache_ttl
     end
+    redis.call('HSET', job, unpack(rec))
+    redis.call('HINCRBY', KEYS[5], tenant, 1)
     if hash ~= '' then
       redis.call('SET', idem, id .. ' ' .. hash, 'EX', idem_ttl)
     end

@@ -30,14 +30,16 @@ if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then
 end
 redis.call('SET', KEYS[3], ARGV[7], 'EX', tonumber(ARGV[8]))
 local entry = redis.call('XADD', KEYS[2], '*', E.id, ARGV[1], E.payload, ARGV[4])
-redis.call('HSET', KEYS[1],
-  F.model, ARGV[2], F.status, 'queued', F.created_at, ARGV[3],
-  F.attempts, 0, F.entry, entry, F.deadline, ARGV[6], F.tenant, ARGV[9])
-redis.call('HINCRBY', KEYS[1], F.version, 1)
-redis.call('HSET', KEYS[1], F.counted, 1)
-redis.call('HINCRBY', KEYS[4], ARGV[9], 1)
+-- The whole record in one HSET; the job is new, so this is its first version.
+local rec = {F.model, ARGV[2], F.status, 'queued', F.created_at, ARGV[3],
+  F.attempts, 0, F.entry, entry, F.deadline, ARGV[6], F.tenant, ARGV[9],
+  F.version, 1, F.counted, 1}
 if ARGV[11] ~= '' then
-  redis.call('HSET', KEYS[1], F.webhook, ARGV[11], F.webhook_events, ARGV[12],
-    F.webhook_state, 'pending', F.webhook_attempts, 0)
+  rec[#rec + 1], rec[#rec + 2] = F.webhook, ARGV[11]
+  rec[#rec + 1], rec[#rec + 2] = F.webhook_events, ARGV[12]
+  rec[#rec + 1], rec[#rec + 2] = F.webhook_state, 'pending'
+  rec[#rec + 1], rec[#rec + 2] = F.webhook_attempts, 0
 end
+redis.call('HSET', KEYS[1], unpack(rec))
+redis.call('HINCRBY', KEYS[4], ARGV[9], 1)
 return entry

@@ -278,11 +278,14 @@ impl Queue {
         let mut released = 0;
         for (priority, idx) in by_lane(entries, |(_, e, _)| e.priority) {
             let mut inv = RELEASE.prepare_invoke();
-            inv.key(self.keys.lane(model, priority));
+            inv.key(self.keys.lane(model, priority))
+                .key(self.keys.used_lanes(model));
             for &i in &idx {
                 inv.key(self.keys.job(entries[i].0));
             }
-            inv.arg(GROUP).arg(self.keys.progress_events());
+            inv.arg(GROUP)
+                .arg(self.keys.progress_events())
+                .arg(u8::from(priority != Priority::DEFAULT));
             for i in idx {
                 let (job, entry, token) = &entries[i];
                 inv.arg(job.to_string()).arg(&entry.id).arg(token);

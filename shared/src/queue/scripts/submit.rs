@@ -164,7 +164,8 @@ impl Queue {
             .key(self.keys.tenant_active());
         for j in jobs {
             inv.key(self.keys.job(j.id))
-                .key(self.keys.lane(j.model, j.priority));
+                .key(self.keys.lane(j.model, j.priority))
+                .key(self.keys.used_lanes(j.model));
             match &j.idempotency {
                 Some((key, _)) => inv.key(self.keys.idempotency(key)),
                 None => inv.key(self.keys.job(j.id)),
@@ -253,6 +254,7 @@ impl Queue {
             .arg(self.keys.job_prefix())
             .arg(self.keys.stream_prefix())
             .arg(self.keys.progress_events())
+            .arg(self.keys.used_lanes_suffix())
             .invoke_async(&mut self.conn.clone())
             .await?)
     }
