@@ -13,6 +13,7 @@ mod helpers;
 mod inputs_by_url;
 mod job_api;
 mod jobs;
+mod lanes;
 mod lifecycle;
 mod limits;
 mod local_servers;

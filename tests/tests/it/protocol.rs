@@ -1,7 +1,7 @@
 //! The queue protocol's Lua scripts driven directly through `Queue` against a real redis-server,
 //! with no API and no worker processes: fencing tokens, release, cancel, idempotent start,
-//! malformed entries, retirement, deadlines and attempt limits, the used-lanes set, and the
-//! Redis commands a submission costs.
+//! malformed entries, retirement, deadlines and attempt limits. The used-lanes set and the
+//! Redis commands a submission costs are in `lanes.rs`, on the same fixture.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,22 +20,22 @@ use redis::streams::StreamRangeReply;
 
 use crate::helpers::Redis;
 
-const MODEL: &str = "m";
-const RETENTION: Retention = Retention {
+pub(crate) const MODEL: &str = "m";
+pub(crate) const RETENTION: Retention = Retention {
     result_ttl: Duration::from_secs(60),
 };
 /// The lease reclaims use, and a sleep safely past it.
 const LEASE: Duration = Duration::from_millis(50);
 const LAPSE: Duration = Duration::from_millis(80);
 const MAX_ATTEMPTS: u32 = 3;
-const PAYLOAD: &[u8] = br#"{"inputs":[]}"#;
+pub(crate) const PAYLOAD: &[u8] = br#"{"inputs":[]}"#;
 const RESULT: &str = r#"{"outputs":[]}"#;
 
 /// A private Redis, a queue on a random namespace with `MODEL` registered, and a raw connection.
-struct Fixture {
+pub(crate) struct Fixture {
     _redis: Redis,
-    queue: Queue,
-    conn: MultiplexedConnection,
+    pub(crate) queue: Queue,
+    pub(crate) conn: MultiplexedConnection,
 }
 
 pub(crate) fn model_info(name: &str) -> ModelInfo {
@@ -55,7 +55,7 @@ pub(crate) fn model_info(name: &str) -> ModelInfo {
     }
 }
 
-async fn setup() -> Fixture {
+pub(crate) async fn setup() -> Fixture {
     let redis = Redis::start_with(false);
     let namespace = format!("p{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let queue = Queue::connect(&RedisConfig::new(&redis.url(), &namespace), Duration::ZERO)
@@ -100,7 +100,7 @@ impl Fixture {
     }
 
     /// Reads exactly one new, valid entry for `consumer`.
-    async fn read_one(&self, consumer: &str) -> Delivery {
+    pub(crate) async fn read_one(&self, consumer: &str) -> Delivery {
         one(jobs(self.read(consumer).await))
     }
 
@@ -144,7 +144,7 @@ impl Fixture {
             .unwrap()
     }
 
-    async fn stream_len(&self) -> u64 {
+    pub(crate) async fn stream_len(&self) -> u64 {
         self.xlen(&self.queue.keys().stream(MODEL)).await
     }
 
@@ -611,148 +611,4 @@ async fn a_start_retried_after_a_reclaim_does_not_share_the_new_token() {
     assert_eq!(f.pending().await, 1, "w2's entry must stay pending");
     assert_eq!(f.complete(&second, 2).await, [true]);
     assert_eq!(f.record(id).await.status, JobStatus::Succeeded);
-}
-
-/// `INFO commandstats`: calls per command (lower case), Lua-internal calls included.
-async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|l| l.strip_prefix("cmdstat_"))
-        .filter_map(|l| {
-            let (name, stats) = l.split_once(':')?;
-            let calls = stats.split(',').find_map(|s| s.strip_prefix("calls="))?;
-            Some((name.to_owned(), calls.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Submitting a job of the default priority with a queue-length limit looks at the model's
-/// default lane only (plus the lanes a job ever waited in), not at all ten, and writes the
-/// job's record in one HSET.
-#[tokio::test]
-async fn submitting_a_job_costs_few_commands() {
-    const JOBS: u64 = 50;
-    let f = setup().await;
-    let mut conn = f.conn.clone();
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    for _ in 0..JOBS {
-        let s = f
-            .queue
-            .submit(JobId::new(), MODEL, PAYLOAD, 1000, None, None, "default")
-            .await
-            .unwrap();
-        assert_eq!(s, Submitted::Queued);
-    }
-    let calls = command_calls(&mut conn).await;
-    let per_job = |cmd: &str| calls.get(cmd).copied().unwrap_or(0) as f64 / JOBS as f64;
-    assert_eq!(f.stream_len().await, JOBS);
-    assert!(per_job("xlen") <= 2.0, "{calls:?}");
-    assert!(per_job("hset") <= 1.0, "{calls:?}");
-    assert!(per_job("hincrby") <= 1.0, "{calls:?}");
-}
-
-/// A job in a lane other than the default counts against the queue-length limit and is read,
-/// through the model's used-lanes set, which goes when the model is retired.
-#[tokio::test]
-async fn a_priority_lane_is_counted_and_read_through_the_used_lanes_set() {
-    use inferq_shared::job::Priority;
-    use inferq_shared::queue::NewJob;
-
-    let f = setup().await;
-    let keys = f.queue.keys();
-    let high = Priority::new(8).unwrap();
-    let job = |id: JobId, priority: Priority| NewJob {
-        id,
-        model: MODEL,
-        payload: PAYLOAD,
-        deadline_ms: None,
-        result_ttl_secs: None,
-        idempotency: None,
-        cache: None,
-        due_ms: None,
-        trace: None,
-        tenant: "default",
-        tenant_max_queued: 0,
-        priority,
-        webhook: None,
-    };
-    let submit = |id: JobId, priority: Priority| {
-        let queue = f.queue.clone();
-        async move {
-            queue
-                .submit_many(&[job(id, priority)], 1, Duration::from_secs(1))
-                .await
-                .unwrap()
-        }
-    };
-    let id = JobId::new();
-    assert_eq!(submit(id, high).await, [Submitted::Queued]);
-    let used: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(keys.used_lanes(MODEL))
-        .query_async(&mut f.conn.clone())
-        .await
-        .unwrap();
-    assert_eq!(used, [keys.lane(MODEL, high)]);
-
-    // The limit of one is reached by the job in lane 8, for every lane.
-    for p in [Priority::DEFAULT, high, Priority::LOWEST] {
-        assert_eq!(submit(JobId::new(), p).await, [Submitted::QueueFull], "{p}");
-    }
-    let d = f.read_one("w1").await;
-    assert_eq!((d.job, d.entry.priority), (id, high));
-
-    assert_eq!(
-        f.queue.retire_model(MODEL, RETENTION).await.unwrap(),
-        Retired::Retired(1)
-    );
-    let exists: u64 = redis::cmd("EXISTS")
-        .arg(keys.used_lanes(MODEL))
-        .arg(keys.lane(MODEL, high))
-        .query_async(&mut f.conn.clone())
-        .await
-        .unwrap();
-    assert_eq!(exists, 0);
-}
-
-/// Entries an older version added to a lane other than the default (before the used-lanes
-/// set existed) are listed in the set when a worker sets up its groups, so reads still find
-/// them and the queue-length limit still counts them.
-#[tokio::test]
-async fn lanes_holding_entries_from_before_the_used_lanes_set_are_listed() {
-    use inferq_shared::job::Priority;
-
-    let f = setup().await;
-    let keys = f.queue.keys();
-    let high = Priority::new(9).unwrap();
-    let id = JobId::new();
-    let _: String = redis::cmd("XADD")
-        .arg(keys.lane(MODEL, high))
-        .arg("*")
-        .arg(entry::ID)
-        .arg(id.to_string())
-        .arg(entry::PAYLOAD)
-        .arg(PAYLOAD)
-        .arg(entry::PRIORITY)
-        .arg(high.level())
-        .query_async(&mut f.conn.clone())
-        .await
-        .unwrap();
-    f.queue.ensure_group(MODEL).await.unwrap();
-    assert_eq!(
-        f.queue
-            .submit(JobId::new(), MODEL, PAYLOAD, 1, None, None, "default")
-            .await
-            .unwrap(),
-        Submitted::QueueFull
-    );
-    let d = f.read_one("w1").await;
-    assert_eq!((d.job, d.entry.priority), (id, high));
 }
