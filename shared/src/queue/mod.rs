@@ -73,7 +73,13 @@ pub struct Queue {
     /// Reads count a waiting entry one priority level higher per this period; zero for strict
     /// priority ([`Queue::with_aging`]).
     aging: Duration,
+    /// Per queue, whether its used-lanes set named a lane besides the default one, and when
+    /// that was read: see [`Queue::read`].
+    lanes_seen: Arc<std::sync::Mutex<HashMap<String, (std::time::Instant, bool)>>>,
 }
+
+/// How long [`Queue::read`] trusts what it read of a queue's used-lanes set.
+pub const USED_LANES_TTL: Duration = Duration::from_secs(1);
 
 /// The default of [`Queue::with_aging`].
 pub const DEFAULT_AGING: Duration = Duration::from_secs(30);
@@ -103,6 +109,7 @@ impl Queue {
             keys: Arc::new(Keys::new(&cfg.namespace)),
             conn,
             aging: DEFAULT_AGING,
+            lanes_seen: Arc::default(),
         })
     }
 
@@ -127,6 +134,13 @@ impl Queue {
     /// Reads up to `count` new entries of `queue` for `consumer`: first without blocking,
     /// across its priority lanes in rank order (`read.lua`); when none waits and `block` is
     /// given, then blocking up to `block` on every lane at once.
+    ///
+    /// A queue whose jobs all had the default priority so far (its used-lanes set is empty) is
+    /// read with a plain `XREADGROUP` of its default lane: ranking has nothing to rank, and
+    /// `read.lua` would copy every entry through Lua (about a third of Redis's CPU per read).
+    /// What the set holds is re-read at most every [`USED_LANES_TTL`], and always before a
+    /// blocking read: a lane's first entry ever is therefore ranked within a second (an idle
+    /// worker sees it at once).
     pub async fn read(
         &self,
         consumer: &str,
@@ -134,9 +148,22 @@ impl Queue {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<Entry>, QueueError> {
-        let got = self.read_ranked(consumer, queue, count).await?;
+        let (others, just_read) = self.other_lanes(queue, false).await?;
+        let got = if others {
+            self.read_ranked(consumer, queue, count).await?
+        } else {
+            self.read_default_lane(consumer, queue, count).await?
+        };
         if !got.is_empty() || block.is_none() {
             return Ok(got);
+        }
+        // Nothing waits in the default lane: a lane used for the first time since the set was
+        // read is ranked before the worker blocks.
+        if !others && !just_read && self.other_lanes(queue, true).await?.0 {
+            let got = self.read_ranked(consumer, queue, count).await?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
         }
         Ok(self
             .read_any(consumer, &[queue], count, block)
@@ -144,6 +171,57 @@ impl Queue {
             .into_iter()
             .map(|(_, e)| e)
             .collect())
+    }
+
+    /// Whether `queue` has lanes besides its default one in use (its used-lanes set is not
+    /// empty), as last read if that was less than [`USED_LANES_TTL`] ago, unless `refresh`;
+    /// and whether the set was read just now.
+    async fn other_lanes(&self, queue: &str, refresh: bool) -> Result<(bool, bool), QueueError> {
+        if self.keys.lanes(queue).len() <= 1 {
+            return Ok((false, true));
+        }
+        if !refresh
+            && let Some(&(at, any)) = self.lanes_seen().get(queue)
+            && at.elapsed() < USED_LANES_TTL
+        {
+            return Ok((any, false));
+        }
+        let members: u64 = redis::cmd("SCARD")
+            .arg(self.keys.used_lanes(queue))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        self.lanes_seen()
+            .insert(queue.to_owned(), (std::time::Instant::now(), members > 0));
+        Ok((members > 0, true))
+    }
+
+    fn lanes_seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, (std::time::Instant, bool)>> {
+        self.lanes_seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The non-blocking read of a queue that has only its default lane in use.
+    async fn read_default_lane(
+        &self,
+        consumer: &str,
+        queue: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>, QueueError> {
+        let reply: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(self.keys.stream(queue))
+            .arg(">")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut out = Vec::new();
+        for (_, entries) in reply::stream_pairs(reply)? {
+            out.extend(reply::parse_entries(entries, Priority::DEFAULT)?);
+        }
+        Ok(out)
     }
 
     /// The non-blocking part of [`Queue::read`].

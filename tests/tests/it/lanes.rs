@@ -154,3 +154,77 @@ async fn lanes_holding_entries_from_before_the_used_lanes_set_are_listed() {
     let d = f.read_one("w1").await;
     assert_eq!((d.job, d.entry.priority), (id, high));
 }
+
+/// A model whose jobs all had the default priority is read with a plain `XREADGROUP` (no
+/// `read.lua`); a lane used for the first time is ranked before the reader blocks, and by
+/// every read once the reader's view of the used-lanes set is older than `USED_LANES_TTL`.
+#[tokio::test]
+async fn reads_rank_only_once_a_lane_besides_the_default_is_used() {
+    use inferq_shared::job::Priority;
+    use inferq_shared::queue::{NewJob, USED_LANES_TTL};
+
+    let f = setup().await;
+    let mut conn = f.conn.clone();
+    let submit = |priority: Priority| {
+        let queue = f.queue.clone();
+        async move {
+            let job = NewJob {
+                id: JobId::new(),
+                model: MODEL,
+                payload: PAYLOAD,
+                deadline_ms: None,
+                result_ttl_secs: None,
+                idempotency: None,
+                cache: None,
+                due_ms: None,
+                trace: None,
+                tenant: "default",
+                tenant_max_queued: 0,
+                priority,
+                webhook: None,
+            };
+            let s = queue
+                .submit_many(&[job], 0, Duration::from_secs(1))
+                .await
+                .unwrap();
+            assert_eq!(s, [Submitted::Queued]);
+        }
+    };
+    let priorities = |got: &[inferq_shared::queue::Entry]| -> Vec<u8> {
+        got.iter().map(|e| e.entry().priority.level()).collect()
+    };
+
+    for _ in 0..3 {
+        submit(Priority::DEFAULT).await;
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let got = f.queue.read("w1", MODEL, 10, None).await.unwrap();
+    assert_eq!(priorities(&got), [5, 5, 5]);
+    let calls = command_calls(&mut conn).await;
+    assert_eq!(calls.get("evalsha"), None, "{calls:?}");
+    assert_eq!(calls.get("xreadgroup"), Some(&1), "{calls:?}");
+
+    // The first job of another lane, while the reader's view (a moment old) says the default
+    // lane only: nothing waits there, so the set is read again before blocking.
+    submit(Priority::new(8).unwrap()).await;
+    let got = f
+        .queue
+        .read("w1", MODEL, 10, Some(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    assert_eq!(priorities(&got), [8]);
+
+    // Once the view is older than the TTL every read ranks: the priority-9 job goes first
+    // although the default one is older.
+    tokio::time::sleep(USED_LANES_TTL + Duration::from_millis(100)).await;
+    submit(Priority::DEFAULT).await;
+    submit(Priority::HIGHEST).await;
+    let got = f.queue.read("w1", MODEL, 1, None).await.unwrap();
+    assert_eq!(priorities(&got), [9]);
+    let got = f.queue.read("w1", MODEL, 1, None).await.unwrap();
+    assert_eq!(priorities(&got), [5]);
+}
