@@ -237,16 +237,7 @@ pub(crate) async fn submit(
     };
     // Registered before the job exists, so its completion cannot slip past.
     let mut guard = (!wait.is_zero()).then(|| state.wait_for(id));
-    let outcome = state
-        .queue
-        .submit_many(
-            &[job],
-            state.config.max_queued,
-            Duration::from_secs(state.config.idempotency_ttl_secs),
-        )
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("submit returned nothing".into()))?;
+    let outcome = state.submitter().submit(&job).await?;
     let mut replayed = false;
     let mut status = JobStatus::Queued;
     match outcome {

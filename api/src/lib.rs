@@ -29,6 +29,7 @@ mod server;
 pub mod state;
 mod status;
 mod submission;
+mod submitter;
 pub mod watchers;
 
 use std::future::Future;

@@ -15,6 +15,7 @@ use inferq_shared::queue::{Overview, Queue, QueueError};
 use tokio::sync::{Notify, watch};
 
 use crate::Config;
+use crate::submitter::Submitter;
 use crate::watchers::JobWatchers;
 
 /// How long model metadata is trusted before it is read again. Workers announce changes at
@@ -39,6 +40,9 @@ pub struct AppState {
     shutdown: watch::Receiver<bool>,
     /// The last queue overview read from Redis, and when.
     overview: tokio::sync::Mutex<Option<(Instant, Arc<Overview>)>>,
+    /// Submits single jobs, several per Redis call when they arrive together; started by the
+    /// first submission.
+    submitter: std::sync::OnceLock<Submitter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -109,7 +113,19 @@ impl AppState {
             waiters: Mutex::new(HashMap::new()),
             watchers: Arc::default(),
             overview: tokio::sync::Mutex::new(None),
+            submitter: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The group-commit submitter of single jobs (`submitter.rs`).
+    pub(crate) fn submitter(&self) -> &Submitter {
+        self.submitter.get_or_init(|| {
+            Submitter::start(
+                self.queue.clone(),
+                self.config.max_queued,
+                Duration::from_secs(self.config.idempotency_ttl_secs),
+            )
+        })
     }
 
     /// The queue overview (per-model figures, dead letters, workers), read from Redis at most

@@ -208,12 +208,10 @@ async fn run_inference(
         webhook: None,
     };
     let submitted = state
-        .queue
-        .submit_many(&[job], state.config.max_queued, Duration::from_secs(1))
+        .submitter()
+        .submit(&job)
         .await
-        .map_err(ApiError::from)?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("submit returned nothing".into()))?;
+        .map_err(ApiError::from)?;
     match submitted {
         Submitted::Queued => crate::metrics::submitted(&model.name),
         Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone()).into()),

@@ -37,7 +37,7 @@ pub use scripts::{
 };
 pub use stored::StoredJob;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

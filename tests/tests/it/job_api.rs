@@ -771,3 +771,72 @@ async fn a_scheduled_job_comes_due_while_no_worker_runs() {
     let record = app.wait_done(&id, DONE).await;
     assert_eq!(record["status"], "succeeded", "{record}");
 }
+
+/// Submissions that arrive together share submit calls to Redis (group commit), and each keeps
+/// its own job: its own id, record and result.
+#[tokio::test]
+async fn concurrent_submissions_share_redis_calls_and_keep_their_own_jobs() {
+    const JOBS: usize = 96;
+    let app = spawn_app().await;
+    // The model is known (a worker announced it) but no worker runs during the burst, so every
+    // script call Redis sees then is a submission.
+    {
+        let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+        app.wait_models(&["linear"]).await;
+    }
+    let mut conn = app.redis.conn().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..JOBS {
+        let (http, base) = (app.http.clone(), app.base.clone());
+        let rows = [[i as f32, 1.0, 2.0, 3.0]];
+        set.spawn(async move {
+            let r = http
+                .post(format!("{base}/jobs"))
+                .json(&linear_job(&rows))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (
+                status,
+                rows,
+                body["id"].as_str().unwrap_or_default().to_owned(),
+            )
+        });
+    }
+    let answers = set.join_all().await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let calls = |cmd: &str| -> usize {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+            .and_then(|l| l.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(answers.iter().all(|a| a.0 == 202), "{answers:?}");
+    let ids: std::collections::BTreeSet<&str> = answers.iter().map(|a| a.2.as_str()).collect();
+    assert_eq!(ids.len(), JOBS);
+    assert_eq!(calls("xadd"), JOBS, "{info}");
+    let scripts = calls("evalsha");
+    eprintln!("{JOBS} concurrent submissions took {scripts} script calls");
+    assert!(scripts < JOBS, "no two submissions shared a call: {info}");
+
+    let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    for (_, rows, id) in &answers {
+        let record = app.wait_done(id, DONE).await;
+        assert_close(
+            &record["result"]["outputs"][0]["data"],
+            &linear_expected(rows),
+            1e-5,
+        );
+    }
+}
