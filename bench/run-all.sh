@@ -21,6 +21,9 @@ declare -A CASES=(
   [small-w1]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2"
   [small-w2]="--model mlp_small -n 20000 -c 32 --workers 2 --threads 1"
   [small-sw]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --submit-wait --skip-raw"
+  # The API with one async-runtime thread, as the README suggests when it shares a small machine.
+  [small-w1-api1]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --api-runtime-threads 1"
+  [large-oip-api1]="--model mlp_large --models-dir bench-models -n 5000 -c 32 --workers 1 --threads 2 --oip-binary --api-runtime-threads 1"
   [submit-only]="--model mlp_small -n 20000 -c 32 --submit-only --workers 0 --skip-raw"
   # Bulk submission (POST /jobs/batch, 100 jobs per request) against submit-only above.
   [submit-bulk]="--model mlp_small -n 100000 -c 8 --submit-only --bulk 100 --workers 0 --skip-raw"
@@ -33,7 +36,7 @@ declare -A CASES=(
   [small-c128]="--model mlp_small -n 20000 -c 128 --workers 1 --threads 2 --skip-raw"
   [large-c128]="--model mlp_large --models-dir bench-models -n 5000 -c 128 --workers 1 --threads 2 --skip-raw"
 )
-ORDER=(small-w1 small-w2 small-sw submit-only submit-bulk c1-w1 c1-w2 large-w1 large-oip large-w2 small-c128 large-c128)
+ORDER=(small-w1 small-w1-api1 small-w2 small-sw submit-only submit-bulk c1-w1 c1-w2 large-w1 large-oip large-oip-api1 large-w2 small-c128 large-c128)
 
 # Waits until the machine was at least 85% idle over one second (at most 2 minutes).
 wait_quiet() {

@@ -33,6 +33,8 @@ pub(crate) struct ClusterConfig {
     pub max_batch: usize,
     pub batch_delay_ms: Option<u64>,
     pub max_queued: usize,
+    /// The API's `TOKIO_WORKER_THREADS`; `None`: its default (one per core).
+    pub api_runtime_threads: Option<usize>,
 }
 
 /// One child process, killed and reaped on drop.
@@ -240,6 +242,9 @@ impl Cluster {
             .env("INFERQ_NAMESPACE", NAMESPACE)
             .env("INFERQ_MAX_QUEUED", cfg.max_queued.to_string())
             .env("INFERQ_AUTH", "disabled");
+        if let Some(n) = cfg.api_runtime_threads {
+            cmd.env("TOKIO_WORKER_THREADS", n.to_string());
+        }
         let api = Proc::spawn("inferq-api".into(), cmd, &root)?;
         let api_url = format!("http://127.0.0.1:{api_port}");
 

@@ -121,6 +121,11 @@ struct Args {
     #[arg(long)]
     bin_dir: Option<PathBuf>,
 
+    /// The API's async-runtime threads (`TOKIO_WORKER_THREADS`); default: the API's own (one
+    /// per core).
+    #[arg(long)]
+    api_runtime_threads: Option<usize>,
+
     /// After the run, run the same load once more against the `inferq-api` and `inferq-worker`
     /// binaries in this directory (an older build) and print both builds' CPU per job and
     /// their ratio, measured minutes apart on the same machine.
@@ -423,6 +428,7 @@ async fn start_cluster(args: &Args, model_dir: &Path, threads: usize) -> anyhow:
         max_batch: args.max_batch,
         batch_delay_ms: args.batch_delay_ms,
         max_queued: args.jobs.max(100_000),
+        api_runtime_threads: args.api_runtime_threads,
     })
     .await
 }

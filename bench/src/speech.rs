@@ -56,6 +56,7 @@ pub(crate) async fn run(args: SpeechArgs) -> anyhow::Result<()> {
         max_batch: 32,
         batch_delay_ms: None,
         max_queued: 100_000,
+        api_runtime_threads: None,
     })
     .await?;
     let client = reqwest::Client::builder()
