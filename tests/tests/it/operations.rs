@@ -127,15 +127,18 @@ async fn workers_queues_and_metrics_report_what_ran() {
     app.wait_models(&["linear", "slow"]).await;
     let base = &api.base;
 
-    // One inference thread: the first slow job runs, the other two wait.
+    // One inference thread: the first slow job runs, the others wait. Enough of them (about
+    // 0.5-1 s each) that the worker's description, published every 2 s, is taken while one
+    // runs.
+    const SLOW: u64 = 6;
     let mut slow = Vec::new();
-    for i in 0..3 {
+    for i in 0..SLOW {
         slow.push(app.submit(&slow_job(i as f32)).await);
     }
     app.wait_status(&slow[0], "running", Duration::from_secs(30))
         .await;
     let queues = poll_json(&format!("{base}/queues"), Duration::from_secs(5), |b| {
-        b["queues"]["slow"]["depth"] == 2 && b["queues"]["slow"]["running"] == 1
+        b["queues"]["slow"]["depth"] == SLOW - 1 && b["queues"]["slow"]["running"] == 1
     })
     .await;
     let q = &queues["queues"]["slow"];
@@ -187,7 +190,7 @@ async fn workers_queues_and_metrics_report_what_ran() {
     // Counts cover whole seconds, so the last jobs show within about a second.
     let queues = poll_json(&format!("{base}/queues"), Duration::from_secs(5), |b| {
         b["queues"]["linear"]["completed_last_minute"] == 10
-            && b["queues"]["slow"]["completed_last_minute"] == 3
+            && b["queues"]["slow"]["completed_last_minute"] == SLOW
     })
     .await;
     for m in ["linear", "slow"] {
@@ -203,7 +206,7 @@ async fn workers_queues_and_metrics_report_what_ran() {
     assert_eq!(queues["dead_letters"], 0, "{queues}");
     assert_eq!(queues["recent_failures"], json!([]), "{queues}");
     poll_json(&format!("{base}/workers"), Duration::from_secs(5), |b| {
-        b["workers"][0]["jobs_succeeded"] == 13
+        b["workers"][0]["jobs_succeeded"] == 10 + SLOW
             && b["workers"][0]["jobs_failed"] == 0
             && b["workers"][0]["busy"] == 0
     })
@@ -247,9 +250,12 @@ async fn workers_queues_and_metrics_report_what_ran() {
         ),
         (
             r#"inferq_jobs_finished_total{model="slow",status="succeeded"}"#,
-            3.0,
+            SLOW as f64,
         ),
-        (r#"inferq_job_queue_seconds_count{model="slow"}"#, 3.0),
+        (
+            r#"inferq_job_queue_seconds_count{model="slow"}"#,
+            SLOW as f64,
+        ),
         (r#"inferq_job_run_seconds_count{model="linear"}"#, 10.0),
         (r#"inferq_batch_size_sum{model="linear"}"#, 10.0),
         ("inferq_inference_threads_busy", 0.0),
@@ -261,7 +267,7 @@ async fn workers_queues_and_metrics_report_what_ran() {
     // The slow model takes about 0.7 s per job: the run histogram saw it.
     let slow_run = sample(&text, r#"inferq_job_run_seconds_sum{model="slow"}"#).unwrap();
     assert!(slow_run > 1.0, "{slow_run}");
-    // The third slow job waited for the two before it.
+    // The later slow jobs waited for the ones before them.
     let waited = sample(&text, r#"inferq_job_queue_seconds_sum{model="slow"}"#).unwrap();
     assert!(waited > 1.0, "{waited}");
 }
