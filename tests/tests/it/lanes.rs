@@ -4,12 +4,31 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use inferq_shared::job::JobId;
+use inferq_shared::job::{JobId, Priority};
 use inferq_shared::queue::keys::entry;
 use inferq_shared::queue::{Retired, Submitted};
 use redis::aio::MultiplexedConnection;
 
 use crate::protocol::{MODEL, PAYLOAD, RETENTION, setup};
+
+/// A job of `MODEL` at `priority`, with nothing else asked.
+fn new_job(id: JobId, priority: Priority) -> inferq_shared::queue::NewJob<'static> {
+    inferq_shared::queue::NewJob {
+        id,
+        model: MODEL,
+        payload: PAYLOAD,
+        deadline_ms: None,
+        result_ttl_secs: None,
+        idempotency: None,
+        cache: None,
+        due_ms: None,
+        trace: None,
+        tenant: "default",
+        tenant_max_queued: 0,
+        priority,
+        webhook: None,
+    }
+}
 
 /// `INFO commandstats`: calls per command (lower case), Lua-internal calls included.
 async fn command_calls(conn: &mut MultiplexedConnection) -> HashMap<String, u64> {
@@ -61,32 +80,14 @@ async fn submitting_a_job_costs_few_commands() {
 /// through the model's used-lanes set, which goes when the model is retired.
 #[tokio::test]
 async fn a_priority_lane_is_counted_and_read_through_the_used_lanes_set() {
-    use inferq_shared::job::Priority;
-    use inferq_shared::queue::NewJob;
-
     let f = setup().await;
     let keys = f.queue.keys();
     let high = Priority::new(8).unwrap();
-    let job = |id: JobId, priority: Priority| NewJob {
-        id,
-        model: MODEL,
-        payload: PAYLOAD,
-        deadline_ms: None,
-        result_ttl_secs: None,
-        idempotency: None,
-        cache: None,
-        due_ms: None,
-        trace: None,
-        tenant: "default",
-        tenant_max_queued: 0,
-        priority,
-        webhook: None,
-    };
     let submit = |id: JobId, priority: Priority| {
         let queue = f.queue.clone();
         async move {
             queue
-                .submit_many(&[job(id, priority)], 1, Duration::from_secs(1))
+                .submit_many(&[new_job(id, priority)], 1, Duration::from_secs(1))
                 .await
                 .unwrap()
         }
@@ -125,8 +126,6 @@ async fn a_priority_lane_is_counted_and_read_through_the_used_lanes_set() {
 /// them and the queue-length limit still counts them.
 #[tokio::test]
 async fn lanes_holding_entries_from_before_the_used_lanes_set_are_listed() {
-    use inferq_shared::job::Priority;
-
     let f = setup().await;
     let keys = f.queue.keys();
     let high = Priority::new(9).unwrap();
@@ -160,31 +159,19 @@ async fn lanes_holding_entries_from_before_the_used_lanes_set_are_listed() {
 /// every read once the reader's view of the used-lanes set is older than `USED_LANES_TTL`.
 #[tokio::test]
 async fn reads_rank_only_once_a_lane_besides_the_default_is_used() {
-    use inferq_shared::job::Priority;
-    use inferq_shared::queue::{NewJob, USED_LANES_TTL};
+    use inferq_shared::queue::USED_LANES_TTL;
 
     let f = setup().await;
     let mut conn = f.conn.clone();
     let submit = |priority: Priority| {
         let queue = f.queue.clone();
         async move {
-            let job = NewJob {
-                id: JobId::new(),
-                model: MODEL,
-                payload: PAYLOAD,
-                deadline_ms: None,
-                result_ttl_secs: None,
-                idempotency: None,
-                cache: None,
-                due_ms: None,
-                trace: None,
-                tenant: "default",
-                tenant_max_queued: 0,
-                priority,
-                webhook: None,
-            };
             let s = queue
-                .submit_many(&[job], 0, Duration::from_secs(1))
+                .submit_many(
+                    &[new_job(JobId::new(), priority)],
+                    0,
+                    Duration::from_secs(1),
+                )
                 .await
                 .unwrap();
             assert_eq!(s, [Submitted::Queued]);
