@@ -6,6 +6,7 @@
 
 pub mod apikeys;
 pub mod dead;
+mod fields;
 pub mod hooks;
 pub mod keys;
 pub mod listing;

@@ -1,0 +1,228 @@
+//! The field names of the hashes and stream entries the keys in `keys.rs` hold, spelled once
+//! for Rust and Lua alike ([`lua_script`] writes them into the scripts).
+
+/// Stream entry fields.
+pub mod entry {
+    /// The job id.
+    pub const ID: &str = "id";
+    /// The request payload.
+    pub const PAYLOAD: &str = "p";
+    /// The W3C `traceparent` the job was submitted with, when it had one; copied wherever the
+    /// entry goes (a hand-back, a dead letter), so every attempt joins the same trace.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// The job's priority, when not the default: copied wherever the entry goes, so a
+    /// hand-back or a dead letter's retry returns to the same lane.
+    pub const PRIORITY: &str = "priority";
+}
+
+/// Job hash fields. Lua scripts get them written in as literals when loaded ([`lua_script`]), so
+/// this module is the only place their spelling lives.
+pub mod field {
+    pub const MODEL: &str = "model";
+    pub const STATUS: &str = "status";
+    pub const CREATED_AT: &str = "created_at";
+    pub const STARTED_AT: &str = "started_at";
+    pub const FINISHED_AT: &str = "finished_at";
+    /// Attempts started so far; also the fencing token of the latest one.
+    pub const ATTEMPTS: &str = "attempts";
+    /// Fencing token of the attempt that owns the job while it runs.
+    pub const TOKEN: &str = "token";
+    /// The job's current stream entry.
+    pub const ENTRY: &str = "entry";
+    /// `<entry>/<delivery count>` of the delivery that started the latest attempt, so a
+    /// repeated start of the same delivery is recognised and adds no attempt.
+    pub const DELIVERY: &str = "delivery";
+    /// Start-by time, ms since the epoch; 0 = none.
+    pub const DEADLINE: &str = "deadline";
+    /// Consumer name of the worker running the latest attempt.
+    pub const WORKER: &str = "worker";
+    pub const RESULT: &str = "result";
+    pub const ERROR_CODE: &str = "error_code";
+    pub const ERROR_MESSAGE: &str = "error_message";
+    /// Seconds the record is kept once final, when the job set `result_ttl_secs`.
+    pub const TTL: &str = "ttl";
+    /// The result-cache key a successful result is stored under (`parameters.cache`).
+    pub const CACHE_KEY: &str = "cache_key";
+    /// Seconds a cached result is kept.
+    pub const CACHE_TTL: &str = "cache_ttl";
+    /// `1` when the job was answered from the result cache without running.
+    pub const CACHED: &str = "cached";
+    /// When a scheduled job may start, ms since the epoch.
+    pub const DUE: &str = "due";
+    /// A scheduled job's payload, until it moves to its model's stream.
+    pub const PAYLOAD: &str = "payload";
+    /// A scheduled job's W3C `traceparent`, until it moves to its stream entry.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// The tenant of the key that submitted the job; every lookup is scoped by it.
+    pub const TENANT: &str = "tenant";
+    /// Pipeline jobs: seconds of input processed by the running attempt.
+    pub const PROGRESS_DONE: &str = "progress_done";
+    /// Pipeline jobs: seconds of input in all; absent while unknown.
+    pub const PROGRESS_TOTAL: &str = "progress_total";
+    /// `parameters.priority` (0 to 9), which names the job's lane; absent means 5.
+    pub const PRIORITY: &str = "priority";
+    /// Increases by one with every change a client can see (a state change, a progress
+    /// update), in the same script step as the change: the `id:` of the job's server-sent
+    /// events, so a stream resumed with `Last-Event-ID` knows what it has already sent.
+    pub const VERSION: &str = "version";
+    /// `1` while the job counts among its tenant's active jobs ([`Keys::tenant_active`]):
+    /// set by the step that enqueues it, removed by the step that ends it, so each job is
+    /// counted and uncounted exactly once.
+    pub const COUNTED: &str = "counted";
+    /// The webhook URL the job's events are delivered to.
+    pub const WEBHOOK: &str = "webhook";
+    /// The events to deliver, comma-separated with a comma at each end (`,succeeded,failed,`)
+    /// so a script finds one with a plain substring search.
+    pub const WEBHOOK_EVENTS: &str = "webhook_events";
+    /// `pending` | `delivered` | `failed`: the job's latest delivery.
+    pub const WEBHOOK_STATE: &str = "webhook_state";
+    pub const WEBHOOK_ATTEMPTS: &str = "webhook_attempts";
+    pub const WEBHOOK_LAST_STATUS: &str = "webhook_last_status";
+    pub const WEBHOOK_LAST_ERROR: &str = "webhook_last_error";
+    /// Deliveries written so far; numbers the next delivery id.
+    pub const WEBHOOK_SEQ: &str = "webhook_seq";
+    /// The id of the latest delivery: only its outcome shows on the record.
+    pub const WEBHOOK_LATEST: &str = "webhook_latest";
+
+    /// Every field, for the Lua scripts.
+    pub const ALL: &[&str] = &[
+        MODEL,
+        STATUS,
+        CREATED_AT,
+        STARTED_AT,
+        FINISHED_AT,
+        ATTEMPTS,
+        TOKEN,
+        ENTRY,
+        DELIVERY,
+        DEADLINE,
+        WORKER,
+        RESULT,
+        ERROR_CODE,
+        ERROR_MESSAGE,
+        TTL,
+        CACHE_KEY,
+        CACHE_TTL,
+        CACHED,
+        DUE,
+        PAYLOAD,
+        TRACEPARENT,
+        TENANT,
+        PROGRESS_DONE,
+        PROGRESS_TOTAL,
+        PRIORITY,
+        VERSION,
+        COUNTED,
+        WEBHOOK,
+        WEBHOOK_EVENTS,
+        WEBHOOK_STATE,
+        WEBHOOK_ATTEMPTS,
+        WEBHOOK_LAST_STATUS,
+        WEBHOOK_LAST_ERROR,
+        WEBHOOK_SEQ,
+        WEBHOOK_LATEST,
+    ];
+}
+
+/// Webhook delivery hash fields (`H.<field>` in the Lua scripts).
+pub mod hook {
+    /// The job the delivery is about.
+    pub const JOB: &str = "job";
+    /// `started` | `succeeded` | `failed` | `cancelled`.
+    pub const EVENT: &str = "event";
+    pub const URL: &str = "url";
+    /// When the event happened, ms since the epoch.
+    pub const AT: &str = "at";
+    /// The job's tenant: whose signing key signs the message.
+    pub const TENANT: &str = "tenant";
+    /// Attempts claimed so far.
+    pub const ATTEMPTS: &str = "attempts";
+    /// Claims so far; the fencing token of the latest.
+    pub const CLAIM: &str = "claim";
+    /// The body the first attempt sent; retries send it again.
+    pub const BODY: &str = "body";
+
+    pub const ALL: &[&str] = &[JOB, EVENT, URL, AT, TENANT, ATTEMPTS, CLAIM, BODY];
+}
+
+/// API key hash fields.
+pub mod apikey {
+    /// SHA-256 of the whole key, hex.
+    pub const HASH: &str = "hash";
+    pub const TENANT: &str = "tenant";
+    /// Comma-separated scopes.
+    pub const SCOPES: &str = "scopes";
+    pub const NAME: &str = "name";
+    /// ms since the epoch.
+    pub const CREATED_AT: &str = "created_at";
+    /// The tenant's `max_queued` quota set on this key; absent: the API's default.
+    pub const MAX_QUEUED: &str = "max_queued";
+    /// The tenant's submission rate set on this key; absent: the API's default.
+    pub const RATE: &str = "rate";
+    /// The tenant's submission burst set on this key; absent: the API's default.
+    pub const BURST: &str = "burst";
+}
+
+/// A Lua script with every `F.<field>`, `E.<field>` and `H.<field>` written out as the string literal of
+/// the Rust constant above, so Lua and Rust spell each name once, here, at no cost per call (a
+/// prelude table would be built on every call). Panics on a name this module does not define:
+/// a typo in a script fails the first test that loads it, not a job at run time.
+pub(crate) fn lua_script(body: &str) -> redis::Script {
+    let mut text = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(i) = rest.find(['F', 'E', 'H']) {
+        let (before, at) = rest.split_at(i);
+        text.push_str(before);
+        let prev = text.chars().last();
+        let is_ref =
+            at[1..].starts_with('.') && !prev.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        if !is_ref {
+            text.push_str(&at[..1]);
+            rest = &at[1..];
+            continue;
+        }
+        let name_len = at[2..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(at.len() - 2);
+        let name = &at[2..2 + name_len];
+        let value = match &at[..1] {
+            "F" => field::ALL.iter().find(|f| **f == name).copied(),
+            "H" => hook::ALL.iter().find(|f| **f == name).copied(),
+            _ => match name {
+                "id" => Some(entry::ID),
+                "payload" => Some(entry::PAYLOAD),
+                "traceparent" => Some(entry::TRACEPARENT),
+                "priority" => Some(entry::PRIORITY),
+                _ => None,
+            },
+        };
+        let value = value
+            .unwrap_or_else(|| panic!("Lua script names an unknown field {}", &at[..2 + name_len]));
+        text.push('\'');
+        text.push_str(value);
+        text.push('\'');
+        rest = &at[2 + name_len..];
+    }
+    text.push_str(rest);
+    redis::Script::new(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_are_written_out_as_literals() {
+        let script = lua_script("local a = F.status\nlocal b = E.payload .. IF.x\n");
+        assert_eq!(
+            script.get_hash(),
+            redis::Script::new("local a = 'status'\nlocal b = 'p' .. IF.x\n").get_hash()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "unknown field F.nope")]
+    fn an_unknown_field_is_refused() {
+        lua_script("return F.nope");
+    }
+}
