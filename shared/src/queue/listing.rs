@@ -7,7 +7,7 @@ use redis::{AsyncCommands, Script};
 
 use super::keys::{GROUP, field, lua_script};
 use super::ops::THROUGHPUT_WINDOW_SECS;
-use super::{Queue, QueueError, StoredJob};
+use super::{Queue, QueueError, StoredJob, walk};
 use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus, Priority};
 use crate::time::now_ms;
@@ -66,72 +66,24 @@ pub struct Position {
 
 impl Queue {
     /// Up to `limit` jobs matching `filter`, newest first, older than `after` (the previous
-    /// page's cursor). Reads at most a bounded number of index entries per call, so a page may
-    /// hold fewer than `limit` jobs while a cursor is still returned; the cursor is `None` only
-    /// at the end of the index.
+    /// page's cursor), and the next page's cursor. Reads a bounded number of index entries per
+    /// call, so a page may hold fewer than `limit` jobs while a cursor is still returned; the
+    /// cursor is `None` only when nothing older is left in the index (see [`walk`](super::walk)
+    /// for how a page resumes among jobs that share a creation time).
     pub async fn list_jobs(
         &self,
         filter: &ListFilter,
         limit: usize,
         after: Option<Cursor>,
     ) -> Result<(Vec<StoredJob>, Option<Cursor>), QueueError> {
-        let mut conn = self.conn.clone();
-        let mut out = Vec::new();
-        let mut cursor = after;
-        let budget = (limit * 4).clamp(100, 2000);
-        let mut scanned = 0;
-        while out.len() < limit && scanned < 10 * budget {
-            let max = cursor.map_or("+inf".to_owned(), |c| c.created_at.to_string());
-            // Equal scores come in reverse id order: skip those at or after the cursor's id.
-            let page: Vec<(String, f64)> = redis::cmd("ZREVRANGEBYSCORE")
-                .arg(self.keys.index())
-                .arg(&max)
-                .arg("-inf")
-                .arg("WITHSCORES")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(budget)
-                .query_async(&mut conn)
-                .await?;
-            let exhausted = page.len() < budget;
-            let candidates: Vec<(JobId, u64)> = page
-                .into_iter()
-                .filter_map(|(id, score)| Some((id.parse::<JobId>().ok()?, score as u64)))
-                .filter(|(id, at)| {
-                    cursor.is_none_or(|c| *at < c.created_at || id.to_string() < c.id.to_string())
-                })
-                .collect();
-            scanned += budget;
-            if candidates.is_empty() {
-                return Ok((out, None));
-            }
-            let records = self.records(candidates.iter().map(|(id, _)| *id)).await?;
-            let mut gone = Vec::new();
-            for ((id, at), record) in candidates.into_iter().zip(records) {
-                cursor = Some(Cursor { created_at: at, id });
-                match record {
-                    None => gone.push(id.to_string()),
-                    Some(r)
-                        if filter.status.is_none_or(|s| s == r.status)
-                            && filter.model.as_ref().is_none_or(|m| *m == r.model)
-                            && filter.tenant.as_ref().is_none_or(|t| *t == r.tenant) =>
-                    {
-                        out.push(r);
-                        if out.len() == limit {
-                            break;
-                        }
-                    }
-                    Some(_) => {}
-                }
-            }
-            if !gone.is_empty() {
-                let _: () = conn.zrem(self.keys.index(), gone).await?;
-            }
-            if exhausted && out.len() < limit {
-                return Ok((out, None));
-            }
-        }
-        Ok((out, cursor))
+        let mut index = RedisIndex { queue: self };
+        let reach = walk::Reach::for_limit(limit);
+        walk::page(&mut index, limit, after, reach, |r: &StoredJob| {
+            filter.status.is_none_or(|s| s == r.status)
+                && filter.model.as_ref().is_none_or(|m| *m == r.model)
+                && filter.tenant.as_ref().is_none_or(|t| *t == r.tenant)
+        })
+        .await
     }
 
     /// Several records in one round trip, without results.
@@ -270,6 +222,100 @@ impl Queue {
             ahead,
             completed_last_minute,
         })
+    }
+}
+
+/// An index entry as Redis answers it: the member and its score.
+type Scored = (String, f64);
+
+/// The listing index in Redis, as the cursor walk reads it.
+struct RedisIndex<'a> {
+    queue: &'a Queue,
+}
+
+impl walk::Index for RedisIndex<'_> {
+    type Record = StoredJob;
+    type Error = QueueError;
+
+    async fn older(
+        &mut self,
+        after: Option<Cursor>,
+        n: usize,
+    ) -> Result<(Vec<Cursor>, bool), QueueError> {
+        let key = self.queue.keys.index();
+        let mut conn = self.queue.conn.clone();
+        // Every tie of the cursor's creation time (one millisecond's submissions: a bulk
+        // request's or a group-committed burst's jobs), then the older entries. Each reply is
+        // kept by its (score, id), not by rank, so entries added or removed between the two
+        // commands shift nothing.
+        let (ties, below): (Vec<Scored>, Vec<Scored>) = match after {
+            None => {
+                let top = redis::cmd("ZREVRANGEBYSCORE")
+                    .arg(&key)
+                    .arg("+inf")
+                    .arg("-inf")
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(n)
+                    .query_async(&mut conn)
+                    .await?;
+                (Vec::new(), top)
+            }
+            Some(c) => {
+                redis::pipe()
+                    .cmd("ZREVRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(c.created_at)
+                    .arg(c.created_at)
+                    .arg("WITHSCORES")
+                    .cmd("ZREVRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(format!("({}", c.created_at))
+                    .arg("-inf")
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(n)
+                    .query_async(&mut conn)
+                    .await?
+            }
+        };
+        let exhausted = below.len() < n;
+        let mut entries = Vec::with_capacity(ties.len() + below.len());
+        let mut junk = Vec::new();
+        for (member, score) in ties.into_iter().chain(below) {
+            match member.parse::<JobId>() {
+                Ok(id) => entries.push(Cursor {
+                    created_at: score as u64,
+                    id,
+                }),
+                // Not a job id: nothing a listing could show.
+                Err(_) => junk.push(member),
+            }
+        }
+        if !junk.is_empty() {
+            let _: () = conn.zrem(&key, junk).await?;
+        }
+        if let Some(c) = after {
+            entries.retain(|e| walk::is_older(e, &c));
+        }
+        Ok((entries, exhausted))
+    }
+
+    async fn records(&mut self, ids: &[JobId]) -> Result<Vec<Option<StoredJob>>, QueueError> {
+        self.queue.records(ids.iter().copied()).await
+    }
+
+    async fn forget(&mut self, gone: &[Cursor]) -> Result<(), QueueError> {
+        let ids: Vec<String> = gone.iter().map(|c| c.id.to_string()).collect();
+        let _: () = self
+            .queue
+            .conn
+            .clone()
+            .zrem(self.queue.keys.index(), ids)
+            .await?;
+        Ok(())
     }
 }
 

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod reply;
 pub mod scripts;
 pub mod stored;
+mod walk;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};

@@ -16,6 +16,7 @@ mod jobs;
 mod lanes;
 mod lifecycle;
 mod limits;
+mod listing;
 mod local_servers;
 mod logs;
 mod oip;
