@@ -11,8 +11,7 @@ use crate::helpers::spawn_app;
 
 /// Set to `1`, the OpenAPI test rewrites `docs/openapi.json` instead of failing.
 const BLESS: &str = "INFERQ_BLESS";
-const REGENERATE: &str =
-    "regenerate it with `INFERQ_BLESS=1 cargo test -p inferq-tests --all-features --test it -- docs::`";
+const REGENERATE: &str = "regenerate it with `INFERQ_BLESS=1 cargo test -p inferq-tests --all-features --test it -- docs::`";
 
 const OPENAPI: &str = "docs/openapi.json";
 const CONFIGURATION: &str = "docs/configuration.md";
@@ -97,7 +96,9 @@ async fn the_committed_openapi_document_is_what_the_api_serves() {
     let committed: Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{OPENAPI} is not JSON ({e}); {REGENERATE}"));
     if let Some(at) = first_difference(&committed, &served, "") {
-        panic!("{OPENAPI} differs from what GET /openapi.json serves, first at `{at}`; {REGENERATE}");
+        panic!(
+            "{OPENAPI} differs from what GET /openapi.json serves, first at `{at}`; {REGENERATE}"
+        );
     }
     assert!(
         text == pretty,
@@ -149,7 +150,12 @@ fn the_configuration_page_lists_exactly_the_variables_the_binaries_read() {
         .flat_map(|path| literal_names(&read(path)))
         .collect();
     // A scanner that finds nothing would pass everything below.
-    for known in ["INFERQ_REDIS_URL", "INFERQ_BIND", "INFERQ_LEASE_MS", "INFERQ_URL"] {
+    for known in [
+        "INFERQ_REDIS_URL",
+        "INFERQ_BIND",
+        "INFERQ_LEASE_MS",
+        "INFERQ_URL",
+    ] {
         assert!(
             read_by_binaries.contains(known),
             "the scan of {BINARY_SOURCES:?} missed {known}: {read_by_binaries:?}"
@@ -198,7 +204,9 @@ fn the_configuration_page_lists_exactly_the_variables_the_binaries_read() {
         .collect();
     for name in &others {
         assert!(
-            other_texts.iter().any(|t| mentioned_names(t).contains(name)),
+            other_texts
+                .iter()
+                .any(|t| mentioned_names(t).contains(name)),
             "{CONFIGURATION} says the scripts or tests read {name}, but nothing in \
              {OTHER_SOURCES:?} names it"
         );
@@ -224,12 +232,10 @@ fn prose_lines(text: &str) -> Vec<&str> {
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut anchors = BTreeSet::new();
     for line in prose_lines(text) {
-        let Some(title) = line.trim_start_matches('#').strip_prefix(' ') else {
+        let heading = line.starts_with('#').then(|| line.trim_start_matches('#'));
+        let Some(title) = heading.and_then(|h| h.strip_prefix(' ')) else {
             continue;
         };
-        if !line.starts_with('#') {
-            continue;
-        }
         let slug: String = title
             .trim()
             .trim_end_matches('#')
@@ -321,6 +327,12 @@ fn the_readme_is_a_front_door_of_at_most_250_lines() {
          inferq is, the two commands, a short tour, links); move the detail to a page in docs/"
     );
     // CI (`.ci/run`) runs the README's test command; the README must name it as it is.
-    assert!(readme.contains("scripts/test.sh"), "README.md lost `scripts/test.sh`");
-    assert!(readme.contains("scripts/run.sh"), "README.md lost `scripts/run.sh`");
+    assert!(
+        readme.contains("scripts/test.sh"),
+        "README.md lost `scripts/test.sh`"
+    );
+    assert!(
+        readme.contains("scripts/run.sh"),
+        "README.md lost `scripts/run.sh`"
+    );
 }
