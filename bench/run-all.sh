@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The BENCHMARKS.md matrix: every case RUNS times (default 3), one JSON line per run appended to
+# The docs/benchmarks.md matrix: every case RUNS times (default 3), one JSON line per run appended to
 # $RESULTS, then the median of each figure per case. Each run starts its own Redis, API and
 # workers. Before each run it waits (up to 2 minutes) for the machine to be mostly idle, so
 # other work (builds, tests) does not land inside a measurement; the JSON line records the CPU
@@ -21,7 +21,7 @@ declare -A CASES=(
   [small-w1]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2"
   [small-w2]="--model mlp_small -n 20000 -c 32 --workers 2 --threads 1"
   [small-sw]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --submit-wait --skip-raw"
-  # The API with one async-runtime thread, as the README suggests when it shares a small machine.
+  # The API with one async-runtime thread (TOKIO_WORKER_THREADS), as docs/configuration.md suggests when it shares a small machine.
   [small-w1-api1]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --api-runtime-threads 1"
   [large-oip-api1]="--model mlp_large --models-dir bench-models -n 5000 -c 32 --workers 1 --threads 2 --oip-binary --api-runtime-threads 1"
   [submit-only]="--model mlp_small -n 20000 -c 32 --submit-only --workers 0 --skip-raw"

@@ -6,6 +6,7 @@ mod batching;
 mod cli;
 mod dashboard;
 mod datatypes;
+mod docs;
 mod events;
 mod events_cli;
 mod faults;
