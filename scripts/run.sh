@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# One-command demo: installs what is missing (scripts/setup.sh), builds the release binaries,
-# starts Redis (or reuses one already answering on the port), inferq-api and two inferq-workers,
-# waits until the API is ready and a worker serves silero_vad, submits a demo job and prints its
-# result. Then, with --once, stops everything it started and exits (0 iff the job succeeded);
-# without it, prints commands to try and runs until Ctrl-C.
+# One-command demo: installs what running needs and is missing (scripts/setup.sh: Redis, the
+# ONNX Runtime library, the Silero VAD model, espeak-ng and the demo's recording), builds the
+# release binaries, starts Redis (or reuses one already answering on the port), inferq-api and
+# two inferq-workers, waits until the API is ready and a worker serves silero_vad, then submits
+# the recording to the speech pipeline with the `inferq` CLI (a live progress line while it
+# runs) and prints the speech segments it found. Then, with --once, stops everything it started
+# and exits (0 iff the job succeeded); without it, prints what to try next and runs until Ctrl-C.
 #
 # Usage: scripts/run.sh [--once]
 # Env:   INFERQ_REDIS_PORT (6379), INFERQ_PORT (8080), RUST_LOG (info)
 # Logs:  .cache/logs/{redis,api,worker-1,worker-2}.log
-# Key:   an API key (tenant `demo`, scopes submit,read) is made for the run, written to
-#        .cache/demo.key (mode 600) and revoked when the script stops.
+# Key:   an API key (tenant `demo`, scopes submit,read,admin: it opens the dashboard) is made
+#        for the run, written to .cache/demo.key (mode 600) and revoked when the script stops.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -24,6 +26,8 @@ LOG_DIR=".cache/logs"
 REDIS_DIR=".cache/redis"
 WORKERS=2
 DEMO_MODEL="silero_vad"
+DEMO_WAV=".cache/demo/recording.wav"
+CLI="target/release/inferq"
 READY_TIMEOUT=60
 JOB_TIMEOUT=30
 STOP_TIMEOUT=30
@@ -134,9 +138,9 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # --- setup and build ---------------------------------------------------------------------------
 scripts/setup.sh
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (rustup), then re-run"
-log "cargo build --release --bins"
+log "cargo build --release --bins (the API, the worker and the inferq CLI; a first build takes minutes)"
 cargo build --release --bins
-for bin in inferq-api inferq-worker; do
+for bin in inferq-api inferq-worker inferq; do
   [ -x "target/release/$bin" ] || die "target/release/$bin was not built"
 done
 mkdir -p "$LOG_DIR" "$REDIS_DIR"
@@ -163,12 +167,12 @@ fi
 # --- an API key for the demo -------------------------------------------------------------------
 # Keys are stored hashed in Redis; the key itself is printed once, so it goes to a private file.
 (umask 077 && INFERQ_REDIS_URL="$REDIS_URL" target/release/inferq-api keys create \
-  --tenant demo --scopes submit,read --name run.sh >"$DEMO_KEY_FILE" 2>/dev/null) ||
+  --tenant demo --scopes submit,read,admin --name run.sh >"$DEMO_KEY_FILE" 2>/dev/null) ||
   die "could not create an API key (inferq-api keys create)"
 INFERQ_API_KEY="$(cat "$DEMO_KEY_FILE")"
 export INFERQ_API_KEY
 DEMO_KEY_ID="${INFERQ_API_KEY:4:16}"
-log "made API key $DEMO_KEY_ID (tenant demo, scopes submit,read) in $DEMO_KEY_FILE"
+log "made API key $DEMO_KEY_ID (tenant demo, scopes submit,read,admin) in $DEMO_KEY_FILE"
 
 # --- api and workers ---------------------------------------------------------------------------
 port_open "$API_PORT" && die "port $API_PORT is already in use: stop what is there or set INFERQ_PORT"
@@ -192,10 +196,11 @@ until python3 scripts/demo_job.py ready --url "$API_URL" --model "$DEMO_MODEL"; 
 done
 log "ready"
 
-# --- demo job ----------------------------------------------------------------------------------
+# --- demo job: a recording through the speech pipeline, with the CLI ------------------------
+export INFERQ_URL="$API_URL"
+log "$CLI speech $DEMO_WAV --wait   (the speech pipeline: decode, resample, Silero VAD over 32 ms windows)"
 JOB_RC=0
-python3 scripts/demo_job.py demo --url "$API_URL" --timeout "$JOB_TIMEOUT" \
-  --save-body "$ROOT/.cache/demo_job.json" || JOB_RC=$?
+"$CLI" speech "$DEMO_WAV" --wait || JOB_RC=$?
 
 if [ "$ONCE" -eq 1 ]; then
   if [ "$JOB_RC" -eq 0 ]; then
@@ -211,14 +216,15 @@ fi
 cat <<EOF
 
 inferq is running: API $API_URL, Redis $REDIS_URL, $WORKERS workers (logs in $LOG_DIR/).
-Dashboard: $API_URL/dashboard (admin key)
-Try (every route but the health checks needs the key):
-  export INFERQ_API_KEY=\$(cat $ROOT/$DEMO_KEY_FILE)
-  curl -s $API_URL/models -H "Authorization: Bearer \$INFERQ_API_KEY"
-  curl -s -i -X POST $API_URL/jobs -H "Authorization: Bearer \$INFERQ_API_KEY" -H 'content-type: application/json' --data @$ROOT/.cache/demo_job.json
-  curl -s $API_URL/status/<id> -H "Authorization: Bearer \$INFERQ_API_KEY"
-  curl -s $API_URL/readyz
-  python3 scripts/demo_job.py demo --url $API_URL
+In another terminal:
+  export PATH="$ROOT/target/release:\$PATH" INFERQ_URL=$API_URL
+  export INFERQ_API_KEY=\$(cat $ROOT/$DEMO_KEY_FILE)   # tenant demo; scopes submit, read, admin
+  inferq speech $ROOT/$DEMO_WAV --wait   # the demo again: a live progress line, then the segments
+  inferq models                           # what the workers serve
+  inferq queues                           # waiting, running, done per minute, per queue
+  inferq --help
+Dashboard: $API_URL/dashboard  (it asks for a key: paste the one in $ROOT/$DEMO_KEY_FILE)
+Docs: $ROOT/README.md, then $ROOT/docs/ (api.md, cli.md, operations.md, configuration.md)
 Press Ctrl-C to stop.
 EOF
 while true; do

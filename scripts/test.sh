@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Runs every check: installs what is missing (scripts/setup.sh), then formatting, clippy with
+# Runs every check: installs what is missing (scripts/setup.sh --test), then formatting, clippy with
 # warnings as errors, the binaries the integration tests start, and all unit and integration
 # tests (each integration test starts its own redis-server on a free port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh --test
 echo "[test] cargo fmt --all --check"
 cargo fmt --all --check
 # --all-features turns on the worker's `test-hooks` (jobs that crash or panic a worker, for the
