@@ -1,23 +1,22 @@
 //! The inferq worker: consumes jobs from Redis, batches them and runs ONNX models on dedicated
 //! threads, then records outcomes. Redis I/O runs on tokio; inference never does.
 //!
-//! [`models`] finds and describes the models, [`session`] runs them on ONNX Runtime; the rest
-//! is private: the thread pool, the batcher, leases, payload codec and the consumer loop.
+//! The layers, top down: [`worker`] wires and stops everything; each kind of job ([`batch`]:
+//! model jobs, [`speech`]: the speech pipeline) plugs into the one consume loop
+//! ([`consume`]: read, begin, run, settle, leases) and runs on the inference side ([`infer`]:
+//! ONNX Runtime, models, batches, threads; no Redis, no tokio). [`egress`], [`webhooks`] and
+//! [`stats`] serve them.
 
-mod batcher;
-mod codec;
-mod consumer;
+mod batch;
+mod consume;
 mod egress;
 #[cfg(feature = "test-hooks")]
 mod hooks;
-mod inputs;
-mod lease;
-pub mod models;
-mod pool;
-pub mod session;
+pub mod infer;
 mod speech;
 mod stats;
 mod webhooks;
+mod worker;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -150,13 +149,13 @@ pub async fn run(
     let library = config.ort_library.clone();
     let dir = config.models_dir.clone();
     let only = config.models.clone();
-    let defaults = models::BatchDefaults {
+    let defaults = infer::models::BatchDefaults {
         max_batch_size: config.max_batch_size.max(1),
         max_batch_delay: Duration::from_millis(config.max_batch_delay_ms),
     };
     let models = tokio::task::spawn_blocking(move || {
-        session::init_runtime(&library)?;
-        models::discover(&dir, &only, defaults)
+        infer::runtime::init_runtime(&library)?;
+        infer::models::discover(&dir, &only, defaults)
     })
     .await
     .context("loading models")??;
@@ -165,8 +164,9 @@ pub async fn run(
         "no models found in {} (expected <name>/model.onnx)",
         config.models_dir.display()
     );
-    consumer::Consumer::start(config, models)
+    worker::Worker::start(config, models)
         .await?
         .run(shutdown)
-        .await
+        .await;
+    Ok(())
 }

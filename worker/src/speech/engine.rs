@@ -16,7 +16,7 @@ use ort::value::Value;
 use tokio::sync::oneshot;
 
 use super::vad::{STATE, StreamState, context_size, window_size};
-use crate::session::open_session;
+use crate::infer::runtime::open_session;
 
 /// A recording's windows are fed in chunks of about this many samples.
 pub(crate) const CHUNK_SAMPLES: usize = 16 * 1024;
@@ -293,7 +293,10 @@ fn engine_thread(
 }
 
 fn panicked(panic: &(dyn std::any::Any + Send)) -> ort::Error {
-    ort::Error::new(format!("panicked: {}", crate::pool::panic_message(panic)))
+    ort::Error::new(format!(
+        "panicked: {}",
+        crate::infer::pool::panic_message(panic)
+    ))
 }
 
 /// Reused input buffers of one engine thread.
@@ -372,7 +375,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::init_runtime;
+    use crate::infer::runtime::init_runtime;
 
     fn engine(threads: usize) -> Engine {
         init_runtime(Path::new(env!("ORT_DYLIB_PATH"))).unwrap();
