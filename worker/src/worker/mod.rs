@@ -14,8 +14,8 @@ use anyhow::Context;
 use inferq_shared::queue::{Queue, Retention, keys};
 use tokio_util::sync::CancellationToken;
 
-use crate::Config;
 use crate::batch::{ModelJobs, Threads};
+use crate::config::Config;
 use crate::consume::{Consumer, HANDBACK_LIMIT, READ_BLOCK, Setup};
 use crate::egress::{Egress, Limits};
 use crate::infer::models::ModelSpec;
