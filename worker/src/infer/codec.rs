@@ -68,7 +68,7 @@ fn decode_frame(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, JobError> {
     info.validate_header(&header)
         .map_err(|e| failed(e.code(), e.to_string()))?;
     if let Some(u) = header.urls.first() {
-        // The consumer fetches URL inputs before a job reaches an inference thread.
+        // Inputs by URL are fetched (batch/inputs.rs) before a job reaches an inference thread.
         return Err(failed(
             ErrorCode::Internal,
             format!("input '{}' was not fetched before the job ran", u.input),
