@@ -22,7 +22,7 @@ use clap::Parser;
 use inferq_shared::config::RedisConfig;
 use inferq_shared::model::ModelInfo;
 use inferq_shared::queue::Queue;
-use inferq_worker::{models, session};
+use inferq_worker::infer::{models, runtime as session};
 
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::load::LoadConfig;

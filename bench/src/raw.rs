@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use inferq_worker::session;
+use inferq_worker::infer::runtime as session;
 use ort::value::{Tensor, ValueType};
 
 /// Rows per second one layout sustained at one batch size.

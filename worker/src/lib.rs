@@ -1,145 +1,30 @@
 //! The inferq worker: consumes jobs from Redis, batches them and runs ONNX models on dedicated
 //! threads, then records outcomes. Redis I/O runs on tokio; inference never does.
 //!
-//! [`models`] finds and describes the models, [`session`] runs them on ONNX Runtime; the rest
-//! is private: the thread pool, the batcher, leases, payload codec and the consumer loop.
+//! The layers, top down: [`worker`] wires and stops everything; each kind of job ([`batch`]:
+//! model jobs, [`speech`]: the speech pipeline) plugs into the one consume loop
+//! ([`consume`]: read, begin, run, settle, leases) and runs on the inference side ([`infer`]:
+//! ONNX Runtime, models, batches, threads; no Redis, no tokio). [`egress`], [`webhooks`] and
+//! [`stats`] serve them.
 
-mod batcher;
-mod codec;
-mod consumer;
+mod batch;
+mod config;
+mod consume;
 mod egress;
 #[cfg(feature = "test-hooks")]
 mod hooks;
-mod inputs;
-mod lease;
-pub mod models;
-mod pool;
-pub mod session;
+pub mod infer;
 mod speech;
 mod stats;
 mod webhooks;
+mod worker;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use inferq_shared::config::{LogConfig, RedisConfig};
-use inferq_shared::egress::Allow;
+pub use config::Config;
 pub use webhooks::WebhookConfig;
-
-/// `inferq-worker` configuration; every flag also reads an environment variable.
-#[derive(clap::Parser, Debug, Clone)]
-#[command(name = "inferq-worker", version, about = "inferq inference worker")]
-pub struct Config {
-    #[command(flatten)]
-    pub redis: RedisConfig,
-
-    #[command(flatten)]
-    pub log: LogConfig,
-
-    /// Directory of models, one `<name>/model.onnx` (plus optional `model.toml`) each.
-    #[arg(long, env = "INFERQ_MODELS_DIR", default_value = "models")]
-    pub models_dir: PathBuf,
-
-    /// Serve only these models (comma-separated names); default: every model in the directory.
-    #[arg(long, env = "INFERQ_MODELS", value_delimiter = ',')]
-    pub models: Vec<String>,
-
-    /// Inference threads, each with its own ONNX Runtime session per model; default: one per
-    /// CPU core.
-    #[arg(long, env = "INFERQ_THREADS")]
-    pub threads: Option<usize>,
-
-    /// ONNX Runtime intra-op threads per session. One per inference thread is fastest when
-    /// inference threads already cover the cores.
-    #[arg(long, env = "INFERQ_INTRA_OP_THREADS", default_value_t = 1)]
-    pub intra_op_threads: usize,
-
-    /// Path of the ONNX Runtime shared library (`libonnxruntime.so.1.31.1`).
-    #[arg(long, env = "ORT_DYLIB_PATH")]
-    pub ort_library: PathBuf,
-
-    /// Most rows in one batched run, for models whose `model.toml` does not set
-    /// `max_batch_size`.
-    #[arg(long, env = "INFERQ_MAX_BATCH_SIZE", default_value_t = 32)]
-    pub max_batch_size: usize,
-
-    /// Longest wait for more jobs to fill a batch, in milliseconds, for models whose
-    /// `model.toml` does not set `max_batch_delay_ms`. 0 batches only what is already queued.
-    #[arg(long, env = "INFERQ_MAX_BATCH_DELAY_MS", default_value_t = 0)]
-    pub max_batch_delay_ms: u64,
-
-    /// Lease on a running job, in milliseconds: a job whose worker has not renewed its lease for
-    /// this long (the worker died) is taken over by another worker.
-    #[arg(long, env = "INFERQ_LEASE_MS", default_value_t = 5000)]
-    pub lease_ms: u64,
-
-    /// Priority aging, in seconds: among a model's waiting jobs, one counts one priority level
-    /// higher for every this many seconds it has waited, so lower priorities are delayed by a
-    /// flow of higher ones but never starved. 0 = strict priority.
-    #[arg(long, env = "INFERQ_PRIORITY_AGING_SECS", default_value_t = 30)]
-    pub priority_aging_secs: u64,
-
-    /// Attempts a job gets before it fails with `max_attempts_exceeded` and moves to the
-    /// dead-letter stream.
-    #[arg(long, env = "INFERQ_MAX_ATTEMPTS", default_value_t = 3)]
-    pub max_attempts: u32,
-
-    /// Seconds a finished job's record (and result) stays readable.
-    #[arg(long, env = "INFERQ_RESULT_TTL_SECS", default_value_t = 86_400)]
-    pub result_ttl_secs: u64,
-
-    /// On shutdown, seconds to finish the jobs already started before handing the rest back.
-    #[arg(long, env = "INFERQ_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
-    pub shutdown_grace_secs: u64,
-
-    /// Speech pipeline: recordings one worker processes at once (their windows share ONNX
-    /// Runtime calls).
-    #[arg(long, env = "INFERQ_SPEECH_CONCURRENCY", default_value_t = 16)]
-    pub speech_concurrency: usize,
-
-    /// Speech pipeline: threads running the model over recordings, each with its own session;
-    /// default: one per CPU core.
-    #[arg(long, env = "INFERQ_SPEECH_THREADS")]
-    pub speech_threads: Option<usize>,
-
-    /// Speech pipeline: most recordings whose next window runs in one ONNX Runtime call.
-    #[arg(long, env = "INFERQ_SPEECH_MAX_BATCH", default_value_t = 32)]
-    pub speech_max_batch: usize,
-
-    /// Name of this worker in the consumer group; default: `<hostname>-<pid>-<random>`.
-    #[arg(long, env = "INFERQ_WORKER_ID")]
-    pub worker_id: Option<String>,
-
-    /// Address to serve Prometheus metrics on (`GET /metrics`), e.g. `0.0.0.0:9464`; unset:
-    /// no endpoint (several workers may share a host).
-    #[arg(long, env = "INFERQ_METRICS_BIND")]
-    pub metrics_bind: Option<std::net::SocketAddr>,
-
-    /// Hosts and networks (comma-separated names, addresses, CIDRs) that inputs by URL and
-    /// webhooks may reach although they are loopback, private or otherwise internal.
-    #[arg(long, env = "INFERQ_FETCH_ALLOW", default_value = "")]
-    pub fetch_allow: Allow,
-
-    /// Largest input fetched by URL, in bytes; a larger one fails its job
-    /// (`input_fetch_failed`).
-    #[arg(long, env = "INFERQ_FETCH_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub fetch_max_bytes: u64,
-
-    /// Longest one fetch of an input by URL may take, body included, in seconds.
-    #[arg(long, env = "INFERQ_FETCH_TIMEOUT_SECS", default_value_t = 30)]
-    pub fetch_timeout_secs: u64,
-
-    #[command(flatten)]
-    pub webhooks: WebhookConfig,
-}
-
-impl Config {
-    pub fn lease(&self) -> Duration {
-        Duration::from_millis(self.lease_ms.max(100))
-    }
-}
 
 /// Loads the models, starts the inference threads and consumes jobs until `shutdown`
 /// completes; then finishes (or hands back) what it holds and returns.
@@ -150,13 +35,13 @@ pub async fn run(
     let library = config.ort_library.clone();
     let dir = config.models_dir.clone();
     let only = config.models.clone();
-    let defaults = models::BatchDefaults {
+    let defaults = infer::models::BatchDefaults {
         max_batch_size: config.max_batch_size.max(1),
         max_batch_delay: Duration::from_millis(config.max_batch_delay_ms),
     };
     let models = tokio::task::spawn_blocking(move || {
-        session::init_runtime(&library)?;
-        models::discover(&dir, &only, defaults)
+        infer::runtime::init_runtime(&library)?;
+        infer::models::discover(&dir, &only, defaults)
     })
     .await
     .context("loading models")??;
@@ -165,8 +50,9 @@ pub async fn run(
         "no models found in {} (expected <name>/model.onnx)",
         config.models_dir.display()
     );
-    consumer::Consumer::start(config, models)
+    worker::Worker::start(config, models)
         .await?
         .run(shutdown)
-        .await
+        .await;
+    Ok(())
 }

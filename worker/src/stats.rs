@@ -9,10 +9,10 @@ use axum::Router;
 use axum::http::header;
 use axum::routing::get;
 use inferq_shared::metrics::{CONTENT_TYPE, recorder};
-use inferq_shared::queue::{Delivery, WorkerInfo};
+use inferq_shared::queue::{EntryRef, WorkerInfo};
 use inferq_shared::time::now_ms;
 
-use crate::pool::Pool;
+use tokio_util::sync::CancellationToken;
 
 /// Jobs this worker finished, for its heartbeat.
 #[derive(Debug)]
@@ -44,15 +44,15 @@ impl Counters {
     }
 
     /// The description published with a heartbeat.
-    pub(crate) fn describe(&self, id: &str, models: &[String], pool: &Pool) -> WorkerInfo {
+    pub(crate) fn describe(&self, id: &str, models: &[String], load: Load) -> WorkerInfo {
         WorkerInfo {
             id: id.to_owned(),
             host: hostname(),
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             models: models.to_vec(),
-            threads: pool.threads(),
-            busy: pool.busy(),
+            threads: load.threads,
+            busy: load.busy,
             jobs_succeeded: self.succeeded.load(Ordering::Relaxed),
             jobs_failed: self.failed.load(Ordering::Relaxed),
             started_at: self.started_at,
@@ -74,14 +74,13 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Records that `deliveries` of `model` start now: their time in the queue (the stream entry
-/// id is the time the job entered the queue) and the batch size.
-pub(crate) fn started(model: &str, deliveries: &[(Delivery, u64)]) {
+/// Records that the jobs at `entries` of `model` start now: their time in the queue (the
+/// stream entry id is the time the job entered the queue).
+pub(crate) fn started<'a>(model: &str, entries: impl Iterator<Item = &'a EntryRef>) {
     let now = now_ms();
     let queued = metrics::histogram!("inferq_job_queue_seconds", "model" => model.to_owned());
-    for (d, _) in deliveries {
-        if let Some(at) = d
-            .entry
+    for entry in entries {
+        if let Some(at) = entry
             .id
             .split('-')
             .next()
@@ -133,16 +132,27 @@ pub(crate) fn install() {
     recorder(describe_metrics);
 }
 
-/// Serves `GET /metrics` on `bind` until the process ends.
-pub(crate) async fn serve(bind: SocketAddr, pool: Pool) -> anyhow::Result<()> {
+/// The inference threads' load right now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    pub(crate) threads: usize,
+    pub(crate) busy: usize,
+}
+
+/// Serves `GET /metrics` on `bind` until `stop`; `load` reads the threads' load at each scrape.
+pub(crate) async fn serve(
+    bind: SocketAddr,
+    load: impl Fn() -> Load + Clone + Send + Sync + 'static,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let handle = recorder(describe_metrics);
     let app = Router::new().route(
         "/metrics",
         get(move || {
-            let pool = pool.clone();
+            let load = load();
             async move {
-                metrics::gauge!("inferq_inference_threads_busy").set(pool.busy() as f64);
-                metrics::gauge!("inferq_inference_threads").set(pool.threads() as f64);
+                metrics::gauge!("inferq_inference_threads_busy").set(load.busy as f64);
+                metrics::gauge!("inferq_inference_threads").set(load.threads as f64);
                 ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render())
             }
         }),
@@ -150,7 +160,8 @@ pub(crate) async fn serve(bind: SocketAddr, pool: Pool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     tracing::info!(%bind, "serving metrics at /metrics");
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        let serving = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(e) = serving.await {
             tracing::warn!(error = %e, "the metrics endpoint stopped");
         }
     });

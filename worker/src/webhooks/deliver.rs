@@ -10,7 +10,7 @@ use inferq_shared::queue::hooks::{Claimed, HookOutcome};
 use inferq_shared::record::JobRecord;
 use inferq_shared::time::{now_ms, rfc3339_ms};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::sign::signature;
 use super::{SigningKeys, TIMEOUT, WebhookConfig};
@@ -51,7 +51,7 @@ pub(crate) fn spawn(
     egress: Egress,
     keys: SigningKeys,
     config: WebhookConfig,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let d = Arc::new(Deliverer {
         queue,
@@ -65,7 +65,7 @@ pub(crate) fn spawn(
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
+                () = stop.cancelled() => return,
             }
             let claimed = match d.queue.claim_hooks(PER_ROUND, LEASE).await {
                 Ok(c) => c,

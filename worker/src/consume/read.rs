@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use inferq_shared::queue::{Delivery, Entry, QueueError};
 
-use super::{Batch, Consumer, READ_BLOCK};
+use super::{Batch, Consumer, Kind, READ_BLOCK};
 
 /// Where the read loop stands between calls.
 #[derive(Debug, Default)]
@@ -17,10 +17,10 @@ pub(super) struct ReadState {
     next_model: usize,
 }
 
-impl Consumer {
-    /// Most entries of `model` the idle threads can start now.
-    fn capacity(&self, model: usize, idle: usize) -> usize {
-        self.models[model].info.max_batch_size.max(1) * idle
+impl<K: Kind> Consumer<K> {
+    /// Most entries of `queue` the free permits can start now.
+    fn capacity(&self, queue: usize, idle: usize) -> usize {
+        self.kind.per_permit(queue).max(1) * idle
     }
 
     /// Reads the next batch: first any entries whose lease expired (checked every half lease),
@@ -31,24 +31,25 @@ impl Consumer {
         pending: &mut VecDeque<Batch>,
         state: &mut ReadState,
     ) -> Result<Option<Batch>, QueueError> {
-        let idle = 1 + self.pool.idle();
-        let lease = self.config.lease();
-        let n = self.models.len();
+        let idle = 1 + self.kind.idle();
+        let lease = self.setup.lease;
+        let n = self.setup.names.len();
         if state.last_reclaim.is_none_or(|t| t.elapsed() >= lease / 2) {
             state.last_reclaim = Some(Instant::now());
             for i in 0..n {
                 let got = self
+                    .setup
                     .reader
                     .reclaim(
-                        &self.consumer,
-                        &self.names[i],
+                        &self.setup.consumer,
+                        &self.setup.names[i],
                         lease,
                         self.capacity(i, idle),
                     )
                     .await?;
                 let got = self.accept(i, got).await;
                 if !got.is_empty() {
-                    tracing::info!(model = %self.names[i], jobs = got.len(), "reclaimed jobs whose lease expired");
+                    tracing::info!(model = %self.setup.names[i], jobs = got.len(), "reclaimed jobs whose lease expired");
                     return Ok(Some((i, got)));
                 }
             }
@@ -57,8 +58,14 @@ impl Consumer {
         for k in 0..n {
             let i = (state.next_model + k) % n;
             let got = self
+                .setup
                 .reader
-                .read(&self.consumer, &self.names[i], self.capacity(i, idle), None)
+                .read(
+                    &self.setup.consumer,
+                    &self.setup.names[i],
+                    self.capacity(i, idle),
+                    None,
+                )
                 .await?;
             let got = self.accept(i, got).await;
             if !got.is_empty() {
@@ -69,11 +76,12 @@ impl Consumer {
         // Nothing waiting: block on every lane of every model at once, one entry each (with
         // one model, as many as can start; entries arriving in several lanes at the same
         // instant may make a batch that is larger than that, highest priority first).
-        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let names: Vec<&str> = self.setup.names.iter().map(String::as_str).collect();
         let count = if n == 1 { self.capacity(0, idle) } else { 1 };
         let got = self
+            .setup
             .reader
-            .read_any(&self.consumer, &names, count, Some(READ_BLOCK))
+            .read_any(&self.setup.consumer, &names, count, Some(READ_BLOCK))
             .await?;
         let mut by_model: Vec<Vec<Entry>> = vec![Vec::new(); n];
         for (i, e) in got {
@@ -108,7 +116,7 @@ impl Consumer {
         asked: usize,
     ) -> Batch {
         let max = self.capacity(model, idle);
-        let delay = self.models[model].max_batch_delay;
+        let delay = self.kind.batch_delay(model);
         if delay.is_zero() && batch.len() < asked {
             return (model, batch);
         }
@@ -124,8 +132,14 @@ impl Consumer {
             let block = (!left.is_zero()).then(|| left.clamp(Duration::from_millis(1), READ_BLOCK));
             first = false;
             let more = match self
+                .setup
                 .reader
-                .read(&self.consumer, &self.names[model], max - batch.len(), block)
+                .read(
+                    &self.setup.consumer,
+                    &self.setup.names[model],
+                    max - batch.len(),
+                    block,
+                )
                 .await
             {
                 Ok(more) => self.accept(model, more).await,
@@ -154,10 +168,11 @@ impl Consumer {
         }
         self.leases.hold(model, &good);
         if !bad.is_empty() {
-            tracing::warn!(model = %self.names[model], entries = ?bad, "setting aside malformed stream entries");
+            tracing::warn!(model = %self.setup.names[model], entries = ?bad, "setting aside malformed stream entries");
             if let Err(e) = self
+                .setup
                 .queue
-                .set_aside(&self.names[model], &bad, self.retention)
+                .set_aside(&self.setup.names[model], &bad, self.setup.retention)
                 .await
             {
                 // They stay pending; after the lease they are read (and set aside) again.

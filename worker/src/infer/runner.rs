@@ -1,89 +1,19 @@
-//! ONNX Runtime: loading the library, opening sessions, and running one model's jobs on a
-//! session the calling inference thread owns (batched when the model allows).
+//! Running one model's jobs on a session the calling inference thread owns: decode, plan the
+//! batches, run, encode; a batched run that fails is retried job by job.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use inferq_shared::job::ErrorCode;
 use inferq_shared::model::ModelInfo;
-use inferq_shared::queue::Outcome;
-use ort::environment::Environment;
-use ort::session::{Session, builder::GraphOptimizationLevel};
+use ort::session::Session;
 use ort::value::ValueType;
 
-use crate::batcher::{self, Run, Shape};
-use crate::codec::{Decoded, decode, encode, failed, to_value};
-use crate::models::ModelSpec;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("cannot load ONNX Runtime from {path}: {source}")]
-    Library {
-        path: PathBuf,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("model {path}: {message}")]
-    Model { path: PathBuf, message: String },
-    #[error("reading {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
-
-/// Loads the ONNX Runtime shared library once per process. A missing or wrong library is a
-/// clear error here rather than a panic at the first session.
-pub fn init_runtime(library: &Path) -> Result<(), EngineError> {
-    let result = ENVIRONMENT.get_or_init(|| {
-        ort::init_from(library)
-            .map_err(|e| e.to_string())?
-            .with_name("inferq")
-            .with_telemetry(false)
-            .build()
-            .map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) => Err(EngineError::Library {
-            path: library.to_owned(),
-            source: e.clone().into(),
-        }),
-    }
-}
-
-fn environment() -> Result<&'static Environment, String> {
-    match ENVIRONMENT.get() {
-        Some(Ok(env)) => Ok(env),
-        Some(Err(e)) => Err(e.clone()),
-        None => Err("ONNX Runtime is not initialized (call init_runtime first)".into()),
-    }
-}
-
-/// Opens a session with `intra_threads` intra-op threads (one is fastest when each core has
-/// its own inference thread) and no spinning, so idle threads do not burn CPU.
-pub fn open_session(path: &Path, intra_threads: usize) -> Result<Session, EngineError> {
-    let err = |e: &dyn std::fmt::Display| EngineError::Model {
-        path: path.to_owned(),
-        message: e.to_string(),
-    };
-    Session::builder(environment().map_err(|e| err(&e))?)
-        .map_err(|e| err(&e))?
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .map_err(|e| err(&e))?
-        .with_intra_threads(intra_threads)
-        .map_err(|e| err(&e))?
-        .with_inter_threads(1)
-        .map_err(|e| err(&e))?
-        .with_intra_op_spinning(false)
-        .map_err(|e| err(&e))?
-        .commit_from_file(path)
-        .map_err(|e| err(&e))
-}
+use super::Ran;
+use super::batcher::{self, Run, Shape};
+use super::codec::{Decoded, decode, encode, failed, to_value};
+use super::models::ModelSpec;
+use super::runtime::{EngineError, open_session};
 
 /// One session per model, owned by one inference thread.
 pub struct Runner {
@@ -115,25 +45,25 @@ impl Runner {
     /// Runs the jobs of one model and returns one outcome per payload, in order. Compatible
     /// jobs share a session run when the model batches; a run that fails is retried job by job
     /// so one bad input never fails its batch-mates.
-    pub fn run(&mut self, model: &str, payloads: &[&[u8]]) -> Vec<Outcome> {
+    pub fn run(&mut self, model: &str, payloads: &[&[u8]]) -> Vec<Ran> {
         let Some((session, info)) = self.sessions.get_mut(model) else {
             return payloads
                 .iter()
                 .map(|_| {
-                    failed(
+                    Err(failed(
                         ErrorCode::UnknownModel,
                         format!("this worker does not serve model '{model}'"),
-                    )
+                    ))
                 })
                 .collect();
         };
         let info = info.clone();
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; payloads.len()];
+        let mut outcomes: Vec<Option<Ran>> = vec![None; payloads.len()];
         let mut decoded: Vec<(usize, Option<Decoded>)> = Vec::with_capacity(payloads.len());
         for (i, p) in payloads.iter().enumerate() {
             match decode(&info, p) {
                 Ok(d) => decoded.push((i, Some(d))),
-                Err(o) => outcomes[i] = Some(o),
+                Err(e) => outcomes[i] = Some(Err(e)),
             }
         }
         let shapes: Vec<Shape> = decoded
@@ -164,12 +94,14 @@ impl Runner {
         }
         outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| failed(ErrorCode::Internal, "no outcome was produced")))
+            .map(|o| {
+                o.unwrap_or_else(|| Err(failed(ErrorCode::Internal, "no outcome was produced")))
+            })
             .collect()
     }
 }
 
-fn run_one(session: &mut Session, info: &ModelInfo, job: Decoded) -> Outcome {
+fn run_one(session: &mut Session, info: &ModelInfo, job: Decoded) -> Ran {
     let wanted = job.outputs.clone();
     let inputs: Result<Vec<_>, _> = info
         .inputs
@@ -182,12 +114,11 @@ fn run_one(session: &mut Session, info: &ModelInfo, job: Decoded) -> Outcome {
         Ok(encode(info, &outputs, wanted.as_deref(), None))
     });
     match result {
-        Ok(Ok(result)) => Outcome::Succeeded(result),
-        Ok(Err(o)) => o,
-        Err(e) => failed(
+        Ok(ran) => ran,
+        Err(e) => Err(failed(
             ErrorCode::InferenceError,
             format!("the model rejected the input: {e}"),
-        ),
+        )),
     }
 }
 
@@ -196,7 +127,7 @@ fn run_batch(
     session: &mut Session,
     info: &ModelInfo,
     jobs: Vec<(usize, Decoded)>,
-    outcomes: &mut [Option<Outcome>],
+    outcomes: &mut [Option<Ran>],
 ) {
     let row_counts: Vec<usize> = jobs.iter().map(|(_, d)| d.rows().unwrap_or(1)).collect();
     let total: usize = row_counts.iter().sum();
@@ -226,10 +157,7 @@ fn run_batch(
                 let mut offset = 0;
                 for ((i, d), r) in jobs.iter().zip(&row_counts) {
                     let rows = Some((offset, *r, total));
-                    outcomes[*i] = Some(match encode(info, &outputs, d.outputs.as_deref(), rows) {
-                        Ok(json) => Outcome::Succeeded(json),
-                        Err(o) => o,
-                    });
+                    outcomes[*i] = Some(encode(info, &outputs, d.outputs.as_deref(), rows));
                     offset += r;
                 }
             }
@@ -248,28 +176,12 @@ fn run_batch(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::time::Duration;
-
+mod tests {
     use super::*;
-    use crate::models::{BatchDefaults, discover};
+    use crate::infer::test_models;
 
     fn json(result: &[u8]) -> String {
         inferq_shared::payload::result_to_json(result).unwrap()
-    }
-
-    pub(crate) fn test_models() -> Vec<ModelSpec> {
-        init_runtime(Path::new(env!("ORT_DYLIB_PATH"))).unwrap();
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models");
-        discover(
-            &dir,
-            &[],
-            BatchDefaults {
-                max_batch_size: 8,
-                max_batch_delay: Duration::ZERO,
-            },
-        )
-        .unwrap()
     }
 
     #[test]
@@ -288,20 +200,16 @@ pub(crate) mod tests {
         ];
         let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_bytes()).collect();
         let out = runner.run("linear", &refs);
-        let Outcome::Succeeded(a) = &out[0] else {
-            panic!("{out:?}")
-        };
+        let Ok(a) = &out[0] else { panic!("{out:?}") };
         assert_eq!(
             json(a),
             r#"{"outputs":[{"name":"y","shape":[1,3],"datatype":"FP32","data":[7.5,7.5,10.0]}]}"#
         );
         assert!(
-            matches!(&out[1], Outcome::Failed(e) if e.code == ErrorCode::ShapeMismatch),
+            matches!(&out[1], Err(e) if e.code == ErrorCode::ShapeMismatch),
             "{out:?}"
         );
-        let Outcome::Succeeded(c) = &out[2] else {
-            panic!("{out:?}")
-        };
+        let Ok(c) = &out[2] else { panic!("{out:?}") };
         assert_eq!(
             json(c),
             r#"{"outputs":[{"name":"y","shape":[2,3],"datatype":"FP32","data":[0.5,-0.5,1.0,0.6,-0.3,1.3]}]}"#
@@ -316,7 +224,7 @@ pub(crate) mod tests {
         let mut runner = Runner::new(&models, 1).unwrap();
         let payload = r#"{"model":"linear","inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}],"parameters":{"test_hook":"abort_worker"}}"#;
         let out = runner.run("linear", &[payload.as_bytes()]);
-        assert!(matches!(&out[0], Outcome::Succeeded(_)), "{out:?}");
+        assert!(matches!(&out[0], Ok(_)), "{out:?}");
     }
 
     #[test]
@@ -325,7 +233,7 @@ pub(crate) mod tests {
         let mut runner = Runner::new(&models, 1).unwrap();
         let payload = r#"{"model":"linear","inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":["NaN",0,0,0]}]}"#;
         let out = runner.run("linear", &[payload.as_bytes()]);
-        let Outcome::Succeeded(result) = &out[0] else {
+        let Ok(result) = &out[0] else {
             panic!("{out:?}")
         };
         assert_eq!(

@@ -1,4 +1,4 @@
-//! Inputs by URL: before a job that has them joins a batch, the consumer fetches each (all of
+//! Inputs by URL: before a job that has them joins a batch, the worker fetches each (all of
 //! a job's at once, on tokio, never on an inference thread) and writes the job's payload anew
 //! with their bytes, so the inference threads see an ordinary payload. A fetched body is
 //! either the tensor's raw little-endian bytes or a `.npy` file (a body that starts with the

@@ -1,18 +1,20 @@
-//! The speech pipeline's side of a worker: its own read loop on the pipeline's stream (as
-//! many recordings at once as the configured concurrency), and per job a decoder on a
-//! blocking thread feeding the shared [`Engine`], a progress writer (fenced, so a cancelled
-//! or taken-over attempt learns it must stop), and the completion. Leases work as for model
-//! jobs: renewed while the job runs; a killed worker's job is reclaimed and redone from the
-//! start by another.
+//! The speech pipeline as a kind of job for the consume loop: as many recordings at once as the
+//! configured concurrency, one per start. Per job a decoder on a blocking thread feeds the
+//! shared [`Engine`], a progress writer runs (fenced, so a cancelled or taken-over attempt
+//! learns it must stop), and the outcome is settled. Leases work as for model jobs: renewed
+//! while the job runs; a killed worker's job is reclaimed and redone from the start by another.
+//! On shutdown running recordings go straight back to the queue (no grace period: a recording
+//! can take minutes; another worker redoes it from the start).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use anyhow::Context;
 use inferq_shared::audio::{AudioError, Decoder};
 use inferq_shared::job::{ErrorCode, JobError};
-use inferq_shared::pipeline::{PipelineJob, SpeechResult, round_ms};
-use inferq_shared::queue::{Completion, Delivery, Entry, Outcome, Queue, Retention};
+use inferq_shared::pipeline::{self, PipelineJob, SpeechResult, round_ms};
+use inferq_shared::queue::{Delivery, Outcome, Queue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -21,43 +23,23 @@ use super::engine::{CHUNK_SAMPLES, Engine, Feed};
 use super::fetch::{self, Missing};
 use super::source::UploadSource;
 use super::vad;
-use anyhow::Context;
-use inferq_shared::pipeline;
-use inferq_shared::queue::keys;
-
-use crate::Config;
-use crate::consumer::{Backoff, record};
+use crate::consume::{Attempt, Fence, Kind, Settle};
 use crate::egress::Egress;
-use crate::lease::{self, Leases};
-use crate::models::ModelSpec;
-use crate::stats::Counters;
+use crate::infer::models::ModelSpec;
 
 /// How often a running job's progress is written (the issue asks for at least once a second).
 const PROGRESS_EVERY: Duration = Duration::from_millis(400);
 
-/// Longest a blocking read of the pipeline stream waits, which bounds how late shutdown is
-/// noticed.
-const READ_BLOCK: Duration = Duration::from_millis(500);
-
-/// What the speech read loop needs.
+/// The speech pipeline of a worker.
 #[derive(Debug, Clone)]
-pub(crate) struct SpeechWorker {
-    pub(crate) queue: Queue,
-    /// Blocking reads, on a connection of their own.
-    pub(crate) reader: Queue,
-    pub(crate) engine: Engine,
-    pub(crate) leases: Arc<Leases>,
-    /// The pipeline's queue name (`pipeline:speech_segments`).
-    pub(crate) name: String,
-    pub(crate) consumer: String,
-    pub(crate) lease: Duration,
-    pub(crate) max_attempts: u32,
-    pub(crate) retention: Retention,
-    pub(crate) concurrency: usize,
-    /// This worker's job counts (`GET /workers`, metrics), shared with model jobs.
-    pub(crate) counters: Arc<Counters>,
+pub(crate) struct SpeechJobs {
+    /// Uploads, progress.
+    queue: Queue,
+    engine: Engine,
+    /// Recordings running at once: one permit each.
+    slots: Arc<Semaphore>,
     /// Fetches recordings given by URL.
-    pub(crate) egress: Egress,
+    egress: Egress,
 }
 
 /// How one attempt ended.
@@ -68,16 +50,16 @@ enum Ended {
     HandBack,
 }
 
-impl SpeechWorker {
+impl SpeechJobs {
     /// The speech pipeline of a worker that serves its model (`None` otherwise): starts the
-    /// engine threads and connects the pipeline's blocking reader.
-    pub(crate) async fn new(
-        config: &Config,
+    /// engine threads (`threads`, each with its own session, running up to `max_batch`
+    /// recordings per call).
+    pub(crate) fn new(
         models: &[ModelSpec],
+        threads: Option<usize>,
+        max_batch: usize,
+        concurrency: usize,
         queue: Queue,
-        consumer: String,
-        retention: Retention,
-        counters: Arc<Counters>,
         egress: Egress,
     ) -> anyhow::Result<Option<Self>> {
         let Some(model) = models
@@ -87,180 +69,35 @@ impl SpeechWorker {
             return Ok(None);
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let engine = Engine::start(
-            &model.path,
-            config.speech_threads.unwrap_or(cores),
-            config.speech_max_batch,
-        )
-        .context("starting the speech engine")?;
+        let engine = Engine::start(&model.path, threads.unwrap_or(cores), max_batch)
+            .context("starting the speech engine")?;
         Ok(Some(Self {
-            reader: Queue::connect(&config.redis, READ_BLOCK).await?,
             queue,
             engine,
-            leases: Leases::new(1),
-            name: keys::pipeline_queue(pipeline::SPEECH_SEGMENTS),
-            consumer,
-            lease: config.lease(),
-            max_attempts: config.max_attempts,
-            retention,
-            concurrency: config.speech_concurrency,
-            counters,
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
             egress,
         }))
     }
 
-    /// Runs the pipeline on a task of its own until `stop`: creates its stream's group
-    /// (retrying while Redis is away), renews its leases, reads and runs jobs.
-    pub(crate) fn spawn(self, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut backoff = Backoff::new();
-            while let Err(e) = self.queue.ensure_group(&self.name).await {
-                if *stop.borrow() {
-                    return;
-                }
-                tracing::warn!(error = %e, "redis not ready for the speech pipeline; retrying");
-                backoff.wait(&mut stop).await;
+    /// Runs one attempt and settles it: its outcome is recorded, or it goes back to the queue.
+    async fn attempt(self, queue: usize, attempt: Attempt, settle: Settle) {
+        let (d, fence) = (&attempt.delivery, attempt.fence);
+        let span = tracing::info_span!("job", job_id = %d.job, pipeline = %settle.name(queue), attempt = fence.attempt());
+        let ended = self.execute(d, fence).instrument(span).await;
+        match ended {
+            Ended::Outcome(outcome) => {
+                settle
+                    .complete(queue, vec![(attempt.lease(), outcome)])
+                    .await;
             }
-            let renewal = lease::spawn_renewal(
-                self.queue.clone(),
-                self.leases.clone(),
-                Arc::from(vec![self.name.clone()]),
-                self.consumer.clone(),
-                self.lease,
-            );
-            tracing::info!(pipeline = %self.name, concurrency = self.concurrency, "serving the speech pipeline");
-            self.run(stop).await;
-            renewal.abort();
-        })
-    }
-
-    /// Reads and runs speech jobs until `stop`; then hands running ones back to the queue
-    /// (a recording can take minutes; another worker redoes it from the start).
-    async fn run(self, mut stop: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut tasks = JoinSet::new();
-        let mut last_reclaim: Option<Instant> = None;
-        while !*stop.borrow() {
-            while tasks.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => p.expect("never closed"),
-                _ = stop.wait_for(|s| *s) => break,
-            };
-            let got = if last_reclaim.is_none_or(|t| t.elapsed() >= self.lease / 2) {
-                last_reclaim = Some(Instant::now());
-                self.reader
-                    .reclaim(&self.consumer, &self.name, self.lease, 1)
-                    .await
-            } else {
-                Ok(Vec::new())
-            };
-            let got = match got {
-                Ok(v) if !v.is_empty() => Ok(v),
-                Ok(_) => {
-                    self.reader
-                        .read(&self.consumer, &self.name, 1, Some(READ_BLOCK))
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            let entries = match got {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading speech jobs failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            let mut permit = Some(permit);
-            for e in entries {
-                match e {
-                    Entry::Job(d) => {
-                        if let Some(p) = permit.take() {
-                            self.begin(d, p, &mut tasks).await;
-                        }
-                    }
-                    Entry::Malformed { entry, job } => {
-                        let _ = self
-                            .queue
-                            .set_aside(&self.name, &[(entry, job)], self.retention)
-                            .await;
-                    }
-                }
-            }
+            Ended::HandBack => settle.hand_back(queue, vec![attempt.lease()]).await,
         }
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-        let held = self.leases.take_all();
-        if let Some(entries) = held.first()
-            && !entries.is_empty()
-        {
-            match self.queue.release(&self.name, entries).await {
-                Ok(n) => tracing::info!(released = n, "handed speech jobs back to the queue"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not hand speech jobs back; they will be reclaimed after the lease")
-                }
-            }
-        }
-    }
-
-    /// Starts the attempt and spawns the job; a delivery not to run is dropped.
-    async fn begin(&self, d: Delivery, permit: OwnedSemaphorePermit, tasks: &mut JoinSet<()>) {
-        self.leases.hold(0, std::slice::from_ref(&d));
-        let token = loop {
-            match self
-                .queue
-                .start(
-                    &self.name,
-                    &self.consumer,
-                    std::slice::from_ref(&d),
-                    self.max_attempts,
-                    self.retention,
-                )
-                .await
-            {
-                Ok(t) => break t.first().copied().unwrap_or(0),
-                Err(e) => {
-                    tracing::warn!(error = %e, "starting a speech job failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        };
-        self.leases.started(0, &d.entry, d.job, token);
-        if token == lease::UNSTARTED {
-            return;
-        }
-        let this = self.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            let span = tracing::info_span!("job", job_id = %d.job, pipeline = %this.name, attempt = token);
-            let ended = this.execute(&d, token).instrument(span).await;
-            match ended {
-                Ended::Outcome(outcome) => {
-                    let c = Completion {
-                        job: d.job,
-                        entry: d.entry.clone(),
-                        token,
-                        outcome,
-                    };
-                    record(&this.queue, &this.name, &[c], this.retention, &this.counters).await;
-                }
-                Ended::HandBack => {
-                    if let Err(e) = this
-                        .queue
-                        .release(&this.name, &[(d.job, d.entry.clone(), token)])
-                        .await
-                    {
-                        tracing::warn!(error = %e, "handing a speech job back failed; it will be reclaimed after the lease");
-                    }
-                }
-            }
-            this.leases.finished(0, &d.entry, token);
-        });
     }
 
     /// Runs one recording: decode on a blocking thread into the engine, write progress as it
     /// goes, and turn the probabilities into segments.
-    async fn execute(&self, d: &Delivery, token: u64) -> Ended {
+    async fn execute(&self, d: &Delivery, fence: Fence) -> Ended {
+        let token = fence.attempt();
         let fail =
             |code, message: String| Ended::Outcome(Outcome::Failed(JobError::new(code, message)));
         let job: PipelineJob = match serde_json::from_slice(&d.payload) {
@@ -388,6 +225,58 @@ impl SpeechWorker {
         match serde_json::to_vec(&result) {
             Ok(bytes) => Ended::Outcome(Outcome::Succeeded(bytes)),
             Err(e) => fail(ErrorCode::Internal, format!("encoding the result: {e}")),
+        }
+    }
+}
+
+impl Kind for SpeechJobs {
+    type Permit = OwnedSemaphorePermit;
+
+    async fn acquire(&self) -> OwnedSemaphorePermit {
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// One recording per permit: no start shares another's.
+    fn idle(&self) -> usize {
+        0
+    }
+
+    fn per_permit(&self, _queue: usize) -> usize {
+        1
+    }
+
+    fn batch_delay(&self, _queue: usize) -> Duration {
+        Duration::ZERO
+    }
+
+    fn share(&self, deliveries: Vec<Delivery>, _idle: usize) -> Vec<Vec<Delivery>> {
+        let mut parts: Vec<Vec<Delivery>> = deliveries.into_iter().map(|d| vec![d]).collect();
+        if parts.is_empty() {
+            parts.push(Vec::new());
+        }
+        parts
+    }
+
+    fn run(
+        &self,
+        queue: usize,
+        attempts: Vec<Attempt>,
+        permit: OwnedSemaphorePermit,
+        settle: &Settle,
+        tasks: &mut JoinSet<()>,
+    ) {
+        // `share` gives each start one recording; the permit goes with it.
+        let mut permit = Some(permit);
+        for attempt in attempts {
+            let (this, settle, permit) = (self.clone(), settle.clone(), permit.take());
+            tasks.spawn(async move {
+                let _permit = permit;
+                this.attempt(queue, attempt, settle).await;
+            });
         }
     }
 }

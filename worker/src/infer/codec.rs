@@ -4,8 +4,9 @@
 use inferq_shared::job::{ErrorCode, JobError, JobRequest};
 use inferq_shared::model::{ModelInfo, element_count};
 use inferq_shared::payload::{self, TensorHeader};
-use inferq_shared::queue::Outcome;
 use inferq_shared::tensor::{DataRef, DataType, TensorData, parse_data};
+
+use super::Ran;
 use ort::session::{SessionInputValue, SessionOutputs};
 use ort::value::{IntoTensorElementType, Tensor, TensorElementType, Value, ValueType};
 
@@ -39,13 +40,14 @@ impl Decoded {
     }
 }
 
-pub(crate) fn failed(code: ErrorCode, message: impl Into<String>) -> Outcome {
-    Outcome::Failed(JobError::new(code, message))
+/// A job's failure with `code` (a short hand: decoding and encoding fail in many places).
+pub(crate) fn failed(code: ErrorCode, message: impl Into<String>) -> JobError {
+    JobError::new(code, message)
 }
 
 /// Reads a payload and checks it against the model. The API validated it against the metadata
 /// it had; the model may have changed since, so the structure is checked again here.
-pub(crate) fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
+pub(crate) fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, JobError> {
     if payload::is_job_frame(payload) {
         decode_frame(info, payload)
     } else {
@@ -54,7 +56,7 @@ pub(crate) fn decode(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcom
 }
 
 /// The binary payload the API writes: tensor bytes go to typed buffers without any text.
-fn decode_frame(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
+fn decode_frame(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, JobError> {
     let (header, parts) = payload::decode_job(payload).map_err(|e| {
         failed(
             ErrorCode::InvalidRequest,
@@ -66,7 +68,7 @@ fn decode_frame(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
     info.validate_header(&header)
         .map_err(|e| failed(e.code(), e.to_string()))?;
     if let Some(u) = header.urls.first() {
-        // The consumer fetches URL inputs before a job reaches an inference thread.
+        // Inputs by URL are fetched (batch/inputs.rs) before a job reaches an inference thread.
         return Err(failed(
             ErrorCode::Internal,
             format!("input '{}' was not fetched before the job ran", u.input),
@@ -96,7 +98,7 @@ fn decode_frame(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
 
 /// A JSON request, as an API from before binary payloads wrote it: the data arrays are read
 /// once, straight into typed buffers.
-fn decode_json(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, Outcome> {
+fn decode_json(info: &ModelInfo, payload: &[u8]) -> Result<Decoded, JobError> {
     let req: JobRequest<'_> = serde_json::from_slice(payload).map_err(|e| {
         failed(
             ErrorCode::InvalidRequest,
@@ -221,7 +223,7 @@ pub(crate) fn encode(
     outputs: &SessionOutputs<'_>,
     wanted: Option<&[String]>,
     rows: Option<(usize, usize, usize)>,
-) -> Result<Vec<u8>, Outcome> {
+) -> Ran {
     let names: Vec<&str> = match wanted {
         Some(w) => w.iter().map(String::as_str).collect(),
         None => info.outputs.iter().map(|o| o.name.as_str()).collect(),
@@ -283,12 +285,12 @@ mod tests {
     use inferq_shared::payload::{JobHeader, encode_job, result_to_json};
 
     use super::*;
-    use crate::session::Runner;
-    use crate::session::tests::test_models;
+    use crate::infer::runner::Runner;
+    use crate::infer::test_models;
 
-    fn succeeded(outcome: &Outcome) -> String {
+    fn succeeded(outcome: &Ran) -> String {
         match outcome {
-            Outcome::Succeeded(result) => result_to_json(result).unwrap(),
+            Ok(result) => result_to_json(result).unwrap(),
             other => panic!("{other:?}"),
         }
     }

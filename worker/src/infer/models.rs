@@ -9,7 +9,7 @@ use ort::session::Session;
 use ort::value::ValueType;
 use serde::Deserialize;
 
-use crate::session::{EngineError, open_session};
+use super::runtime::{EngineError, open_session};
 
 /// `models/<name>/model.toml`: optional per-model settings.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -118,7 +118,7 @@ fn spec(name: &str, ty: &ValueType, path: &Path) -> Result<TensorSpec, EngineErr
             ty: elem, shape, ..
         } => Ok(TensorSpec {
             name: name.to_owned(),
-            datatype: crate::codec::datatype(*elem).ok_or_else(unsupported)?,
+            datatype: super::codec::datatype(*elem).ok_or_else(unsupported)?,
             shape: shape.iter().map(|&d| if d < 0 { -1 } else { d }).collect(),
         }),
         _ => Err(unsupported()),
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn batching_follows_the_onnx_metadata_and_model_toml() {
-        let models = crate::session::tests::test_models();
+        let models = crate::infer::test_models();
         let get = |n: &str| {
             models
                 .iter()
