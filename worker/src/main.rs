@@ -6,14 +6,14 @@ use clap::Parser;
 
 /// mimalloc in place of the system allocator: every request and job allocates and frees
 /// many small buffers across threads, which glibc malloc serves at a measurable cost
-/// (BENCHMARKS.md, "Per-job cost").
+/// (docs/benchmarks.md, "Per-job cost").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// One runtime thread unless `TOKIO_WORKER_THREADS` says otherwise: inference runs on the
 /// worker's own threads (and decoding on tokio's blocking pool), so the runtime only waits on
 /// Redis and HTTP, which one thread does at a fraction of the CPU that threads handing work to
-/// each other cost (BENCHMARKS.md, "Per-job cost").
+/// each other cost (docs/benchmarks.md, "Per-job cost").
 fn main() -> anyhow::Result<()> {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
