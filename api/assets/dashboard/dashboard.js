@@ -167,12 +167,17 @@ async function poll() {
     renderRunning(running);
     renderFailures(queues);
     renderDead(queues, dead);
+    showData(true);
     connection(true, `live · updated ${clock(new Date())}`);
   } catch (e) {
-    const why = e instanceof ApiError && (e.status === 401 || e.status === 403)
-      ? `${e.message} (set an API key)`
-      : e.message;
-    connection(false, `not updating: ${why}`);
+    if (e instanceof ApiError && (e.status === 401 || e.status === 403)) {
+      // No figures without a key that may see them: an empty table would say "no worker"
+      // while workers run.
+      showData(false, keyProblem(e));
+      connection(false, "waiting for an API key");
+    } else {
+      connection(false, `not updating: ${e.message}`);
+    }
   }
   if (pollTimer === null) pollTimer = setTimeout(poll, POLL_MS);
 }
@@ -183,6 +188,38 @@ function pollNow() {
     clearTimeout(pollTimer);
     poll();
   }
+}
+
+// What is wrong with the key, in words: none given, not a valid one, or one without `admin`.
+function keyProblem(e) {
+  if (e.status === 403) {
+    return `The saved key is valid but cannot open the dashboard: ${e.message}.`;
+  }
+  return apiKey()
+    ? `The saved key was refused: ${e.message}.`
+    : "This inferq API requires an API key, and none is saved in this browser.";
+}
+
+// Shows the figures, or hides them all and asks for a key (saying why).
+function showData(ok, why = "") {
+  document.getElementById("data").hidden = !ok;
+  document.getElementById("key-needed").hidden = ok;
+  if (!ok) document.getElementById("key-needed-why").textContent = why;
+}
+
+function setUpKeyPrompt() {
+  const input = document.getElementById("key-needed-input");
+  document.getElementById("key-needed-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    try {
+      saveApiKey(input.value.trim());
+      document.getElementById("api-key").value = input.value.trim();
+      input.value = "";
+    } catch {
+      notice("This browser does not let the page store the key.", true);
+    }
+    pollNow();
+  });
 }
 
 function setUpKeyField() {
@@ -204,5 +241,6 @@ function setUpKeyField() {
 document.getElementById("window-minutes").textContent = String(WINDOW_SECONDS / 60);
 
 setUpKeyField();
+setUpKeyPrompt();
 setUpDeadLetters(pollNow);
 poll();

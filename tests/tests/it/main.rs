@@ -5,6 +5,7 @@ mod auth;
 mod batching;
 mod cli;
 mod dashboard;
+mod dashboard_keys;
 mod datatypes;
 mod docs;
 mod events;
