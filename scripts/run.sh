@@ -7,7 +7,8 @@
 # runs) and prints the speech segments it found. Then, with --once, stops everything it started
 # and exits (0 iff the job succeeded); without it, prints what to try next and runs until Ctrl-C.
 #
-# Usage: scripts/run.sh [--once]
+# Usage: scripts/run.sh [--once] [--prebuilt DIR]   (DIR: use the binaries in DIR, build nothing;
+#        the test suite runs the demo this way with its debug binaries)
 # Env:   INFERQ_REDIS_PORT (6379), INFERQ_PORT (8080), RUST_LOG (info)
 # Logs:  .cache/logs/{redis,api,worker-1,worker-2}.log
 # Key:   an API key (tenant `demo`, scopes submit,read,admin: it opens the dashboard) is made
@@ -27,7 +28,8 @@ REDIS_DIR=".cache/redis"
 WORKERS=2
 DEMO_MODEL="silero_vad"
 DEMO_WAV=".cache/demo/recording.wav"
-CLI="target/release/inferq"
+BIN_DIR="target/release"
+BUILD=1
 READY_TIMEOUT=60
 JOB_TIMEOUT=30
 STOP_TIMEOUT=30
@@ -36,11 +38,19 @@ log() { echo "[run] $*"; }
 die() { echo "[run] error: $*" >&2; exit 1; }
 
 ONCE=0
-for arg in "$@"; do
+while [ "$#" -gt 0 ]; do
+  arg="$1"
+  shift
   case "$arg" in
     --once) ONCE=1 ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument: $arg (usage: scripts/run.sh [--once])" ;;
+    --prebuilt)
+      [ "$#" -gt 0 ] || die "--prebuilt needs a directory"
+      BIN_DIR="${1%/}"
+      BUILD=0
+      shift
+      ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument: $arg (usage: scripts/run.sh [--once] [--prebuilt DIR])" ;;
   esac
 done
 
@@ -90,7 +100,7 @@ cleanup() {
   trap '' INT TERM
   if [ -n "$DEMO_KEY_ID" ]; then
     log "revoking the demo API key $DEMO_KEY_ID"
-    INFERQ_REDIS_URL="$REDIS_URL" target/release/inferq-api keys revoke "$DEMO_KEY_ID" >/dev/null || true
+    INFERQ_REDIS_URL="$REDIS_URL" "$BIN_DIR/inferq-api" keys revoke "$DEMO_KEY_ID" >/dev/null || true
     rm -f "$DEMO_KEY_FILE"
   fi
   if [ "${#APP_PIDS[@]}" -gt 0 ]; then
@@ -138,11 +148,14 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # --- setup and build ---------------------------------------------------------------------------
 scripts/setup.sh
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (rustup), then re-run"
-log "cargo build --release --bins (the API, the worker and the inferq CLI; a first build takes minutes)"
-cargo build --release --bins
+if [ "$BUILD" -eq 1 ]; then
+  log "cargo build --release --bins (the API, the worker and the inferq CLI; a first build takes minutes)"
+  cargo build --release --bins
+fi
 for bin in inferq-api inferq-worker inferq; do
-  [ -x "target/release/$bin" ] || die "target/release/$bin was not built"
+  [ -x "$BIN_DIR/$bin" ] || die "$BIN_DIR/$bin was not built"
 done
+CLI="$BIN_DIR/inferq"
 mkdir -p "$LOG_DIR" "$REDIS_DIR"
 
 # --- redis -------------------------------------------------------------------------------------
@@ -166,7 +179,7 @@ fi
 
 # --- an API key for the demo -------------------------------------------------------------------
 # Keys are stored hashed in Redis; the key itself is printed once, so it goes to a private file.
-(umask 077 && INFERQ_REDIS_URL="$REDIS_URL" target/release/inferq-api keys create \
+(umask 077 && INFERQ_REDIS_URL="$REDIS_URL" "$BIN_DIR/inferq-api" keys create \
   --tenant demo --scopes submit,read,admin --name run.sh >"$DEMO_KEY_FILE" 2>/dev/null) ||
   die "could not create an API key (inferq-api keys create)"
 INFERQ_API_KEY="$(cat "$DEMO_KEY_FILE")"
@@ -178,10 +191,10 @@ log "made API key $DEMO_KEY_ID (tenant demo, scopes submit,read,admin) in $DEMO_
 port_open "$API_PORT" && die "port $API_PORT is already in use: stop what is there or set INFERQ_PORT"
 export RUST_LOG="${RUST_LOG:-info}"
 start api env INFERQ_REDIS_URL="$REDIS_URL" INFERQ_BIND="127.0.0.1:$API_PORT" \
-  target/release/inferq-api
+  "$BIN_DIR/inferq-api"
 for ((i = 1; i <= WORKERS; i++)); do
   start "worker-$i" env INFERQ_REDIS_URL="$REDIS_URL" INFERQ_MODELS_DIR=models \
-    ORT_DYLIB_PATH="$ORT_LIB" INFERQ_THREADS=1 target/release/inferq-worker
+    ORT_DYLIB_PATH="$ORT_LIB" INFERQ_THREADS=1 "$BIN_DIR/inferq-worker"
 done
 
 log "waiting for $API_URL/readyz and for a worker to serve $DEMO_MODEL (up to ${READY_TIMEOUT} s)"
@@ -217,7 +230,7 @@ cat <<EOF
 
 inferq is running: API $API_URL, Redis $REDIS_URL, $WORKERS workers (logs in $LOG_DIR/).
 In another terminal:
-  export PATH="$ROOT/target/release:\$PATH" INFERQ_URL=$API_URL
+  export PATH="$ROOT/$BIN_DIR:\$PATH" INFERQ_URL=$API_URL
   export INFERQ_API_KEY=\$(cat $ROOT/$DEMO_KEY_FILE)   # tenant demo; scopes submit, read, admin
   inferq speech $ROOT/$DEMO_WAV --wait   # the demo again: a live progress line, then the segments
   inferq models                           # what the workers serve

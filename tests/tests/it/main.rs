@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod dashboard_keys;
 mod datatypes;
+mod demo;
 mod docs;
 mod events;
 mod events_cli;
