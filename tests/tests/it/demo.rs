@@ -28,7 +28,7 @@ fn run(cmd: &mut Command) -> (bool, String) {
 #[test]
 fn the_run_command_demos_a_recording_through_the_cli() {
     let bins = worker_binary().parent().unwrap().to_owned();
-    let (ok, text) = run(&mut Command::new("scripts/run.sh")
+    let (ok, text) = run(Command::new("scripts/run.sh")
         .args(["--once", "--prebuilt"])
         .arg(&bins)
         .env("INFERQ_PORT", free_port().to_string())
@@ -56,7 +56,7 @@ fn the_run_command_demos_a_recording_through_the_cli() {
 fn setup_for_running_leaves_out_what_only_the_tests_need() {
     let (ok, run_text) = run(&mut Command::new("scripts/setup.sh"));
     assert!(ok, "{run_text}");
-    let (ok, test_text) = run(&mut Command::new("scripts/setup.sh").arg("--test"));
+    let (ok, test_text) = run(Command::new("scripts/setup.sh").arg("--test"));
     assert!(ok, "{test_text}");
     // The test set names its venv (present or installed); the running set never touches it,
     // nor the browser, Prometheus, sox or the audio fixtures.
