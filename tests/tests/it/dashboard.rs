@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// Debian's Chromium (scripts/setup.sh installs it); `INFERQ_TEST_CHROMIUM` names another
 /// Chromium or Chrome binary.

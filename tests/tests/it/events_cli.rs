@@ -1,22 +1,12 @@
 //! `inferq wait` follows a job over its event stream: against a separate `inferq-api` process,
 //! whose request counters show the stream was used and no status long-poll was.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::cli_binary;
-use crate::helpers::{AppOptions, slow_job, spawn_app_with, test_models, worker_binary};
-
-struct Api(Child);
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{ApiProcess, AppOptions, cli_binary, slow_job, spawn_app_with, test_models};
 
 /// `inferq_http_requests_total` for `GET <route>` as the API's `/metrics` shows it.
 fn requests(metrics: &str, route: &str) -> u64 {
@@ -32,30 +22,10 @@ fn requests(metrics: &str, route: &str) -> u64 {
 async fn inferq_wait_follows_the_event_stream() {
     // The in-process API is only the harness's Redis and namespace; the CLI talks to its own.
     let app = spawn_app_with(AppOptions::default()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _api = Api(Command::new(worker_binary().with_file_name("inferq-api"))
-        .env_clear()
-        .env("INFERQ_REDIS_URL", app.redis.url())
-        .env("INFERQ_NAMESPACE", &app.namespace)
-        .env("INFERQ_BIND", format!("127.0.0.1:{port}"))
-        .env("INFERQ_AUTH", "disabled")
-        .env("INFERQ_METRICS_PUBLIC", "true")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap());
-    let base = format!("http://127.0.0.1:{port}");
+    let api = ApiProcess::start(&app, &[("INFERQ_METRICS_PUBLIC", "true")]).await;
+    let base = api.base.clone();
     let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "slow")]);
     app.wait_models(&["slow"]).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline, "the API process never came up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let id = app.submit(&slow_job(1.5)).await;
 
     let out = tokio::process::Command::new(cli_binary())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{AppOptions, spawn_app_with};
+use crate::support::{AppOptions, spawn_app_with};
 
 fn addr(base: &str) -> String {
     base.trim_start_matches("http://").to_owned()
@@ -170,7 +170,7 @@ async fn oversized_heads_and_late_bodies_get_4xx_in_the_error_shape() {
 /// A full queue's `Retry-After` comes from the queue's depth and the model's measured rate.
 #[tokio::test]
 async fn a_full_queue_answers_a_retry_after_estimated_from_its_backlog() {
-    use crate::helpers::{linear_job, slow_job, test_models};
+    use crate::support::{linear_job, slow_job, test_models};
     let app = spawn_app_with(AppOptions {
         max_queued: 3,
         ..Default::default()

@@ -15,7 +15,7 @@ use inferq_shared::queue::{
 };
 use redis::AsyncCommands;
 
-use crate::helpers::Redis;
+use crate::support::Redis;
 
 const RETENTION: Retention = Retention {
     result_ttl: Duration::from_secs(60),

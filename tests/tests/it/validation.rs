@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn x(shape: Value, datatype: &str, data: Value) -> Value {
     json!({"model": "linear", "inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]})

@@ -1,72 +1,16 @@
-//! API keys, scopes and tenants against a real API (keys required), a real worker and the
-//! real `inferq-api keys` command: every status code of the auth layer, two tenants that
-//! cannot see each other's jobs, admins who see all, revocation.
+//! API keys made, listed and revoked over HTTP and with `inferq-api keys`, their scopes, and two
+//! tenants that cannot see each other's jobs; the admin key's checks at startup.
 
 use std::process::Command;
 use std::time::Duration;
 
-use reqwest::{Method, RequestBuilder};
-use serde_json::{Value, json};
+use reqwest::Method;
+use serde_json::json;
 
-use crate::helpers::{
-    App, AppOptions, assert_close, linear_expected, linear_job, spawn_app_with, test_models,
-    worker_binary,
+use super::{ADMIN, api_cli, http_key, req, secured_app};
+use crate::support::{
+    all_under, api_binary, assert_close, linear_expected, linear_job, send, test_models,
 };
-
-const ADMIN: &str = "bootstrap-admin-key-for-the-tests-0123456789";
-
-async fn secured_app() -> App {
-    spawn_app_with(AppOptions {
-        admin_key: Some(ADMIN.into()),
-        ..Default::default()
-    })
-    .await
-}
-
-/// `inferq-api <args>` against the test's Redis and namespace; returns (exit ok, stdout,
-/// stderr).
-fn api_cli(app: &App, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(worker_binary().with_file_name("inferq-api"))
-        .env_clear()
-        .env("INFERQ_REDIS_URL", app.redis.url())
-        .env("INFERQ_NAMESPACE", &app.namespace)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn req(app: &App, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
-    let r = app.http.request(method, format!("{}{path}", app.base));
-    match key {
-        Some(k) => r.bearer_auth(k),
-        None => r,
-    }
-}
-
-async fn send(r: RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
-    let res = r.send().await.unwrap();
-    let (status, headers) = (res.status().as_u16(), res.headers().clone());
-    (status, headers, res.json().await.unwrap_or(Value::Null))
-}
-
-/// Makes a key over HTTP with the bootstrap admin key.
-async fn http_key(app: &App, tenant: &str, scopes: &[&str]) -> (String, String) {
-    let (status, _, body) = send(
-        req(app, Method::POST, "/keys", Some(ADMIN))
-            .json(&json!({"tenant": tenant, "scopes": scopes, "name": "test"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let key = body["key"].as_str().unwrap().to_owned();
-    assert!(key.starts_with("iqk_"), "{key}");
-    assert_eq!(body["tenant"], tenant);
-    (key, body["id"].as_str().unwrap().to_owned())
-}
 
 #[tokio::test]
 async fn keys_scopes_and_tenant_isolation() {
@@ -144,15 +88,7 @@ async fn keys_scopes_and_tenant_isolation() {
     assert_eq!(status, 200);
 
     // Wait for the worker through a key with `read`.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, _, body) = send(req(&app, Method::GET, "/models", Some(&alpha_reader))).await;
-        if body["models"][0]["workers"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no worker: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.client(&alpha_reader).wait_models(&["linear"]).await;
 
     // alpha's job: alpha (either header) and admins read it; beta cannot tell it exists.
     let (status, _, accepted) =
@@ -277,11 +213,12 @@ async fn keys_scopes_and_tenant_isolation() {
 
     // Nothing in Redis holds a key in clear.
     let mut conn = app.redis.conn().await;
-    let all: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{{{}}}:apikey*", app.namespace))
+    let mut all: Vec<String> = redis::cmd("KEYS")
+        .arg(all_under(&app.keys().api_key("")))
         .query_async(&mut conn)
         .await
         .unwrap();
+    all.push(app.keys().api_keys());
     for k in all {
         let dump: Vec<String> = match redis::cmd("HGETALL").arg(&k).query_async(&mut conn).await {
             Ok(v) => v,
@@ -353,40 +290,8 @@ async fn keys_scopes_and_tenant_isolation() {
 }
 
 #[tokio::test]
-async fn metrics_need_an_admin_key_unless_public() {
-    let app = secured_app().await;
-    assert_eq!(send(req(&app, Method::GET, "/metrics", None)).await.0, 401);
-    let res = req(&app, Method::GET, "/metrics", Some(ADMIN))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.text()
-            .await
-            .unwrap()
-            .contains("inferq_http_requests_total")
-    );
-
-    let public = spawn_app_with(AppOptions {
-        admin_key: Some(ADMIN.into()),
-        metrics_public: true,
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(
-        send(req(&public, Method::GET, "/metrics", None)).await.0,
-        200
-    );
-    assert_eq!(
-        send(req(&public, Method::GET, "/queues", None)).await.0,
-        401
-    );
-}
-
-#[tokio::test]
 async fn a_short_admin_key_is_refused_at_startup_and_help_shows_no_secret() {
-    let out = Command::new(worker_binary().with_file_name("inferq-api"))
+    let out = Command::new(api_binary())
         .env_clear()
         .env("INFERQ_ADMIN_KEY", "short")
         .env("INFERQ_BIND", "127.0.0.1:0")
@@ -401,7 +306,7 @@ async fn a_short_admin_key_is_refused_at_startup_and_help_shows_no_secret() {
     );
     assert!(!err.contains("short\n"), "{err}");
 
-    let out = Command::new(worker_binary().with_file_name("inferq-api"))
+    let out = Command::new(api_binary())
         .env_clear()
         .env("INFERQ_ADMIN_KEY", ADMIN)
         .env(
@@ -417,139 +322,4 @@ async fn a_short_admin_key_is_refused_at_startup_and_help_shows_no_secret() {
         "{help}"
     );
     assert!(!help.contains(ADMIN) && !help.contains("hunter2"), "{help}");
-}
-
-/// The job API's other ways in (listing, batches, groups, idempotency keys, the result cache)
-/// keep tenants apart too.
-#[tokio::test]
-async fn listing_batches_groups_idempotency_and_the_cache_are_per_tenant() {
-    let app = secured_app().await;
-    let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
-    let (red, _) = http_key(&app, "red", &["submit", "read"]).await;
-    let (blue, _) = http_key(&app, "blue", &["submit", "read"]).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, _, body) = send(req(&app, Method::GET, "/models", Some(&red))).await;
-        if body["models"][0]["workers"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no worker: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let job = |x: f32| linear_job(&[[x, 0.0, 0.0, 0.0]]);
-
-    // The same Idempotency-Key from two tenants makes two jobs.
-    let mut ids = Vec::new();
-    for key in [&red, &blue] {
-        let (status, _, body) = send(
-            req(&app, Method::POST, "/jobs", Some(key))
-                .header("idempotency-key", "order-1")
-                .json(&job(1.0)),
-        )
-        .await;
-        assert_eq!(status, 202, "{body}");
-        ids.push(body["id"].as_str().unwrap().to_owned());
-    }
-    assert_ne!(ids[0], ids[1]);
-
-    // A batch and a group of red's.
-    let (status, _, batch) = send(
-        req(&app, Method::POST, "/jobs/batch", Some(&red))
-            .json(&json!({"jobs": [job(2.0), job(3.0)]})),
-    )
-    .await;
-    assert_eq!(status, 200, "{batch}");
-    let (status, _, group) =
-        send(req(&app, Method::POST, "/groups", Some(&red)).json(&json!({"jobs": [job(4.0)]})))
-            .await;
-    assert_eq!(status, 202, "{group}");
-    let group_id = group["id"].as_str().unwrap().to_owned();
-    let (status, _, g) = send(req(
-        &app,
-        Method::GET,
-        &format!("/groups/{group_id}?wait=10"),
-        Some(&red),
-    ))
-    .await;
-    assert_eq!((status, &g["status"]), (200, &json!("succeeded")), "{g}");
-    for method in [Method::GET, Method::DELETE] {
-        let (status, _, body) = send(req(
-            &app,
-            method,
-            &format!("/groups/{group_id}"),
-            Some(&blue),
-        ))
-        .await;
-        assert_eq!(
-            (status, &body["error"]["code"]),
-            (404, &json!("group_not_found"))
-        );
-    }
-    let red_ids: Vec<String> = batch["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["id"].as_str().unwrap().to_owned())
-        .chain([ids[0].clone()])
-        .chain(
-            group["jobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|j| j.as_str().unwrap().to_owned()),
-        )
-        .collect();
-    for id in &red_ids {
-        let (status, _, _) =
-            send(req(&app, Method::GET, &format!("/jobs/{id}"), Some(&blue))).await;
-        assert_eq!(status, 404);
-    }
-
-    // Listings: each tenant its own; an admin every tenant's.
-    let listed = |key: String| {
-        let app = &app;
-        async move {
-            let (status, _, page) =
-                send(req(app, Method::GET, "/jobs?limit=100", Some(&key))).await;
-            assert_eq!(status, 200, "{page}");
-            page["jobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|j| j["id"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        }
-    };
-    let (for_red, for_blue, for_admin) = (
-        listed(red.clone()).await,
-        listed(blue.clone()).await,
-        listed(ADMIN.to_owned()).await,
-    );
-    assert_eq!(for_blue, [ids[1].clone()]);
-    for id in &red_ids {
-        assert!(for_red.contains(id) && for_admin.contains(id), "{id}");
-    }
-    assert!(!for_red.contains(&ids[1]) && for_admin.contains(&ids[1]));
-
-    // The result cache answers within a tenant only.
-    let cached = json!({"model": "linear", "inputs": job(9.0)["inputs"],
-                        "parameters": {"cache": true}});
-    let (_, _, first) =
-        send(req(&app, Method::POST, "/jobs?wait=10", Some(&red)).json(&cached)).await;
-    assert_eq!(first["status"], "succeeded", "{first}");
-    let (_, _, again) =
-        send(req(&app, Method::POST, "/jobs?wait=10", Some(&red)).json(&cached)).await;
-    let (_, _, other) =
-        send(req(&app, Method::POST, "/jobs?wait=10", Some(&blue)).json(&cached)).await;
-    assert_eq!(
-        app.job_field(again["id"].as_str().unwrap(), "cached")
-            .await
-            .as_deref(),
-        Some("1")
-    );
-    assert_eq!(
-        app.job_field(other["id"].as_str().unwrap(), "cached").await,
-        None,
-        "{other}"
-    );
 }

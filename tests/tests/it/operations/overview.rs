@@ -1,56 +1,14 @@
-//! The operator's view: `GET /workers`, `GET /queues`, the dead letters, and `/metrics` on the
-//! API and on a worker, checked with Prometheus's own `promtool`.
+//! `GET /workers`, `GET /queues` and `/metrics` on the API and on a worker (checked with
+//! Prometheus's own `promtool`) report what ran.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{App, linear_job, slow_job, spawn_app, test_models, worker_binary};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The API as its own process, so its metrics count only this test's requests (the in-process
-/// APIs of the other tests share one recorder).
-struct ApiProcess {
-    child: Child,
-    base: String,
-}
-
-impl Drop for ApiProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn spawn_api_process(app: &App) -> ApiProcess {
-    let bin = worker_binary().with_file_name("inferq-api");
-    let port = free_port();
-    let child = Command::new(bin)
-        .env_clear()
-        .env("INFERQ_REDIS_URL", app.redis.url())
-        .env("INFERQ_NAMESPACE", &app.namespace)
-        .env("INFERQ_BIND", format!("127.0.0.1:{port}"))
-        .env("INFERQ_AUTH", "disabled")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(Instant::now() < deadline, "inferq-api did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    ApiProcess { child, base }
-}
+use crate::support::{
+    ApiProcess, eventually_every, free_port, linear_job, slow_job, spawn_app, test_models,
+};
 
 async fn get_json(url: &str) -> (u16, Value) {
     let r = reqwest::get(url).await.unwrap();
@@ -99,21 +57,20 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// Polls `url` until `ok` holds for its JSON body, or fails after `timeout`.
 async fn poll_json(url: &str, timeout: Duration, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("{url} matches");
+    eventually_every(Duration::from_millis(100), timeout, what, async || {
         let (_, body) = get_json(url).await;
-        if ok(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{url} never matched: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if ok(&body) { Ok(body) } else { Err(body) }
+    })
+    .await
 }
 
 #[tokio::test]
 async fn workers_queues_and_metrics_report_what_ran() {
     let app = spawn_app().await;
-    let api = spawn_api_process(&app).await;
+    // The API as its own process, so its metrics count only this test's requests (the
+    // in-process APIs of the other tests share one recorder).
+    let api = ApiProcess::start(&app, &[]).await;
     let metrics_port = free_port();
     let bind = format!("127.0.0.1:{metrics_port}");
     let worker = app.worker(
@@ -270,146 +227,4 @@ async fn workers_queues_and_metrics_report_what_ran() {
     // The later slow jobs waited for the ones before them.
     let waited = sample(&text, r#"inferq_job_queue_seconds_sum{model="slow"}"#).unwrap();
     assert!(waited > 1.0, "{waited}");
-}
-
-#[tokio::test]
-async fn a_dead_letter_is_listed_retried_and_deleted() {
-    let app = spawn_app().await;
-    let env = [
-        ("INFERQ_MODELS", "slow"),
-        ("INFERQ_LEASE_MS", "500"),
-        ("INFERQ_MAX_ATTEMPTS", "1"),
-    ];
-    let mut first = app.worker(&test_models(), &env);
-    app.wait_models(&["slow"]).await;
-    let id = app.submit(&slow_job(41.0)).await;
-    app.wait_status(&id, "running", Duration::from_secs(30))
-        .await;
-    // The worker dies mid-job; with one attempt allowed, the next worker dead-letters the job.
-    first.signal("KILL");
-    first.wait_exit(Duration::from_secs(10));
-    let _second = app.worker(&test_models(), &env);
-    let record = app.wait_done(&id, Duration::from_secs(30)).await;
-    assert_eq!(record["error"]["code"], "max_attempts_exceeded", "{record}");
-
-    // An entry no worker can read becomes a dead letter without a job.
-    let mut conn = app.redis.conn().await;
-    let _: String = redis::cmd("XADD")
-        .arg(format!("{{{}}}:q:slow", app.namespace))
-        .arg("*")
-        .arg("junk")
-        .arg("1")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let (_, page) = poll_dead(&app, "/dead", |b| {
-        b["dead_letters"].as_array().unwrap().len() == 2
-    })
-    .await;
-
-    // Newest first, one per page.
-    let (status, page1) = app.get("/dead?limit=1").await;
-    assert_eq!(status, 200, "{page1}");
-    let malformed = &page1["dead_letters"][0];
-    assert_eq!(malformed["id"], Value::Null, "{page1}");
-    assert_eq!(malformed["error"]["code"], "malformed_entry", "{page1}");
-    assert_eq!(malformed["model"], "slow", "{page1}");
-    assert_eq!(malformed["retryable"], false, "{page1}");
-    let cursor = page1["next_cursor"].as_str().unwrap().to_owned();
-    let (_, page2) = app.get(&format!("/dead?limit=1&cursor={cursor}")).await;
-    let dead = &page2["dead_letters"][0];
-    assert_eq!(dead["id"], id.as_str(), "{page2}");
-    assert_eq!(dead["model"], "slow", "{page2}");
-    assert_eq!(dead["error"]["code"], "max_attempts_exceeded", "{page2}");
-    assert_eq!(dead["attempts"], 1, "{page2}");
-    assert_eq!(dead["retryable"], true, "{page2}");
-    assert!(
-        dead["failed_at"].as_str().unwrap().ends_with('Z'),
-        "{page2}"
-    );
-    assert_eq!(page2["next_cursor"], Value::Null, "{page2}");
-    assert_eq!(page["dead_letters"][1]["id"], id.as_str(), "{page}");
-
-    // The queue overview counts them and lists the failure.
-    let (_, queues) = app.get("/queues").await;
-    assert_eq!(queues["dead_letters"], 2, "{queues}");
-    let failures = queues["recent_failures"].as_array().unwrap();
-    assert!(
-        failures
-            .iter()
-            .any(|f| f["id"] == id.as_str() && f["code"] == "max_attempts_exceeded"),
-        "{queues}"
-    );
-
-    // Bad requests.
-    for bad in [
-        "/dead?limit=0",
-        "/dead?limit=1001",
-        "/dead?cursor=abc",
-        "/dead?limit=x",
-    ] {
-        let (status, body) = app.get(bad).await;
-        assert_eq!(status, 400, "{bad}: {body}");
-        assert_eq!(body["error"]["code"], "invalid_request", "{bad}: {body}");
-    }
-    let dead_id = malformed["dead_id"].as_str().unwrap().to_owned();
-    let (status, body) = app
-        .post_json(&format!("/dead/{dead_id}/retry"), &json!({}))
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("not_retryable")),
-        "{body}"
-    );
-    let (status, body) = app.post_json("/dead/nonsense/retry", &json!({})).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("dead_letter_not_found")),
-        "{body}"
-    );
-
-    // Retry: same id, a new series of attempts, and it succeeds this time.
-    let (status, body) = app
-        .post_json(&format!("/dead/{id}/retry"), &json!({}))
-        .await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["id"], id.as_str(), "{body}");
-    assert_eq!(body["status_url"], format!("/status/{id}"), "{body}");
-    let record = app.wait_done(&id, Duration::from_secs(30)).await;
-    assert_eq!(record["status"], "succeeded", "{record}");
-    assert_eq!(record["attempts"], 1, "{record}");
-    assert_eq!(record["error"], Value::Null, "{record}");
-    assert_eq!(
-        record["result"]["outputs"][0]["data"],
-        json!([42.0]),
-        "{record}"
-    );
-    let (status, _) = app
-        .post_json(&format!("/dead/{id}/retry"), &json!({}))
-        .await;
-    assert_eq!(status, 404);
-
-    // Delete.
-    let (status, _) = app.delete(&format!("/dead/{dead_id}")).await;
-    assert_eq!(status, 204);
-    let (status, body) = app.delete(&format!("/dead/{dead_id}")).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("dead_letter_not_found")),
-        "{body}"
-    );
-    let (_, page) = app.get("/dead").await;
-    assert_eq!(page, json!({"dead_letters": [], "next_cursor": null}));
-}
-
-async fn poll_dead(app: &App, path: &str, ok: impl Fn(&Value) -> bool) -> (u16, Value) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = app.get(path).await;
-        if status == 200 && ok(&body) {
-            return (status, body);
-        }
-        assert!(Instant::now() < deadline, "{path} never matched: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

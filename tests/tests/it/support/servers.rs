@@ -3,7 +3,7 @@
 //! HMAC (not the worker's code) and fails the first attempts on purpose.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,6 +14,8 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
+
+use super::eventually;
 
 /// Serves `router` on a free port of 127.0.0.1; returns `http://127.0.0.1:<port>`.
 pub(crate) async fn serve(router: Router) -> String {
@@ -79,19 +81,15 @@ impl Receiver {
 
     /// Waits until `n` messages arrived, and returns them.
     pub(crate) async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        eventually(timeout, format!("{n} messages arrive"), async || {
             let seen = self.seen();
             if seen.len() >= n {
-                return seen;
+                Ok(seen)
+            } else {
+                Err(format!("{} messages: {seen:?}", seen.len()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {n} messages arrived: {seen:?}",
-                seen.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 
