@@ -1,46 +1,14 @@
-//! One function per subcommand: call the API, print the human or the `--json` form, and say
-//! how the command ended.
+//! The job commands: `submit`, `speech`, `status`, `cancel` and `models`.
 
-use clap::CommandFactory;
-use inferq_shared::{JobId, JobStatus};
+use inferq_shared::JobId;
 use serde::{Deserialize, Serialize};
 
-use crate::args::{Cli, Command, Global, SubmitArgs};
+use crate::args::{Global, SubmitArgs};
 use crate::client::{Client, parse};
 use crate::error::{CliError, Outcome};
 use crate::input::{Input, WireTensor};
-use crate::ops;
 use crate::progress;
-use crate::render::{self, JobRecord, emit, emit_json};
-
-pub(crate) async fn run(cli: Cli) -> Result<Outcome, CliError> {
-    let global = cli.global;
-    match cli.command {
-        Command::Submit(args) => submit(&global, args).await,
-        Command::Status { id } => status(&global, id).await,
-        Command::Wait { id } => {
-            let client = Client::new(&global)?;
-            report(&global, progress::wait(&client, id).await?)
-        }
-        Command::Cancel { id } => cancel(&global, id).await,
-        Command::Models => models(&global).await,
-        Command::Workers => ops::workers(&global).await,
-        Command::Speech {
-            file,
-            parameters,
-            wait,
-        } => ops::speech(&global, &file, parameters.as_deref(), wait).await,
-        Command::Keys { command } => ops::keys(&global, command).await,
-        Command::Queues => ops::queues(&global).await,
-        Command::Dead { command } => ops::dead(&global, command).await,
-        Command::Completions { shell } => {
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "inferq", &mut out);
-            emit(&String::from_utf8_lossy(&out))?;
-            Ok(Outcome::Done)
-        }
-    }
-}
+use crate::render::{self, JobRecord, emit, emit_json, report};
 
 /// The job body of `POST /jobs`.
 #[derive(Debug, Serialize)]
@@ -65,7 +33,7 @@ struct Accepted {
     id: JobId,
 }
 
-async fn submit(global: &Global, args: SubmitArgs) -> Result<Outcome, CliError> {
+pub(super) async fn submit(global: &Global, args: SubmitArgs) -> Result<Outcome, CliError> {
     // Every input is read before anything is sent, so a bad file costs no request.
     let mut inputs = args
         .inputs
@@ -107,32 +75,60 @@ async fn submit(global: &Global, args: SubmitArgs) -> Result<Outcome, CliError> 
     Ok(Outcome::Done)
 }
 
-async fn status(global: &Global, id: JobId) -> Result<Outcome, CliError> {
+/// `inferq speech <file>`: the file goes as base64 in a JSON body.
+pub(super) async fn speech(
+    global: &Global,
+    file: &std::path::Path,
+    parameters: Option<&str>,
+    wait: bool,
+) -> Result<Outcome, CliError> {
+    use base64::Engine;
+    let bytes = std::fs::read(file)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let parameters: serde_json::Value = match parameters {
+        None => serde_json::json!({}),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => {
+                return Err(CliError::Usage(
+                    "--parameters must be a JSON object, e.g. '{\"threshold\": 0.6}'".into(),
+                ));
+            }
+        },
+    };
+    let body = serde_json::json!({
+        "pipeline": "speech_segments",
+        "audio": {"data": base64::engine::general_purpose::STANDARD.encode(&bytes)},
+        "parameters": parameters,
+    });
+    let client = Client::new(global)?;
+    let raw = client
+        .post_json("/jobs", serde_json::to_vec(&body).unwrap_or_default())
+        .await?;
+    let accepted: Accepted = parse(&raw)?;
+    if wait {
+        let done = progress::wait(&client, accepted.id).await?;
+        return report(global, done);
+    }
+    if global.json {
+        emit_json(&raw)?;
+    } else {
+        emit(&format!(
+            "job {id} queued\n  follow it with: inferq wait {id}\n",
+            id = accepted.id
+        ))?;
+    }
+    Ok(Outcome::Done)
+}
+
+pub(super) async fn status(global: &Global, id: JobId) -> Result<Outcome, CliError> {
     let client = Client::new(global)?;
     let raw = client.status(id, None).await?;
     let record: JobRecord = parse(&raw)?;
     report(global, (raw, record))
 }
 
-/// Prints a job record; a job that ended failed or cancelled makes the exit status 1.
-pub(crate) fn report(
-    global: &Global,
-    (raw, record): (String, JobRecord),
-) -> Result<Outcome, CliError> {
-    if global.json {
-        emit_json(&raw)?;
-    } else {
-        emit(&render::record(&record))?;
-    }
-    Ok(match record.status {
-        JobStatus::Failed | JobStatus::Cancelled => Outcome::JobUnsuccessful,
-        JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running | JobStatus::Succeeded => {
-            Outcome::Done
-        }
-    })
-}
-
-async fn cancel(global: &Global, id: JobId) -> Result<Outcome, CliError> {
+pub(super) async fn cancel(global: &Global, id: JobId) -> Result<Outcome, CliError> {
     let client = Client::new(global)?;
     let raw = client.cancel(id).await?;
     if global.json {
@@ -144,7 +140,7 @@ async fn cancel(global: &Global, id: JobId) -> Result<Outcome, CliError> {
     Ok(Outcome::Done)
 }
 
-async fn models(global: &Global) -> Result<Outcome, CliError> {
+pub(super) async fn models(global: &Global) -> Result<Outcome, CliError> {
     let client = Client::new(global)?;
     let (raw, models) = client.models().await?;
     if global.json {
