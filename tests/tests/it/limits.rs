@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{AppOptions, spawn_app_with};
+use crate::support::{AppOptions, eventually, spawn_app_with};
 
 fn addr(base: &str) -> String {
     base.trim_start_matches("http://").to_owned()
@@ -94,15 +94,15 @@ async fn connections_beyond_the_limit_get_503_and_slow_heads_are_cut_off() {
     assert!(began.elapsed() < Duration::from_secs(15));
 
     // With the slots free again, requests are served.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _) = app.get("/healthz").await;
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never served again: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "requests are served again",
+        async || match app.get("/healthz").await.0 {
+            200 => Ok(()),
+            status => Err(status),
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

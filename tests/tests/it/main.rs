@@ -1,5 +1,6 @@
-//! inferq integration tests: a real `redis-server` per test, the real API (in-process) and real
-//! worker processes running real ONNX models.
+//! inferq integration tests: a real `redis-server` per test, the real API (in-process, or as a
+//! process of its own) and real worker processes running real ONNX models. Every fixture is in
+//! `support`; a subject of several concepts is a folder with one file per concept.
 
 mod auth;
 mod batching;
@@ -7,7 +8,6 @@ mod cli;
 mod dashboard;
 mod datatypes;
 mod events;
-mod events_cli;
 mod faults;
 mod inputs_by_url;
 mod job_api;

@@ -1,6 +1,7 @@
 //! The `inferq` command-line client, run as a process against the real API and workers: what it
 //! prints, its exit statuses, and its spinner in a real terminal (tmux).
 
+mod events;
 mod jobs;
 mod offline;
 mod operations;
