@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use inferq_worker::infer::runtime as session;
 use ort::value::{Tensor, ValueType};
 
+use crate::args::Args;
+
 /// Rows per second one layout sustained at one batch size.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawResult {
@@ -85,4 +87,46 @@ pub(crate) fn measure(
         threads,
         rows_per_sec,
     })
+}
+
+/// Runs `f` on a plain thread (not tokio's blocking pool, which would hold the process open
+/// on Ctrl-C until the raw loop ends).
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await.context("the raw benchmark thread panicked")?
+}
+
+/// The raw loop at batch 1 and at the max batch, on `threads` sessions.
+pub(crate) async fn raw_limits(
+    args: &Args,
+    onnx: &Path,
+    threads: usize,
+) -> anyhow::Result<(RawResult, RawResult)> {
+    let (path, lib, width, batch) = (
+        onnx.to_owned(),
+        args.ort_lib.clone(),
+        args.width,
+        args.max_batch,
+    );
+    let secs = Duration::from_secs_f64(args.raw_secs.max(0.1));
+    eprintln!(
+        "raw loop: {threads} thread(s), batch 1 and {batch}, {:.1} s each ...",
+        secs.as_secs_f64()
+    );
+    off_runtime(move || {
+        session::init_runtime(&lib)?;
+        let (input, found) = model_input(&path)?;
+        let width = width
+            .or(found)
+            .context("the model's input width is not fixed; pass --width")?;
+        let one = measure(&path, &input, width, threads, 1, secs)?;
+        let many = measure(&path, &input, width, threads, batch, secs)?;
+        Ok((one, many))
+    })
+    .await
 }

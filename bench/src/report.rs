@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::Args;
+use crate::args::Args;
 use crate::cluster::Cluster;
 use crate::load::LoadResult;
 use crate::procfs;

@@ -7,7 +7,6 @@ mod commands;
 mod error;
 mod events;
 mod input;
-mod ops;
 mod progress;
 mod render;
 

@@ -1,5 +1,5 @@
-//! The human-readable forms: a job record, the model table, durations. (`--json` prints the
-//! server's bodies verbatim instead.)
+//! The human-readable forms: a job record, the model table, durations, and the one way a
+//! command prints an answer (`--json` prints the server's bodies verbatim instead).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -11,8 +11,9 @@ use inferq_shared::time::{now_ms, parse_rfc3339_ms};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::client::ModelStatus;
-use crate::error::CliError;
+use crate::args::Global;
+use crate::client::{ModelStatus, parse};
+use crate::error::{CliError, Outcome};
 
 /// Elements of an output shown inline; `--json` gives all of them.
 const SHOWN_VALUES: usize = 8;
@@ -264,6 +265,38 @@ pub(crate) fn table<const N: usize>(header: &[String; N], rows: &[[String; N]]) 
         out.push('\n');
     }
     out
+}
+
+/// Prints a job record; a job that ended failed or cancelled makes the exit status 1.
+pub(crate) fn report(
+    global: &Global,
+    (raw, record): (String, JobRecord),
+) -> Result<Outcome, CliError> {
+    if global.json {
+        emit_json(&raw)?;
+    } else {
+        emit(&self::record(&record))?;
+    }
+    Ok(match record.status {
+        JobStatus::Failed | JobStatus::Cancelled => Outcome::JobUnsuccessful,
+        JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running | JobStatus::Succeeded => {
+            Outcome::Done
+        }
+    })
+}
+
+/// Prints `raw` as JSON, or its human form.
+pub(crate) fn show<T: for<'de> Deserialize<'de>>(
+    global: &Global,
+    raw: &str,
+    human: impl FnOnce(T) -> String,
+) -> Result<Outcome, CliError> {
+    if global.json {
+        emit_json(raw)?;
+    } else {
+        emit(&human(parse(raw)?))?;
+    }
+    Ok(Outcome::Done)
 }
 
 #[cfg(test)]

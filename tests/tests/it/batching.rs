@@ -8,7 +8,7 @@ use inferq_shared::config::RedisConfig;
 use inferq_shared::queue::Queue;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn mlp_job(i: usize, rows: usize) -> Value {
     let x: Vec<f32> = (0..rows * 64)

@@ -6,9 +6,9 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::helpers::*;
+use crate::support::{eventually, repo_root, slow_job, spawn_app, test_models, test_venv};
 
 /// Debian's Chromium (scripts/setup.sh installs it); `INFERQ_TEST_CHROMIUM` names another
 /// Chromium or Chrome binary.
@@ -58,29 +58,27 @@ async fn the_dashboard_shows_the_system_and_retries_a_dead_letter() {
     // And a queue entry no worker can read: set aside as a dead letter without a job.
     let mut conn = app.redis.conn().await;
     let _: String = redis::cmd("XADD")
-        .arg(format!("{{{}}}:q:linear", app.namespace))
+        .arg(app.keys().stream("linear"))
         .arg("*")
         .arg("id")
         .arg("not-a-job-id")
         .query_async(&mut conn)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = "the unreadable entry is set aside";
+    eventually(Duration::from_secs(30), what, async || {
         let dead: u64 = redis::cmd("XLEN")
-            .arg(format!("{{{}}}:dead", app.namespace))
+            .arg(app.keys().dead_letter())
             .query_async(&mut conn)
             .await
             .unwrap();
         if dead == 2 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{dead} dead letters"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the unreadable entry was not set aside"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 
     let screenshot = screenshot_path();
     let run = tokio::process::Command::new(test_venv("python"))

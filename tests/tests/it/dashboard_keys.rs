@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 const ADMIN: &str = "bootstrap-admin-key-for-the-dashboard-0123456789";
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{spawn_app, test_models};
+use crate::support::{spawn_app, test_models};
 
 const DONE: Duration = Duration::from_secs(60);
 
@@ -125,7 +125,7 @@ async fn fp16_and_bytes_jobs_return_exact_results() {
 
 /// Posts an OIP request with the binary extension: `header`, then `binary`.
 async fn infer_binary(
-    app: &crate::helpers::App,
+    app: &crate::support::App,
     model: &str,
     header: &Value,
     binary: &[u8],

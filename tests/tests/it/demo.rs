@@ -5,15 +5,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{repo_root, worker_binary};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{free_port, repo_root, worker_binary};
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.current_dir(repo_root()).output().unwrap();

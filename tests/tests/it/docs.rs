@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 
 /// Set to `1`, the OpenAPI test rewrites `docs/openapi.json` instead of failing.
 const BLESS: &str = "INFERQ_BLESS";

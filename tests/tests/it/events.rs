@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    App, AppOptions, linear_job, slow_job, spawn_app, spawn_app_with, test_models,
+use crate::support::audio::{fixture, speech_worker, submit_audio};
+use crate::support::{
+    App, AppOptions, eventually_every, linear_job, slow_job, spawn_app, spawn_app_with, test_models,
 };
-use crate::speech::{fixture, speech_worker, submit_audio};
 
 /// One event of a stream.
 #[derive(Debug)]
@@ -236,44 +236,16 @@ async fn another_tenants_job_is_unknown_and_streams_need_the_read_scope() {
         ..Default::default()
     })
     .await;
-    let key = |tenant: &'static str, scopes: &'static [&'static str]| {
-        let app = &app;
-        async move {
-            let r: Value = app
-                .http
-                .post(format!("{}/keys", app.base))
-                .bearer_auth(ADMIN)
-                .json(&json!({"tenant": tenant, "scopes": scopes}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            r["key"].as_str().unwrap().to_owned()
-        }
+    let admin = app.client(ADMIN);
+    let key = async |tenant: &str, scopes: &[&str]| {
+        let body = json!({"tenant": tenant, "scopes": scopes});
+        admin.create_key(&body).await.0
     };
     let teal = key("teal", &["submit", "read"]).await;
     let plum = key("plum", &["submit", "read"]).await;
     let teal_submit_only = key("teal", &["submit"]).await;
     let w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while app
-        .http
-        .get(format!("{}/models", app.base))
-        .bearer_auth(&teal)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["models"]
-        .as_array()
-        .is_none_or(|m| m.is_empty())
-    {
-        assert!(std::time::Instant::now() < deadline, "no model");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.client(&teal).wait_models(&["linear"]).await;
     drop(w);
     let r: Value = app
         .http
@@ -352,15 +324,16 @@ async fn two_hundred_streams_share_the_apis_one_subscription() {
     assert_eq!(streams[0].next().await.unwrap().data["status"], "queued");
     // Once the worker that registered the model has gone: the API's command connection, its
     // subscription, and this test's.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let before = loop {
-        let n = redis_clients(&mut conn).await;
-        if n == 3 {
-            break n;
-        }
-        assert!(std::time::Instant::now() < deadline, "{n} clients");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let before = eventually_every(
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        "three Redis clients are left",
+        async || match redis_clients(&mut conn).await {
+            3 => Ok(3),
+            n => Err(format!("{n} clients")),
+        },
+    )
+    .await;
     for id in &ids[1..] {
         let mut s = EventStream::open(&app, id, None, None).await;
         assert_eq!(s.next().await.unwrap().data["status"], "queued");

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::*;
 
 const DONE: Duration = Duration::from_secs(60);
 
@@ -247,8 +247,8 @@ async fn a_recording_by_url_gives_the_reference_segments_and_its_webhook() {
     let router = Router::new()
         .route("/speech.wav", get(move || async move { wav }))
         .route("/empty.wav", get(|| async { Vec::<u8>::new() }));
-    let base = crate::local_servers::serve(router).await;
-    let receiver = crate::local_servers::Receiver::start(0).await;
+    let base = crate::support::servers::serve(router).await;
+    let receiver = crate::support::servers::Receiver::start(0).await;
     let app = spawn_app_with(AppOptions {
         tweak: Some(allow_loopback),
         ..AppOptions::default()
@@ -259,7 +259,7 @@ async fn a_recording_by_url_gives_the_reference_segments_and_its_webhook() {
         &[
             ("INFERQ_MODELS", "silero_vad"),
             ("INFERQ_FETCH_ALLOW", "127.0.0.1"),
-            ("INFERQ_WEBHOOK_SECRET", crate::local_servers::SECRET),
+            ("INFERQ_WEBHOOK_SECRET", crate::support::servers::SECRET),
         ],
     );
     let id = app

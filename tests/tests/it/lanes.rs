@@ -9,7 +9,7 @@ use inferq_shared::queue::keys::entry;
 use inferq_shared::queue::{Retired, Submitted};
 use redis::aio::MultiplexedConnection;
 
-use crate::protocol::{MODEL, PAYLOAD, RETENTION, setup};
+use crate::support::queue::{MODEL, PAYLOAD, RETENTION, setup};
 
 /// A job of `MODEL` at `priority`, with nothing else asked.
 fn new_job(id: JobId, priority: Priority) -> inferq_shared::queue::NewJob<'static> {

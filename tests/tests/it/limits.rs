@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{AppOptions, spawn_app_with};
+use crate::support::{AppOptions, eventually, spawn_app_with};
 
 fn addr(base: &str) -> String {
     base.trim_start_matches("http://").to_owned()
@@ -94,15 +94,15 @@ async fn connections_beyond_the_limit_get_503_and_slow_heads_are_cut_off() {
     assert!(began.elapsed() < Duration::from_secs(15));
 
     // With the slots free again, requests are served.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _) = app.get("/healthz").await;
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never served again: {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(10),
+        "requests are served again",
+        async || match app.get("/healthz").await.0 {
+            200 => Ok(()),
+            status => Err(status),
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -170,7 +170,7 @@ async fn oversized_heads_and_late_bodies_get_4xx_in_the_error_shape() {
 /// A full queue's `Retry-After` comes from the queue's depth and the model's measured rate.
 #[tokio::test]
 async fn a_full_queue_answers_a_retry_after_estimated_from_its_backlog() {
-    use crate::helpers::{linear_job, slow_job, test_models};
+    use crate::support::{linear_job, slow_job, test_models};
     let app = spawn_app_with(AppOptions {
         max_queued: 3,
         ..Default::default()

@@ -1,9 +1,9 @@
 //! Secrets never reach a log: every line the suite's processes wrote (the workers the harness
-//! starts and the in-process APIs, in `helpers::log_dir()`) is searched for an API key, the
+//! starts and the in-process APIs, in `support::log_dir()`) is searched for an API key, the
 //! tests' admin keys and Redis passwords. Run after the whole suite (scripts/test.sh does:
 //! `cargo test … -- --ignored logs::`), so it sees everything the suite logged.
 
-use crate::helpers::log_dir;
+use crate::support::log_dir;
 
 /// The secrets the tests use, or a recognisable part of each: the tests' bootstrap admin keys
 /// all hold `admin-key-`; `hunter2` and `acl-password-` are the Redis passwords of the auth and

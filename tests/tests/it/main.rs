@@ -1,5 +1,6 @@
-//! inferq integration tests: a real `redis-server` per test, the real API (in-process) and real
-//! worker processes running real ONNX models.
+//! inferq integration tests: a real `redis-server` per test, the real API (in-process, or as a
+//! process of its own) and real worker processes running real ONNX models. Every fixture is in
+//! `support`; a subject of several concepts is a folder with one file per concept.
 
 mod auth;
 mod batching;
@@ -10,17 +11,13 @@ mod datatypes;
 mod demo;
 mod docs;
 mod events;
-mod events_cli;
 mod faults;
-mod helpers;
 mod inputs_by_url;
 mod job_api;
 mod jobs;
 mod lanes;
 mod lifecycle;
 mod limits;
-mod listing;
-mod local_servers;
 mod logs;
 mod oip;
 mod openapi;
@@ -29,6 +26,7 @@ mod priority;
 mod protocol;
 mod quota;
 mod speech;
+mod support;
 mod tenant_count;
 mod tenant_quota;
 mod tls;

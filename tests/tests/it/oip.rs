@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_close, linear_expected, repo_root, slow_job, spawn_app, test_models};
+use crate::support::{assert_close, linear_expected, repo_root, slow_job, spawn_app, test_models};
 
 /// Body with the binary extension: the JSON header, then raw little-endian floats.
 fn framed(header: &Value, floats: &[f32]) -> (Vec<u8>, usize) {

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::{
+    App, AppOptions, assert_close, linear_expected, linear_job, repo_root, spawn_app,
+    spawn_app_with, test_models, test_venv,
+};
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
@@ -273,28 +276,6 @@ async fn the_document_covers_every_route_and_is_valid_openapi() {
     assert!(text.contains("document ok"), "{text}");
 }
 
-/// Waits until `linear` has a live worker, asking with `key`.
-async fn wait_for_model(app: &crate::helpers::App, key: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let body: serde_json::Value = app
-            .http
-            .get(format!("{}/models", app.base))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or_default();
-        if body["models"][0]["workers"].as_u64().unwrap_or(0) > 0 {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "no worker: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// schemathesis (in .venv-test) generates requests from the document, valid and invalid, and
 /// follows its links (a submission's `id` into the status routes), against the API and a
 /// worker serving `linear`. Every check is on; `tests/schemathesis.toml` lists, with reasons,
@@ -312,7 +293,7 @@ async fn schemathesis_finds_no_problem() {
     })
     .await;
     let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
-    wait_for_model(&app, admin).await;
+    app.client(admin).wait_models(&["linear"]).await;
     let run = tokio::process::Command::new(test_venv("schemathesis"))
         // Its caches (.hypothesis/, .schemathesis/) go with the test's temporary directory.
         .current_dir(&app.redis.dir)

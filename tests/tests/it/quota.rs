@@ -1,23 +1,11 @@
 //! Per-tenant submission rates, shared through Redis: concurrent submissions of one tenant to
 //! two API processes (one in-process, one a separate `inferq-api`) draw from one bucket.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, linear_job, spawn_app_with, test_models, worker_binary};
+use crate::support::{ApiProcess, AppOptions, linear_job, spawn_app_with, test_models};
 
 const ADMIN: &str = "quota-test-admin-key-0123456789abcdef";
-
-struct Api(Child);
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn a_tenants_rate_is_shared_by_every_api_process() {
@@ -31,64 +19,25 @@ async fn a_tenants_rate_is_shared_by_every_api_process() {
         ..Default::default()
     })
     .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _other = Api(Command::new(worker_binary().with_file_name("inferq-api"))
-        .env_clear()
-        .env("INFERQ_REDIS_URL", app.redis.url())
-        .env("INFERQ_NAMESPACE", &app.namespace)
-        .env("INFERQ_BIND", format!("127.0.0.1:{port}"))
-        .env("INFERQ_ADMIN_KEY", ADMIN)
-        .env("INFERQ_TENANT_RATE", "0.01")
-        .env("INFERQ_TENANT_BURST", "5")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap());
-    let other = format!("http://127.0.0.1:{port}");
+    let other_api = ApiProcess::start(
+        &app,
+        &[
+            ("INFERQ_AUTH", "required"),
+            ("INFERQ_ADMIN_KEY", ADMIN),
+            ("INFERQ_TENANT_RATE", "0.01"),
+            ("INFERQ_TENANT_BURST", "5"),
+        ],
+    )
+    .await;
+    let other = other_api.base.clone();
     let _w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
-    let key = |tenant: &'static str| {
-        let app = &app;
-        async move {
-            let r: Value = app
-                .http
-                .post(format!("{}/keys", app.base))
-                .bearer_auth(ADMIN)
-                .json(&json!({"tenant": tenant, "scopes": ["submit", "read"]}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            r["key"].as_str().unwrap().to_owned()
-        }
+    let admin = app.client(ADMIN);
+    let key = async |tenant: &str| {
+        let body = json!({"tenant": tenant, "scopes": ["submit", "read"]});
+        admin.create_key(&body).await.0
     };
     let (teal, plum) = (key("teal").await, key("plum").await);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = app
-            .http
-            .get(format!("{other}/models"))
-            .bearer_auth(&teal)
-            .send()
-            .await;
-        let body: Value = match ready {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => Value::Null,
-        };
-        if body["models"][0]["workers"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "second API or worker not ready: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    other_api.client(Some(&teal)).wait_models(&["linear"]).await;
 
     // Twenty at once, half to each process: five pass.
     let mut set = tokio::task::JoinSet::new();

@@ -7,12 +7,13 @@ use std::time::Duration;
 use inferq_shared::config::RedisConfig;
 use inferq_shared::job::{JobId, Priority};
 use inferq_shared::queue::{
-    Cancelled, Completion, Entry, NewJob, Outcome, Queue, Retention, Retired, Retried, Submitted,
+    Cancelled, Completion, Entry, Keys, NewJob, Outcome, Queue, Retention, Retired, Retried,
+    Submitted,
 };
 use serde_json::{Value, json};
 
-use crate::helpers::Redis;
-use crate::protocol::model_info;
+use crate::support::Redis;
+use crate::support::queue::model_info;
 
 const RETENTION: Retention = Retention {
     result_ttl: Duration::from_secs(60),
@@ -43,7 +44,7 @@ pub(crate) async fn active(
     tenant: &str,
 ) -> u64 {
     let n: Option<u64> = redis::cmd("HGET")
-        .arg(format!("{{{ns}}}:tenants:active"))
+        .arg(Keys::new(ns).tenant_active())
         .arg(tenant)
         .query_async(conn)
         .await
@@ -156,7 +157,7 @@ async fn a_tenants_count_follows_every_way_a_job_ends() {
     assert_eq!(active(&mut conn, &ns, "teal").await, 0);
     assert_eq!(active(&mut conn, &ns, "plum").await, 0);
     let left: Option<Vec<String>> = redis::cmd("HKEYS")
-        .arg(format!("{{{ns}}}:tenants:active"))
+        .arg(Keys::new(&ns).tenant_active())
         .query_async(&mut conn)
         .await
         .ok();
@@ -165,7 +166,7 @@ async fn a_tenants_count_follows_every_way_a_job_ends() {
 
 #[tokio::test]
 async fn dead_letters_show_their_tenant_and_filter_by_it() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let cfg = RedisConfig::new(&app.redis.url(), &app.namespace);
     let queue = Queue::connect(&cfg, Duration::ZERO).await.unwrap();
     queue

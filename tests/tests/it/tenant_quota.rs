@@ -2,61 +2,32 @@
 //! submissions to two API processes, with a `Retry-After` from the measured rate; and the
 //! quotas (`max_queued`, `rate`, `burst`) set on keys.
 
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    App, AppOptions, linear_job, log_dir, spawn_app_with, test_models, worker_binary,
+use crate::support::{
+    ApiProcess, App, AppOptions, eventually, linear_job, spawn_app_with, test_models,
 };
+
 use crate::tenant_count::active;
 
 const ADMIN: &str = "tenant-quota-admin-key-0123456789abcdef";
 
-struct Api(Child);
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A second `inferq-api` process on the app's Redis and namespace, keys required, its log
+/// lines (at `info`) kept for the log check.
+async fn second_api(app: &App) -> ApiProcess {
+    let env = [
+        ("INFERQ_AUTH", "required"),
+        ("INFERQ_ADMIN_KEY", ADMIN),
+        ("RUST_LOG", "info"),
+    ];
+    ApiProcess::start(app, &env).await
 }
 
-/// A second `inferq-api` process on the app's Redis and namespace.
-fn second_api(app: &App) -> (Api, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(worker_binary().with_file_name("inferq-api"))
-        .env_clear()
-        .env("INFERQ_REDIS_URL", app.redis.url())
-        .env("INFERQ_NAMESPACE", &app.namespace)
-        .env("INFERQ_BIND", format!("127.0.0.1:{port}"))
-        .env("INFERQ_ADMIN_KEY", ADMIN)
-        .env("RUST_LOG", "info")
-        .stdout(
-            std::fs::File::create(log_dir().join(format!("{}-api.log", app.namespace))).unwrap(),
-        )
-        .spawn()
-        .unwrap();
-    (Api(child), format!("http://127.0.0.1:{port}"))
-}
-
+/// Makes a key with the admin key; returns it.
 async fn make_key(app: &App, body: Value) -> String {
-    let r = app
-        .http
-        .post(format!("{}/keys", app.base))
-        .bearer_auth(ADMIN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    v["key"].as_str().unwrap().to_owned()
+    app.client(ADMIN).create_key(&body).await.0
 }
 
 /// `POST /jobs` of one `linear` job: status, `Retry-After`, body.
@@ -76,29 +47,6 @@ async fn post(http: &reqwest::Client, base: &str, key: &str) -> (u16, Option<u64
     (status, retry, r.json().await.unwrap_or_default())
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = http
-            .get(format!("{base}/models"))
-            .bearer_auth(key)
-            .send()
-            .await;
-        let models: Value = match r {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => Value::Null,
-        };
-        if models["models"].as_array().is_some_and(|m| !m.is_empty()) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "API at {base} never listed a model"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn max_queued_holds_under_concurrent_submissions_to_two_api_processes() {
     let app = spawn_app_with(AppOptions {
@@ -106,7 +54,8 @@ async fn max_queued_holds_under_concurrent_submissions_to_two_api_processes() {
         ..Default::default()
     })
     .await;
-    let (_other_api, other) = second_api(&app);
+    let other_api = second_api(&app).await;
+    let other = other_api.base.clone();
     let teal = make_key(
         &app,
         json!({"tenant": "teal", "scopes": ["submit", "read"],
@@ -119,8 +68,8 @@ async fn max_queued_holds_under_concurrent_submissions_to_two_api_processes() {
     )
     .await;
     let w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
-    wait_ready(&app.http, &app.base, &teal).await;
-    wait_ready(&app.http, &other, &teal).await;
+    app.client(&teal).wait_models(&["linear"]).await;
+    other_api.client(Some(&teal)).wait_models(&["linear"]).await;
     // Nothing runs: the jobs stay queued and count.
     drop(w);
 
@@ -184,11 +133,15 @@ async fn max_queued_holds_under_concurrent_submissions_to_two_api_processes() {
 
     // Once the jobs run, the count empties and the estimate follows the measured rate.
     let w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while active(&mut conn, &app.namespace, "teal").await > 0 {
-        assert!(Instant::now() < deadline, "teal's jobs never finished");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "teal's jobs finish",
+        async || match active(&mut conn, &app.namespace, "teal").await {
+            0 => Ok(()),
+            n => Err(format!("{n} active")),
+        },
+    )
+    .await;
     drop(w);
     // The rate counts whole seconds that have passed.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -224,7 +177,7 @@ async fn a_keys_rate_and_burst_override_the_configured_ones() {
     )
     .await;
     let w = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
-    wait_ready(&app.http, &app.base, &free).await;
+    app.client(&free).wait_models(&["linear"]).await;
     drop(w);
     assert_eq!(post(&app.http, &app.base, &slow).await.0, 202);
     assert_eq!(post(&app.http, &app.base, &slow).await.0, 202);

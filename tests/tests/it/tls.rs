@@ -4,25 +4,19 @@
 //! line and used (and misused) over HTTP at debug log level; then every line those processes
 //! wrote is searched for the Redis password, the admin key and the API keys.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_close, linear_expected, linear_job, test_models, worker_binary};
+use crate::support::{
+    assert_close, eventually_blocking, eventually_every, free_port, linear_expected, linear_job,
+    test_models, worker_binary,
+};
 
 const PASSWORD: &str = "acl-password-7f3a9c2e51";
 const ADMIN: &str = "tls-test-admin-key-6b1d0e9a4c7f2358";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A child process, killed on drop.
 struct Proc(Child);
@@ -137,14 +131,9 @@ fn start_tls_redis(dir: &Path, port: u16) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server (TLS) did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually_blocking(Duration::from_secs(10), "redis-server (TLS) starts", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).map(drop)
+    });
     Proc(child)
 }
 
@@ -226,22 +215,27 @@ async fn rediss_with_an_acl_user_and_no_secret_in_any_log() {
     };
 
     // Ready means Redis answered over TLS; then a worker announces `linear`.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let models: Value = match get("/models", &keys[0]).await {
-            Ok(r) if r.status() == 200 => r.json().await.unwrap(),
-            _ => Value::Null,
-        };
-        if models["models"][0]["workers"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "API or worker never came up over TLS: logs in {}",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!(
+        "the API and a worker come up over TLS (logs in {})",
+        dir.display()
+    );
+    eventually_every(
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+        what,
+        async || {
+            let models: Value = match get("/models", &keys[0]).await {
+                Ok(r) if r.status() == 200 => r.json().await.unwrap(),
+                _ => Value::Null,
+            };
+            if models["models"][0]["workers"].as_u64().unwrap_or(0) > 0 {
+                Ok(())
+            } else {
+                Err(models)
+            }
+        },
+    )
+    .await;
     let r = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 

@@ -15,7 +15,7 @@ use inferq_shared::queue::{
 };
 use redis::AsyncCommands;
 
-use crate::helpers::Redis;
+use crate::support::Redis;
 
 const RETENTION: Retention = Retention {
     result_ttl: Duration::from_secs(60),
@@ -25,7 +25,6 @@ struct Fixture {
     _redis: Redis,
     queue: Queue,
     conn: redis::aio::MultiplexedConnection,
-    namespace: String,
     name: String,
 }
 
@@ -42,7 +41,6 @@ async fn setup() -> Fixture {
         _redis: redis,
         queue,
         conn,
-        namespace,
         name,
     }
 }
@@ -75,7 +73,7 @@ impl Fixture {
     async fn upload_exists(&self, id: JobId) -> bool {
         self.conn
             .clone()
-            .exists(format!("{{{}}}:upload:{id}", self.namespace))
+            .exists(self.queue.keys().upload(id))
             .await
             .unwrap()
     }
@@ -125,12 +123,7 @@ async fn the_upload_lives_until_the_job_ends_and_no_longer() {
     assert_eq!(f.queue.upload_len(id).await.unwrap(), 12);
     assert_eq!(f.queue.record(id).await.unwrap().unwrap().tenant, "t1");
     assert_eq!(f.queue.read_upload(id, 4, 100).await.unwrap(), b"....WAVE");
-    let ttl: i64 = f
-        .conn
-        .clone()
-        .ttl(format!("{{{}}}:upload:{id}", f.namespace))
-        .await
-        .unwrap();
+    let ttl: i64 = f.conn.clone().ttl(f.queue.keys().upload(id)).await.unwrap();
     assert!(ttl > 0 && ttl <= 100, "{ttl}");
 
     let d = f.read_one("w1").await;

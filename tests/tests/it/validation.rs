@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::support::{AppOptions, linear_job, spawn_app, spawn_app_with, test_models};
 
 fn x(shape: Value, datatype: &str, data: Value) -> Value {
     json!({"model": "linear", "inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]})
@@ -184,7 +184,7 @@ async fn bad_requests_get_precise_errors() {
     // None of the rejected requests reached the queue.
     let mut conn = app.redis.conn().await;
     let queued: u64 = redis::cmd("XLEN")
-        .arg(format!("{{{}}}:q:linear", app.namespace))
+        .arg(app.keys().stream("linear"))
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-use crate::local_servers::{Receiver, SECRET};
+use crate::support::servers::{Receiver, SECRET};
+use crate::support::{
+    App, AppOptions, Worker, assert_close, eventually, linear_expected, linear_job, spawn_app_with,
+    test_models,
+};
 
 const DONE: Duration = Duration::from_secs(60);
 
@@ -42,18 +45,16 @@ fn with_webhook(mut job: Value, webhook: Value) -> Value {
 
 /// Polls until the record's `webhook.state` is `state`.
 async fn wait_webhook(app: &App, id: &str, state: &str) -> Value {
-    let deadline = std::time::Instant::now() + DONE;
-    loop {
+    let what = format!("the webhook of {id} becomes {state}");
+    eventually(DONE, what, async || {
         let (_, record) = app.get(&format!("/status/{id}")).await;
         if record["webhook"]["state"] == state {
-            return record;
+            Ok(record)
+        } else {
+            Err(record)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "webhook of {id} never became {state}: {record}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -236,9 +237,8 @@ async fn a_delivery_waiting_for_its_retry_survives_a_restart_of_every_process() 
     assert_eq!(seen[1].body["data"]["id"], id);
 
     // A new API reads the outcome from Redis.
-    let api = restart_api(&app).await;
-    let deadline = std::time::Instant::now() + DONE;
-    loop {
+    let api = app.another_api(allow_loopback).await;
+    let record = eventually(DONE, "the new API shows the delivery", async || {
         let record: Value = app
             .http
             .get(format!("{api}/status/{id}"))
@@ -249,28 +249,11 @@ async fn a_delivery_waiting_for_its_retry_survives_a_restart_of_every_process() 
             .await
             .unwrap();
         if record["webhook"]["state"] == "delivered" {
-            assert_eq!(record["webhook"]["attempts"], 2, "{record}");
-            break;
+            Ok(record)
+        } else {
+            Err(record)
         }
-        assert!(std::time::Instant::now() < deadline, "{record}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A second API process on the app's Redis and namespace; returns its base URL.
-async fn restart_api(app: &App) -> String {
-    let mut config = inferq_api::Config::new(inferq_shared::config::RedisConfig::new(
-        &app.redis.url(),
-        &app.namespace,
-    ));
-    config.auth = inferq_api::AuthMode::Disabled;
-    allow_loopback(&mut config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        inferq_api::run(config, listener, std::future::pending())
-            .await
-            .unwrap()
-    });
-    base
+    })
+    .await;
+    assert_eq!(record["webhook"]["attempts"], 2, "{record}");
 }

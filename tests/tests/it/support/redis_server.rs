@@ -1,0 +1,93 @@
+//! A private `redis-server` on a free port, in a directory of its own, killed on drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{eventually_blocking, free_port};
+
+/// A private redis-server, killed on drop.
+pub(crate) struct Redis {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    aof: bool,
+}
+
+impl Redis {
+    /// With `aof`, every write is appended and fsynced, as in docker-compose.yml.
+    pub(crate) fn start_with(aof: bool) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("inferq-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            port: free_port(),
+            dir,
+            child: None,
+            aof,
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(&self.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if self.aof {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let child = cmd
+            .spawn()
+            .expect("redis-server must be installed (scripts/setup.sh installs it)");
+        self.child = Some(child);
+        eventually_blocking(Duration::from_secs(10), "redis-server starts", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).map(drop)
+        });
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server abruptly (SIGKILL): no final save, like a crash.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory (so the AOF is replayed).
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub(crate) async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
