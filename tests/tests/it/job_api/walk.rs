@@ -84,10 +84,14 @@ async fn a_paged_listing_across_two_replicas_lists_every_matching_job_once() {
     let http = app.http.clone();
     // The second replica knows the models too before anything is sent to it.
     let models = format!("{}/models", api2.base);
-    eventually(Duration::from_secs(30), "the second API lists the models", async || {
-        let text = http.get(&models).send().await.ok()?.text().await.ok()?;
-        (text.contains("\"linear\"") && text.contains("\"mlp_small\"")).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the second API lists the models",
+        async || {
+            let text = http.get(&models).send().await.ok()?.text().await.ok()?;
+            (text.contains("\"linear\"") && text.contains("\"mlp_small\"")).then_some(())
+        },
+    )
     .await;
     let mut ids: Vec<String> = Vec::new();
 
@@ -164,9 +168,11 @@ async fn a_paged_listing_across_two_replicas_lists_every_matching_job_once() {
     }
     assert_eq!(records.len(), 2_291);
     let brief_url = format!("/status/{brief}");
-    eventually(Duration::from_secs(30), "the brief job's record expires", async || {
-        app.get(&brief_url).await.0 == 404
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the brief job's record expires",
+        async || app.get(&brief_url).await.0 == 404,
+    )
     .await;
 
     // Jobs keep coming and finishing during the walks.
