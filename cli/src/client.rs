@@ -22,8 +22,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct ModelStatus {
     #[serde(flatten)]
     pub(crate) info: ModelInfo,
-    /// Live workers serving it; 0 means its jobs wait for a worker.
-    pub(crate) workers: u64,
+    /// Live workers serving it; 0 means its jobs wait for a worker; absent from servers older
+    /// than the field (shown as unknown).
+    #[serde(default)]
+    pub(crate) workers: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

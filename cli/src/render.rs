@@ -22,12 +22,16 @@ const SHOWN_VALUES: usize = 8;
 #[derive(Debug, Deserialize)]
 pub(crate) struct JobRecord {
     pub(crate) id: String,
-    model: String,
+    /// Every field but the id and the status may be missing from another version's answer:
+    /// it is then shown as unknown (`?`).
+    #[serde(default)]
+    model: Option<String>,
     pub(crate) status: JobStatus,
     created_at: Option<String>,
     started_at: Option<String>,
     finished_at: Option<String>,
-    attempts: u32,
+    #[serde(default)]
+    attempts: Option<u32>,
     result: Option<JobResult>,
     error: Option<JobError>,
     /// While queued: jobs of the model ahead of it.
@@ -81,6 +85,11 @@ struct JobError {
     message: String,
 }
 
+/// A value another version of the server may leave out: shown as `?` when it did.
+pub(crate) fn known<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "?".to_owned(), |v| v.to_string())
+}
+
 /// Writes `text` to stdout. A closed pipe (`inferq models | head -1`) is not an error: the
 /// reader has what it wanted.
 pub(crate) fn emit(text: &str) -> Result<(), CliError> {
@@ -101,7 +110,7 @@ pub(crate) fn record(r: &JobRecord) -> String {
     let mut field = |name: &str, value: &str| {
         let _ = writeln!(out, "  {name:<9} {value}");
     };
-    field("model", &r.model);
+    field("model", &known(r.model.as_deref()));
     if let Some(p) = &r.pipeline {
         field("pipeline", p);
     }
@@ -121,7 +130,7 @@ pub(crate) fn record(r: &JobRecord) -> String {
     if let Some(started) = started {
         field("ran", &span(started, finished));
     }
-    field("attempts", &r.attempts.to_string());
+    field("attempts", &known(r.attempts));
     if let Some(p) = r.priority {
         field("priority", &p.to_string());
     }
@@ -233,7 +242,7 @@ pub(crate) fn models(models: &[ModelStatus]) -> String {
                 } else {
                     "no".into()
                 },
-                m.workers.to_string(),
+                known(m.workers),
                 specs(&m.info.inputs),
                 specs(&m.info.outputs),
             ]

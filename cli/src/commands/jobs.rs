@@ -1,6 +1,7 @@
 //! The job commands: `submit`, `speech`, `status`, `cancel` and `models`.
 
 use inferq_shared::JobId;
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::args::{Global, SubmitArgs};
@@ -142,10 +143,11 @@ pub(super) async fn cancel(global: &Global, id: JobId) -> Result<Outcome, CliErr
 
 pub(super) async fn models(global: &Global) -> Result<Outcome, CliError> {
     let client = Client::new(global)?;
-    let (raw, models) = client.models().await?;
     if global.json {
-        emit_json(&raw)?;
+        // What the server sent, whatever its version: nothing is read out of it.
+        emit_json(&client.call(Method::GET, "/models").await?)?;
     } else {
+        let (_, models) = client.models().await?;
         emit(&render::models(&models))?;
     }
     Ok(Outcome::Done)

@@ -9,48 +9,70 @@ use serde::Deserialize;
 use crate::args::Global;
 use crate::client::Client;
 use crate::error::{CliError, Outcome};
-use crate::render::{duration, show, table};
+use crate::render::{duration, known, show, table};
 
 #[derive(Debug, Deserialize)]
 struct Workers {
     workers: Vec<Worker>,
 }
 
+/// A live worker as `GET /workers` describes it. Every field but the id may be missing from
+/// another version's answer: it is then shown as unknown (`?`), not a failure.
 #[derive(Debug, Deserialize)]
 struct Worker {
     id: String,
-    host: String,
-    pid: u32,
-    models: Vec<String>,
-    threads: usize,
-    busy: usize,
-    jobs_succeeded: u64,
-    jobs_failed: u64,
-    started_at: String,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    pid: Option<u32>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    threads: Option<usize>,
+    #[serde(default)]
+    busy: Option<usize>,
+    #[serde(default)]
+    jobs_succeeded: Option<u64>,
+    #[serde(default)]
+    jobs_failed: Option<u64>,
+    #[serde(default)]
+    started_at: Option<String>,
 }
 
+/// `GET /queues`; what another version's answer lacks is shown as unknown (`?`).
 #[derive(Debug, Deserialize)]
 struct Queues {
     queues: BTreeMap<String, QueueFigures>,
-    dead_letters: u64,
+    #[serde(default)]
+    dead_letters: Option<u64>,
+    #[serde(default)]
     recent_failures: Vec<Failure>,
 }
 
 #[derive(Debug, Deserialize)]
 struct QueueFigures {
-    depth: u64,
-    running: u64,
-    oldest_age_seconds: f64,
-    completed_last_minute: u64,
-    workers: usize,
+    #[serde(default)]
+    depth: Option<u64>,
+    #[serde(default)]
+    running: Option<u64>,
+    #[serde(default)]
+    oldest_age_seconds: Option<f64>,
+    #[serde(default)]
+    completed_last_minute: Option<u64>,
+    #[serde(default)]
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Failure {
-    id: String,
-    model: String,
-    code: String,
-    failed_at: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    failed_at: Option<String>,
 }
 
 pub(super) async fn workers(global: &Global) -> Result<Outcome, CliError> {
@@ -76,13 +98,13 @@ pub(super) async fn workers(global: &Global) -> Result<Outcome, CliError> {
             .map(|w| {
                 [
                     w.id,
-                    w.host,
-                    w.pid.to_string(),
-                    w.models.join(","),
-                    format!("{}/{}", w.busy, w.threads),
-                    w.jobs_succeeded.to_string(),
-                    w.jobs_failed.to_string(),
-                    w.started_at,
+                    known(w.host),
+                    known(w.pid),
+                    known(w.models.map(|m| m.join(","))),
+                    format!("{}/{}", known(w.busy), known(w.threads)),
+                    known(w.jobs_succeeded),
+                    known(w.jobs_failed),
+                    known(w.started_at),
                 ]
             })
             .collect();
@@ -103,15 +125,15 @@ pub(super) async fn queues(global: &Global) -> Result<Outcome, CliError> {
             .map(|(model, f)| {
                 [
                     model,
-                    f.depth.to_string(),
-                    f.running.to_string(),
-                    if f.depth == 0 {
-                        "-".into()
-                    } else {
-                        duration(Duration::from_secs_f64(f.oldest_age_seconds.max(0.0)))
+                    known(f.depth),
+                    known(f.running),
+                    match (f.depth, f.oldest_age_seconds) {
+                        (Some(0), _) => "-".into(),
+                        (_, Some(age)) => duration(Duration::from_secs_f64(age.max(0.0))),
+                        (_, None) => known::<u64>(None),
                     },
-                    f.completed_last_minute.to_string(),
-                    f.workers.to_string(),
+                    known(f.completed_last_minute),
+                    known(f.workers),
                 ]
             })
             .collect();
@@ -120,13 +142,16 @@ pub(super) async fn queues(global: &Global) -> Result<Outcome, CliError> {
         } else {
             table(&header, &rows)
         };
-        out.push_str(&format!("\ndead letters: {}\n", q.dead_letters));
+        out.push_str(&format!("\ndead letters: {}\n", known(q.dead_letters)));
         if !q.recent_failures.is_empty() {
             out.push_str("recent failures:\n");
             for f in q.recent_failures.iter().take(10) {
                 out.push_str(&format!(
                     "  {}  {}  {}  {}\n",
-                    f.failed_at, f.model, f.id, f.code
+                    known(f.failed_at.as_deref()),
+                    known(f.model.as_deref()),
+                    known(f.id.as_deref()),
+                    known(f.code.as_deref())
                 ));
             }
         }

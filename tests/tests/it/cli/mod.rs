@@ -5,6 +5,7 @@ mod events;
 mod jobs;
 mod offline;
 mod operations;
+mod skew;
 mod terminal;
 
 use std::process::Stdio;
