@@ -86,10 +86,6 @@ pub struct Config {
     #[arg(long, env = "INFERQ_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
 
-    /// Seconds a finished job's record (and result) stays readable.
-    #[arg(long, env = "INFERQ_RESULT_TTL_SECS", default_value_t = 86_400)]
-    pub result_ttl_secs: u64,
-
     /// On shutdown, seconds to finish the jobs already started before handing the rest back.
     #[arg(long, env = "INFERQ_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,

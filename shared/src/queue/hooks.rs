@@ -9,13 +9,34 @@ use std::time::Duration;
 use redis::Script;
 
 use super::keys::lua_script;
+use super::lua::{Argv, argv, lua_script_with};
 use super::{Queue, QueueError};
 use crate::job::JobId;
 use crate::time::now_ms;
 use crate::webhook::WebhookEvent;
 
-static CLAIM: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/hook_claim.lua")));
-static DONE: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/hook_done.lua")));
+pub(crate) static CLAIM: LazyLock<Script> =
+    LazyLock::new(|| lua_script(include_str!("lua/hook_claim.lua")));
+pub(crate) static DONE: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: DoneCall::NAMES,
+        item: &[],
+    };
+    lua_script_with(&[], include_str!("lua/hook_done.lua"), argv)
+});
+
+argv! {
+    /// `hook_done.lua`'s ARGV (its header says what each is).
+    struct DoneCall<'a> {
+        id: &'a str,
+        claim: u64,
+        state: &'static str,
+        retry_at: u64,
+        status: String,
+        error: &'a str,
+        body: &'a [u8],
+    }
+}
 
 /// A claimed delivery: everything needed to send it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,19 +131,21 @@ impl Queue {
             HookOutcome::Retry { at, status, error } => ("retry", *at, *status, error.as_str()),
             HookOutcome::GaveUp { status, error } => ("failed", 0, *status, error.as_str()),
         };
-        let done: i64 = DONE
-            .key(self.keys.hooks())
+        let mut inv = DONE.prepare_invoke();
+        inv.key(self.keys.hooks())
             .key(self.keys.hook(&claimed.id))
-            .key(self.keys.job(claimed.job))
-            .arg(&claimed.id)
-            .arg(claimed.claim)
-            .arg(state)
-            .arg(at)
-            .arg(status.map(|s| s.to_string()).unwrap_or_default())
-            .arg(error)
-            .arg(body)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .key(self.keys.job(claimed.job));
+        DoneCall {
+            id: &claimed.id,
+            claim: claimed.claim,
+            state,
+            retry_at: at,
+            status: status.map(|s| s.to_string()).unwrap_or_default(),
+            error,
+            body,
+        }
+        .push(&mut inv);
+        let done: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(done == 1)
     }
 

@@ -113,9 +113,8 @@ impl Consumer {
             namespace = %config.redis.namespace,
             "inferq-worker started"
         );
-        let retention = Retention {
-            result_ttl: Duration::from_secs(config.result_ttl_secs),
-        };
+        // Each record names its retention (the API writes it); this is for older records only.
+        let retention = Retention::DEFAULT;
         let counters = Arc::new(Counters::new());
         let signing = SigningKeys::from_config(&config.webhooks).map_err(anyhow::Error::msg)?;
         let egress = Egress::new(
