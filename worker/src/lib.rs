@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use inferq_shared::config::{LogConfig, RedisConfig};
-use inferq_shared::egress::Allow;
 pub use webhooks::WebhookConfig;
 
 /// `inferq-worker` configuration; every flag also reads an environment variable.
@@ -112,11 +111,6 @@ pub struct Config {
     /// no endpoint (several workers may share a host).
     #[arg(long, env = "INFERQ_METRICS_BIND")]
     pub metrics_bind: Option<std::net::SocketAddr>,
-
-    /// Hosts and networks (comma-separated names, addresses, CIDRs) that inputs by URL and
-    /// webhooks may reach although they are loopback, private or otherwise internal.
-    #[arg(long, env = "INFERQ_FETCH_ALLOW", default_value = "")]
-    pub fetch_allow: Allow,
 
     /// Largest input fetched by URL, in bytes; a larger one fails its job
     /// (`input_fetch_failed`).

@@ -13,6 +13,10 @@ pub mod entry {
     /// The job's priority, when not the default: copied wherever the entry goes, so a
     /// hand-back or a dead letter's retry returns to the same lane.
     pub const PRIORITY: &str = "priority";
+    /// The exceptions to the address guard (`INFERQ_FETCH_ALLOW` of the API that submitted the
+    /// job), when it had any: the worker fetches the job's inputs under these, so what the API
+    /// accepted and what the worker fetches cannot disagree.
+    pub const FETCH_ALLOW: &str = "fetch_allow";
 }
 
 /// Job hash fields. Lua scripts get them written in as literals when loaded
@@ -85,6 +89,10 @@ pub mod field {
     pub const WEBHOOK_SEQ: &str = "webhook_seq";
     /// The id of the latest delivery: only its outcome shows on the record.
     pub const WEBHOOK_LATEST: &str = "webhook_latest";
+    /// The exceptions to the address guard the job was submitted under (see
+    /// [`entry::FETCH_ALLOW`](super::entry::FETCH_ALLOW)), when any: copied into the stream
+    /// entry of a scheduled job and into each webhook delivery.
+    pub const FETCH_ALLOW: &str = "fetch_allow";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -123,6 +131,7 @@ pub mod field {
         WEBHOOK_LAST_ERROR,
         WEBHOOK_SEQ,
         WEBHOOK_LATEST,
+        FETCH_ALLOW,
     ];
 }
 
@@ -143,8 +152,20 @@ pub mod hook {
     pub const CLAIM: &str = "claim";
     /// The body the first attempt sent; retries send it again.
     pub const BODY: &str = "body";
+    /// The exceptions to the address guard the job was submitted under, when any.
+    pub const FETCH_ALLOW: &str = "fetch_allow";
 
-    pub const ALL: &[&str] = &[JOB, EVENT, URL, AT, TENANT, ATTEMPTS, CLAIM, BODY];
+    pub const ALL: &[&str] = &[
+        JOB,
+        EVENT,
+        URL,
+        AT,
+        TENANT,
+        ATTEMPTS,
+        CLAIM,
+        BODY,
+        FETCH_ALLOW,
+    ];
 }
 
 /// API key hash fields.

@@ -11,6 +11,7 @@ use redis::Script;
 use super::keys::lua_script;
 use super::lua::{Argv, argv, lua_script_with};
 use super::{Queue, QueueError};
+use crate::egress::Allow;
 use crate::job::JobId;
 use crate::time::now_ms;
 use crate::webhook::WebhookEvent;
@@ -55,6 +56,9 @@ pub struct Claimed {
     pub tenant: String,
     /// The body an earlier attempt sent, to send again.
     pub body: Option<Vec<u8>>,
+    /// The exceptions to the address guard the job was submitted under: the delivery is
+    /// guarded with them ([`Queue::with_fetch_allow`]).
+    pub fetch_allow: Allow,
 }
 
 /// What became of an attempt.
@@ -95,7 +99,7 @@ impl Queue {
             .await?;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let mut out = Vec::new();
-        for c in flat.chunks_exact(9) {
+        for c in flat.chunks_exact(10) {
             let (Ok(job), Some(event)) = (
                 text(&c[3]).parse::<JobId>(),
                 WebhookEvent::parse(&text(&c[4])),
@@ -113,6 +117,7 @@ impl Queue {
                 at: text(&c[6]).parse().unwrap_or(0),
                 tenant: text(&c[7]),
                 body: (!c[8].is_empty()).then(|| c[8].clone()),
+                fetch_allow: text(&c[9]).parse().unwrap_or_default(),
             });
         }
         Ok(out)

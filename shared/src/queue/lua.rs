@@ -130,6 +130,7 @@ fn write_line(out: &mut String, code: &str, argv: Argv) {
                 "payload" => Some(entry::PAYLOAD),
                 "traceparent" => Some(entry::TRACEPARENT),
                 "priority" => Some(entry::PRIORITY),
+                "fetch_allow" => Some(entry::FETCH_ALLOW),
                 _ => None,
             }
             .map(quoted),

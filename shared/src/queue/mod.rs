@@ -82,6 +82,9 @@ pub struct Queue {
     /// written into every record this queue submits ([`Queue::with_retention`]), so the steps
     /// that end the job (in any process) keep it that long.
     retention: Retention,
+    /// The exceptions to the address guard written with every job this queue submits
+    /// ([`Queue::with_fetch_allow`]); empty for none.
+    fetch_allow: String,
 }
 
 /// The default of [`Queue::with_aging`].
@@ -111,6 +114,7 @@ impl Queue {
             aging: DEFAULT_AGING,
             lanes_seen: Arc::default(),
             retention: Retention::DEFAULT,
+            fetch_allow: String::new(),
         })
     }
 
@@ -120,6 +124,16 @@ impl Queue {
     /// back to [`Retention::DEFAULT`].
     pub fn with_retention(mut self, retention: Retention) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// The same queue, writing `allow` (the API's `INFERQ_FETCH_ALLOW`) with every job it
+    /// submits, in its stream entry and record, so the worker that fetches the job's inputs
+    /// and delivers its webhooks guards them with the list the API checked them against: one
+    /// side decides, the other cannot disagree. A job without it (none was set, or it was
+    /// submitted before jobs carried it) is fetched with no exception.
+    pub fn with_fetch_allow(mut self, allow: &crate::egress::Allow) -> Self {
+        self.fetch_allow = allow.to_string();
         self
     }
 

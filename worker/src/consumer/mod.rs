@@ -118,7 +118,7 @@ impl Consumer {
         let counters = Arc::new(Counters::new());
         let signing = SigningKeys::from_config(&config.webhooks).map_err(anyhow::Error::msg)?;
         let egress = Egress::new(
-            config.fetch_allow.clone(),
+            Default::default(),
             Limits {
                 max_bytes: config.fetch_max_bytes,
                 timeout: Duration::from_secs(config.fetch_timeout_secs.max(1)),

@@ -108,7 +108,7 @@ impl BatchTask {
         token: u64,
     ) {
         let slot = slots.acquire_owned().await;
-        let fetched = inputs::resolve(&egress, &d.payload).await;
+        let fetched = inputs::resolve(&egress.with_allow(d.fetch_allow.clone()), &d.payload).await;
         drop(slot);
         match fetched {
             Ok(payload) => {

@@ -25,11 +25,14 @@ local moved, events = 0, {}
 for _, id in ipairs(due) do
   local job = ARGV[A.job_prefix] .. id
   local rec = redis.call('HMGET', job, F.status, F.model, F.payload, F.traceparent, F.priority,
-    F.version)
+    F.version, F.fetch_allow)
   if rec[1] == 'scheduled' and rec[3] then
     local fields = {E.id, id, E.payload, rec[3]}
     if rec[4] then
       fields[#fields + 1], fields[#fields + 2] = E.traceparent, rec[4]
+    end
+    if rec[7] then
+      fields[#fields + 1], fields[#fields + 2] = E.fetch_allow, rec[7]
     end
     local stream = ARGV[A.stream_prefix] .. rec[2]
     local used = nil

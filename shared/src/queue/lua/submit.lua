@@ -16,6 +16,8 @@
 -- A.group      group id ('' = none): then all jobs are enqueued or none is, and the group hash
 --              is written with them
 -- A.group_ttl  seconds the group hash is kept
+-- A.fetch_allow  the exceptions to the address guard the jobs are fetched under ('' = none):
+--              written into each entry and record when set
 -- then per job the fields of `SubmitJob` (J.<field>), in KEYS order:
 --   J.id           job id
 --   J.model        model name
@@ -49,6 +51,7 @@
 -- enqueued, that job's reason and 'NOT_SUBMITTED' for the others.
 local now, limit = ARGV[A.now], tonumber(ARGV[A.limit])
 local idem_ttl, group = tonumber(ARGV[A.idem_ttl]), ARGV[A.group]
+local fetch_allow = ARGV[A.fetch_allow]
 local count = (#KEYS - 5) / 4
 local out = {}
 
@@ -176,6 +179,9 @@ for i = 0, count - 1 do
       if priority ~= C.default_priority then
         fields[#fields + 1], fields[#fields + 2] = E.priority, priority
       end
+      if fetch_allow ~= '' then
+        fields[#fields + 1], fields[#fields + 2] = E.fetch_allow, fetch_allow
+      end
       entry = redis.call('XADD', stream, '*', unpack(fields))
       added(stream, used, priority ~= C.default_priority)
       rec[#rec + 1], rec[#rec + 2] = F.status, 'queued'
@@ -183,6 +189,9 @@ for i = 0, count - 1 do
     end
     if priority ~= C.default_priority then
       rec[#rec + 1], rec[#rec + 2] = F.priority, priority
+    end
+    if fetch_allow ~= '' then
+      rec[#rec + 1], rec[#rec + 2] = F.fetch_allow, fetch_allow
     end
     if webhook ~= '' then
       rec[#rec + 1], rec[#rec + 2] = F.webhook, webhook

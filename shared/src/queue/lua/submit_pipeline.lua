@@ -20,6 +20,8 @@
 -- A.quota           the most jobs that tenant may have waiting or running (0 = no limit)
 -- A.webhook         the webhook URL ('' = none)
 -- A.webhook_events  the webhook's events (`,succeeded,failed,`)
+-- A.fetch_allow     the exceptions to the address guard the job is fetched under ('' = none):
+--                   written into the entry and the record when set
 --
 -- Returns the stream entry id, 'QUEUE_FULL' or 'QUOTA_EXCEEDED <excess>' (the caller answers
 -- 429). An enqueued job counts in KEYS[4] (marked `counted` in its hash) until it ends.
@@ -32,11 +34,18 @@ if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then
   return 'QUEUE_FULL'
 end
 redis.call('SET', KEYS[3], ARGV[A.upload], 'EX', tonumber(ARGV[A.upload_ttl]))
-local entry = redis.call('XADD', KEYS[2], '*', E.id, ARGV[A.id], E.payload, ARGV[A.payload])
+local fields = {E.id, ARGV[A.id], E.payload, ARGV[A.payload]}
+if ARGV[A.fetch_allow] ~= '' then
+  fields[#fields + 1], fields[#fields + 2] = E.fetch_allow, ARGV[A.fetch_allow]
+end
+local entry = redis.call('XADD', KEYS[2], '*', unpack(fields))
 -- The whole record in one HSET; the job is new, so this is its first version.
 local rec = {F.model, ARGV[A.queue], F.status, 'queued', F.created_at, ARGV[A.now],
   F.attempts, 0, F.entry, entry, F.deadline, ARGV[A.deadline], F.tenant, tenant,
   F.version, 1, F.counted, 1, F.ttl, ARGV[A.ttl]}
+if ARGV[A.fetch_allow] ~= '' then
+  rec[#rec + 1], rec[#rec + 2] = F.fetch_allow, ARGV[A.fetch_allow]
+end
 if ARGV[A.webhook] ~= '' then
   rec[#rec + 1], rec[#rec + 2] = F.webhook, ARGV[A.webhook]
   rec[#rec + 1], rec[#rec + 2] = F.webhook_events, ARGV[A.webhook_events]

@@ -45,6 +45,7 @@ argv! {
         quota: u64,
         webhook: &'a str,
         webhook_events: String,
+        fetch_allow: String,
     }
 }
 
@@ -107,6 +108,7 @@ impl Queue {
             quota: job.tenant_max_queued,
             webhook: job.webhook.map_or("", |w| w.url.as_str()),
             webhook_events: job.webhook.map(Webhook::events_field).unwrap_or_default(),
+            fetch_allow: self.fetch_allow.clone(),
         }
         .push(&mut inv);
         let reply: String = inv.invoke_async(&mut self.conn.clone()).await?;

@@ -44,6 +44,7 @@ argv! {
         idem_ttl: u64,
         group: String,
         group_ttl: u64,
+        fetch_allow: String,
     }
 }
 
@@ -252,6 +253,7 @@ impl Queue {
             idem_ttl: idempotency_ttl.as_secs().max(1),
             group: group.map(|(g, _)| g.to_string()).unwrap_or_default(),
             group_ttl: group.map_or(1, |(_, keep)| keep.as_secs().max(1)),
+            fetch_allow: self.fetch_allow.clone(),
         }
         .push(&mut inv);
         for j in jobs {
