@@ -225,7 +225,11 @@ pub async fn run(
     }
     let queue = Queue::connect(&config.redis, std::time::Duration::ZERO)
         .await
-        .context("configuring the Redis connection")?;
+        .context("configuring the Redis connection")?
+        .with_retention(inferq_shared::queue::Retention {
+            result_ttl: std::time::Duration::from_secs(config.result_ttl_secs),
+        })
+        .with_fetch_allow(&config.fetch_allow);
     if config.auth == AuthMode::Disabled {
         tracing::warn!(
             "INFERQ_AUTH=disabled: every client may submit, read and cancel every job, and \

@@ -7,7 +7,9 @@
 //! This module decides; the worker's HTTP client applies it to every address a host resolves to
 //! and connects only to checked addresses (there is no second lookup to rebind). The API uses
 //! the same rules at submission for what it can tell without a lookup: the URL's form, an IP
-//! literal, `localhost`.
+//! literal, `localhost`. Only the API reads `INFERQ_FETCH_ALLOW`: it writes its list with each
+//! job (`Queue::with_fetch_allow`), and the worker guards that job's fetches and webhook
+//! deliveries with the list the job carries, so the two sides cannot disagree.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

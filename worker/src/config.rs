@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use inferq_shared::config::{LogConfig, RedisConfig};
-use inferq_shared::egress::Allow;
 
 use crate::webhooks::WebhookConfig;
 
@@ -66,10 +65,6 @@ pub struct Config {
     #[arg(long, env = "INFERQ_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
 
-    /// Seconds a finished job's record (and result) stays readable.
-    #[arg(long, env = "INFERQ_RESULT_TTL_SECS", default_value_t = 86_400)]
-    pub result_ttl_secs: u64,
-
     /// On shutdown, seconds to finish the jobs already started before handing the rest back.
     #[arg(long, env = "INFERQ_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -96,11 +91,6 @@ pub struct Config {
     /// no endpoint (several workers may share a host).
     #[arg(long, env = "INFERQ_METRICS_BIND")]
     pub metrics_bind: Option<std::net::SocketAddr>,
-
-    /// Hosts and networks (comma-separated names, addresses, CIDRs) that inputs by URL and
-    /// webhooks may reach although they are loopback, private or otherwise internal.
-    #[arg(long, env = "INFERQ_FETCH_ALLOW", default_value = "")]
-    pub fetch_allow: Allow,
 
     /// Largest input fetched by URL, in bytes; a larger one fails its job
     /// (`input_fetch_failed`).

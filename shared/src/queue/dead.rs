@@ -7,12 +7,33 @@ use std::sync::LazyLock;
 
 use redis::{AsyncCommands, Script, Value};
 
-use super::keys::{entry, lua_script};
+use super::keys::entry;
+use super::lua::{Argv, argv, lua_script_with};
 use super::{Queue, QueueError};
 use crate::job::{JobId, Priority};
 use crate::time::now_ms;
 
-static RETRY: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/dead_retry.lua")));
+pub(crate) static RETRY: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: RetryCall::NAMES,
+        item: &[],
+    };
+    lua_script_with(&[], include_str!("lua/dead_retry.lua"), argv)
+});
+
+argv! {
+    /// `dead_retry.lua`'s ARGV (its header says what each is).
+    struct RetryCall<'a> {
+        dead_id: &'a str,
+        id: String,
+        model: &'a str,
+        now: u64,
+        progress: String,
+        default_tenant: &'static str,
+        other_lane: u8,
+        ttl: u64,
+    }
+}
 
 /// An entry of the dead-letter stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,23 +253,26 @@ impl Queue {
         let (Some(job), Some(model), true) = (dead.job, dead.model.clone(), dead.retryable) else {
             return Ok(Retried::NotRetryable);
         };
-        let reply: String = RETRY
-            .key(self.keys.dead_letter())
+        let mut inv = RETRY.prepare_invoke();
+        inv.key(self.keys.dead_letter())
             .key(self.keys.dead_index())
             .key(self.keys.job(job))
             .key(self.keys.lane(&model, dead.priority))
             .key(self.keys.models())
             .key(self.keys.tenant_active())
-            .key(self.keys.used_lanes(&model))
-            .arg(&dead.dead_id)
-            .arg(job.to_string())
-            .arg(&model)
-            .arg(now_ms())
-            .arg(self.keys.progress_events())
-            .arg(crate::auth::DEFAULT_TENANT)
-            .arg(u8::from(dead.priority != Priority::DEFAULT))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .key(self.keys.used_lanes(&model));
+        RetryCall {
+            dead_id: &dead.dead_id,
+            id: job.to_string(),
+            model: &model,
+            now: now_ms(),
+            progress: self.keys.progress_events(),
+            default_tenant: crate::auth::DEFAULT_TENANT,
+            other_lane: u8::from(dead.priority != Priority::DEFAULT),
+            ttl: self.retention.secs(),
+        }
+        .push(&mut inv);
+        let reply: String = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(match reply.as_str() {
             "not_found" => Retried::NotFound,
             "not_retryable" => Retried::NotRetryable,

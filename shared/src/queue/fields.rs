@@ -1,5 +1,5 @@
 //! The field names of the hashes and stream entries the keys in `keys.rs` hold, spelled once
-//! for Rust and Lua alike ([`lua_script`] writes them into the scripts).
+//! for Rust and Lua alike ([`lua`](super::lua) writes them into the scripts).
 
 /// Stream entry fields.
 pub mod entry {
@@ -13,10 +13,14 @@ pub mod entry {
     /// The job's priority, when not the default: copied wherever the entry goes, so a
     /// hand-back or a dead letter's retry returns to the same lane.
     pub const PRIORITY: &str = "priority";
+    /// The exceptions to the address guard (`INFERQ_FETCH_ALLOW` of the API that submitted the
+    /// job), when it had any: the worker fetches the job's inputs under these, so what the API
+    /// accepted and what the worker fetches cannot disagree.
+    pub const FETCH_ALLOW: &str = "fetch_allow";
 }
 
-/// Job hash fields. Lua scripts get them written in as literals when loaded ([`lua_script`]), so
-/// this module is the only place their spelling lives.
+/// Job hash fields. Lua scripts get them written in as literals when loaded
+/// ([`lua`](super::lua)), so this module is the only place their spelling lives.
 pub mod field {
     pub const MODEL: &str = "model";
     pub const STATUS: &str = "status";
@@ -39,7 +43,9 @@ pub mod field {
     pub const RESULT: &str = "result";
     pub const ERROR_CODE: &str = "error_code";
     pub const ERROR_MESSAGE: &str = "error_message";
-    /// Seconds the record is kept once final, when the job set `result_ttl_secs`.
+    /// Seconds the record is kept once final: the job's `result_ttl_secs` or the API's
+    /// default, written at submission so every process that ends the job keeps it as long
+    /// (absent only from records written before it always was).
     pub const TTL: &str = "ttl";
     /// The result-cache key a successful result is stored under (`parameters.cache`).
     pub const CACHE_KEY: &str = "cache_key";
@@ -83,6 +89,10 @@ pub mod field {
     pub const WEBHOOK_SEQ: &str = "webhook_seq";
     /// The id of the latest delivery: only its outcome shows on the record.
     pub const WEBHOOK_LATEST: &str = "webhook_latest";
+    /// The exceptions to the address guard the job was submitted under (see
+    /// [`entry::FETCH_ALLOW`](super::entry::FETCH_ALLOW)), when any: copied into the stream
+    /// entry of a scheduled job and into each webhook delivery.
+    pub const FETCH_ALLOW: &str = "fetch_allow";
 
     /// Every field, for the Lua scripts.
     pub const ALL: &[&str] = &[
@@ -121,6 +131,7 @@ pub mod field {
         WEBHOOK_LAST_ERROR,
         WEBHOOK_SEQ,
         WEBHOOK_LATEST,
+        FETCH_ALLOW,
     ];
 }
 
@@ -141,8 +152,20 @@ pub mod hook {
     pub const CLAIM: &str = "claim";
     /// The body the first attempt sent; retries send it again.
     pub const BODY: &str = "body";
+    /// The exceptions to the address guard the job was submitted under, when any.
+    pub const FETCH_ALLOW: &str = "fetch_allow";
 
-    pub const ALL: &[&str] = &[JOB, EVENT, URL, AT, TENANT, ATTEMPTS, CLAIM, BODY];
+    pub const ALL: &[&str] = &[
+        JOB,
+        EVENT,
+        URL,
+        AT,
+        TENANT,
+        ATTEMPTS,
+        CLAIM,
+        BODY,
+        FETCH_ALLOW,
+    ];
 }
 
 /// API key hash fields.
@@ -161,68 +184,4 @@ pub mod apikey {
     pub const RATE: &str = "rate";
     /// The tenant's submission burst set on this key; absent: the API's default.
     pub const BURST: &str = "burst";
-}
-
-/// A Lua script with every `F.<field>`, `E.<field>` and `H.<field>` written out as the string literal of
-/// the Rust constant above, so Lua and Rust spell each name once, here, at no cost per call (a
-/// prelude table would be built on every call). Panics on a name this module does not define:
-/// a typo in a script fails the first test that loads it, not a job at run time.
-pub(crate) fn lua_script(body: &str) -> redis::Script {
-    let mut text = String::with_capacity(body.len());
-    let mut rest = body;
-    while let Some(i) = rest.find(['F', 'E', 'H']) {
-        let (before, at) = rest.split_at(i);
-        text.push_str(before);
-        let prev = text.chars().last();
-        let is_ref =
-            at[1..].starts_with('.') && !prev.is_some_and(|c| c.is_alphanumeric() || c == '_');
-        if !is_ref {
-            text.push_str(&at[..1]);
-            rest = &at[1..];
-            continue;
-        }
-        let name_len = at[2..]
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(at.len() - 2);
-        let name = &at[2..2 + name_len];
-        let value = match &at[..1] {
-            "F" => field::ALL.iter().find(|f| **f == name).copied(),
-            "H" => hook::ALL.iter().find(|f| **f == name).copied(),
-            _ => match name {
-                "id" => Some(entry::ID),
-                "payload" => Some(entry::PAYLOAD),
-                "traceparent" => Some(entry::TRACEPARENT),
-                "priority" => Some(entry::PRIORITY),
-                _ => None,
-            },
-        };
-        let value = value
-            .unwrap_or_else(|| panic!("Lua script names an unknown field {}", &at[..2 + name_len]));
-        text.push('\'');
-        text.push_str(value);
-        text.push('\'');
-        rest = &at[2 + name_len..];
-    }
-    text.push_str(rest);
-    redis::Script::new(&text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_names_are_written_out_as_literals() {
-        let script = lua_script("local a = F.status\nlocal b = E.payload .. IF.x\n");
-        assert_eq!(
-            script.get_hash(),
-            redis::Script::new("local a = 'status'\nlocal b = 'p' .. IF.x\n").get_hash()
-        );
-    }
-
-    #[test]
-    #[should_panic(expected = "unknown field F.nope")]
-    fn an_unknown_field_is_refused() {
-        lua_script("return F.nope");
-    }
 }

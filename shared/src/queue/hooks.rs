@@ -9,13 +9,35 @@ use std::time::Duration;
 use redis::Script;
 
 use super::keys::lua_script;
+use super::lua::{Argv, argv, lua_script_with};
 use super::{Queue, QueueError};
+use crate::egress::Allow;
 use crate::job::JobId;
 use crate::time::now_ms;
 use crate::webhook::WebhookEvent;
 
-static CLAIM: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/hook_claim.lua")));
-static DONE: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/hook_done.lua")));
+pub(crate) static CLAIM: LazyLock<Script> =
+    LazyLock::new(|| lua_script(include_str!("lua/hook_claim.lua")));
+pub(crate) static DONE: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: DoneCall::NAMES,
+        item: &[],
+    };
+    lua_script_with(&[], include_str!("lua/hook_done.lua"), argv)
+});
+
+argv! {
+    /// `hook_done.lua`'s ARGV (its header says what each is).
+    struct DoneCall<'a> {
+        id: &'a str,
+        claim: u64,
+        state: &'static str,
+        retry_at: u64,
+        status: String,
+        error: &'a str,
+        body: &'a [u8],
+    }
+}
 
 /// A claimed delivery: everything needed to send it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +56,9 @@ pub struct Claimed {
     pub tenant: String,
     /// The body an earlier attempt sent, to send again.
     pub body: Option<Vec<u8>>,
+    /// The exceptions to the address guard the job was submitted under: the delivery is
+    /// guarded with them ([`Queue::with_fetch_allow`]).
+    pub fetch_allow: Allow,
 }
 
 /// What became of an attempt.
@@ -74,7 +99,7 @@ impl Queue {
             .await?;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let mut out = Vec::new();
-        for c in flat.chunks_exact(9) {
+        for c in flat.chunks_exact(10) {
             let (Ok(job), Some(event)) = (
                 text(&c[3]).parse::<JobId>(),
                 WebhookEvent::parse(&text(&c[4])),
@@ -92,6 +117,7 @@ impl Queue {
                 at: text(&c[6]).parse().unwrap_or(0),
                 tenant: text(&c[7]),
                 body: (!c[8].is_empty()).then(|| c[8].clone()),
+                fetch_allow: text(&c[9]).parse().unwrap_or_default(),
             });
         }
         Ok(out)
@@ -110,19 +136,21 @@ impl Queue {
             HookOutcome::Retry { at, status, error } => ("retry", *at, *status, error.as_str()),
             HookOutcome::GaveUp { status, error } => ("failed", 0, *status, error.as_str()),
         };
-        let done: i64 = DONE
-            .key(self.keys.hooks())
+        let mut inv = DONE.prepare_invoke();
+        inv.key(self.keys.hooks())
             .key(self.keys.hook(&claimed.id))
-            .key(self.keys.job(claimed.job))
-            .arg(&claimed.id)
-            .arg(claimed.claim)
-            .arg(state)
-            .arg(at)
-            .arg(status.map(|s| s.to_string()).unwrap_or_default())
-            .arg(error)
-            .arg(body)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .key(self.keys.job(claimed.job));
+        DoneCall {
+            id: &claimed.id,
+            claim: claimed.claim,
+            state,
+            retry_at: at,
+            status: status.map(|s| s.to_string()).unwrap_or_default(),
+            error,
+            body,
+        }
+        .push(&mut inv);
+        let done: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(done == 1)
     }
 

@@ -71,8 +71,8 @@ pub const GROUP: &str = "workers";
 /// Most entries kept in the list of recent failures.
 pub const RECENT_FAILURES: usize = 100;
 
-pub(crate) use super::fields::lua_script;
 pub use super::fields::{apikey, entry, field, hook};
+pub(crate) use super::lua::lua_script;
 
 /// The queue name of a built-in pipeline: its stream is `{ns}:q:pipeline:<name>`, and a
 /// pipeline job's `model` field holds this name (so cancelling finds the stream as for any job).

@@ -6,14 +6,32 @@ use std::sync::LazyLock;
 use redis::{AsyncCommands, Script};
 
 use super::keys::{GROUP, field, lua_script};
+use super::lua::{Argv, argv, lua_script_with};
 use super::ops::THROUGHPUT_WINDOW_SECS;
 use super::{Queue, QueueError, StoredJob, walk};
 use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus, Priority};
 use crate::time::now_ms;
 
-static SWEEP: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/sweep.lua")));
-static POSITION: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/position.lua")));
+pub(crate) static SWEEP: LazyLock<Script> =
+    LazyLock::new(|| lua_script(include_str!("lua/sweep.lua")));
+pub(crate) static POSITION: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: PositionCall::NAMES,
+        item: &[],
+    };
+    lua_script_with(&[], include_str!("lua/position.lua"), argv)
+});
+
+argv! {
+    /// `position.lua`'s ARGV (its header says what each is).
+    struct PositionCall<'a> {
+        group: &'static str,
+        entry: &'a str,
+        limit: u64,
+        higher: usize,
+    }
+}
 
 /// Most jobs ahead of a waiting job that are counted; beyond it the position reads "at least".
 pub const POSITION_LIMIT: u64 = 10_000;
@@ -212,10 +230,13 @@ impl Queue {
         for ago in 1..=THROUGHPUT_WINDOW_SECS {
             inv.key(self.keys.done(model, second - ago));
         }
-        inv.arg(GROUP)
-            .arg(entry)
-            .arg(POSITION_LIMIT)
-            .arg(higher.len());
+        PositionCall {
+            group: GROUP,
+            entry,
+            limit: POSITION_LIMIT,
+            higher: higher.len(),
+        }
+        .push(&mut inv);
         let (ahead, completed_last_minute): (u64, u64) =
             inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(Position {

@@ -12,7 +12,8 @@ use super::keys::{GROUP, RECENT_FAILURES, lua_script};
 use super::{MODEL_LIVENESS, Queue, QueueError};
 use crate::time::now_ms;
 
-static STATS: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/stats.lua")));
+pub(crate) static STATS: LazyLock<Script> =
+    LazyLock::new(|| lua_script(include_str!("lua/stats.lua")));
 
 /// A worker's description hash expires this long after its last refresh.
 const WORKER_RECORD_TTL: Duration = Duration::from_secs(30);

@@ -10,7 +10,8 @@ use super::keys::lua_script;
 use super::{Queue, QueueError};
 use crate::time::now_ms;
 
-static RATE: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/rate.lua")));
+pub(crate) static RATE: LazyLock<Script> =
+    LazyLock::new(|| lua_script(include_str!("lua/rate.lua")));
 
 /// A bucket's size and refill.
 #[derive(Debug, Clone, Copy)]

@@ -8,15 +8,35 @@ use std::time::Duration;
 use redis::{AsyncCommands, Script, Value};
 
 use super::keys::{GROUP, lua_script};
+use super::lua::{Argv, argv};
 use super::reply::{Entry, parse_entries};
 use super::{Queue, QueueError, Retention};
 use crate::job::{JobId, Priority};
 use crate::model::ModelInfo;
 use crate::time::now_ms;
 
-static PRUNE: LazyLock<Script> = LazyLock::new(|| lua_script(include_str!("lua/prune.lua")));
-static RETIRE: LazyLock<Script> =
-    LazyLock::new(|| super::scripts::with_outbox(include_str!("lua/retire.lua")));
+pub(crate) static PRUNE: LazyLock<Script> =
+    LazyLock::new(|| lua_script(include_str!("lua/prune.lua")));
+pub(crate) static RETIRE: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: RetireCall::NAMES,
+        item: &[],
+    };
+    super::scripts::with_ending(include_str!("lua/retire.lua"), argv)
+});
+
+argv! {
+    /// `retire.lua`'s ARGV before its lists (its header says what each is).
+    struct RetireCall<'a> {
+        model: &'a str,
+        now: u64,
+        ttl: u64,
+        channel: String,
+        lanes: usize,
+        hooks: String,
+        hook_prefix: String,
+    }
+}
 
 /// How often a worker re-announces the models it serves.
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(2);
@@ -163,13 +183,16 @@ impl Queue {
             for j in &jobs {
                 inv.key(self.keys.job(*j));
             }
-            inv.arg(model)
-                .arg(now_ms())
-                .arg(retention.result_ttl.as_secs().max(1))
-                .arg(self.keys.events())
-                .arg(lanes.len())
-                .arg(self.keys.hooks())
-                .arg(self.keys.hook_prefix());
+            RetireCall {
+                model,
+                now: now_ms(),
+                ttl: retention.secs(),
+                channel: self.keys.events(),
+                lanes: lanes.len(),
+                hooks: self.keys.hooks(),
+                hook_prefix: self.keys.hook_prefix(),
+            }
+            .push(&mut inv);
             for n in &newest {
                 inv.arg(n);
             }

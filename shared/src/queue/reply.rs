@@ -9,6 +9,7 @@ use redis::Value;
 
 use super::QueueError;
 use super::keys::entry;
+use crate::egress::Allow;
 use crate::job::{JobId, Priority};
 use crate::trace::TraceParent;
 
@@ -49,6 +50,10 @@ pub struct Delivery {
     /// The trace the job joins, from its submission's `traceparent` (an unreadable one is
     /// dropped: it never makes the entry malformed).
     pub trace: Option<TraceParent>,
+    /// The exceptions to the address guard the job was submitted under
+    /// ([`Queue::with_fetch_allow`](super::Queue::with_fetch_allow)): its inputs are fetched
+    /// under these, and no others.
+    pub fetch_allow: Allow,
 }
 
 /// One stream entry of a reply.
@@ -143,12 +148,19 @@ pub(crate) fn parse_entries(entries: Value, priority: Priority) -> Result<Vec<En
             .get(entry::TRACEPARENT.as_bytes())
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(TraceParent::parse);
+        // Written by the API from a list it parsed; an unreadable one allows nothing.
+        let fetch_allow = map
+            .get(entry::FETCH_ALLOW.as_bytes())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default();
         out.push(match (job, payload) {
             (Some(job), Some(payload)) if !payload.is_empty() => Entry::Job(Delivery {
                 entry: entry_id,
                 job,
                 payload,
                 trace,
+                fetch_allow,
             }),
             (job, _) => Entry::Malformed {
                 entry: entry_id,

@@ -95,7 +95,8 @@ impl BatchTask {
         mut attempt: Attempt,
     ) {
         let slot = slots.acquire_owned().await;
-        let fetched = inputs::resolve(&egress, &attempt.delivery.payload).await;
+        let allowed = egress.with_allow(attempt.delivery.fetch_allow.clone());
+        let fetched = inputs::resolve(&allowed, &attempt.delivery.payload).await;
         drop(slot);
         match fetched {
             Ok(payload) => {

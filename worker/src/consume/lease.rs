@@ -186,6 +186,7 @@ mod tests {
             job,
             payload: Vec::new(),
             trace: None,
+            fetch_allow: Default::default(),
         }
     }
 

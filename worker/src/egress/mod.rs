@@ -93,6 +93,15 @@ impl Egress {
         })
     }
 
+    /// The same client, guarding with `allow`: the exceptions the job it serves was submitted
+    /// under (the API decides them; see `Queue::with_fetch_allow`).
+    pub(crate) fn with_allow(&self, allow: Allow) -> Self {
+        Self {
+            allow: Arc::new(allow),
+            ..self.clone()
+        }
+    }
+
     /// Fetches `url` (following up to [`MAX_REDIRECTS`] redirects, each checked), retrying
     /// connection errors and 5xx answers; the body is read as it streams in and refused once
     /// it passes the size limit.

@@ -110,7 +110,14 @@ impl SpeechJobs {
             }
         };
         if let Some(url) = &job.audio_url {
-            match fetch::into_upload(&self.egress, &self.queue, d.job, url).await {
+            match fetch::into_upload(
+                &self.egress.with_allow(d.fetch_allow.clone()),
+                &self.queue,
+                d.job,
+                url,
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(Missing::Failed(e)) => return Ended::Outcome(Outcome::Failed(e)),
                 Err(Missing::Redis(e)) => {

@@ -158,6 +158,7 @@ impl Deliverer {
         set("webhook-signature", signature(key, &c.id, timestamp, body));
         match self
             .egress
+            .with_allow(c.fetch_allow.clone())
             .post(&c.url, headers, body.to_vec(), TIMEOUT)
             .await
         {

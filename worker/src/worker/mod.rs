@@ -96,8 +96,9 @@ impl Worker {
         );
         let counters = Arc::new(Counters::new());
         let signing = SigningKeys::from_config(&config.webhooks).map_err(anyhow::Error::msg)?;
+        // The exceptions to the address guard come with each job (the API decides them).
         let egress = Egress::new(
-            config.fetch_allow.clone(),
+            Default::default(),
             Limits {
                 max_bytes: config.fetch_max_bytes,
                 timeout: Duration::from_secs(config.fetch_timeout_secs.max(1)),
@@ -111,9 +112,8 @@ impl Worker {
             names,
             lease: config.lease(),
             max_attempts: config.max_attempts,
-            retention: Retention {
-                result_ttl: Duration::from_secs(config.result_ttl_secs),
-            },
+            // Each record names its retention (the API writes it); this is for older records.
+            retention: Retention::DEFAULT,
             grace: Duration::from_secs(config.shutdown_grace_secs),
             counters: counters.clone(),
         };

@@ -11,27 +11,31 @@
 --          again (beyond its tenant's quota if need be: an operator chose to retry it)
 -- KEYS[7]  the model's used-lanes set (its lanes other than the default that ever held an
 --          entry)
--- ARGV[1]  dead-letter entry id
--- ARGV[2]  job id
--- ARGV[3]  model name
--- ARGV[4]  now, ms since the epoch
--- ARGV[5]  channel of progress (non-terminal) events
--- ARGV[6]  the default tenant: the owner of a job whose record (expired) and dead letter (from
---          before dead letters named their tenant) name none
--- ARGV[7]  '1' when KEYS[4] is not the model's default lane: it is then added to KEYS[7]
+-- ARGV: the fields of `RetryCall` (dead.rs), in order, named here A.<field>:
+-- A.dead_id         dead-letter entry id
+-- A.id              job id
+-- A.model           model name
+-- A.now             now, ms since the epoch
+-- A.progress        channel of progress (non-terminal) events
+-- A.default_tenant  the default tenant: the owner of a job whose record (expired) and dead
+--                   letter (from before dead letters named their tenant) name none
+-- A.other_lane      '1' when KEYS[4] is not the model's default lane: it is then added to
+--                   KEYS[7]
+-- A.ttl             seconds to keep the record once final, written into a record that names
+--                   none (one that expired is written afresh)
 --
 -- Returns the new stream entry id, or 'not_found', 'not_retryable', 'model_unknown' or
 -- 'conflict' (the job is queued or running).
-local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+local e = redis.call('XRANGE', KEYS[1], ARGV[A.dead_id], ARGV[A.dead_id])
 if not e[1] then
   return 'not_found'
 end
 local fields, f = e[1][2], {}
 for j = 1, #fields, 2 do f[fields[j]] = fields[j + 1] end
-if f[E.id] ~= ARGV[2] or not f[E.payload] then
+if f[E.id] ~= ARGV[A.id] or not f[E.payload] then
   return 'not_retryable'
 end
-if redis.call('HEXISTS', KEYS[5], ARGV[3]) == 0 then
+if redis.call('HEXISTS', KEYS[5], ARGV[A.model]) == 0 then
   return 'model_unknown'
 end
 local status = redis.call('HGET', KEYS[3], F.status)
@@ -49,24 +53,25 @@ for j = 1, #fields, 2 do
   end
 end
 local fresh = redis.call('XADD', KEYS[4], '*', unpack(add))
-if ARGV[7] == '1' then
+if ARGV[A.other_lane] == '1' then
   redis.call('SADD', KEYS[7], KEYS[4])
 end
 redis.call('HDEL', KEYS[3], F.started_at, F.finished_at, F.token, F.worker, F.delivery,
   F.result, F.error_code, F.error_message)
-redis.call('HSET', KEYS[3], F.model, ARGV[3], F.status, 'queued', F.attempts, 0,
+redis.call('HSET', KEYS[3], F.model, ARGV[A.model], F.status, 'queued', F.attempts, 0,
   F.entry, fresh, F.deadline, 0)
-redis.call('HSETNX', KEYS[3], F.created_at, ARGV[4])
+redis.call('HSETNX', KEYS[3], F.created_at, ARGV[A.now])
+redis.call('HSETNX', KEYS[3], F.ttl, ARGV[A.ttl])
 if f[E.priority] then
   redis.call('HSET', KEYS[3], F.priority, f[E.priority])
 end
 redis.call('HINCRBY', KEYS[3], F.version, 1)
-redis.call('HSETNX', KEYS[3], F.tenant, f['tenant'] or ARGV[6])
+redis.call('HSETNX', KEYS[3], F.tenant, f['tenant'] or ARGV[A.default_tenant])
 if redis.call('HSETNX', KEYS[3], F.counted, 1) == 1 then
   redis.call('HINCRBY', KEYS[6], redis.call('HGET', KEYS[3], F.tenant), 1)
 end
 redis.call('PERSIST', KEYS[3])
-redis.call('XDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[2])
-redis.call('PUBLISH', ARGV[5], ARGV[2] .. ' queued')
+redis.call('XDEL', KEYS[1], ARGV[A.dead_id])
+redis.call('HDEL', KEYS[2], ARGV[A.id])
+redis.call('PUBLISH', ARGV[A.progress], ARGV[A.id] .. ' queued')
 return fresh

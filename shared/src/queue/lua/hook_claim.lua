@@ -9,8 +9,9 @@
 -- ARGV[3]  lease, ms
 -- ARGV[4]  prefix of delivery hash keys (the delivery id follows; same hash tag)
 --
--- Returns nine values per claimed delivery: id, claim token, attempt (1 = first), job id,
--- event, url, event time (ms), tenant, the body rendered by an earlier attempt ('' = none).
+-- Returns ten values per claimed delivery: id, claim token, attempt (1 = first), job id,
+-- event, url, event time (ms), tenant, the body rendered by an earlier attempt ('' = none),
+-- the exceptions to the address guard the job was submitted under ('' = none).
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
@@ -22,11 +23,12 @@ for _, id in ipairs(due) do
     local attempt = redis.call('HINCRBY', h, H.attempts, 1)
     local claim = redis.call('HINCRBY', h, H.claim, 1)
     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), id)
-    local f = redis.call('HMGET', h, H.job, H.event, H.url, H.at, H.tenant, H.body)
+    local f = redis.call('HMGET', h, H.job, H.event, H.url, H.at, H.tenant, H.body,
+      H.fetch_allow)
     out[#out + 1] = id
     out[#out + 1] = tostring(claim)
     out[#out + 1] = tostring(attempt)
-    for i = 1, 6 do out[#out + 1] = f[i] or '' end
+    for i = 1, 7 do out[#out + 1] = f[i] or '' end
   end
 end
 return out

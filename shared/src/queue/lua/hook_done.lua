@@ -4,39 +4,40 @@
 -- KEYS[1]  due deliveries (sorted set)
 -- KEYS[2]  the delivery's hash
 -- KEYS[3]  the job's hash
--- ARGV[1]  delivery id
--- ARGV[2]  claim token
--- ARGV[3]  'delivered' | 'retry' | 'failed' (attempts used up)
--- ARGV[4]  when to retry, ms since the epoch (for 'retry')
--- ARGV[5]  HTTP status of the attempt ('' = no answer)
--- ARGV[6]  error of the attempt ('' = none)
--- ARGV[7]  the body sent, kept so that retries send the same ('' = keep what is there)
+-- ARGV: the fields of `DoneCall` (hooks.rs), in order, named here A.<field>:
+-- A.id        delivery id
+-- A.claim     claim token
+-- A.state     'delivered' | 'retry' | 'failed' (attempts used up)
+-- A.retry_at  when to retry, ms since the epoch (for 'retry')
+-- A.status    HTTP status of the attempt ('' = no answer)
+-- A.error     error of the attempt ('' = none)
+-- A.body      the body sent, kept so that retries send the same ('' = keep what is there)
 --
 -- Returns 1 when recorded, 0 when the claim was taken over (nothing written).
 local rec = redis.call('HMGET', KEYS[2], H.claim, H.attempts)
-if rec[1] ~= ARGV[2] then
+if rec[1] ~= ARGV[A.claim] then
   return 0
 end
-if ARGV[3] == 'retry' then
-  redis.call('ZADD', KEYS[1], tonumber(ARGV[4]), ARGV[1])
-  if ARGV[7] ~= '' then
-    redis.call('HSET', KEYS[2], H.body, ARGV[7])
+if ARGV[A.state] == 'retry' then
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[A.retry_at]), ARGV[A.id])
+  if ARGV[A.body] ~= '' then
+    redis.call('HSET', KEYS[2], H.body, ARGV[A.body])
   end
 else
   redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[A.id])
 end
 -- A record that expired is not brought back.
-if redis.call('HGET', KEYS[3], F.webhook_latest) == ARGV[1] then
-  local state = ARGV[3] == 'retry' and 'pending' or ARGV[3]
+if redis.call('HGET', KEYS[3], F.webhook_latest) == ARGV[A.id] then
+  local state = ARGV[A.state] == 'retry' and 'pending' or ARGV[A.state]
   redis.call('HSET', KEYS[3], F.webhook_state, state, F.webhook_attempts, rec[2])
-  if ARGV[5] ~= '' then
-    redis.call('HSET', KEYS[3], F.webhook_last_status, ARGV[5])
+  if ARGV[A.status] ~= '' then
+    redis.call('HSET', KEYS[3], F.webhook_last_status, ARGV[A.status])
   else
     redis.call('HDEL', KEYS[3], F.webhook_last_status)
   end
-  if ARGV[6] ~= '' then
-    redis.call('HSET', KEYS[3], F.webhook_last_error, ARGV[6])
+  if ARGV[A.error] ~= '' then
+    redis.call('HSET', KEYS[3], F.webhook_last_error, ARGV[A.error])
   else
     redis.call('HDEL', KEYS[3], F.webhook_last_error)
   end

@@ -10,7 +10,8 @@
 -- The delivery id (the `webhook-id` header) is `msg_<job id>_<n>`, n counting the job's
 -- deliveries, so it is unique and stays the same on every retry of the message.
 local function outbox(hooks, hook_prefix, job, id, event, now)
-  local w = redis.call('HMGET', job, F.webhook, F.webhook_events, F.tenant, F.webhook_latest)
+  local w = redis.call('HMGET', job, F.webhook, F.webhook_events, F.tenant, F.webhook_latest,
+    F.fetch_allow)
   if not w[1] then
     return
   end
@@ -25,7 +26,7 @@ local function outbox(hooks, hook_prefix, job, id, event, now)
   local n = redis.call('HINCRBY', job, F.webhook_seq, 1)
   local msg = 'msg_' .. (string.gsub(id, '-', '')) .. '_' .. n
   redis.call('HSET', hook_prefix .. msg, H.job, id, H.event, event, H.url, w[1], H.at, now,
-    H.tenant, w[3] or '', H.attempts, 0, H.claim, 0)
+    H.tenant, w[3] or '', H.attempts, 0, H.claim, 0, H.fetch_allow, w[5] or '')
   redis.call('ZADD', hooks, now, msg)
   redis.call('HSET', job, F.webhook_state, 'pending', F.webhook_attempts, 0,
     F.webhook_latest, msg)

@@ -3,16 +3,17 @@
 -- lane; and how many jobs of the model finished in the last minute. Aging (which lets a
 -- long-waiting lower-priority job pass) is not counted: the figure is what is ahead now.
 --
--- KEYS[1]                  the job's lane
--- KEYS[2..ARGV[4] + 1]     the model's lanes of a higher priority
--- KEYS[ARGV[4] + 2..]      the model's per-second counts of finished jobs for the last minute
--- ARGV[1]                  consumer group
--- ARGV[2]                  the job's stream entry id
--- ARGV[3]                  most entries to count
--- ARGV[4]                  how many higher lanes there are
+-- KEYS[1]                 the job's lane
+-- KEYS[2..A.higher + 1]   the model's lanes of a higher priority
+-- KEYS[A.higher + 2..]    the model's per-second counts of finished jobs for the last minute
+-- ARGV: the fields of `PositionCall` (listing.rs), in order, named here A.<field>:
+-- A.group                 consumer group
+-- A.entry                 the job's stream entry id
+-- A.limit                 most entries to count
+-- A.higher                how many higher lanes there are
 --
--- Returns {entries ahead (at most ARGV[3]), jobs finished in the last minute}.
-local limit, higher = tonumber(ARGV[3]), tonumber(ARGV[4])
+-- Returns {entries ahead (at most A.limit), jobs finished in the last minute}.
+local limit, higher = tonumber(ARGV[A.limit]), tonumber(ARGV[A.higher])
 
 -- The range start just past the group's last delivered entry.
 local function undelivered(key)
@@ -22,7 +23,7 @@ local function undelivered(key)
     for _, g in ipairs(groups) do
       local t = {}
       for j = 1, #g, 2 do t[g[j]] = g[j + 1] end
-      if t['name'] == ARGV[1] then last = '(' .. t['last-delivered-id'] end
+      if t['name'] == ARGV[A.group] then last = '(' .. t['last-delivered-id'] end
     end
   end
   return last
@@ -36,8 +37,8 @@ for i = 2, higher + 1 do
   end
 end
 if ahead < limit then
-  ahead = ahead + #redis.call('XRANGE', KEYS[1], undelivered(KEYS[1]), '(' .. ARGV[2], 'COUNT',
-    limit - ahead)
+  ahead = ahead + #redis.call('XRANGE', KEYS[1], undelivered(KEYS[1]), '(' .. ARGV[A.entry],
+    'COUNT', limit - ahead)
 end
 local done = 0
 if #KEYS >= higher + 2 then

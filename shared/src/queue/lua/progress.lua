@@ -3,23 +3,24 @@
 -- recorded update bumps the record's version and is published, so event streams send it.
 --
 -- KEYS[1]  job hash
--- ARGV[1]  fencing token of the attempt
--- ARGV[2]  seconds of input processed
--- ARGV[3]  seconds of input in all; '' while unknown
--- ARGV[4]  channel of progress (non-terminal) events
--- ARGV[5]  job id
+-- ARGV: the fields of `ProgressCall` (scripts/pipeline.rs), in order, named here A.<field>:
+-- A.token     fencing token of the attempt
+-- A.done      seconds of input processed
+-- A.total     seconds of input in all; '' while unknown
+-- A.progress  channel of progress (non-terminal) events
+-- A.id        job id
 --
 -- Returns 1 when recorded, 0 when the attempt no longer owns a running job (it must stop).
 local rec = redis.call('HMGET', KEYS[1], F.status, F.token)
-if rec[1] ~= 'running' or rec[2] ~= ARGV[1] then
+if rec[1] ~= 'running' or rec[2] ~= ARGV[A.token] then
   return 0
 end
-if ARGV[3] == '' then
-  redis.call('HSET', KEYS[1], F.progress_done, ARGV[2])
+if ARGV[A.total] == '' then
+  redis.call('HSET', KEYS[1], F.progress_done, ARGV[A.done])
   redis.call('HDEL', KEYS[1], F.progress_total)
 else
-  redis.call('HSET', KEYS[1], F.progress_done, ARGV[2], F.progress_total, ARGV[3])
+  redis.call('HSET', KEYS[1], F.progress_done, ARGV[A.done], F.progress_total, ARGV[A.total])
 end
 redis.call('HINCRBY', KEYS[1], F.version, 1)
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' running')
+redis.call('PUBLISH', ARGV[A.progress], ARGV[A.id] .. ' running')
 return 1

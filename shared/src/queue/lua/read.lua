@@ -9,18 +9,19 @@
 -- KEYS[1..n]  the queue's lanes, highest priority first (consecutive priorities)
 -- KEYS[n+1]   the queue's used-lanes set (its lanes other than the default that ever held an
 --             entry)
--- ARGV[1]     consumer group
--- ARGV[2]     consumer (worker) name
--- ARGV[3]     most entries to read
--- ARGV[4]     now, ms since the epoch
--- ARGV[5]     aging period in ms (0 = strict priority, no aging)
--- ARGV[6]     priority of KEYS[1]
--- ARGV[7]     the default priority
+-- ARGV: the fields of `ReadCall` (queue/mod.rs), in order, named here A.<field>:
+-- A.group             consumer group
+-- A.consumer          consumer (worker) name
+-- A.count             most entries to read
+-- A.now               now, ms since the epoch
+-- A.aging             aging period in ms (0 = strict priority, no aging)
+-- A.top               priority of KEYS[1]
+-- A.default_priority  the default priority
 --
 -- Returns {lane index (1-based, KEYS order), entries as XREADGROUP gives them, ...}.
-local group, consumer = ARGV[1], ARGV[2]
-local count, now, aging = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local top, default = tonumber(ARGV[6]), tonumber(ARGV[7])
+local group, consumer = ARGV[A.group], ARGV[A.consumer]
+local count, now, aging = tonumber(ARGV[A.count]), tonumber(ARGV[A.now]), tonumber(ARGV[A.aging])
+local top, default = tonumber(ARGV[A.top]), tonumber(ARGV[A.default_priority])
 local lanes = #KEYS - 1
 
 local used = {}

@@ -6,20 +6,21 @@
 -- KEYS[2]    the model's used-lanes set (its lanes other than the default that ever held an
 --            entry)
 -- KEYS[3..]  job hashes, one per entry
--- ARGV[1]    consumer group
--- ARGV[2]    channel of progress (non-terminal) events
--- ARGV[3]    '1' when KEYS[1] is not the model's default lane: it is then added to KEYS[2]
---            when an entry is put back
--- then three values per entry, in KEYS[3..] order: job id, stream entry id, fencing token ('0'
--- if not started)
+-- ARGV: the fields of `ReleaseCall` (scripts/attempts.rs), in order, named here A.<field>:
+-- A.group       consumer group
+-- A.progress    channel of progress (non-terminal) events
+-- A.other_lane  '1' when KEYS[1] is not the model's default lane: it is then added to KEYS[2]
+--               when an entry is put back
+-- then per entry, in KEYS[3..] order, the fields of `ReleaseEntry` (J.<field>): J.id (job id),
+--   J.entry (stream entry id), J.token (fencing token; '0' if not started)
 --
 -- Returns how many jobs were put back.
-local group, channel, other = ARGV[1], ARGV[2], ARGV[3] == '1'
+local group, channel, other = ARGV[A.group], ARGV[A.progress], ARGV[A.other_lane] == '1'
 local released = 0
 for i = 3, #KEYS do
   local job = KEYS[i]
-  local b = 4 + (i - 3) * 3
-  local id, entry, token = ARGV[b], ARGV[b + 1], ARGV[b + 2]
+  local b = A.REST + (i - 3) * J.WIDTH
+  local id, entry, token = ARGV[b + J.id], ARGV[b + J.entry], ARGV[b + J.token]
   local rec = redis.call('HMGET', job, F.status, F.token, F.version)
   local mine = rec[1] == 'queued' or (rec[1] == 'running' and rec[2] == token)
   local e = redis.call('XRANGE', KEYS[1], entry, entry)

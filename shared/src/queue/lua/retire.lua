@@ -10,48 +10,40 @@
 -- KEYS[4]        tenants' active jobs (hash: tenant -> jobs waiting or running)
 -- KEYS[5]        the model's used-lanes set (its lanes other than the default that ever held
 --                an entry)
--- KEYS[6..L+5]   the model's lanes (streams), L = ARGV[5]
+-- KEYS[6..L+5]   the model's lanes (streams), L = A.lanes
 -- KEYS[L+6..]    job hashes of the listed entries
--- ARGV[1]        model name
--- ARGV[2]        now, ms since the epoch
--- ARGV[3]        seconds a finished job record is kept
--- ARGV[4]        channel of terminal events
--- ARGV[5]        L, the number of lanes
--- ARGV[6]        due webhook deliveries (sorted set; see outbox.lua)
--- ARGV[7]        prefix of webhook delivery hash keys
--- ARGV[8..L+7]   id of the newest entry the caller listed in each lane ('' for an empty one)
--- ARGV[L+8..]    job ids, aligned with KEYS[L+6..]
+-- ARGV: the fields of `RetireCall` (registry.rs), in order, named here A.<field>:
+-- A.model        model name
+-- A.now          now, ms since the epoch
+-- A.ttl          seconds a finished job record is kept when it names no `ttl` of its own
+-- A.channel      channel of terminal events
+-- A.lanes        L, the number of lanes
+-- A.hooks        due webhook deliveries (sorted set; see outbox.lua)
+-- A.hook_prefix  prefix of webhook delivery hash keys
+-- then L values: the id of the newest entry the caller listed in each lane ('' for an empty
+-- one), in KEYS order; then the job ids, aligned with KEYS[L+6..]
 --
 -- Returns the number of jobs failed, or -1 when a stream changed since the listing.
--- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
-local function uncount(job, active)
-  if redis.call('HDEL', job, F.counted) == 1 then
-    local tenant = redis.call('HGET', job, F.tenant)
-    if redis.call('HINCRBY', active, tenant, -1) <= 0 then
-      redis.call('HDEL', active, tenant)
-    end
-  end
-end
-local lanes = tonumber(ARGV[5])
+local model, now = ARGV[A.model], ARGV[A.now]
+local lanes = tonumber(ARGV[A.lanes])
 for l = 1, lanes do
   local last = redis.call('XREVRANGE', KEYS[5 + l], '+', '-', 'COUNT', 1)
   local newest = last[1] and last[1][1] or ''
-  if newest ~= ARGV[7 + l] then
+  if newest ~= ARGV[A.REST - 1 + l] then
     return -1
   end
 end
-local failed, events = 0, {}
+local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
+  active = KEYS[4], hooks = ARGV[A.hooks], hook_prefix = ARGV[A.hook_prefix]})
+local failed = 0
 for i = lanes + 6, #KEYS do
-  local job = KEYS[i]
-  local status = redis.call('HGET', job, F.status)
-  if status == 'queued' or status == 'running' then
-    redis.call('HSET', job, F.status, 'failed', F.finished_at, ARGV[2],
-      F.error_code, 'model_retired', F.error_message, 'model \'' .. ARGV[1] .. '\' was retired')
+  local job, id = KEYS[i], ARGV[A.REST - 6 + i]
+  local rec = redis.call('HMGET', job, F.status, F.counted, F.tenant, F.ttl, F.webhook)
+  if rec[1] == 'queued' or rec[1] == 'running' then
+    redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
+      F.error_code, 'model_retired', F.error_message, 'model \'' .. model .. '\' was retired')
     redis.call('HINCRBY', job, F.version, 1)
-    uncount(job, KEYS[4])
-    redis.call('EXPIRE', job, tonumber(redis.call('HGET', job, F.ttl)) or tonumber(ARGV[3]))
-    events[#events + 1] = ARGV[i + 2] .. ' failed'
-    outbox(ARGV[6], ARGV[7], job, ARGV[i + 2], 'failed', ARGV[2])
+    ends.job(job, id, 'failed', rec[2], rec[3], rec[4], rec[5], nil)
     failed = failed + 1
   end
 end
@@ -60,9 +52,7 @@ for l = 1, lanes do
 end
 redis.call('DEL', KEYS[5])
 redis.call('DEL', KEYS[3])
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if #events > 0 then
-  redis.call('PUBLISH', ARGV[4], table.concat(events, '\n'))
-end
+redis.call('HDEL', KEYS[1], model)
+redis.call('ZREM', KEYS[2], model)
+ends.flush()
 return failed

@@ -6,18 +6,20 @@
 -- KEYS[4]    list of recent failures
 -- KEYS[5]    tenants' active jobs (hash: tenant -> jobs waiting or running)
 -- KEYS[6..]  job hashes, one per entry
--- ARGV[1]    consumer group
--- ARGV[2]    now, ms since the epoch
--- ARGV[3]    maximum attempts per job
--- ARGV[4]    channel of terminal events
--- ARGV[5]    seconds a finished job record is kept
--- ARGV[6]    consumer (worker) name
--- ARGV[7]    channel of progress (non-terminal) events
--- ARGV[8]    model name
--- ARGV[9]    most entries kept in the list of recent failures
--- ARGV[10]   due webhook deliveries (sorted set; see outbox.lua)
--- ARGV[11]   prefix of webhook delivery hash keys
--- then two values per entry, aligned with KEYS[6..]: job id, stream entry id
+-- ARGV: the fields of `StartCall` (scripts/attempts.rs), in order, named here A.<field>:
+-- A.group          consumer group
+-- A.now            now, ms since the epoch
+-- A.max_attempts   maximum attempts per job
+-- A.channel        channel of terminal events
+-- A.ttl            seconds a finished job record is kept when it names no `ttl` of its own
+-- A.consumer       consumer (worker) name
+-- A.progress       channel of progress (non-terminal) events
+-- A.model          model name
+-- A.keep_failures  most entries kept in the list of recent failures
+-- A.hooks          due webhook deliveries (sorted set; see outbox.lua)
+-- A.hook_prefix    prefix of webhook delivery hash keys
+-- then per entry, aligned with KEYS[6..], the fields of `StartEntry` (J.<field>):
+--   J.id (job id), J.entry (stream entry id)
 -- KEYS[6 + n..]  (pipeline streams only) the entries' upload keys, in the same order, n = the
 --                number of entries: deleted when the job is not to run (it ended), and the
 --                previous attempt's progress is cleared when it starts again
@@ -33,46 +35,36 @@
 -- reclaim increments it). Starting the same delivery again (a retry after an ambiguous error)
 -- returns the token it already got and adds no attempt.
 -- Events go out as one message per channel, one `<id> <status>` line per job.
-local group, now, max_attempts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local channel, ttl, consumer, progress = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
-local model, keep_failures = ARGV[8], tonumber(ARGV[9])
-local hooks, hook_prefix = ARGV[10], ARGV[11]
-local out, done_events, started_events = {}, {}, {}
-local n = (#ARGV - 11) / 2
+local group, now = ARGV[A.group], tonumber(ARGV[A.now])
+local max_attempts, consumer, progress = tonumber(ARGV[A.max_attempts]), ARGV[A.consumer],
+  ARGV[A.progress]
+local model, hooks, hook_prefix = ARGV[A.model], ARGV[A.hooks], ARGV[A.hook_prefix]
+local out, started_events = {}, {}
+local n = (#ARGV - A.REST + 1) / J.WIDTH
 local uploads = #KEYS > 5 + n
--- A job that ends leaves its tenant's count of active jobs (once: `counted` goes with it).
--- `rec` is the job's HMGET below.
-local function uncount(job, active, rec)
-  if rec[7] and redis.call('HDEL', job, F.counted) == 1 then
-    if redis.call('HINCRBY', active, rec[8], -1) <= 0 then
-      redis.call('HDEL', active, rec[8])
-    end
-  end
-end
+local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
+  active = KEYS[5], hooks = hooks, hook_prefix = hook_prefix,
+  failures = KEYS[4], keep_failures = tonumber(ARGV[A.keep_failures]), model = model})
 
-local function fail(job, id, code, message, rec)
+-- `rec` is the job's HMGET below; `upload` its upload key, or nil.
+local function fail(job, id, code, message, rec, upload)
   redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
     F.error_code, code, F.error_message, message, F.version, (tonumber(rec[6]) or 0) + 1)
-  uncount(job, KEYS[5], rec)
-  redis.call('EXPIRE', job, tonumber(rec[9]) or ttl)
-  done_events[#done_events + 1] = id .. ' failed'
-  if rec[10] then
-    outbox(hooks, hook_prefix, job, id, 'failed', now)
-  end
-  redis.call('LPUSH', KEYS[4], cjson.encode({id = id, model = model, code = code,
-    message = message, failed_at = now}))
-  redis.call('LTRIM', KEYS[4], 0, keep_failures - 1)
+  ends.job(job, id, 'failed', rec[7], rec[8], rec[9], rec[10], upload)
+  ends.failure(id, code, message)
 end
 
 for i = 6, 5 + n do
   local job = KEYS[i]
-  local id, entry = ARGV[12 + (i - 6) * 2], ARGV[13 + (i - 6) * 2]
+  local b = A.REST + (i - 6) * J.WIDTH
+  local id, entry = ARGV[b + J.id], ARGV[b + J.entry]
+  local upload = uploads and KEYS[i + n] or nil
   local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token,
     F.version, F.counted, F.tenant, F.ttl, F.webhook, F.webhook_events)
   local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
   local owned = pending[1] ~= nil and pending[1][2] == consumer
   local delivery = entry .. '/' .. (pending[1] and pending[1][4] or 0)
-  local token = 0
+  local token, ended = 0, false
   if not owned then
     token = -1
   elseif rec[1] == 'running' and rec[4] == delivery then
@@ -81,12 +73,15 @@ for i = 6, 5 + n do
     local attempts = tonumber(rec[2]) or 0
     local deadline = tonumber(rec[3]) or 0
     if deadline > 0 and now > deadline then
-      fail(job, id, 'deadline_exceeded', 'the job did not start before its deadline', rec)
+      fail(job, id, 'deadline_exceeded', 'the job did not start before its deadline', rec, upload)
+      ended = true
     elseif attempts >= max_attempts then
-      local message = 'the job was started ' .. attempts .. (attempts == 1 and ' time' or ' times') ..
+      local message = 'the job was started ' .. attempts ..
+        (attempts == 1 and ' time' or ' times') ..
         ' and its worker stopped before finishing each time; it was moved to the dead-letter stream'
-      fail(job, id, 'max_attempts_exceeded', message, rec)
-      local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[2], 'model', model,
+      fail(job, id, 'max_attempts_exceeded', message, rec, upload)
+      ended = true
+      local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[A.now], 'model', model,
         'attempts', attempts, 'message', message}
       local tenant = rec[8]
       if tenant then
@@ -118,8 +113,9 @@ for i = 6, 5 + n do
       end
     end
   end
-  if token == 0 and uploads then
-    redis.call('DEL', KEYS[i + n])
+  -- A job that ended before this delivery leaves its upload behind too.
+  if token == 0 and uploads and not ended then
+    redis.call('DEL', upload)
   end
   if token == 0 then
     redis.call('XACK', KEYS[1], group, entry)
@@ -127,9 +123,7 @@ for i = 6, 5 + n do
   end
   out[#out + 1] = math.max(token, 0)
 end
-if #done_events > 0 then
-  redis.call('PUBLISH', channel, table.concat(done_events, '\n'))
-end
+ends.flush()
 if #started_events > 0 then
   redis.call('PUBLISH', progress, table.concat(started_events, '\n'))
 end

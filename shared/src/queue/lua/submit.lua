@@ -9,38 +9,51 @@
 -- then four keys per job: job hash, the stream of the model's lane for the job's priority,
 --   the model's used-lanes set (its lanes other than the default that ever held an entry),
 --   idempotency record (the job hash again when the job has no idempotency key)
--- ARGV[1]   now, ms since the epoch
--- ARGV[2]   most entries a stream may hold (queued plus in flight); 0 = no limit
--- ARGV[3]   seconds an idempotency record is kept
--- ARGV[4]   group id ('' = none): then all jobs are enqueued or none is, and the group hash
---           is written with them
--- ARGV[5]   seconds the group hash is kept
--- then fifteen values per job: job id, model name, request payload, deadline to start by (ms
---   since the epoch, 0 = none), seconds to keep the record once final (0 = the default), the
---   request's hash for its idempotency key ('' = no key), the result-cache key to store a
---   successful result under ('' = none), the seconds to keep it there, when the job may
---   start (ms since the epoch; 0 = at once), and the W3C traceparent it was submitted with
---   ('' = none; the entry then has no such field), the tenant of the submitting key (a
---   group's hash records its first job's), the job's priority (0 to 9; the default 5 is
---   not written down), the most jobs the tenant may have waiting or running (0 = no
---   limit), the webhook URL ('' = none) and its events (`,succeeded,failed,`). An enqueued job counts in KEYS[5] (and is marked `counted` in its hash) until the
---   step that ends it. A job not yet due is `scheduled`: its
---   payload (and traceparent) wait in its hash, its id in the scheduled set, and the
---   queue-length limit applies when it moves to the queue. The limit counts every lane of the
---   model: its default lane (the job's lane's key without '#<priority>') and the lanes in its
---   used-lanes set, to which a lane is added when it gets its first entry (same hash tag, so
---   in this script's Cluster slot).
+-- ARGV: the fields of `SubmitCall` (scripts/submit.rs), in order, named here A.<field>:
+-- A.now        now, ms since the epoch
+-- A.limit      most entries a stream may hold (queued plus in flight); 0 = no limit
+-- A.idem_ttl   seconds an idempotency record is kept
+-- A.group      group id ('' = none): then all jobs are enqueued or none is, and the group hash
+--              is written with them
+-- A.group_ttl  seconds the group hash is kept
+-- A.fetch_allow  the exceptions to the address guard the jobs are fetched under ('' = none):
+--              written into each entry and record when set
+-- then per job the fields of `SubmitJob` (J.<field>), in KEYS order:
+--   J.id           job id
+--   J.model        model name
+--   J.payload      request payload
+--   J.deadline     deadline to start by, ms since the epoch; 0 = none
+--   J.ttl          seconds to keep the record once final (the job's own or the API's default)
+--   J.hash         the request's hash for its idempotency key ('' = no key)
+--   J.cache_key    the result-cache key to store a successful result under ('' = none)
+--   J.cache_ttl    the seconds to keep it there
+--   J.due          when the job may start, ms since the epoch; 0 = at once
+--   J.traceparent  the W3C traceparent it was submitted with ('' = none; the entry then has
+--                  no such field)
+--   J.tenant       the tenant of the submitting key (a group's hash records its first job's)
+--   J.priority     the job's priority (0 to 9; the default, C.default_priority, is not written
+--                  down)
+--   J.quota        the most jobs the tenant may have waiting or running (0 = no limit)
+--   J.webhook      the webhook URL ('' = none)
+--   J.webhook_events  its events (`,succeeded,failed,`)
+-- An enqueued job counts in KEYS[5] (and is marked `counted` in its hash) until the step that
+-- ends it. A job not yet due is `scheduled`: its payload (and traceparent) wait in its hash,
+-- its id in the scheduled set, and the queue-length limit applies when it moves to the queue.
+-- The limit counts every lane of the model: its default lane (the job's lane's key without
+-- '#<priority>') and the lanes in its used-lanes set, to which a lane is added when it gets
+-- its first entry (same hash tag, so in this script's Cluster slot).
 --
 -- Returns one string per job: the stream entry id; 'QUEUE_FULL' (the caller answers 429);
 -- 'UNKNOWN_MODEL'; 'QUOTA_EXCEEDED <excess>' (the tenant has its most jobs waiting or running;
--- excess = how many must end before this one, or the whole group, fits); 'REPLAY <job id>' (the key was used before with the same request: that job
--- answers); 'IDEMPOTENCY_REUSED' (the key was used before with another request). For a group
--- where one job cannot be enqueued, that job's reason and 'NOT_SUBMITTED' for the others.
-local now, limit, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local group = ARGV[4]
+-- excess = how many must end before this one, or the whole group, fits); 'REPLAY <job id>'
+-- (the key was used before with the same request: that job answers); 'IDEMPOTENCY_REUSED'
+-- (the key was used before with another request). For a group where one job cannot be
+-- enqueued, that job's reason and 'NOT_SUBMITTED' for the others.
+local now, limit = ARGV[A.now], tonumber(ARGV[A.limit])
+local idem_ttl, group = tonumber(ARGV[A.idem_ttl]), ARGV[A.group]
+local fetch_allow = ARGV[A.fetch_allow]
 local count = (#KEYS - 5) / 4
 local out = {}
-local N = 15
 
 local function active(tenant)
   return tonumber(redis.call('HGET', KEYS[5], tenant)) or 0
@@ -97,11 +110,12 @@ end
 if group ~= '' then
   local refused, need = false, {}
   for i = 0, count - 1 do
-    local tenant = ARGV[16 + i * N]
+    local tenant = ARGV[A.REST + i * J.WIDTH + J.tenant]
     need[tenant] = (need[tenant] or 0) + 1
   end
   for i = 0, count - 1 do
-    local model, tenant, quota = ARGV[7 + i * N], ARGV[16 + i * N], tonumber(ARGV[18 + i * N])
+    local b = A.REST + i * J.WIDTH
+    local model, tenant, quota = ARGV[b + J.model], ARGV[b + J.tenant], tonumber(ARGV[b + J.quota])
     local excess = active(tenant) + need[tenant] - quota
     if not known(model) then
       out[i + 1], refused = 'UNKNOWN_MODEL', true
@@ -120,12 +134,14 @@ if group ~= '' then
 end
 for i = 0, count - 1 do
   local job, stream, used, idem = KEYS[6 + i * 4], KEYS[7 + i * 4], KEYS[8 + i * 4], KEYS[9 + i * 4]
-  local b = 6 + i * N
-  local id, model, payload, deadline = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local ttl, hash, cache_key, cache_ttl = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  local due, traceparent, tenant = tonumber(ARGV[b + 8]), ARGV[b + 9], ARGV[b + 10]
-  local priority, quota = ARGV[b + 11], tonumber(ARGV[b + 12])
-  local webhook, webhook_events = ARGV[b + 13], ARGV[b + 14]
+  local b = A.REST + i * J.WIDTH
+  local id, model, payload = ARGV[b + J.id], ARGV[b + J.model], ARGV[b + J.payload]
+  local deadline, ttl, hash = ARGV[b + J.deadline], ARGV[b + J.ttl], ARGV[b + J.hash]
+  local cache_key, cache_ttl = ARGV[b + J.cache_key], ARGV[b + J.cache_ttl]
+  local due, traceparent = tonumber(ARGV[b + J.due]), ARGV[b + J.traceparent]
+  local tenant, priority = ARGV[b + J.tenant], ARGV[b + J.priority]
+  local quota, webhook = tonumber(ARGV[b + J.quota]), ARGV[b + J.webhook]
+  local webhook_events = ARGV[b + J.webhook_events]
   local scheduled = due > tonumber(now)
   local prev = hash ~= '' and redis.call('GET', idem)
   if prev then
@@ -144,7 +160,7 @@ for i = 0, count - 1 do
   else
     -- The whole record in one HSET; the job is new, so this is its first version.
     local rec = {F.model, model, F.created_at, now, F.attempts, 0, F.deadline, deadline,
-      F.tenant, tenant, F.version, 1, F.counted, 1}
+      F.tenant, tenant, F.version, 1, F.counted, 1, F.ttl, ttl}
     local entry = ''
     if scheduled then
       rec[#rec + 1], rec[#rec + 2] = F.status, 'scheduled'
@@ -160,19 +176,22 @@ for i = 0, count - 1 do
       if traceparent ~= '' then
         fields[#fields + 1], fields[#fields + 2] = E.traceparent, traceparent
       end
-      if priority ~= '5' then
+      if priority ~= C.default_priority then
         fields[#fields + 1], fields[#fields + 2] = E.priority, priority
       end
+      if fetch_allow ~= '' then
+        fields[#fields + 1], fields[#fields + 2] = E.fetch_allow, fetch_allow
+      end
       entry = redis.call('XADD', stream, '*', unpack(fields))
-      added(stream, used, priority ~= '5')
+      added(stream, used, priority ~= C.default_priority)
       rec[#rec + 1], rec[#rec + 2] = F.status, 'queued'
       rec[#rec + 1], rec[#rec + 2] = F.entry, entry
     end
-    if priority ~= '5' then
+    if priority ~= C.default_priority then
       rec[#rec + 1], rec[#rec + 2] = F.priority, priority
     end
-    if ttl ~= '0' then
-      rec[#rec + 1], rec[#rec + 2] = F.ttl, ttl
+    if fetch_allow ~= '' then
+      rec[#rec + 1], rec[#rec + 2] = F.fetch_allow, fetch_allow
     end
     if webhook ~= '' then
       rec[#rec + 1], rec[#rec + 2] = F.webhook, webhook
@@ -195,9 +214,9 @@ for i = 0, count - 1 do
 end
 if group ~= '' then
   local ids = {}
-  for i = 0, count - 1 do ids[#ids + 1] = ARGV[6 + i * N] end
+  for i = 0, count - 1 do ids[#ids + 1] = ARGV[A.REST + i * J.WIDTH + J.id] end
   redis.call('HSET', KEYS[3], 'created_at', now, 'jobs', table.concat(ids, ' '),
-    'tenant', ARGV[6 + 10])
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
+    'tenant', ARGV[A.REST + J.tenant])
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[A.group_ttl]))
 end
 return out

@@ -5,41 +5,53 @@
 -- KEYS[2]  pipeline stream
 -- KEYS[3]  upload key
 -- KEYS[4]  tenants' active jobs (hash: tenant -> jobs waiting or running)
--- ARGV[1]  job id
--- ARGV[2]  queue name (`pipeline:<name>`), stored as the job's model
--- ARGV[3]  now, ms since the epoch
--- ARGV[4]  job payload (the pipeline and its settings)
--- ARGV[5]  most entries the stream may hold (queued plus in flight); 0 = no limit
--- ARGV[6]  deadline to start by, ms since the epoch; 0 = none
--- ARGV[7]  the uploaded bytes
--- ARGV[8]  seconds the upload is kept at most (a safety net: the job's end deletes it)
--- ARGV[9]  the tenant of the submitting key
--- ARGV[10] the most jobs that tenant may have waiting or running (0 = no limit)
--- ARGV[11] the webhook URL ('' = none)
--- ARGV[12] the webhook's events (`,succeeded,failed,`)
+-- ARGV: the fields of `SubmitPipelineCall` (scripts/pipeline.rs), in order, named here
+-- A.<field>:
+-- A.id              job id
+-- A.queue           queue name (`pipeline:<name>`), stored as the job's model
+-- A.now             now, ms since the epoch
+-- A.payload         job payload (the pipeline and its settings)
+-- A.limit           most entries the stream may hold (queued plus in flight); 0 = no limit
+-- A.deadline        deadline to start by, ms since the epoch; 0 = none
+-- A.upload          the uploaded bytes
+-- A.upload_ttl      seconds the upload is kept at most (a safety net: the job's end deletes it)
+-- A.ttl             seconds to keep the record once final (written into it)
+-- A.tenant          the tenant of the submitting key
+-- A.quota           the most jobs that tenant may have waiting or running (0 = no limit)
+-- A.webhook         the webhook URL ('' = none)
+-- A.webhook_events  the webhook's events (`,succeeded,failed,`)
+-- A.fetch_allow     the exceptions to the address guard the job is fetched under ('' = none):
+--                   written into the entry and the record when set
 --
 -- Returns the stream entry id, 'QUEUE_FULL' or 'QUOTA_EXCEEDED <excess>' (the caller answers
 -- 429). An enqueued job counts in KEYS[4] (marked `counted` in its hash) until it ends.
-local limit, quota = tonumber(ARGV[5]), tonumber(ARGV[10])
-local active = tonumber(redis.call('HGET', KEYS[4], ARGV[9])) or 0
+local limit, quota, tenant = tonumber(ARGV[A.limit]), tonumber(ARGV[A.quota]), ARGV[A.tenant]
+local active = tonumber(redis.call('HGET', KEYS[4], tenant)) or 0
 if quota > 0 and active >= quota then
   return 'QUOTA_EXCEEDED ' .. (active - quota + 1)
 end
 if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then
   return 'QUEUE_FULL'
 end
-redis.call('SET', KEYS[3], ARGV[7], 'EX', tonumber(ARGV[8]))
-local entry = redis.call('XADD', KEYS[2], '*', E.id, ARGV[1], E.payload, ARGV[4])
+redis.call('SET', KEYS[3], ARGV[A.upload], 'EX', tonumber(ARGV[A.upload_ttl]))
+local fields = {E.id, ARGV[A.id], E.payload, ARGV[A.payload]}
+if ARGV[A.fetch_allow] ~= '' then
+  fields[#fields + 1], fields[#fields + 2] = E.fetch_allow, ARGV[A.fetch_allow]
+end
+local entry = redis.call('XADD', KEYS[2], '*', unpack(fields))
 -- The whole record in one HSET; the job is new, so this is its first version.
-local rec = {F.model, ARGV[2], F.status, 'queued', F.created_at, ARGV[3],
-  F.attempts, 0, F.entry, entry, F.deadline, ARGV[6], F.tenant, ARGV[9],
-  F.version, 1, F.counted, 1}
-if ARGV[11] ~= '' then
-  rec[#rec + 1], rec[#rec + 2] = F.webhook, ARGV[11]
-  rec[#rec + 1], rec[#rec + 2] = F.webhook_events, ARGV[12]
+local rec = {F.model, ARGV[A.queue], F.status, 'queued', F.created_at, ARGV[A.now],
+  F.attempts, 0, F.entry, entry, F.deadline, ARGV[A.deadline], F.tenant, tenant,
+  F.version, 1, F.counted, 1, F.ttl, ARGV[A.ttl]}
+if ARGV[A.fetch_allow] ~= '' then
+  rec[#rec + 1], rec[#rec + 2] = F.fetch_allow, ARGV[A.fetch_allow]
+end
+if ARGV[A.webhook] ~= '' then
+  rec[#rec + 1], rec[#rec + 2] = F.webhook, ARGV[A.webhook]
+  rec[#rec + 1], rec[#rec + 2] = F.webhook_events, ARGV[A.webhook_events]
   rec[#rec + 1], rec[#rec + 2] = F.webhook_state, 'pending'
   rec[#rec + 1], rec[#rec + 2] = F.webhook_attempts, 0
 end
 redis.call('HSET', KEYS[1], unpack(rec))
-redis.call('HINCRBY', KEYS[4], ARGV[9], 1)
+redis.call('HINCRBY', KEYS[4], tenant, 1)
 return entry

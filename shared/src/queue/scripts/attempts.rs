@@ -1,29 +1,116 @@
 //! A worker's side of an attempt: start (`start.lua`), renew the lease (`heartbeat.lua`),
-//! hand back (`release.lua`), record the outcome (`complete.lua`), set unreadable entries aside
-//! (`malformed.lua`); and cancellation (`cancel.lua`). Entries of several lanes are sent one
-//! script call per lane.
+//! hand back (`release.lua`), record the outcome (`complete.lua`). Entries of several lanes are
+//! sent one script call per lane.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
-use super::{Retention, script, with_outbox};
-use crate::job::{JobError, JobId, JobStatus, Priority};
-use crate::queue::keys::{GROUP, RECENT_FAILURES, field, pipeline_of};
+use super::{Retention, script, with_ending};
+use crate::job::{JobError, JobId, Priority};
+use crate::queue::keys::{GROUP, RECENT_FAILURES, pipeline_of};
+use crate::queue::lua::{Argv, argv};
 use crate::queue::{Delivery, EntryRef, Queue, QueueError};
 use crate::time::now_ms;
 
-static START: LazyLock<Script> = LazyLock::new(|| with_outbox(include_str!("../lua/start.lua")));
-static COMPLETE: LazyLock<Script> =
-    LazyLock::new(|| with_outbox(include_str!("../lua/complete.lua")));
-static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/heartbeat.lua")));
-static RELEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/release.lua")));
-static CANCEL: LazyLock<Script> = LazyLock::new(|| with_outbox(include_str!("../lua/cancel.lua")));
-static MALFORMED: LazyLock<Script> =
-    LazyLock::new(|| with_outbox(include_str!("../lua/malformed.lua")));
+pub(crate) static START: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: StartCall::NAMES,
+        item: StartEntry::NAMES,
+    };
+    with_ending(include_str!("../lua/start.lua"), argv)
+});
+pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: CompleteCall::NAMES,
+        item: CompleteOutcome::NAMES,
+    };
+    with_ending(include_str!("../lua/complete.lua"), argv)
+});
+pub(crate) static HEARTBEAT: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("../lua/heartbeat.lua"), Argv::default()));
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: ReleaseCall::NAMES,
+        item: ReleaseEntry::NAMES,
+    };
+    script(include_str!("../lua/release.lua"), argv)
+});
+
+argv! {
+    /// `start.lua`'s ARGV, once per call (its header says what each is).
+    struct StartCall<'a> {
+        group: &'static str,
+        now: u64,
+        max_attempts: u32,
+        channel: String,
+        ttl: u64,
+        consumer: &'a str,
+        progress: String,
+        model: &'a str,
+        keep_failures: usize,
+        hooks: String,
+        hook_prefix: String,
+    }
+}
+
+argv! {
+    /// `start.lua`'s ARGV, once per entry.
+    struct StartEntry<'a> {
+        id: String,
+        entry: &'a str,
+    }
+}
+
+argv! {
+    /// `complete.lua`'s ARGV, once per call.
+    struct CompleteCall<'a> {
+        group: &'static str,
+        now: u64,
+        ttl: u64,
+        channel: String,
+        model: &'a str,
+        keep_failures: usize,
+        hooks: String,
+        hook_prefix: String,
+    }
+}
+
+argv! {
+    /// `complete.lua`'s ARGV, once per outcome.
+    struct CompleteOutcome<'a> {
+        id: String,
+        entry: &'a str,
+        token: u64,
+        status: &'static str,
+        value: &'a [u8],
+        message: &'a str,
+    }
+}
+
+argv! {
+    /// `release.lua`'s ARGV, once per call.
+    struct ReleaseCall {
+        group: &'static str,
+        progress: String,
+        other_lane: u8,
+    }
+}
+
+argv! {
+    /// `release.lua`'s ARGV, once per entry.
+    struct ReleaseEntry<'a> {
+        id: String,
+        entry: &'a str,
+        token: u64,
+    }
+}
 
 /// The indices of `items` grouped by lane: lanes in order of first appearance, items in order.
-fn by_lane<T>(items: &[T], lane: impl Fn(&T) -> Priority) -> Vec<(Priority, Vec<usize>)> {
+pub(super) fn by_lane<T>(
+    items: &[T],
+    lane: impl Fn(&T) -> Priority,
+) -> Vec<(Priority, Vec<usize>)> {
     let mut groups: Vec<(Priority, Vec<usize>)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let p = lane(item);
@@ -68,52 +155,7 @@ pub struct Completion {
     pub outcome: Outcome,
 }
 
-/// The result of a cancellation request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cancelled {
-    Cancelled,
-    NotFound,
-    AlreadyFinished(JobStatus),
-}
-
 impl Queue {
-    /// Cancels a job that has not finished (`cancel.lua`).
-    pub async fn cancel(&self, id: JobId, retention: Retention) -> Result<Cancelled, QueueError> {
-        let mut conn = self.conn.clone();
-        let (model, priority): (Option<String>, Option<u8>) = redis::cmd("HMGET")
-            .arg(self.keys.job(id))
-            .arg(field::MODEL)
-            .arg(field::PRIORITY)
-            .query_async(&mut conn)
-            .await?;
-        let Some(model) = model else {
-            return Ok(Cancelled::NotFound);
-        };
-        let priority = priority.and_then(Priority::new).unwrap_or_default();
-        let mut inv = CANCEL.prepare_invoke();
-        inv.key(self.keys.job(id))
-            .key(self.keys.lane(&model, priority))
-            .key(self.keys.tenant_active());
-        if pipeline_of(&model).is_some() {
-            inv.key(self.keys.upload(id));
-        }
-        let before: Option<String> = inv
-            .arg(now_ms())
-            .arg(retention.secs())
-            .arg(self.keys.events())
-            .arg(GROUP)
-            .arg(id.to_string())
-            .arg(self.keys.hooks())
-            .arg(self.keys.hook_prefix())
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(match before.as_deref().and_then(JobStatus::parse) {
-            None => Cancelled::NotFound,
-            Some(s) if s.is_terminal() => Cancelled::AlreadyFinished(s),
-            Some(_) => Cancelled::Cancelled,
-        })
-    }
-
     /// Begins attempts on `deliveries` of `model` (`start.lua`, once per lane); returns each
     /// one's fencing token, 0 for those not to run. Safe to retry: a delivery already started
     /// keeps its token and gains no attempt.
@@ -164,19 +206,26 @@ impl Queue {
                 inv.key(self.keys.upload(d.job));
             }
         }
-        inv.arg(GROUP)
-            .arg(now_ms())
-            .arg(max_attempts)
-            .arg(self.keys.events())
-            .arg(retention.secs())
-            .arg(consumer)
-            .arg(self.keys.progress_events())
-            .arg(model)
-            .arg(RECENT_FAILURES)
-            .arg(self.keys.hooks())
-            .arg(self.keys.hook_prefix());
+        StartCall {
+            group: GROUP,
+            now: now_ms(),
+            max_attempts,
+            channel: self.keys.events(),
+            ttl: retention.secs(),
+            consumer,
+            progress: self.keys.progress_events(),
+            model,
+            keep_failures: RECENT_FAILURES,
+            hooks: self.keys.hooks(),
+            hook_prefix: self.keys.hook_prefix(),
+        }
+        .push(&mut inv);
         for d in deliveries {
-            inv.arg(d.job.to_string()).arg(&d.entry.id);
+            StartEntry {
+                id: d.job.to_string(),
+                entry: &d.entry.id,
+            }
+            .push(&mut inv);
         }
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
@@ -226,20 +275,31 @@ impl Queue {
                 inv.key(self.keys.upload(c.job));
             }
         }
-        inv.arg(GROUP)
-            .arg(now)
-            .arg(retention.secs())
-            .arg(self.keys.events())
-            .arg(model)
-            .arg(RECENT_FAILURES)
-            .arg(self.keys.hooks())
-            .arg(self.keys.hook_prefix());
+        CompleteCall {
+            group: GROUP,
+            now,
+            ttl: retention.secs(),
+            channel: self.keys.events(),
+            model,
+            keep_failures: RECENT_FAILURES,
+            hooks: self.keys.hooks(),
+            hook_prefix: self.keys.hook_prefix(),
+        }
+        .push(&mut inv);
         for c in completions {
-            inv.arg(c.job.to_string()).arg(&c.entry.id).arg(c.token);
-            match &c.outcome {
-                Outcome::Succeeded(result) => inv.arg("succeeded").arg(result.as_slice()).arg(""),
-                Outcome::Failed(e) => inv.arg("failed").arg(e.code.as_str()).arg(&e.message),
+            let (status, value, message) = match &c.outcome {
+                Outcome::Succeeded(result) => ("succeeded", result.as_slice(), ""),
+                Outcome::Failed(e) => ("failed", e.code.as_str().as_bytes(), e.message.as_str()),
             };
+            CompleteOutcome {
+                id: c.job.to_string(),
+                entry: &c.entry.id,
+                token: c.token,
+                status,
+                value,
+                message,
+            }
+            .push(&mut inv);
         }
         let done: Vec<i64> = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(done.into_iter().map(|d| d == 1).collect())
@@ -283,70 +343,24 @@ impl Queue {
             for &i in &idx {
                 inv.key(self.keys.job(entries[i].0));
             }
-            inv.arg(GROUP)
-                .arg(self.keys.progress_events())
-                .arg(u8::from(priority != Priority::DEFAULT));
+            ReleaseCall {
+                group: GROUP,
+                progress: self.keys.progress_events(),
+                other_lane: u8::from(priority != Priority::DEFAULT),
+            }
+            .push(&mut inv);
             for i in idx {
                 let (job, entry, token) = &entries[i];
-                inv.arg(job.to_string()).arg(&entry.id).arg(token);
+                ReleaseEntry {
+                    id: job.to_string(),
+                    entry: &entry.id,
+                    token: *token,
+                }
+                .push(&mut inv);
             }
             let n: usize = inv.invoke_async(&mut self.conn.clone()).await?;
             released += n;
         }
         Ok(released)
-    }
-
-    /// Sets aside entries that could not be read (`malformed.lua`): dead-lettered with
-    /// `malformed_entry`, acknowledged, and their job (if its id was readable) failed.
-    pub async fn set_aside(
-        &self,
-        model: &str,
-        entries: &[(EntryRef, Option<JobId>)],
-        retention: Retention,
-    ) -> Result<usize, QueueError> {
-        let mut set = 0;
-        for (priority, idx) in by_lane(entries, |(e, _)| e.priority) {
-            let part: Vec<(String, Option<JobId>)> = idx
-                .into_iter()
-                .map(|i| (entries[i].0.id.clone(), entries[i].1))
-                .collect();
-            set += self
-                .set_aside_lane(model, priority, &part, retention)
-                .await?;
-        }
-        Ok(set)
-    }
-
-    async fn set_aside_lane(
-        &self,
-        model: &str,
-        priority: Priority,
-        entries: &[(String, Option<JobId>)],
-        retention: Retention,
-    ) -> Result<usize, QueueError> {
-        let mut inv = MALFORMED.prepare_invoke();
-        inv.key(self.keys.lane(model, priority))
-            .key(self.keys.dead_letter())
-            .key(self.keys.dead_index())
-            .key(self.keys.failures())
-            .key(self.keys.tenant_active());
-        for (_, job) in entries {
-            if let Some(job) = job {
-                inv.key(self.keys.job(*job));
-            }
-        }
-        inv.arg(GROUP)
-            .arg(now_ms())
-            .arg(retention.secs())
-            .arg(self.keys.events())
-            .arg(model)
-            .arg(RECENT_FAILURES)
-            .arg(self.keys.hooks())
-            .arg(self.keys.hook_prefix());
-        for (entry, job) in entries {
-            inv.arg(entry)
-                .arg(job.map(|j| j.to_string()).unwrap_or_default());
-        }
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 }

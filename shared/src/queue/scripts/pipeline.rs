@@ -9,13 +9,56 @@ use redis::Script;
 use super::script;
 use super::submit::{Submitted, parse_refusal};
 use crate::job::JobId;
+use crate::queue::lua::{Argv, argv};
 use crate::queue::{Queue, QueueError};
 use crate::time::now_ms;
 use crate::webhook::Webhook;
 
-static SUBMIT_PIPELINE: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/submit_pipeline.lua")));
-static PROGRESS: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/progress.lua")));
+pub(crate) static SUBMIT_PIPELINE: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: SubmitPipelineCall::NAMES,
+        item: &[],
+    };
+    script(include_str!("../lua/submit_pipeline.lua"), argv)
+});
+pub(crate) static PROGRESS: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: ProgressCall::NAMES,
+        item: &[],
+    };
+    script(include_str!("../lua/progress.lua"), argv)
+});
+
+argv! {
+    /// `submit_pipeline.lua`'s ARGV (its header says what each is).
+    struct SubmitPipelineCall<'a> {
+        id: String,
+        queue: &'a str,
+        now: u64,
+        payload: &'a [u8],
+        limit: u64,
+        deadline: u64,
+        upload: &'a [u8],
+        upload_ttl: u64,
+        ttl: u64,
+        tenant: &'a str,
+        quota: u64,
+        webhook: &'a str,
+        webhook_events: String,
+        fetch_allow: String,
+    }
+}
+
+argv! {
+    /// `progress.lua`'s ARGV.
+    struct ProgressCall {
+        token: u64,
+        done: f64,
+        total: String,
+        progress: String,
+        id: String,
+    }
+}
 
 /// A pipeline job as submitted: its queue, payload and uploaded input.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +79,8 @@ pub struct PipelineSubmission<'a> {
 
 impl Queue {
     /// Writes a pipeline job's record, stream entry and upload in one step
-    /// (`submit_pipeline.lua`). Answers [`Submitted::Queued`], [`Submitted::QueueFull`] or
+    /// (`submit_pipeline.lua`), the record naming the queue's retention
+    /// ([`Queue::with_retention`]). Answers [`Submitted::Queued`], [`Submitted::QueueFull`] or
     /// [`Submitted::QuotaExceeded`].
     pub async fn submit_pipeline(
         &self,
@@ -45,25 +89,29 @@ impl Queue {
         max_queued: u64,
         deadline_ms: Option<u64>,
     ) -> Result<Submitted, QueueError> {
-        let reply: String = SUBMIT_PIPELINE
-            .key(self.keys.job(id))
+        let mut inv = SUBMIT_PIPELINE.prepare_invoke();
+        inv.key(self.keys.job(id))
             .key(self.keys.stream(job.queue))
             .key(self.keys.upload(id))
-            .key(self.keys.tenant_active())
-            .arg(id.to_string())
-            .arg(job.queue)
-            .arg(now_ms())
-            .arg(job.payload)
-            .arg(max_queued)
-            .arg(deadline_ms.unwrap_or(0))
-            .arg(job.upload)
-            .arg(job.upload_ttl.as_secs().max(1))
-            .arg(job.tenant)
-            .arg(job.tenant_max_queued)
-            .arg(job.webhook.map_or("", |w| w.url.as_str()))
-            .arg(job.webhook.map(Webhook::events_field).unwrap_or_default())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .key(self.keys.tenant_active());
+        SubmitPipelineCall {
+            id: id.to_string(),
+            queue: job.queue,
+            now: now_ms(),
+            payload: job.payload,
+            limit: max_queued,
+            deadline: deadline_ms.unwrap_or(0),
+            upload: job.upload,
+            upload_ttl: job.upload_ttl.as_secs().max(1),
+            ttl: self.retention.secs(),
+            tenant: job.tenant,
+            quota: job.tenant_max_queued,
+            webhook: job.webhook.map_or("", |w| w.url.as_str()),
+            webhook_events: job.webhook.map(Webhook::events_field).unwrap_or_default(),
+            fetch_allow: self.fetch_allow.clone(),
+        }
+        .push(&mut inv);
+        let reply: String = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(match reply.as_str() {
             "QUEUE_FULL" => Submitted::QueueFull,
             other => parse_refusal(other)?.unwrap_or(Submitted::Queued),
@@ -79,15 +127,17 @@ impl Queue {
         done: f64,
         total: Option<f64>,
     ) -> Result<bool, QueueError> {
-        let recorded: i64 = PROGRESS
-            .key(self.keys.job(id))
-            .arg(token)
-            .arg(done)
-            .arg(total.map(|t| t.to_string()).unwrap_or_default())
-            .arg(self.keys.progress_events())
-            .arg(id.to_string())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let mut inv = PROGRESS.prepare_invoke();
+        inv.key(self.keys.job(id));
+        ProgressCall {
+            token,
+            done,
+            total: total.map(|t| t.to_string()).unwrap_or_default(),
+            progress: self.keys.progress_events(),
+            id: id.to_string(),
+        }
+        .push(&mut inv);
+        let recorded: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(recorded == 1)
     }
 

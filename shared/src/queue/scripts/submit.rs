@@ -8,14 +8,89 @@ use redis::Script;
 
 use super::script;
 use crate::job::{JobId, Priority};
+use crate::queue::lua::{Argv, argv};
 use crate::queue::{Queue, QueueError, Retention};
 use crate::time::now_ms;
 use crate::trace::TraceParent;
 use crate::webhook::Webhook;
 
-static SUBMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/submit.lua")));
-static PROMOTE: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/promote.lua")));
-static CACHED: LazyLock<Script> = LazyLock::new(|| script(include_str!("../lua/cached.lua")));
+pub(crate) static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: SubmitCall::NAMES,
+        item: SubmitJob::NAMES,
+    };
+    script(include_str!("../lua/submit.lua"), argv)
+});
+pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: PromoteCall::NAMES,
+        item: &[],
+    };
+    script(include_str!("../lua/promote.lua"), argv)
+});
+pub(crate) static CACHED: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: CachedCall::NAMES,
+        item: &[],
+    };
+    script(include_str!("../lua/cached.lua"), argv)
+});
+
+argv! {
+    /// `submit.lua`'s ARGV, once per call (its header says what each is).
+    struct SubmitCall {
+        now: u64,
+        limit: u64,
+        idem_ttl: u64,
+        group: String,
+        group_ttl: u64,
+        fetch_allow: String,
+    }
+}
+
+argv! {
+    /// `submit.lua`'s ARGV, once per job.
+    struct SubmitJob<'a> {
+        id: String,
+        model: &'a str,
+        payload: &'a [u8],
+        deadline: u64,
+        ttl: u64,
+        hash: &'a str,
+        cache_key: String,
+        cache_ttl: u64,
+        due: u64,
+        traceparent: String,
+        tenant: &'a str,
+        priority: u8,
+        quota: u64,
+        webhook: &'a str,
+        webhook_events: String,
+    }
+}
+
+argv! {
+    /// `cached.lua`'s ARGV.
+    struct CachedCall<'a> {
+        id: String,
+        model: &'a str,
+        now: u64,
+        ttl: u64,
+        tenant: &'a str,
+    }
+}
+
+argv! {
+    /// `promote.lua`'s ARGV.
+    struct PromoteCall {
+        now: u64,
+        count: usize,
+        job_prefix: String,
+        stream_prefix: String,
+        progress: String,
+        used_lanes_suffix: &'static str,
+    }
+}
 
 /// A job to enqueue.
 #[derive(Debug, Clone)]
@@ -26,7 +101,8 @@ pub struct NewJob<'a> {
     pub payload: &'a [u8],
     /// Start by, ms since the epoch.
     pub deadline_ms: Option<u64>,
-    /// Keep the record this long once final, instead of the configured default.
+    /// Keep the record this long once final, instead of the queue's default
+    /// ([`Queue::with_retention`]); either is written into the record.
     pub result_ttl_secs: Option<u64>,
     /// `(Idempotency-Key, hash of the request)`.
     pub idempotency: Option<(String, String)>,
@@ -171,31 +247,37 @@ impl Queue {
                 None => inv.key(self.keys.job(j.id)),
             };
         }
-        inv.arg(now_ms())
-            .arg(max_queued)
-            .arg(idempotency_ttl.as_secs().max(1))
-            .arg(group.map(|(g, _)| g.to_string()).unwrap_or_default())
-            .arg(group.map_or(1, |(_, keep)| keep.as_secs().max(1)));
+        SubmitCall {
+            now: now_ms(),
+            limit: max_queued,
+            idem_ttl: idempotency_ttl.as_secs().max(1),
+            group: group.map(|(g, _)| g.to_string()).unwrap_or_default(),
+            group_ttl: group.map_or(1, |(_, keep)| keep.as_secs().max(1)),
+            fetch_allow: self.fetch_allow.clone(),
+        }
+        .push(&mut inv);
         for j in jobs {
-            inv.arg(j.id.to_string())
-                .arg(j.model)
-                .arg(j.payload)
-                .arg(j.deadline_ms.unwrap_or(0))
-                .arg(j.result_ttl_secs.unwrap_or(0))
-                .arg(j.idempotency.as_ref().map_or("", |(_, hash)| hash.as_str()))
-                .arg(
-                    j.cache
-                        .as_ref()
-                        .map_or(String::new(), |(key, _)| self.keys.cache(key)),
-                )
-                .arg(j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
-                .arg(j.due_ms.unwrap_or(0))
-                .arg(j.trace.map(|t| t.to_string()).unwrap_or_default())
-                .arg(j.tenant)
-                .arg(j.priority.level())
-                .arg(j.tenant_max_queued)
-                .arg(j.webhook.map_or("", |w| w.url.as_str()))
-                .arg(j.webhook.map(Webhook::events_field).unwrap_or_default());
+            SubmitJob {
+                id: j.id.to_string(),
+                model: j.model,
+                payload: j.payload,
+                deadline: j.deadline_ms.unwrap_or(0),
+                ttl: j.result_ttl_secs.unwrap_or(self.retention.secs()),
+                hash: j.idempotency.as_ref().map_or("", |(_, hash)| hash.as_str()),
+                cache_key: j
+                    .cache
+                    .as_ref()
+                    .map_or(String::new(), |(key, _)| self.keys.cache(key)),
+                cache_ttl: j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)),
+                due: j.due_ms.unwrap_or(0),
+                traceparent: j.trace.map(|t| t.to_string()).unwrap_or_default(),
+                tenant: j.tenant,
+                priority: j.priority.level(),
+                quota: j.tenant_max_queued,
+                webhook: j.webhook.map_or("", |w| w.url.as_str()),
+                webhook_events: j.webhook.map(Webhook::events_field).unwrap_or_default(),
+            }
+            .push(&mut inv);
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
         if replies.len() != jobs.len() {
@@ -229,34 +311,37 @@ impl Queue {
         result_ttl_secs: Option<u64>,
         tenant: &str,
     ) -> Result<bool, QueueError> {
-        let hit: i64 = CACHED
-            .key(self.keys.cache(key))
+        let mut inv = CACHED.prepare_invoke();
+        inv.key(self.keys.cache(key))
             .key(self.keys.job(id))
-            .key(self.keys.index())
-            .arg(id.to_string())
-            .arg(model)
-            .arg(now_ms())
-            .arg(result_ttl_secs.unwrap_or(retention.secs()))
-            .arg(result_ttl_secs.unwrap_or(0))
-            .arg(tenant)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .key(self.keys.index());
+        CachedCall {
+            id: id.to_string(),
+            model,
+            now: now_ms(),
+            ttl: result_ttl_secs.unwrap_or(retention.secs()),
+            tenant,
+        }
+        .push(&mut inv);
+        let hit: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(hit == 1)
     }
 
     /// Moves up to `count` scheduled jobs that are due to their models' queues
     /// (`promote.lua`); returns how many moved.
     pub async fn promote_due(&self, count: usize) -> Result<usize, QueueError> {
-        Ok(PROMOTE
-            .key(self.keys.scheduled())
-            .arg(now_ms())
-            .arg(count)
-            .arg(self.keys.job_prefix())
-            .arg(self.keys.stream_prefix())
-            .arg(self.keys.progress_events())
-            .arg(self.keys.used_lanes_suffix())
-            .invoke_async(&mut self.conn.clone())
-            .await?)
+        let mut inv = PROMOTE.prepare_invoke();
+        inv.key(self.keys.scheduled());
+        PromoteCall {
+            now: now_ms(),
+            count,
+            job_prefix: self.keys.job_prefix(),
+            stream_prefix: self.keys.stream_prefix(),
+            progress: self.keys.progress_events(),
+            used_lanes_suffix: self.keys.used_lanes_suffix(),
+        }
+        .push(&mut inv);
+        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 }
 

@@ -14,6 +14,13 @@ use std::fmt;
 pub use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
+mod little_endian;
+mod text;
+
+pub use little_endian::LittleEndian;
+pub use text::valid_text;
+use text::{LENGTH_PREFIX, read_texts, split_text, write_text};
+
 /// Calls `$callback! { [$($args)*] Variant "NAME" size_in_bytes rust_type, ... }` with every
 /// fixed-size element type, spelled as in the Open Inference Protocol. Other crates generate
 /// their own per-datatype code (ONNX Runtime conversions) from the same table.
@@ -226,45 +233,6 @@ macro_rules! define_datatypes {
     };
 }
 
-/// An element's raw little-endian form, the encoding tensors take inside the system.
-pub trait LittleEndian: Sized {
-    /// Reads one element from exactly its size in bytes.
-    fn read(bytes: &[u8]) -> Self;
-    fn write(self, out: &mut Vec<u8>);
-}
-
-/// `bool`'s one byte (0 or 1; any non-zero reads as true) under the names the other element
-/// types' own methods have, so that every row of the table generates the same code.
-trait BoolBytes {
-    fn from_le_bytes(b: [u8; 1]) -> Self;
-    fn to_le_bytes(self) -> [u8; 1];
-}
-
-impl BoolBytes for bool {
-    fn from_le_bytes(b: [u8; 1]) -> Self {
-        b[0] != 0
-    }
-    fn to_le_bytes(self) -> [u8; 1] {
-        [u8::from(self)]
-    }
-}
-
-macro_rules! little_endian {
-    ([] $($variant:ident $name:literal $size:literal $ty:ty,)*) => {
-        $(impl LittleEndian for $ty {
-            fn read(bytes: &[u8]) -> Self {
-                let mut b = [0u8; $size];
-                b.copy_from_slice(bytes);
-                <$ty>::from_le_bytes(b)
-            }
-            fn write(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes())
-            }
-        })*
-    };
-}
-
-for_each_datatype!(little_endian);
 for_each_datatype!(define_datatypes);
 
 impl fmt::Display for DataType {
@@ -289,42 +257,6 @@ impl DataType {
     }
 }
 
-// BYTES elements (see the module documentation).
-
-/// Bytes of the length that precedes each BYTES element.
-const LENGTH_PREFIX: usize = 4;
-
-/// Whether a string can be a BYTES element: an ONNX string is a C string, so no NUL.
-pub fn valid_text(s: &str) -> bool {
-    !s.contains('\0')
-}
-
-/// Splits the first BYTES element off `bytes`: `None` when truncated or not text.
-fn split_text(bytes: &[u8]) -> Option<(&str, &[u8])> {
-    let (len, rest) = bytes.split_first_chunk::<LENGTH_PREFIX>()?;
-    let (text, rest) = rest.split_at_checked(u32::from_le_bytes(*len) as usize)?;
-    let text = std::str::from_utf8(text).ok().filter(|s| valid_text(s))?;
-    Some((text, rest))
-}
-
-/// Every BYTES element in `bytes`, which must end where the last one does.
-fn read_texts(mut bytes: &[u8]) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let (text, rest) = split_text(bytes)?;
-        out.push(text.to_owned());
-        bytes = rest;
-    }
-    Some(out)
-}
-
-fn write_text(s: &str, out: &mut Vec<u8>) {
-    // Request bodies are capped far below 4 GiB, and ONNX Runtime's outputs with them.
-    let len = u32::try_from(s.len()).expect("a BYTES element is shorter than 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,81 +274,6 @@ mod tests {
         assert_eq!(DataType::Fp16.size(), Some(std::mem::size_of::<f16>()));
         assert_eq!(DataType::Bf16.size(), Some(std::mem::size_of::<bf16>()));
         assert_eq!(DataType::Bytes.size(), None);
-    }
-
-    #[test]
-    fn little_endian_bytes_round_trip() {
-        let cases = [
-            TensorData::Fp32(vec![1.5, -0.0, f32::NAN]),
-            TensorData::Int64(vec![-1, i64::MAX]),
-            TensorData::Bool(vec![true, false]),
-            TensorData::Uint16(vec![0xBEEF]),
-            TensorData::Fp16(vec![f16::from_f32(1.5), f16::NEG_INFINITY, f16::MAX]),
-            TensorData::Bf16(vec![bf16::from_f32(-2.0), bf16::MIN_POSITIVE]),
-            TensorData::Bytes(vec!["héllo".into(), String::new(), "x".into()]),
-        ];
-        for data in cases {
-            let mut bytes = Vec::new();
-            let view = data.as_data_ref();
-            view.write_le_bytes(&mut bytes);
-            assert_eq!(bytes.len(), view.byte_len());
-            if let Some(size) = data.datatype().size() {
-                assert_eq!(bytes.len(), data.len() * size);
-            }
-            assert_eq!(
-                data.datatype().encoded_len(data.len(), &bytes),
-                Some(bytes.len())
-            );
-            let back = TensorData::from_le_bytes(data.datatype(), &bytes).unwrap();
-            assert_eq!(format!("{back:?}"), format!("{data:?}"));
-        }
-        assert_eq!(
-            TensorData::from_le_bytes(DataType::Uint16, &[0xEF, 0xBE]),
-            Some(TensorData::Uint16(vec![0xBEEF]))
-        );
-        assert_eq!(
-            TensorData::from_le_bytes(DataType::Fp16, &[0x00, 0x3C]),
-            Some(TensorData::Fp16(vec![f16::ONE])),
-            "IEEE half 1.0 is 0x3C00"
-        );
-        assert_eq!(
-            TensorData::from_le_bytes(DataType::Bf16, &[0x80, 0x3F]),
-            Some(TensorData::Bf16(vec![bf16::ONE])),
-            "bfloat16 1.0 is 0x3F80"
-        );
-        assert_eq!(TensorData::from_le_bytes(DataType::Fp32, &[0, 0, 0]), None);
-    }
-
-    #[test]
-    fn bytes_are_length_prefixed_text() {
-        let ab = [2, 0, 0, 0, b'a', b'b'];
-        let two = [&ab[..], &[0, 0, 0, 0]].concat();
-        assert_eq!(
-            TensorData::from_le_bytes(DataType::Bytes, &two),
-            Some(TensorData::Bytes(vec!["ab".into(), String::new()]))
-        );
-        // The walk finds where a given number of elements ends, whatever follows.
-        assert_eq!(DataType::Bytes.encoded_len(1, &two), Some(6));
-        assert_eq!(DataType::Bytes.encoded_len(2, &two), Some(10));
-        assert_eq!(DataType::Bytes.encoded_len(3, &two), None);
-        assert_eq!(DataType::Bytes.encoded_len(0, &two), Some(0));
-        // Truncated prefix or element, not UTF-8, NUL: not BYTES an ONNX string can hold.
-        for bad in [
-            &[2, 0, 0][..],
-            &[3, 0, 0, 0, b'a', b'b'],
-            &[1, 0, 0, 0, 0xFF],
-            &[1, 0, 0, 0, 0],
-        ] {
-            assert_eq!(
-                TensorData::from_le_bytes(DataType::Bytes, bad),
-                None,
-                "{bad:?}"
-            );
-            assert_eq!(DataType::Bytes.encoded_len(1, bad), None, "{bad:?}");
-        }
-        assert_eq!(DataType::Fp16.encoded_len(2, &[0; 5]), Some(4));
-        assert_eq!(DataType::Fp16.encoded_len(3, &[0; 5]), None);
-        assert_eq!(DataType::Fp16.encoded_len(usize::MAX, &[0; 5]), None);
     }
 
     #[test]

@@ -1,0 +1,82 @@
+//! Cancellation (`cancel.lua`): a job that has not finished ends `cancelled`, wherever it is
+//! (scheduled, queued or running).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use super::{Retention, with_ending};
+use crate::job::{JobId, JobStatus, Priority};
+use crate::queue::keys::{GROUP, field, pipeline_of};
+use crate::queue::lua::{Argv, argv};
+use crate::queue::{Queue, QueueError};
+use crate::time::now_ms;
+
+pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: CancelCall::NAMES,
+        item: &[],
+    };
+    with_ending(include_str!("../lua/cancel.lua"), argv)
+});
+
+argv! {
+    /// `cancel.lua`'s ARGV.
+    struct CancelCall {
+        now: u64,
+        ttl: u64,
+        channel: String,
+        group: &'static str,
+        id: String,
+        hooks: String,
+        hook_prefix: String,
+    }
+}
+
+/// The result of a cancellation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    Cancelled,
+    NotFound,
+    AlreadyFinished(JobStatus),
+}
+
+impl Queue {
+    /// Cancels a job that has not finished (`cancel.lua`).
+    pub async fn cancel(&self, id: JobId, retention: Retention) -> Result<Cancelled, QueueError> {
+        let mut conn = self.conn.clone();
+        let (model, priority): (Option<String>, Option<u8>) = redis::cmd("HMGET")
+            .arg(self.keys.job(id))
+            .arg(field::MODEL)
+            .arg(field::PRIORITY)
+            .query_async(&mut conn)
+            .await?;
+        let Some(model) = model else {
+            return Ok(Cancelled::NotFound);
+        };
+        let priority = priority.and_then(Priority::new).unwrap_or_default();
+        let mut inv = CANCEL.prepare_invoke();
+        inv.key(self.keys.job(id))
+            .key(self.keys.lane(&model, priority))
+            .key(self.keys.tenant_active());
+        if pipeline_of(&model).is_some() {
+            inv.key(self.keys.upload(id));
+        }
+        CancelCall {
+            now: now_ms(),
+            ttl: retention.secs(),
+            channel: self.keys.events(),
+            group: GROUP,
+            id: id.to_string(),
+            hooks: self.keys.hooks(),
+            hook_prefix: self.keys.hook_prefix(),
+        }
+        .push(&mut inv);
+        let before: Option<String> = inv.invoke_async(&mut conn).await?;
+        Ok(match before.as_deref().and_then(JobStatus::parse) {
+            None => Cancelled::NotFound,
+            Some(s) if s.is_terminal() => Cancelled::AlreadyFinished(s),
+            Some(_) => Cancelled::Cancelled,
+        })
+    }
+}
