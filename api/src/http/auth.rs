@@ -189,7 +189,8 @@ mod tests {
     /// A router with keys required and an unreachable Redis: refusals must not need it.
     async fn app() -> axum::Router {
         use inferq_shared::config::RedisConfig;
-        let mut config = crate::Config::new(RedisConfig::new("redis://127.0.0.1:1", "unit"));
+        let mut config =
+            crate::config::Config::new(RedisConfig::new("redis://127.0.0.1:1", "unit"));
         config.redis.redis_timeout_ms = 200;
         config.admin_key = Some("a".repeat(40).parse().unwrap());
         let queue = inferq_shared::queue::Queue::connect(&config.redis, Default::default())

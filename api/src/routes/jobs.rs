@@ -278,10 +278,15 @@ async fn submit_pipeline(
     upload: PipelineUpload,
     wait: Duration,
 ) -> AppResult<Response> {
-    let id = JobId::new();
+    let desk = state.desk(caller);
+    let job = desk.check_pipeline(upload).await?;
+    let (id, queue) = (job.id, job.model.clone());
     // Registered before the job exists, so its completion cannot slip past.
     let guard = (!wait.is_zero()).then(|| state.wait_for(id));
-    state.desk(caller).submit_pipeline(id, upload).await?;
+    match desk.submit(job).await? {
+        Submitted::Queued => {}
+        other => return Err(desk.refused(&queue, other)),
+    }
     tracing::debug!(job_id = %id, "pipeline job submitted");
     let url = format!("/status/{id}");
     let location = HeaderValue::try_from(url.clone()).map_err(internal)?;

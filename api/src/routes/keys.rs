@@ -268,7 +268,7 @@ fn limits_text(l: &TenantLimits) -> String {
 }
 
 /// Runs a `keys` subcommand against the configured Redis and prints its outcome.
-pub async fn run_command(config: &crate::Config, cmd: KeysCommand) -> anyhow::Result<()> {
+pub async fn run_command(config: &crate::config::Config, cmd: KeysCommand) -> anyhow::Result<()> {
     let queue = Queue::connect(&config.redis, std::time::Duration::ZERO)
         .await
         .context("configuring the Redis connection")?;

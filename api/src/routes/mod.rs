@@ -138,10 +138,11 @@ mod tests {
 
     /// A router whose Redis is unreachable: these requests must be answered without it.
     async fn app(max_body_bytes: usize) -> Router {
-        let mut config = crate::Config::new(RedisConfig::new("redis://127.0.0.1:1", "unit"));
+        let mut config =
+            crate::config::Config::new(RedisConfig::new("redis://127.0.0.1:1", "unit"));
         config.max_body_bytes = max_body_bytes;
         config.redis.redis_timeout_ms = 200;
-        config.auth = crate::AuthMode::Disabled;
+        config.auth = crate::config::AuthMode::Disabled;
         let queue = Queue::connect(&config.redis, Duration::ZERO).await.unwrap();
         let (_, shutdown) = tokio::sync::watch::channel(false);
         router(Arc::new(AppState::new(config, queue, shutdown)))

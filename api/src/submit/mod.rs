@@ -11,9 +11,10 @@ mod submitter;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use inferq_shared::job::{JobId, JobParameters, JobRequest};
 use inferq_shared::model::ModelInfo;
-use inferq_shared::queue::{NewJob, Queue, Retention, Submitted};
+use inferq_shared::queue::{NewJob, PipelineSubmission, Queue, Retention, Submitted};
 use inferq_shared::trace::TraceParent;
 use inferq_shared::webhook::{Webhook, WebhookRequest};
 
@@ -56,10 +57,12 @@ pub(crate) struct Asks<'a> {
     pub(crate) cacheable: bool,
 }
 
-/// A job checked and ready to enqueue, owned, so it can cross into the group-commit task.
+/// A job checked and ready to enqueue, owned, so it can cross into the group-commit task: a
+/// model job, or a pipeline job with its upload.
 #[derive(Debug)]
 pub(crate) struct CheckedJob {
     pub(crate) id: JobId,
+    /// The model, or the queue of a pipeline job.
     pub(crate) model: String,
     payload: Vec<u8>,
     pub(crate) options: JobOptions,
@@ -71,11 +74,15 @@ pub(crate) struct CheckedJob {
     tenant: String,
     tenant_max_queued: u64,
     webhook: Option<Webhook>,
+    /// A pipeline job's upload (empty for a recording by URL), stored with the job; `None`
+    /// for a model job.
+    upload: Option<Bytes>,
 }
 
 impl CheckedJob {
-    /// The job as the submit script takes it.
-    pub(crate) fn as_new(&self) -> NewJob<'_> {
+    /// The model job as the submit script takes it.
+    fn as_new(&self) -> NewJob<'_> {
+        debug_assert!(self.upload.is_none(), "a pipeline job goes in alone");
         NewJob {
             id: self.id,
             model: &self.model,
@@ -133,34 +140,75 @@ impl Desk<'_> {
         let mut options = JobOptions::of(draft.parameters)?;
         // A job with a webhook runs, so that its events happen (its result is still cached).
         options.cache &= asks.cacheable && webhook.is_none();
-        let id = JobId::new();
-        let cache = match self
-            .from_cache(id, &draft.model, &draft.payload, options)
+        let mut job = self.job(
+            draft.model.name.clone(),
+            draft.payload,
+            options,
+            webhook,
+            None,
+        );
+        match self
+            .try_cache(job.id, &draft.model, &job.payload, options)
             .await?
         {
-            Ok(()) => return Ok(Checked::Cached(id)),
-            Err(cache) => cache,
-        };
-        let idempotency = asks
+            Ok(()) => return Ok(Checked::Cached(job.id)),
+            Err(cache) => job.cache = cache,
+        }
+        job.idempotency = asks
             .idempotency
             .map(|(key, request)| (tenant_scoped(self.caller, &key), request_hash(request)));
-        Ok(Checked::Job(Box::new(CheckedJob {
-            id,
-            model: draft.model.name.clone(),
-            payload: draft.payload,
+        job.trace = asks.trace;
+        Ok(Checked::Job(Box::new(job)))
+    }
+
+    /// The caller's job: the one place a [`CheckedJob`] is made.
+    fn job(
+        &self,
+        model: String,
+        payload: Vec<u8>,
+        options: JobOptions,
+        webhook: Option<Webhook>,
+        upload: Option<Bytes>,
+    ) -> CheckedJob {
+        CheckedJob {
+            id: JobId::new(),
+            model,
+            payload,
             options,
-            idempotency,
-            cache,
-            trace: asks.trace,
+            idempotency: None,
+            cache: None,
+            trace: None,
             tenant: self.caller.tenant.clone(),
             tenant_max_queued: self.caller.max_queued(self.config),
             webhook,
-        })))
+            upload,
+        }
     }
 
-    /// Enqueues one job, together with the others arriving at the same time.
+    /// Enqueues one job: a model job together with the others arriving at the same time, a
+    /// pipeline job with its upload.
     pub(crate) async fn submit(&self, job: CheckedJob) -> AppResult<Submitted> {
-        Ok(self.submitter.submit(job).await?)
+        let Some(upload) = &job.upload else {
+            return Ok(self.submitter.submit(job).await?);
+        };
+        let submission = PipelineSubmission {
+            queue: &job.model,
+            payload: &job.payload,
+            upload,
+            upload_ttl: Duration::from_secs(self.config.upload_ttl_secs),
+            tenant: &job.tenant,
+            tenant_max_queued: job.tenant_max_queued,
+            webhook: job.webhook.as_ref(),
+        };
+        Ok(self
+            .queue
+            .submit_pipeline(
+                job.id,
+                submission,
+                self.config.max_queued,
+                job.options.deadline_ms,
+            )
+            .await?)
     }
 
     /// Enqueues jobs in one Redis call, each with its own outcome.
@@ -226,7 +274,7 @@ impl Desk<'_> {
 
     /// Answers the job from the result cache when it asks for it and a result is there (the
     /// job is then written `succeeded`); otherwise says under which key to cache its result.
-    async fn from_cache(
+    async fn try_cache(
         &self,
         id: JobId,
         model: &ModelInfo,

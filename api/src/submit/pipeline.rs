@@ -9,10 +9,9 @@ use axum::extract::Multipart;
 use base64::Engine;
 use inferq_shared::audio::Decoder;
 use inferq_shared::egress::UrlError;
-use inferq_shared::job::{JobId, JobParameters};
+use inferq_shared::job::JobParameters;
 use inferq_shared::pipeline::{self, PipelineJob, SpeechSettings, speech_parameters};
 use inferq_shared::queue::keys::pipeline_queue;
-use inferq_shared::queue::{PipelineSubmission, Submitted};
 use inferq_shared::time::now_ms;
 use inferq_shared::webhook::WebhookRequest;
 use serde::Deserialize;
@@ -20,7 +19,7 @@ use serde_json::{Map, Value};
 use std::io::Cursor;
 use utoipa::ToSchema;
 
-use super::Desk;
+use super::{CheckedJob, Desk, JobOptions};
 use crate::error::{ApiError, AppResult};
 use crate::json::parse_json;
 
@@ -199,9 +198,10 @@ impl PipelineUpload {
 }
 
 impl Desk<'_> {
-    /// Checks a pipeline submission and enqueues it with its upload as job `id`.
-    pub(crate) async fn submit_pipeline(&self, id: JobId, upload: PipelineUpload) -> AppResult<()> {
-        let (config, caller) = (self.config, self.caller);
+    /// A pipeline submission checked: the pipeline and its parameters, the webhook, and the
+    /// recording as far as its header goes (or its URL). The job goes to the pipeline's queue
+    /// with its upload.
+    pub(crate) async fn check_pipeline(&self, upload: PipelineUpload) -> AppResult<CheckedJob> {
         let name = upload.pipeline.trim();
         if name != pipeline::SPEECH_SEGMENTS {
             return Err(ApiError::UnknownPipeline(name.chars().take(64).collect()));
@@ -216,7 +216,7 @@ impl Desk<'_> {
                 (audio, None)
             }
             Audio::Url(url) => {
-                let url = config.fetch_allow.check_url(&url).map_err(|e| {
+                let url = self.config.fetch_allow.check_url(&url).map_err(|e| {
                     ApiError::from(match e {
                         UrlError::Invalid(m) => UrlError::Invalid(format!("audio.url: {m}")),
                         UrlError::NotAllowed(m) => UrlError::NotAllowed(format!("audio.url: {m}")),
@@ -232,29 +232,11 @@ impl Desk<'_> {
             audio_url,
         })
         .map_err(|e| ApiError::Internal(format!("encoding a pipeline job: {e}")))?;
-        let queue = pipeline_queue(name);
-        let deadline = JobParameters::deadline_ms(&job_params, now_ms());
-        let submitted = self
-            .queue
-            .submit_pipeline(
-                id,
-                PipelineSubmission {
-                    queue: &queue,
-                    payload: &payload,
-                    upload: &audio,
-                    upload_ttl: std::time::Duration::from_secs(config.upload_ttl_secs),
-                    tenant: &caller.tenant,
-                    tenant_max_queued: caller.max_queued(config),
-                    webhook: webhook.as_ref(),
-                },
-                config.max_queued,
-                deadline,
-            )
-            .await?;
-        match submitted {
-            Submitted::Queued => Ok(()),
-            other => Err(self.refused(&queue, other)),
-        }
+        let options = JobOptions {
+            deadline_ms: JobParameters::deadline_ms(&job_params, now_ms()),
+            ..JobOptions::default()
+        };
+        Ok(self.job(pipeline_queue(name), payload, options, webhook, Some(audio)))
     }
 }
 
