@@ -169,5 +169,6 @@ mod tests {
         assert_eq!(config.auth, AuthMode::Required);
         assert!(config.admin_key.is_none());
         assert!(!config.log.log_json);
+        assert_eq!(config.fetch_allow, Allow::default());
     }
 }
