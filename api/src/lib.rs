@@ -1,214 +1,46 @@
 //! The inferq HTTP API: validates jobs against the models workers publish, enqueues them in
 //! Redis and answers their status. Pure async I/O; it never loads ONNX Runtime.
 
-pub mod auth;
-mod backpressure;
-mod batch;
-mod body;
-mod dashboard;
+// The modules in layers, bottom first: each imports only from the layers before it.
+// Errors, settings and the plumbing every layer may use.
+mod config;
 pub mod error;
-mod events;
-mod extract;
-mod gate;
-mod groups;
-mod jobs;
-pub mod keys;
-pub mod limits;
-mod listing;
+mod json;
 mod metrics;
+mod notify;
+
+// Who calls, and the models they may call.
+mod caller;
+mod models;
+
+// The one submission path.
+mod submit;
+
+// What the process shares between requests.
+pub mod state;
+
+// Transport and middleware.
+mod http;
+
+// The Open Inference Protocol face.
 mod oip;
-mod openapi;
-mod ops;
-mod pipelines;
+
+// The routes, one file per resource, and the router.
+pub mod routes;
+
 #[cfg(test)]
 mod proptests;
-mod quota;
-pub mod record;
-pub mod routes;
-mod server;
-pub mod state;
-mod status;
-mod submission;
-mod submitter;
-pub mod watchers;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use inferq_shared::config::{LogConfig, RedisConfig, Secret};
-use inferq_shared::egress::Allow;
 use inferq_shared::queue::Queue;
 use tokio::net::TcpListener;
 
-pub use routes::openapi;
+pub use config::{AuthMode, Config};
+pub use routes::openapi::openapi;
 pub use state::AppState;
-
-/// `inferq-api` configuration; every flag also reads an `INFERQ_…` environment variable.
-#[derive(clap::Args, Debug, Clone)]
-pub struct Config {
-    #[command(flatten)]
-    pub redis: RedisConfig,
-
-    #[command(flatten)]
-    pub log: LogConfig,
-
-    /// Address to listen on.
-    #[arg(long, env = "INFERQ_BIND", default_value = "127.0.0.1:8080")]
-    pub bind: String,
-
-    /// Largest accepted request body in bytes; larger ones get 413.
-    #[arg(long, env = "INFERQ_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
-    pub max_body_bytes: usize,
-
-    /// Most jobs one model's queue may hold (queued plus running) before submissions get 429.
-    #[arg(long, env = "INFERQ_MAX_QUEUED", default_value_t = 100_000)]
-    pub max_queued: u64,
-
-    /// Seconds a finished job's record stays readable (used when cancelling; workers apply
-    /// their own setting to jobs they finish).
-    #[arg(long, env = "INFERQ_RESULT_TTL_SECS", default_value_t = 86_400)]
-    pub result_ttl_secs: u64,
-
-    /// Largest uploaded file of a pipeline job (multipart file part, or base64 in JSON) in
-    /// bytes; larger ones get 413.
-    #[arg(long, env = "INFERQ_MAX_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub max_upload_bytes: usize,
-
-    /// Longest a pipeline job's upload is kept in Redis, in seconds: a safety net, since the
-    /// job's end (success, failure, cancellation) deletes it.
-    #[arg(long, env = "INFERQ_UPLOAD_TTL_SECS", default_value_t = 86_400)]
-    pub upload_ttl_secs: u64,
-
-    /// Longest `?wait=` a status request may ask for, in seconds.
-    #[arg(long, env = "INFERQ_MAX_WAIT_SECS", default_value_t = 60)]
-    pub max_wait_secs: u64,
-
-    /// Seconds an `Idempotency-Key` answers with the job it first created.
-    #[arg(long, env = "INFERQ_IDEMPOTENCY_TTL_SECS", default_value_t = 86_400)]
-    pub idempotency_ttl_secs: u64,
-
-    /// Seconds a result stays in the result cache (`parameters.cache`).
-    #[arg(long, env = "INFERQ_CACHE_TTL_SECS", default_value_t = 3600)]
-    pub cache_ttl_secs: u64,
-
-    /// Most jobs in one `POST /jobs/batch`.
-    #[arg(long, env = "INFERQ_MAX_BATCH_JOBS", default_value_t = 1000)]
-    pub max_batch_jobs: usize,
-
-    /// Most open connections; beyond it a new connection gets 503 with `Retry-After` and is
-    /// closed.
-    #[arg(long, env = "INFERQ_MAX_CONNECTIONS", default_value_t = 1024)]
-    pub max_connections: usize,
-
-    /// Seconds a client may take to send a request's line and headers (also how long an idle
-    /// keep-alive connection stays open); the connection is closed after.
-    #[arg(long, env = "INFERQ_HEADER_TIMEOUT_SECS", default_value_t = 10)]
-    pub header_timeout_secs: u64,
-
-    /// Seconds a client may take to send a request's body; 408 after.
-    #[arg(long, env = "INFERQ_BODY_TIMEOUT_SECS", default_value_t = 30)]
-    pub body_timeout_secs: u64,
-
-    /// Seconds a request may take beyond the `?wait` it asked for; 408 after.
-    #[arg(long, env = "INFERQ_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    pub request_timeout_secs: u64,
-
-    /// Largest request URI in bytes; 414 beyond.
-    #[arg(long, env = "INFERQ_MAX_URI_BYTES", default_value_t = 8192)]
-    pub max_uri_bytes: usize,
-
-    /// Largest total size of the request headers in bytes; 431 beyond.
-    #[arg(long, env = "INFERQ_MAX_HEADER_BYTES", default_value_t = 16384)]
-    pub max_header_bytes: usize,
-
-    /// Submissions (`POST /jobs`, `/jobs/batch`, `/groups`, OIP inference) per second each
-    /// tenant may make, shared by every API process through Redis; 0 = no limit.
-    #[arg(long, env = "INFERQ_TENANT_RATE", default_value_t = 0.0)]
-    pub tenant_rate: f64,
-
-    /// Submissions a tenant may make at once before its rate applies (the bucket's size).
-    #[arg(long, env = "INFERQ_TENANT_BURST", default_value_t = 100.0)]
-    pub tenant_burst: f64,
-
-    /// Most jobs each tenant may have waiting (queued or scheduled) or running, counted in
-    /// Redis for every API process; submissions beyond it get `429 quota_exceeded`. A key's
-    /// own `max_queued` overrides it; 0 = no limit.
-    #[arg(long, env = "INFERQ_TENANT_MAX_QUEUED", default_value_t = 0)]
-    pub tenant_max_queued: u64,
-
-    /// `required`: every route but the health checks needs an API key (`inferq-api keys
-    /// create`); `disabled`: no keys, one tenant (local development only).
-    #[arg(long, env = "INFERQ_AUTH", value_enum, default_value_t = AuthMode::Required)]
-    pub auth: AuthMode,
-
-    /// An admin key accepted besides the stored ones (at least 32 characters; empty = none),
-    /// for containers that need a first key before anyone can run `inferq-api keys create`.
-    #[arg(long, env = "INFERQ_ADMIN_KEY", hide_env_values = true)]
-    pub admin_key: Option<Secret>,
-
-    /// Serve `GET /metrics` without a key (for a Prometheus inside a trusted network).
-    #[arg(long, env = "INFERQ_METRICS_PUBLIC", default_value_t = false)]
-    pub metrics_public: bool,
-
-    /// Seconds between the comment lines that keep an idle event stream
-    /// (`GET /jobs/<id>/events`) open through proxies.
-    #[arg(long, env = "INFERQ_EVENTS_KEEPALIVE_SECS", default_value_t = 15)]
-    pub events_keepalive_secs: u64,
-    /// Hosts and networks (comma-separated names, addresses, CIDRs) that inputs by URL and
-    /// webhooks may reach although they are loopback, private or otherwise internal; the
-    /// workers must be given the same list. The API refuses the rest at submission where it
-    /// can tell without a lookup (an IP literal, `localhost`).
-    #[arg(long, env = "INFERQ_FETCH_ALLOW", default_value = "")]
-    pub fetch_allow: Allow,
-}
-
-/// Whether requests must carry an API key.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    Required,
-    Disabled,
-}
-
-impl Config {
-    /// The body limit of `POST /jobs`: room for the largest upload, base64 in JSON.
-    pub fn submit_body_limit(&self) -> usize {
-        self.max_body_bytes
-            .max(self.max_upload_bytes / 3 * 4 + 1024 * 1024)
-    }
-
-    /// Defaults for everything but Redis, as tests and embedders want them.
-    pub fn new(redis: RedisConfig) -> Self {
-        Self {
-            redis,
-            log: LogConfig::default(),
-            bind: "127.0.0.1:0".into(),
-            max_body_bytes: 16 * 1024 * 1024,
-            max_queued: 100_000,
-            result_ttl_secs: 86_400,
-            max_wait_secs: 60,
-            idempotency_ttl_secs: 86_400,
-            cache_ttl_secs: 3600,
-            max_batch_jobs: 1000,
-            max_connections: 1024,
-            header_timeout_secs: 10,
-            body_timeout_secs: 30,
-            request_timeout_secs: 30,
-            max_uri_bytes: 8192,
-            max_header_bytes: 16384,
-            tenant_rate: 0.0,
-            tenant_burst: 100.0,
-            tenant_max_queued: 0,
-            auth: AuthMode::Required,
-            admin_key: None,
-            metrics_public: false,
-            events_keepalive_secs: 15,
-            fetch_allow: Allow::default(),
-            max_upload_bytes: 64 * 1024 * 1024,
-            upload_ttl_secs: 86_400,
-        }
-    }
-}
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
 pub async fn run(
@@ -218,9 +50,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     if let Some(key) = config.admin_key.as_ref().filter(|k| !k.expose().is_empty()) {
         anyhow::ensure!(
-            key.expose().chars().count() >= auth::MIN_ADMIN_KEY_LEN,
+            key.expose().chars().count() >= http::auth::MIN_ADMIN_KEY_LEN,
             "INFERQ_ADMIN_KEY must be at least {} characters",
-            auth::MIN_ADMIN_KEY_LEN
+            http::auth::MIN_ADMIN_KEY_LEN
         );
     }
     let queue = Queue::connect(&config.redis, std::time::Duration::ZERO)
@@ -240,9 +72,9 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState::new(config.clone(), queue, stop_rx));
     state.spawn_event_listener();
-    listing::spawn_sweeper(state.queue.clone());
+    routes::listing::spawn_sweeper(state.queue.clone());
     let app = routes::router(state);
-    let limits = server::ConnLimits {
+    let limits = http::server::ConnLimits {
         max_connections: config.max_connections.max(1),
         header_timeout: std::time::Duration::from_secs(config.header_timeout_secs.max(1)),
         // Room for the URI and the headers, each at its limit, so that the limits answer
@@ -260,6 +92,6 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    server::serve(listener, app, limits, shutdown).await;
+    http::server::serve(listener, app, limits, shutdown).await;
     Ok(())
 }

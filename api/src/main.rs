@@ -24,14 +24,14 @@ struct Cli {
 enum Command {
     /// Manage API keys (stored hashed in Redis).
     #[command(subcommand)]
-    Keys(inferq_api::keys::KeysCommand),
+    Keys(inferq_api::routes::keys::KeysCommand),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli { config, command } = Cli::parse();
     if let Some(Command::Keys(cmd)) = command {
-        return inferq_api::keys::run_command(&config, cmd).await;
+        return inferq_api::routes::keys::run_command(&config, cmd).await;
     }
     let telemetry = inferq_shared::telemetry::init(config.log.log_json, "inferq-api")
         .context("setting up the OTLP span exporter")?;

@@ -27,9 +27,10 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 
 static APP: LazyLock<Router> = LazyLock::new(|| {
     RUNTIME.block_on(async {
-        let mut config = crate::Config::new(RedisConfig::new("redis://127.0.0.1:1", "prop"));
+        let mut config =
+            crate::config::Config::new(RedisConfig::new("redis://127.0.0.1:1", "prop"));
         config.redis.redis_timeout_ms = 50;
-        config.auth = crate::AuthMode::Disabled;
+        config.auth = crate::config::AuthMode::Disabled;
         config.max_body_bytes = 4096;
         let queue = Queue::connect(&config.redis, Duration::ZERO).await.unwrap();
         let (_, shutdown) = tokio::sync::watch::channel(false);

@@ -10,18 +10,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use inferq_shared::JobStatus;
-use inferq_shared::job::{JobId, Priority};
 use inferq_shared::payload::{self, JobHeader};
-use inferq_shared::queue::{NewJob, Submitted};
+use inferq_shared::queue::Submitted;
 use inferq_shared::telemetry;
 
 use super::wire::{self, HEADER_LENGTH, InferRequest, InferResponse};
-use super::{MODEL_VERSION, OipError, OipErrorBody, OipPath, OipResult, find_model};
-use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::extract::traceparent;
-use crate::state::AppState;
-use crate::status::wait_for_job;
+use super::{MODEL_VERSION, OipPath, find_model};
+use crate::caller::Principal;
+use crate::error::{ApiError, OipError, OipErrorBody, OipResult};
+use crate::http::extract::{TraceparentHeader, traceparent};
+use crate::state::{AppState, wait_for_job};
+use crate::submit::{Asks, Checked, Draft};
 
 /// Runs an inference and answers with its outputs.
 #[utoipa::path(
@@ -30,7 +29,7 @@ use crate::status::wait_for_job;
         ("model" = String, Path, description = "The model's name"),
         ("Inference-Header-Content-Length" = Option<u64>, Header, nullable = false,
          description = "With binary inputs: the length of the JSON part"),
-        crate::openapi::TraceparentHeader,
+        TraceparentHeader,
     ),
     request_body(
         description = "The inference request as JSON, or its JSON part followed by the binary \
@@ -88,7 +87,7 @@ pub(crate) async fn infer(
         ("version" = String, Path, description = "The model's version: `1`"),
         ("Inference-Header-Content-Length" = Option<u64>, Header, nullable = false,
          description = "With binary inputs: the length of the JSON part"),
-        crate::openapi::TraceparentHeader,
+        TraceparentHeader,
     ),
     request_body(
         description = "The inference request as JSON, or its JSON part followed by the binary \
@@ -142,7 +141,7 @@ fn read_body(body: Result<Bytes, BytesRejection>, state: &AppState) -> OipResult
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(state.config.max_body_bytes).into()
-        } else if crate::limits::is_body_timeout(&rejection) {
+        } else if crate::http::limits::is_body_timeout(&rejection) {
             ApiError::BodyTimeout(state.config.body_timeout_secs).into()
         } else {
             OipError::bad(rejection.body_text())
@@ -183,45 +182,33 @@ async fn run_inference(
     model
         .validate_header(&job)
         .map_err(|e| OipError::bad(e.to_string()))?;
-    let payload = payload::encode_job(&job, &data);
+    let draft = Draft {
+        payload: payload::encode_job(&job, &data),
+        model: model.clone(),
+        parameters: None,
+        webhook: None,
+    };
 
     let max = Duration::from_secs(state.config.max_wait_secs);
     let wait = req
         .timeout_ms()
         .map_or(max, |ms| Duration::from_millis(ms).min(max));
-    let id = JobId::new();
+    let desk = state.desk(caller);
+    let asks = Asks {
+        trace: telemetry::carried(traceparent(headers)),
+        ..Asks::default()
+    };
+    let Checked::Job(job) = desk.check(draft, asks).await? else {
+        return Err(OipError::internal(
+            "an inference was answered from the cache",
+        ));
+    };
+    let id = job.id;
     // Registered before the job exists, so its completion cannot slip past.
     let guard = state.wait_for(id);
-    let job = NewJob {
-        id,
-        model: &model.name,
-        payload: &payload,
-        deadline_ms: None,
-        result_ttl_secs: None,
-        idempotency: None,
-        cache: None,
-        due_ms: None,
-        trace: telemetry::carried(traceparent(headers)),
-        tenant: &caller.tenant,
-        tenant_max_queued: caller.max_queued(&state.config),
-        priority: Priority::DEFAULT,
-        webhook: None,
-    };
-    let submitted = state
-        .submitter()
-        .submit(&job)
-        .await
-        .map_err(ApiError::from)?;
+    let submitted = desk.submit(*job).await?;
     match submitted {
         Submitted::Queued => crate::metrics::submitted(&model.name),
-        Submitted::QueueFull => return Err(ApiError::Overloaded(model.name.clone()).into()),
-        Submitted::QuotaExceeded { excess } => {
-            return Err(ApiError::QuotaExceeded {
-                model: model.name.clone(),
-                excess,
-            }
-            .into());
-        }
         Submitted::UnknownModel => {
             return Err(OipError::not_found(format!(
                 "unknown model '{}'",
@@ -236,21 +223,22 @@ async fn run_inference(
                 ApiError::Internal("an inference without a key was replayed".into()).into(),
             );
         }
+        other => return Err(desk.refused(&model.name, other).into()),
     }
     let until = tokio::time::Instant::now() + wait;
     let stored = wait_for_job(state, caller, &guard, id, until, false).await?;
     match stored.status {
         JobStatus::Succeeded => {}
         JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running => {
-            return Err(OipError {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                message: format!(
+            return Err(OipError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
                     "the inference did not finish within {} ms; it is still {} as job {id} (GET /status/{id})",
                     wait.as_millis(),
                     stored.status
                 ),
-                job: Some(id),
-            });
+            )
+            .with_job(id));
         }
         JobStatus::Failed | JobStatus::Cancelled => {
             let (code, message) = stored
@@ -261,11 +249,7 @@ async fn run_inference(
             } else {
                 StatusCode::BAD_REQUEST
             };
-            return Err(OipError {
-                status,
-                message: format!("{code}: {message}"),
-                job: Some(id),
-            });
+            return Err(OipError::new(status, format!("{code}: {message}")).with_job(id));
         }
     }
     let result = stored

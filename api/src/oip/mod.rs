@@ -10,136 +10,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use inferq_shared::job::JobId;
-use inferq_shared::model::{ModelInfo, TensorSpec, valid_model_name};
+use inferq_shared::model::{ModelInfo, TensorSpec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, OipError, OipErrorBody, OipResult};
 use crate::state::AppState;
-pub(crate) use wire::HEADER_LENGTH;
 
 /// The one version every model has: models are not versioned yet.
 pub(crate) const MODEL_VERSION: &str = "1";
-
-/// Response header naming the job behind an inference that timed out: it keeps running and
-/// can be fetched at `/status/<id>`.
-pub(crate) const JOB_ID_HEADER: &str = "inferq-job-id";
-
-/// The protocol's error body: `{"error": "<message>"}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct OipErrorBody {
-    error: String,
-}
-
-/// An error in the protocol's shape.
-#[derive(Debug)]
-pub(crate) struct OipError {
-    status: StatusCode,
-    message: String,
-    job: Option<JobId>,
-}
-
-impl OipError {
-    pub(crate) fn bad(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            job: None,
-        }
-    }
-
-    pub(crate) fn message(&self) -> &str {
-        &self.message
-    }
-
-    pub(crate) fn internal(detail: impl Into<String>) -> Self {
-        ApiError::Internal(detail.into()).into()
-    }
-
-    pub(crate) fn method_not_allowed() -> Self {
-        Self {
-            status: StatusCode::METHOD_NOT_ALLOWED,
-            message: ApiError::MethodNotAllowed.to_string(),
-            job: None,
-        }
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            message: message.into(),
-            job: None,
-        }
-    }
-}
-
-impl From<ApiError> for OipError {
-    fn from(e: ApiError) -> Self {
-        let (status, _) = e.status_and_code();
-        // The protocol answers client mistakes with 400; 404, 429 and 503 keep their meaning.
-        let status = match status {
-            StatusCode::UNPROCESSABLE_ENTITY
-            | StatusCode::UNSUPPORTED_MEDIA_TYPE
-            | StatusCode::METHOD_NOT_ALLOWED
-            | StatusCode::CONFLICT => StatusCode::BAD_REQUEST,
-            s => s,
-        };
-        match &e {
-            ApiError::Internal(detail) => tracing::error!(error = %detail, "internal error"),
-            ApiError::Unavailable(err) => tracing::warn!(error = %err, "redis unavailable"),
-            _ => {}
-        }
-        Self {
-            status,
-            message: e.to_string(),
-            job: None,
-        }
-    }
-}
-
-impl IntoResponse for OipError {
-    fn into_response(self) -> Response {
-        let mut res = (
-            self.status,
-            Json(OipErrorBody {
-                error: self.message,
-            }),
-        )
-            .into_response();
-        if matches!(
-            self.status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(crate::auth::WWW_AUTHENTICATE),
-            );
-        }
-        if let Some(id) = self.job {
-            let headers = res.headers_mut();
-            for (name, value) in [
-                (JOB_ID_HEADER, id.to_string()),
-                ("location", format!("/status/{id}")),
-            ] {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    headers.insert(name, v);
-                }
-            }
-        }
-        res
-    }
-}
-
-type OipResult<T> = Result<T, OipError>;
 
 /// [`Path`] rejected in the protocol's error shape.
 #[derive(Debug)]
@@ -240,11 +122,7 @@ async fn find_model(
     name: &str,
     version: Option<&str>,
 ) -> OipResult<Arc<ModelInfo>> {
-    let model = if valid_model_name(name) {
-        state.model(name).await.map_err(ApiError::from)?
-    } else {
-        None
-    };
+    let model = state.models.get(name).await.map_err(ApiError::from)?;
     let model = model.ok_or_else(|| {
         OipError::not_found(format!(
             "unknown model '{}'",
@@ -379,11 +257,10 @@ async fn readiness(
         .find(|s| s.info.name == m.name)
         .map_or(0, |s| s.workers);
     if workers == 0 {
-        return Err(OipError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!("no live worker serves model '{}'", m.name),
-            job: None,
-        });
+        return Err(OipError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no live worker serves model '{}'", m.name),
+        ));
     }
     Ok(Json(ModelReady {
         name: m.name.clone(),

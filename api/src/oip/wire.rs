@@ -11,10 +11,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::OipError;
-
-/// The request header that gives the JSON part's length when binary data follows.
-pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
+use crate::error::OipError;
+pub(crate) use crate::http::body::HEADER_LENGTH;
 
 /// An inference request (`$inference_request`). `parameters` may hold `timeout_ms` and
 /// `binary_data_output`; other parameters are ignored.

@@ -7,6 +7,7 @@
 
 pub mod apikeys;
 pub mod dead;
+pub mod events;
 mod fields;
 pub mod hooks;
 pub mod keys;
