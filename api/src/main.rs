@@ -6,7 +6,7 @@ use clap::Parser;
 
 /// mimalloc in place of the system allocator: every request and job allocates and frees
 /// many small buffers across threads, which glibc malloc serves at a measurable cost
-/// (BENCHMARKS.md, "Per-job cost").
+/// (docs/benchmarks.md, "Per-job cost").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -4,7 +4,7 @@
 //! handler, with an estimated `Retry-After` on a `429 overloaded` or `quota_exceeded`. One
 //! layer instead of one per step: each axum `from_fn` layer boxes the request's future and
 //! clones the services below it, and five of them cost about a fifth of the API's CPU per
-//! job (BENCHMARKS.md, "Per-job cost").
+//! job (docs/benchmarks.md, "Per-job cost").
 
 use std::sync::Arc;
 

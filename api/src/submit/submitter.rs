@@ -2,7 +2,7 @@
 //! jobs that arrive while a submit call is on its way to Redis go together in the next call,
 //! one `submit.lua` run for all of them, so concurrent clients share the round trip and the
 //! script's fixed cost (about half of Redis's CPU per submitted job when each job had its own
-//! call; BENCHMARKS.md). Nothing waits to fill a batch: a submission that finds no call in
+//! call; docs/benchmarks.md). Nothing waits to fill a batch: a submission that finds no call in
 //! flight goes at once.
 //!
 //! Each job keeps its own outcome: `submit.lua` treats the jobs of one call one after another
