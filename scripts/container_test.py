@@ -277,12 +277,16 @@ class Test:
                            stdout=subprocess.DEVNULL)
             tar.wait()
         # The legacy builder, so the test needs no BuildKit; it builds assets, base, prebuilt.
+        # The base stage keeps a tag of its own, so its layers (and the assets stage's) stay
+        # cached from one run to the next.
         benv = dict(env, DOCKER_BUILDKIT="0")
-        run(["docker", "build", "-q", "--target", "prebuilt",
-             "--build-arg", "DEBIAN_IMAGE=" + env["INFERQ_DEBIAN_IMAGE"],
-             "--build-arg", "PYTHON_IMAGE=" + env["INFERQ_PYTHON_IMAGE"],
-             "--build-arg", "BINARIES_IMAGE=" + self.bin_tag,
-             "-t", self.tag, "."], env=benv, timeout=1200)
+        args = ["--build-arg", "DEBIAN_IMAGE=" + env["INFERQ_DEBIAN_IMAGE"],
+                "--build-arg", "PYTHON_IMAGE=" + env["INFERQ_PYTHON_IMAGE"],
+                "--build-arg", "BINARIES_IMAGE=" + self.bin_tag]
+        run(["docker", "build", "-q", "--target", "base", "-t", "inferq-test/base:latest"]
+            + args + ["."], env=benv, timeout=1200)
+        run(["docker", "build", "-q", "--target", "prebuilt", "-t", self.tag] + args + ["."],
+            env=benv, timeout=1200)
         env.update(INFERQ_IMAGE=self.tag, INFERQ_ADMIN_KEY=self.key, INFERQ_API_PUBLISH="127.0.0.1:")
         self.env = env
         log("images built in %.0f s (%s, redis %s)" % (time.monotonic() - t0, self.tag,
@@ -350,6 +354,9 @@ class Test:
         log("killed worker %s (busy %d) while it held a job" % (w["id"], w["busy"]))
         ids = slow + fast
         self.settle(ids, "docker kill")
+        taken = [j for j in slow if self.ledger.jobs[j]["final"]["attempts"] > 1]
+        check(len(taken) >= 1, "docker kill: the killed worker's job(s) were taken over "
+              "(%d slow jobs with attempts > 1)" % len(taken))
         self.up(3)  # starts the killed container again
         self.wait_workers(3)
 
@@ -393,6 +400,11 @@ class Test:
         self.figures["duplicates"] += len(changed)
         check(not changed, "partition: no final record changed after the reconnect (late writes "
               "fenced; %d records compared)" % len(ids))
+        # What the cut-off worker says about its late writes (informational: it may also have
+        # given the attempt up before finishing it).
+        logs = run(["docker", "logs", victim["id"]], check_rc=False)
+        self.figures["fenced"] = (logs.stdout + logs.stderr).count("outcome discarded")
+        log("the cut-off worker logged %d discarded (fenced) outcome(s)" % self.figures["fenced"])
 
     def phase_scale_down(self):
         containers = self.workers_containers()
@@ -490,10 +502,11 @@ class Test:
         finally:
             self.cleanup()
             f = self.figures
-            log("summary: jobs=%d lost=%d duplicates=%d wrong=%d taken_over=%d "
+            log("summary: jobs=%d lost=%d duplicates=%d wrong=%d taken_over=%d fenced=%s "
                 "recovery_secs=%.1f elapsed_secs=%.0f"
                 % (f["jobs"], f["lost"], f["duplicates"], f["wrong"], f["taken_over"],
-                   f.get("recovery_secs", float("nan")), time.monotonic() - t0))
+                   f.get("fenced", "-"), f.get("recovery_secs", float("nan")),
+                   time.monotonic() - t0))
 
     def cleanup(self):
         if self.compose and self.env is not None:
