@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDE = "tests/containers/compose.test.yml"
@@ -80,7 +81,8 @@ def docker_answers():
     except subprocess.TimeoutExpired:
         return "docker info timed out"
     if res.returncode != 0:
-        return "no Docker engine answers (%s)" % res.stderr.strip().splitlines()[-1:]
+        last = (res.stderr.strip().splitlines() or ["docker info failed"])[-1]
+        return "no Docker engine answers (%s)" % last
     return None
 
 
@@ -381,18 +383,30 @@ class Test:
         # bounce off the fence.
         time.sleep(max(0.0, 6.0 - cut_for))
         run(["docker", "network", "connect", network, victim["id"]])
+        t_reconnect = time.time()
         log("reconnected after %.1f s" % (time.monotonic() - t_cut))
-        before = {x["id"]: x["jobs_succeeded"] for x in self.api.workers() if x["host"] == victim["host"]}
-        # It rejoins (a fresh heartbeat) and takes work again.
+
+        def entry():
+            return next((x for x in self.api.workers() if x["host"] == victim["host"]), None)
+        # It rejoins: a heartbeat sent after the reconnect (its figures from then on are the
+        # baseline), then it takes work again.
         end = time.monotonic() + 60
+        fresh = None
+        while time.monotonic() < end and fresh is None:
+            x = entry()
+            if x and datetime.fromisoformat(x["last_heartbeat"].replace("Z", "+00:00")).timestamp() > t_reconnect:
+                fresh = x
+            else:
+                time.sleep(0.5)
+        check(fresh is not None, "partition: the reconnected worker is live again (a heartbeat after "
+              "the reconnect)")
         rejoined = False
         extra = []
         while time.monotonic() < end and not rejoined:
             extra += submit_many(self.api, self.ledger, "slow", 3)
             time.sleep(2)
-            for x in self.api.workers():
-                if x["host"] == victim["host"] and x["jobs_succeeded"] > before.get(x["id"], 0):
-                    rejoined = True
+            x = entry()
+            rejoined = x is not None and x["jobs_succeeded"] > fresh["jobs_succeeded"]
         self.settle(extra, "partition: jobs after the reconnect")
         check(rejoined, "partition: the reconnected worker took work again")
         time.sleep(LEASE_SECS)
