@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds, from Debian's packages, the base images the Dockerfile and docker-compose.yml need, for a
 # Docker engine that cannot pull from a registry (the container test runs on one). Idempotent: an
-# image whose tag already exists is left alone. Needs root (debootstrap) and a Debian mirror.
+# image whose tag already exists is left alone. Needs root or sudo (debootstrap) and a Debian
+# mirror.
 #
 #   $PREFIX/debian:bookworm-slim        debootstrap --variant=minbase bookworm, imported with
 #                                       `docker import` (stands in for debian:bookworm-slim)
@@ -41,6 +42,11 @@ if [ "${1:-}" = "--print" ]; then
 fi
 
 log() { echo "[images] $*" >&2; }
+# debootstrap and apt-get need root.
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 
 # One builder at a time per engine (two checkouts may share one engine).
@@ -52,26 +58,26 @@ if have "$DEBIAN_IMAGE"; then
 else
   if ! command -v debootstrap >/dev/null 2>&1; then
     log "installing debootstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >&2
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >&2
   fi
   root=".cache/images/rootfs-$SUITE"
-  rm -rf "$root"
+  $SUDO rm -rf "$root"
   mkdir -p "$root"
   log "debootstrap --variant=minbase $SUITE from $MIRROR (a few minutes)"
-  debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >.cache/images/debootstrap.log 2>&1 || {
+  $SUDO debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >.cache/images/debootstrap.log 2>&1 || {
     tail -20 .cache/images/debootstrap.log >&2
     exit 1
   }
   # What the slim image leaves out too: package lists and caches (apt-get update fetches them).
-  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+  $SUDO sh -c "rm -rf '$root'/var/lib/apt/lists/* '$root'/var/cache/apt/*.bin '$root'/var/cache/apt/archives/*.deb"
   log "docker import -> $DEBIAN_IMAGE"
-  tar --numeric-owner -C "$root" -c . |
+  $SUDO tar --numeric-owner -C "$root" -c . |
     docker import --change 'CMD ["bash"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$DEBIAN_IMAGE" >/dev/null
-  rm -rf "$root"
+  $SUDO rm -rf "$root"
 fi
 
 # The other two are a package or two on top, installed by the legacy builder (no BuildKit
-# needed) from a Dockerfile on stdin: no build context.
+# needed).
 if have "$PYTHON_IMAGE"; then
   log "$PYTHON_IMAGE: present"
 else
