@@ -48,6 +48,11 @@ W = [[0.1 * (3 * i + j + 1) for j in range(3)] for i in range(4)]
 B = [0.5, -0.5, 1.0]
 
 
+def stamp(rfc3339):
+    """Seconds since the epoch of an RFC 3339 time as the API writes it."""
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
 def log(msg):
     print("[containers] " + msg, flush=True)
 
@@ -307,12 +312,24 @@ class Test:
             time.sleep(0.5)
         raise Failed("fewer than %d live workers after %d s: %s" % (n, timeout, self.api.workers()))
 
+    def live_workers(self):
+        """The workers whose last heartbeat is recent, one per container (a container restarted
+        after a kill still has its dead process's entry for a few seconds: the newest wins)."""
+        now = time.time()
+        by_host = {}
+        for w in self.api.workers():
+            if now - stamp(w["last_heartbeat"]) > 3.0:
+                continue
+            if w["host"] not in by_host or stamp(w["started_at"]) > stamp(by_host[w["host"]]["started_at"]):
+                by_host[w["host"]] = w
+        return list(by_host.values())
+
     def busy_worker(self, containers, timeout=30):
         """A worker container that holds a job right now (its heartbeat says a thread is busy)."""
         hosts = {c["host"]: c for c in containers}
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            for w in self.api.workers():
+            for w in self.live_workers():
                 if w["busy"] > 0 and w["host"] in hosts:
                     return hosts[w["host"]], w
             time.sleep(0.2)
@@ -360,11 +377,16 @@ class Test:
         check(len(taken) >= 1, "docker kill: the killed worker's job(s) were taken over "
               "(%d slow jobs with attempts > 1)" % len(taken))
         self.up(3)  # starts the killed container again
-        self.wait_workers(3)
+        end = time.monotonic() + 90
+        while len(self.live_workers()) < 3:
+            if time.monotonic() > end:
+                raise Failed("the killed worker's container did not come back: %s" % self.api.workers())
+            time.sleep(0.5)
 
     def phase_partition(self):
         network = self.project + "_default"
-        slow = submit_many(self.api, self.ledger, "slow", 6)
+        # Three slow jobs per worker: the one picked stays busy for a few seconds.
+        slow = submit_many(self.api, self.ledger, "slow", 9)
         victim, w = self.busy_worker(self.workers_containers())
         run(["docker", "network", "disconnect", network, victim["id"]])
         t_cut = time.monotonic()
@@ -387,14 +409,14 @@ class Test:
         log("reconnected after %.1f s" % (time.monotonic() - t_cut))
 
         def entry():
-            return next((x for x in self.api.workers() if x["host"] == victim["host"]), None)
+            return next((x for x in self.live_workers() if x["host"] == victim["host"]), None)
         # It rejoins: a heartbeat sent after the reconnect (its figures from then on are the
         # baseline), then it takes work again.
         end = time.monotonic() + 60
         fresh = None
         while time.monotonic() < end and fresh is None:
             x = entry()
-            if x and datetime.fromisoformat(x["last_heartbeat"].replace("Z", "+00:00")).timestamp() > t_reconnect:
+            if x and stamp(x["last_heartbeat"]) > t_reconnect:
                 fresh = x
             else:
                 time.sleep(0.5)
