@@ -5,7 +5,7 @@
 #     (so do scripts/setup.sh, scripts/run.sh and .cargo/config.toml), runtime env and non-root user
 #   - docker-compose.yml: parses (PyYAML), and has the keys inferq relies on (health checks,
 #     depends_on conditions, a scalable worker: no container_name, no host ports)
-#   - when installed: `docker compose config -q`, hadolint, dclint
+#   - when installed: `docker compose config -q` (or docker-compose 1.x's), hadolint, dclint
 # Usage: scripts/check_docker.sh        (exit 0 iff every check passed)
 set -euo pipefail
 
@@ -77,15 +77,36 @@ for raw in text.splitlines():
 if cur:
     lines.append(cur)
 
+# Base images are build arguments declared before the first FROM; their defaults must stay the
+# public images a user pulls.
+meta_args = {}
+for ln in lines:
+    if ln.upper().startswith("FROM "):
+        break
+    m = re.match(r"ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S+))?$", ln, re.I)
+    if m:
+        meta_args[m.group(1)] = m.group(2)
+
+
+def resolve(ref):
+    return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: meta_args.get(m.group(1)) or "", ref)
+
+
 stages = []
 for ln in lines:
     m = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", ln, re.I)
     if m:
-        stages.append((m.group(1), (m.group(2) or "").lower()))
-check(stages == [("python:3.11-slim-bookworm", "assets"), ("rust:1.95-bookworm", "build"),
-                 ("debian:bookworm-slim", "runtime")],
-      "Dockerfile stages: assets (python:3.11-slim-bookworm), build (rust:1.95-bookworm), "
-      "runtime (debian:bookworm-slim), got %s" % stages)
+        stages.append((resolve(m.group(1)), (m.group(2) or "").lower()))
+check(stages == [("python:3.11-slim-bookworm", "assets"), ("debian:bookworm-slim", "base"),
+                 ("scratch", "binaries"), ("base", "prebuilt"), ("rust:1.95-bookworm", "build"),
+                 ("base", "runtime")],
+      "Dockerfile stages (build-argument defaults resolved): assets (python:3.11-slim-bookworm), "
+      "base (debian:bookworm-slim), binaries + prebuilt (the container test), build "
+      "(rust:1.95-bookworm), runtime (base + build, last, so the default target), got %s" % stages)
+names = [n for _, n in stages]
+check("prebuilt" in names and "build" in names and names.index("prebuilt") < names.index("build"),
+      "the prebuilt target comes before the BuildKit-only build stage (the legacy builder builds "
+      "every stage up to its target)")
 
 ignore = [l.strip().strip("/") for l in read(".dockerignore").splitlines()
           if l.strip() and not l.strip().startswith("#")]
@@ -138,6 +159,9 @@ check(any(re.match(r"COPY\s+--from=assets\s+\S+\s+/models/?$", ln) for ln in lin
       "runtime copies the models to /models")
 check(any(re.match(r"COPY\s+--from=build\s+.*inferq-api.*inferq-worker", ln) for ln in lines),
       "runtime copies inferq-api and inferq-worker from the build stage")
+check(any(re.match(r"COPY\s+--from=binaries\s+/inferq-api\s+/inferq-worker\s+/usr/local/bin/", ln)
+          for ln in lines),
+      "prebuilt copies the same two binaries to the same place from BINARIES_IMAGE")
 check(any("cargo build --release --locked" in ln for ln in lines), "build stage runs cargo build --release --locked")
 users = [ln.split()[1] for ln in lines if ln.upper().startswith("USER ")]
 check(bool(users) and users[-1].split(":")[0] not in ("root", "0"), "runtime runs as a non-root USER (%s)" % users)
@@ -184,8 +208,14 @@ if yaml is not None:
             d = s.get("depends_on") or {}
             return isinstance(d, dict) and (d.get("redis") or {}).get("condition") == "service_healthy"
 
+        def default(v):
+            """A value as Compose reads it with none of its variables set."""
+            return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-([^}]*))?\}", lambda m: m.group(1) or "", str(v))
+
+        check("name" not in doc, "no top-level name: (docker-compose 1.29 rejects it; -p names the project)")
         r, a, w = svcs.get("redis", {}), svcs.get("api", {}), svcs.get("worker", {})
-        check(str(r.get("image", "")).startswith("redis:7.4"), "redis image redis:7.4-* (%s)" % r.get("image"))
+        check(default(r.get("image", "")).startswith("redis:7.4"), "redis image defaults to redis:7.4-* (%s)" % r.get("image"))
+        check("${INFERQ_REDIS_IMAGE" in str(r.get("image", "")), "redis image is the variable INFERQ_REDIS_IMAGE")
         check("--appendonly yes" in words(r.get("command")), "redis runs with --appendonly yes")
         check("redis-cli ping" in words((r.get("healthcheck") or {}).get("test")), "redis healthcheck: redis-cli ping")
         check(any(str(v).split(":")[-1].rstrip("/") == "/data" for v in r.get("volumes") or []),
@@ -197,7 +227,7 @@ if yaml is not None:
             check(healthy_dep(s), "%s depends_on redis: service_healthy" % name)
         ae = env_of(a)
         check(ae.get("INFERQ_BIND") == "0.0.0.0:8080", "api INFERQ_BIND=0.0.0.0:8080")
-        check("8080:8080" in [str(p) for p in a.get("ports") or []], "api publishes 8080:8080")
+        check("8080:8080" in [default(p) for p in a.get("ports") or []], "api publishes 8080:8080 by default")
         hc = words((a.get("healthcheck") or {}).get("test"))
         check("curl" in hc and "/readyz" in hc, "api healthcheck curls /readyz")
         we = env_of(w)
@@ -216,8 +246,12 @@ PYEOF
 if docker compose version >/dev/null 2>&1; then
   log "docker compose config -q"
   docker compose -f docker-compose.yml config -q || rc=1
+elif command -v docker-compose >/dev/null 2>&1; then
+  log "docker-compose config -q ($(docker-compose version --short 2>/dev/null))"
+  docker-compose -f docker-compose.yml config -q || rc=1
+  docker-compose -f docker-compose.yml -f tests/containers/compose.test.yml config -q || rc=1
 else
-  log "docker compose plugin not available: skipped 'docker compose config -q'"
+  log "neither docker compose nor docker-compose available: skipped 'config -q'"
 fi
 if command -v hadolint >/dev/null 2>&1; then
   log "hadolint Dockerfile"

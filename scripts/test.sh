@@ -16,6 +16,10 @@ echo "[test] cargo build --workspace --bins --all-features"
 cargo build --workspace --bins --all-features --locked
 echo "[test] scripts/check_docker.sh (static checks of Dockerfile and docker-compose.yml)"
 scripts/check_docker.sh
+echo "[test] scripts/check_kubernetes.py (render deploy/kubernetes, validate every object offline)"
+.venv-test/bin/python scripts/check_kubernetes.py
+echo "[test] scripts/container_test.py (compose on a Docker engine; skipped when none answers)"
+scripts/container_test.py
 echo "[test] cargo test --workspace --all-features"
 # The processes the integration tests start log into target/tmp/inferq-logs; the last check
 # searches all of it for secrets.
