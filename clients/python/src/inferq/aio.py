@@ -236,6 +236,10 @@ class AsyncClient:
                     yield event
                     if event.final:
                         return
+                # The stream ended without a final state: either this reader already had it
+                # (resumed after it), or the API stopped; resume only in the second case.
+                if await self._already_final(job_id, last):
+                    return
             except httpx.TransportError as e:
                 failures += 1
                 if failures > self.max_retries:
@@ -243,6 +247,10 @@ class AsyncClient:
             finally:
                 await response.aclose()
             await asyncio.sleep(calls.backoff(failures, self.backoff, None))
+
+    async def _already_final(self, job_id: str, last: int | None) -> bool:
+        record = await self._run(calls.status(job_id, None, False))
+        return record.get("status") in calls.FINAL and last is not None and last >= int(record.get("version", 0))
 
     async def jobs(self, status: str | None = None, model: str | None = None, limit: int | None = None) -> AsyncIterator[dict[str, Any]]:
         """Every job of the caller's tenant matching the filters, newest first (``async for``)."""

@@ -270,7 +270,10 @@ class Client:
                     yield event
                     if event.final:
                         return
-                # The stream ended without a final state (the API stopped): resume.
+                # The stream ended without a final state: either this reader already had it
+                # (resumed after it), or the API stopped; resume only in the second case.
+                if self._already_final(job_id, last):
+                    return
             except httpx.TransportError as e:
                 failures += 1
                 if failures > self.max_retries:
@@ -278,6 +281,10 @@ class Client:
             finally:
                 response.close()
             time.sleep(calls.backoff(failures, self.backoff, None))
+
+    def _already_final(self, job_id: str, last: int | None) -> bool:
+        record = self._run(calls.status(job_id, None, False))
+        return record.get("status") in calls.FINAL and last is not None and last >= int(record.get("version", 0))
 
     def jobs(self, status: str | None = None, model: str | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Every job of the caller's tenant matching the filters, newest first (``GET /jobs``,
