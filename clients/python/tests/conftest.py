@@ -4,7 +4,10 @@ A private ``redis-server`` on a free port of 127.0.0.1, the ``inferq-api`` binar
 an admin key made here), a worker serving tests/models and a worker serving the speech pipeline
 (models/silero_vad), all from the cargo target dir (``INFERQ_TARGET_DIR``, default
 ``<repo>/target/debug``; scripts/test.sh builds them). Every test run uses its own random
-namespace. Processes are killed at the end; their logs are in the session's temporary folder.
+namespace. Processes are killed at the end. Their logs go to ``INFERQ_TEST_LOG_DIR`` when set
+(run_tests.sh sets ``target/tmp/inferq-logs``, which scripts/test.sh searches for leaked secrets
+afterwards: the admin key holds ``admin-key-`` and the webhook secret is the Rust suite's, so that
+search recognises them), else to the session's temporary folder.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import inferq
 REPO = Path(__file__).resolve().parents[3]
 TARGET = Path(os.environ.get("INFERQ_TARGET_DIR", REPO / "target" / "debug"))
 ORT = Path(os.environ.get("ORT_DYLIB_PATH", REPO / ".ort" / "libonnxruntime.so.1.31.1"))
+LOG_DIR = Path(os.environ["INFERQ_TEST_LOG_DIR"]) if os.environ.get("INFERQ_TEST_LOG_DIR") else None
 WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes, test only
 
 
@@ -65,7 +69,7 @@ class Stack:
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
-        log = self.tmp / f"{name}.log"
+        log = LOG_DIR / f"py-{self.namespace}-{name}.log" if LOG_DIR else self.tmp / f"{name}.log"
         full = {"PATH": os.environ.get("PATH", ""), "RUST_LOG": os.environ.get("TEST_WORKER_LOG", "warn"), **env}
         proc = subprocess.Popen(args, env=full, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         self.procs.append(proc)
@@ -82,6 +86,8 @@ class Stack:
             "INFERQ_ADMIN_KEY": self.admin_key,
             "INFERQ_FETCH_ALLOW": "127.0.0.1",
             "INFERQ_REDIS_TIMEOUT_MS": "1000",
+            # Debug for inferq's own crates: where a careless log line would show a request's details.
+            "RUST_LOG": os.environ.get("TEST_API_LOG", "info,inferq_api=debug,inferq_shared=debug"),
             **extra,
         }
         proc, log = self.spawn(name, [str(TARGET / "inferq-api")], env)
@@ -122,8 +128,10 @@ def stack() -> Iterator[Stack]:
     if shutil.which("redis-server") is None:
         pytest.exit("redis-server is missing (scripts/setup.sh installs it)", 2)
     tmp = Path(tempfile.mkdtemp(prefix="inferq-py-"))
+    if LOG_DIR:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    st = Stack(tmp, f"redis://127.0.0.1:{port}", f"py{uuid.uuid4().hex[:10]}", "iqadmin_" + secrets.token_hex(24))
+    st = Stack(tmp, f"redis://127.0.0.1:{port}", f"py{uuid.uuid4().hex[:10]}", "py-admin-key-" + secrets.token_hex(24))
     redis, rlog = st.spawn(
         "redis",
         ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp)],

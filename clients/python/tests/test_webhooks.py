@@ -49,7 +49,10 @@ def receiver() -> Iterator[Receiver]:
 
 def test_a_message_signed_by_the_server_verifies(client: inferq.Client, receiver: Receiver) -> None:
     job = client.submit("linear", {"x": np.ones((1, 4), np.float32)}, webhook={"url": receiver.url, "events": ["succeeded"]})
-    headers, body = receiver.next()
+    try:
+        headers, body = receiver.next()
+    except queue.Empty:
+        raise AssertionError(f"no message; the job's record: {client.status(job.id)}") from None
     message = inferq.verify_webhook(body, headers, WEBHOOK_SECRET)
     assert message["type"] == "job.succeeded"
     assert message["data"]["id"] == job.id and message["data"]["status"] == "succeeded"
