@@ -140,14 +140,16 @@ def stack() -> Iterator[Stack]:
     try:
         wait_port(port, redis, "redis-server", rlog)
         st.url = st.api("api")
-        st.worker(
-            "worker",
-            REPO / "tests" / "models",
-            INFERQ_FETCH_ALLOW="127.0.0.1",
-            INFERQ_WEBHOOK_SECRET=WEBHOOK_SECRET,
-            INFERQ_WEBHOOK_BACKOFF_MS="200",
-        )
-        st.worker("speech", REPO / "models", INFERQ_MODELS="silero_vad", INFERQ_SPEECH_THREADS="1", INFERQ_THREADS="1")
+        # Every worker runs a webhook deliverer and may claim any delivery, so every worker
+        # gets the signing key (one without it fails the attempts it claims).
+        hooks = {
+            "INFERQ_FETCH_ALLOW": "127.0.0.1",
+            "INFERQ_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "INFERQ_WEBHOOK_BACKOFF_MS": "200",
+        }
+        st.worker("worker", REPO / "tests" / "models", **hooks)
+        st.worker("speech", REPO / "models", INFERQ_MODELS="silero_vad", INFERQ_SPEECH_THREADS="1",
+                  INFERQ_THREADS="1", **hooks)
         wanted = {"linear", "dtypes", "half", "strings", "mlp_small", "slow", "silero_vad"}
         deadline = time.monotonic() + 60
         with inferq.Client(st.url, st.admin_key) as admin:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import inferq
-from conftest import WEBHOOK_SECRET
+from conftest import WEBHOOK_SECRET, wait_until
 
 
 class Receiver:
@@ -36,7 +36,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/inferq"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def next(self, timeout: float = 30.0) -> tuple[dict[str, str], bytes]:
+    def next(self, timeout: float = 60.0) -> tuple[dict[str, str], bytes]:
         return self.messages.get(timeout=timeout)
 
 
@@ -54,6 +54,9 @@ def test_a_message_signed_by_the_server_verifies(client: inferq.Client, receiver
     except queue.Empty:
         raise AssertionError(f"no message; the job's record: {client.status(job.id)}") from None
     message = inferq.verify_webhook(body, headers, WEBHOOK_SECRET)
+    hook = wait_until(lambda: (w := client.status(job.id).get("webhook")) and w["state"] == "delivered" and w,
+                      what="the delivery's outcome on the record")
+    assert hook["attempts"] == 1 and hook["last_status"] == 204, hook  # the first attempt was signed
     assert message["type"] == "job.succeeded"
     assert message["data"]["id"] == job.id and message["data"]["status"] == "succeeded"
     assert headers["webhook-id"].startswith(f"msg_{job.id.replace('-', '')}_")
