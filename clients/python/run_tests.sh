@@ -10,7 +10,11 @@ root=$(pwd)
 venv="$root/.venv-python"
 
 if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
+  python3 -m venv "$venv" || {
+    echo "run_tests.sh: python3 -m venv failed; install python3-venv (scripts/setup.sh does)" >&2
+    rm -rf "$venv"
+    exit 1
+  }
 fi
 # The package itself is reinstalled every run (cheap), so the tests see the current sources.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "./clients/python[test]"

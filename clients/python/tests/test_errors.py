@@ -100,9 +100,9 @@ def test_rate_limited(stack: Stack, admin: inferq.Client) -> None:
 
 def test_overloaded_and_payload_too_large(strict_api: str, user_key: str) -> None:
     with inferq.Client(strict_api, user_key) as c:
-        jobs = [c.submit("slow", SLOW)]
+        jobs: list[inferq.Job] = []
         with pytest.raises(inferq.Overloaded) as e:
-            for _ in range(5):
+            for _ in range(6):
                 jobs.append(c.submit("slow", SLOW))
         assert e.value.code == "overloaded" and e.value.retry_after is not None
         with pytest.raises(inferq.PayloadTooLarge) as p:

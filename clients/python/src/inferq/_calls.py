@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from . import tensors
-from .errors import APIError, error_from_response
+from .errors import error_from_response
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 #: How long one ``?wait=`` long-poll asks the server to hold the request (the server caps it at
@@ -413,4 +413,4 @@ def result_of(record: dict[str, Any]) -> Any:
     return result
 
 
-__all__ = ["Call", "COVERED", "LEFT_OUT", "APIError"]
+__all__ = ["Call", "COVERED", "LEFT_OUT"]
