@@ -67,6 +67,7 @@ class Stack:
     admin_key: str
     url: str = ""
     procs: list[subprocess.Popen] = field(default_factory=list)
+    named: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
         log = LOG_DIR / f"py-{self.namespace}-{name}.log" if LOG_DIR else self.tmp / f"{name}.log"
@@ -75,9 +76,9 @@ class Stack:
         self.procs.append(proc)
         return proc, log
 
-    def api(self, name: str, **extra: str) -> str:
-        """Starts an ``inferq-api`` on a free port; returns its base URL."""
-        port = free_port()
+    def api(self, name: str, port: int | None = None, **extra: str) -> str:
+        """Starts an ``inferq-api`` (on ``port``, else a free one); returns its base URL."""
+        port = port or free_port()
         env = {
             "INFERQ_BIND": f"127.0.0.1:{port}",
             "INFERQ_REDIS_URL": self.redis_url,
@@ -91,6 +92,7 @@ class Stack:
             **extra,
         }
         proc, log = self.spawn(name, [str(TARGET / "inferq-api")], env)
+        self.named[name] = proc
         wait_port(port, proc, name, log)
         return f"http://127.0.0.1:{port}"
 

@@ -127,3 +127,36 @@ def test_environment_variables_configure_the_client(stack, user_key, monkeypatch
     with inferq.Client() as c:
         assert c.base_url == stack.url
         assert any(m["name"] == "linear" for m in c.models())
+
+
+def test_events_resume_after_the_api_restarts_without_repeating_one(stack, user_key) -> None:
+    import signal
+    import threading
+
+    from conftest import free_port
+
+    port = free_port()
+    url = stack.api("api-restart-1", port=port)
+    with inferq.Client(url, user_key, max_retries=10, backoff=0.2) as c:
+        # Scheduled 2 s out: it goes scheduled → queued → running → succeeded while the API restarts.
+        job = c.submit("linear", {"x": np.ones((1, 4), np.float32)}, delay=2.0)
+        stream = job.events()
+        first = next(stream)
+        assert first.status == "scheduled"
+
+        def restart() -> None:
+            old = stack.named["api-restart-1"]
+            old.send_signal(signal.SIGTERM)
+            old.wait(timeout=30)
+            stack.api("api-restart-2", port=port)
+
+        t = threading.Thread(target=restart)
+        t.start()
+        rest = list(stream)
+        t.join()
+    assert stack.named["api-restart-1"].returncode is not None, "the first API did not stop"
+    events = [first, *rest]
+    assert events[-1].status == "succeeded"
+    ids = [e.id for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids), ids
+    np.testing.assert_allclose(events[-1].data["result"]["outputs"][0]["data"], linear(np.ones((1, 4))).ravel(), rtol=1e-6)
