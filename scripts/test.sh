@@ -25,6 +25,8 @@ echo "[test] cargo test --workspace --all-features"
 # searches all of it for secrets.
 rm -rf target/tmp/inferq-logs
 cargo test --workspace --all-features --locked
+echo "[test] clients/python/run_tests.sh (the Python client against a real stack)"
+clients/python/run_tests.sh
 echo "[test] no secret in any log line the suite's processes wrote"
 cargo test -p inferq-tests --all-features --locked --test it -- --ignored logs::
 echo "[test] cargo test -p inferq-worker --lib (without test-hooks, as release builds are)"
