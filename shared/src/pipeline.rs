@@ -19,6 +19,11 @@ pub const SPEECH_MODEL: &str = "silero_vad";
 /// Every built-in pipeline name.
 pub const PIPELINES: &[&str] = &[SPEECH_SEGMENTS];
 
+/// The model a built-in pipeline runs: a worker that serves it serves the pipeline.
+pub fn pipeline_model(pipeline: &str) -> Option<&'static str> {
+    (pipeline == SPEECH_SEGMENTS).then_some(SPEECH_MODEL)
+}
+
 /// `speech_segments` settings, every default applied and every value checked: what the worker
 /// runs with. Mirrors the parameters of the silero-vad package's `get_speech_timestamps`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

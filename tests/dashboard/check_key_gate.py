@@ -2,7 +2,10 @@
 that requires keys: without a key, and with a key that lacks the `admin` scope, the page asks
 for a key, says why, and shows no data table; with an admin key it shows the live worker.
 
-Usage: check_key_gate.py BASE_URL WORKER_ID READ_KEY ADMIN_KEY [CHROMIUM]
+Then, while speech pipeline jobs run and wait (the test submitted them), the Queues table shows
+the pipeline's queue with them, and a screenshot is saved.
+
+Usage: check_key_gate.py BASE_URL WORKER_ID READ_KEY ADMIN_KEY SCREENSHOT.png [CHROMIUM]
 Run by tests/tests/it/dashboard_keys.rs with .venv-test's Python. Prints "key gate ok"; exits
 non-zero with the reasons otherwise.
 """
@@ -16,8 +19,8 @@ TIMEOUT_MS = 30_000
 
 
 def main():
-    base, worker_id, read_key, admin_key = sys.argv[1:5]
-    chromium = sys.argv[5] if len(sys.argv) > 5 else CHROMIUM
+    base, worker_id, read_key, admin_key, screenshot = sys.argv[1:6]
+    chromium = sys.argv[6] if len(sys.argv) > 6 else CHROMIUM
     problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -56,6 +59,18 @@ def main():
         page.locator("#data").wait_for(state="visible")
         page.locator(f'#workers tr[data-worker="{worker_id}"]').wait_for()
         expect(problems, not prompt.is_visible(), "the key prompt stays with an admin key")
+
+        # The speech jobs the test submitted: the pipeline is a queue like a model's.
+        page.wait_for_function(
+            """() => {
+                const row = document.querySelector('#models tr[data-model="pipeline:speech_segments"]');
+                if (!row) return false;
+                const n = (i) => Number(row.cells[i].textContent);
+                return n(1) + n(2) >= 1;
+            }"""
+        )
+        page.screenshot(path=screenshot, full_page=True)
+        print(f"screenshot: {screenshot}")
         browser.close()
     if problems:
         print("\n".join(problems))

@@ -161,6 +161,7 @@ mod tests {
             ),
             (Method::GET, "/workers", need(Scope::Admin)),
             (Method::GET, "/queues", need(Scope::Admin)),
+            (Method::GET, "/scaling", need(Scope::Admin)),
             (Method::GET, "/dead", need(Scope::Admin)),
             (Method::POST, "/dead/x/retry", need(Scope::Admin)),
             (Method::GET, "/metrics", need(Scope::Admin)),

@@ -13,6 +13,7 @@ pub(crate) mod models;
 pub(crate) mod openapi;
 pub(crate) mod ops;
 pub(crate) mod pipelines;
+pub(crate) mod scaling;
 pub(crate) mod status;
 
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub(crate) fn documented_routes(upload_limit: usize) -> OpenApiRouter<Arc<AppSta
         .routes(routes!(metrics::metrics))
         .routes(routes!(ops::workers))
         .routes(routes!(ops::queues))
+        .routes(routes!(scaling::scaling))
         .routes(routes!(ops::dead_letters))
         .routes(routes!(ops::retry_dead_letter))
         .routes(routes!(ops::delete_dead_letter))

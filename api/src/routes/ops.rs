@@ -126,7 +126,8 @@ impl From<Failure> for RecentFailure {
 /// `GET /queues`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct QueueOverview {
-    /// Per registered model, by name.
+    /// Per registered model, by name, and per pipeline whose model is registered, as
+    /// `pipeline:<name>` (its jobs are counted there, not under the model it runs).
     queues: BTreeMap<String, QueueFigures>,
     /// Entries in the dead-letter stream.
     dead_letters: u64,
@@ -134,8 +135,8 @@ pub(crate) struct QueueOverview {
     recent_failures: Vec<RecentFailure>,
 }
 
-/// Per model: jobs waiting and running, the age of the oldest waiting job, throughput and
-/// workers; plus the dead-letter count and the latest failures. Every API replica reports the
+/// Per queue (each model's, and each pipeline's as `pipeline:<name>`): jobs waiting and
+/// running, the age of the oldest waiting job, throughput and workers; plus the dead-letter count and the latest failures. Every API replica reports the
 /// same figures: they are read from Redis.
 #[utoipa::path(
     get, path = "/queues", operation_id = "list_queues", tag = "operations",

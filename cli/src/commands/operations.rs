@@ -116,7 +116,7 @@ pub(super) async fn queues(global: &Global) -> Result<Outcome, CliError> {
     let raw = Client::new(global)?.call(Method::GET, "/queues").await?;
     show(global, &raw, |q: Queues| {
         let header = [
-            "MODEL", "WAITING", "RUNNING", "OLDEST", "DONE/MIN", "WORKERS",
+            "QUEUE", "WAITING", "RUNNING", "OLDEST", "DONE/MIN", "WORKERS",
         ]
         .map(String::from);
         let rows: Vec<[String; 6]> = q

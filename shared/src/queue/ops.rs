@@ -8,8 +8,9 @@ use std::time::Duration;
 use redis::{AsyncCommands, Script, Value};
 use serde::Deserialize;
 
-use super::keys::{GROUP, RECENT_FAILURES, lua_script};
+use super::keys::{GROUP, RECENT_FAILURES, lua_script, pipeline_queue};
 use super::{MODEL_LIVENESS, Queue, QueueError};
+use crate::pipeline::{PIPELINES, pipeline_model};
 use crate::time::now_ms;
 
 pub(crate) static STATS: LazyLock<Script> =
@@ -178,15 +179,31 @@ impl Queue {
             .collect())
     }
 
-    /// Every registered model's queue figures, the dead-letter count and the live workers.
+    /// Every registered model's queue figures, then every built-in pipeline's whose model is
+    /// registered (named by its queue, `pipeline:<name>`, served by the model's workers), the
+    /// dead-letter count and the live workers.
     pub async fn overview(&self) -> Result<Overview, QueueError> {
-        let statuses = self.model_statuses().await?;
+        let models = self.model_statuses().await?;
+        let pipelines: Vec<(String, usize)> = PIPELINES
+            .iter()
+            .filter_map(|p| {
+                let model = pipeline_model(p)?;
+                let served = models.iter().find(|s| s.info.name == model)?;
+                Some((pipeline_queue(p), served.workers))
+            })
+            .collect();
+        // (queue name, live workers) of every queue shown.
+        let statuses: Vec<(String, usize)> = models
+            .into_iter()
+            .map(|s| (s.info.name, s.workers))
+            .chain(pipelines)
+            .collect();
         let now = now_ms();
         let mut conn = self.conn.clone();
         let mut stats = STATS.prepare_invoke();
         let mut lanes = Vec::with_capacity(statuses.len());
-        for s in &statuses {
-            let model_lanes = self.keys.lanes(&s.info.name);
+        for (name, _) in &statuses {
+            let model_lanes = self.keys.lanes(name);
             lanes.push(model_lanes.len());
             for (_, lane) in model_lanes {
                 stats.key(lane);
@@ -218,10 +235,10 @@ impl Queue {
             .collect();
         let second = now / 1000;
         let mut pipe = redis::pipe();
-        for s in &statuses {
+        for (name, _) in &statuses {
             let keys: Vec<String> = (1..=THROUGHPUT_WINDOW_SECS)
                 .rev()
-                .map(|ago| self.keys.done(&s.info.name, second - ago))
+                .map(|ago| self.keys.done(name, second - ago))
                 .collect();
             pipe.mget(keys);
         }
@@ -240,15 +257,15 @@ impl Queue {
             .into_iter()
             .zip(figures)
             .zip(replies)
-            .map(|((s, (len, pending, oldest)), done)| {
+            .map(|(((name, workers), (len, pending, oldest)), done)| {
                 let done: Vec<Option<u64>> = redis::from_redis_value(done).unwrap_or_default();
                 ModelQueue {
-                    model: s.info.name,
+                    model: name,
                     depth: len.saturating_sub(pending),
                     running: pending.min(len),
                     oldest_age_ms: oldest.map(|t| now.saturating_sub(t)),
                     completed_per_second: done.into_iter().map(Option::unwrap_or_default).collect(),
-                    workers: s.workers,
+                    workers,
                 }
             })
             .collect();

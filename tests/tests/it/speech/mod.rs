@@ -6,6 +6,7 @@
 mod input;
 mod memory;
 mod progress;
+mod queues;
 mod segments;
 
 use std::time::Duration;
