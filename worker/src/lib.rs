@@ -11,6 +11,7 @@ mod batch;
 mod config;
 mod consume;
 mod egress;
+mod health;
 #[cfg(feature = "test-hooks")]
 mod hooks;
 pub mod infer;

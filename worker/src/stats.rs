@@ -2,6 +2,7 @@
 //! is set) and the description it publishes with every heartbeat (`GET /workers`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use inferq_shared::queue::{EntryRef, WorkerInfo};
 use inferq_shared::time::now_ms;
 
 use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
 
 /// Jobs this worker finished, for its heartbeat.
 #[derive(Debug)]
@@ -139,26 +142,32 @@ pub(crate) struct Load {
     pub(crate) busy: usize,
 }
 
-/// Serves `GET /metrics` on `bind` until `stop`; `load` reads the threads' load at each scrape.
+/// Serves `GET /metrics`, and the probes `GET /livez` and `GET /readyz` ([`Health`]), on `bind`
+/// until `stop`; `load` reads the threads' load at each scrape.
 pub(crate) async fn serve(
     bind: SocketAddr,
     load: impl Fn() -> Load + Clone + Send + Sync + 'static,
+    health: Arc<Health>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let handle = recorder(describe_metrics);
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let load = load();
-            async move {
-                metrics::gauge!("inferq_inference_threads_busy").set(load.busy as f64);
-                metrics::gauge!("inferq_inference_threads").set(load.threads as f64);
-                ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render())
-            }
-        }),
-    );
+    let (live, ready) = (health.clone(), health);
+    let app = Router::new()
+        .route("/livez", get(move || async move { live.live() }))
+        .route("/readyz", get(move || async move { ready.ready() }))
+        .route(
+            "/metrics",
+            get(move || {
+                let load = load();
+                async move {
+                    metrics::gauge!("inferq_inference_threads_busy").set(load.busy as f64);
+                    metrics::gauge!("inferq_inference_threads").set(load.threads as f64);
+                    ([(header::CONTENT_TYPE, CONTENT_TYPE)], handle.render())
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(bind).await?;
-    tracing::info!(%bind, "serving metrics at /metrics");
+    tracing::info!(%bind, "serving /metrics, /livez and /readyz");
     tokio::spawn(async move {
         let serving = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(e) = serving.await {

@@ -18,6 +18,7 @@ use crate::batch::{ModelJobs, Threads};
 use crate::config::Config;
 use crate::consume::{Consumer, HANDBACK_LIMIT, READ_BLOCK, Setup};
 use crate::egress::{Egress, Limits};
+use crate::health::Health;
 use crate::infer::models::ModelSpec;
 use crate::infer::pool::Pool;
 use crate::speech::SpeechJobs;
@@ -44,6 +45,8 @@ pub(crate) struct Worker {
     speech_jobs: Option<Consumer<SpeechJobs>>,
     /// Stops what must outlive the drain (the metrics endpoint) once the worker is done.
     done: CancellationToken,
+    /// What the probes on the metrics listener answer.
+    health: Arc<Health>,
 }
 
 fn default_worker_id() -> String {
@@ -74,9 +77,10 @@ impl Worker {
             .context("starting the inference threads")?;
         let threads = Threads::new(pool);
         let done = CancellationToken::new();
+        let health = Arc::new(Health::default());
         if let Some(bind) = config.metrics_bind {
             let t = threads.clone();
-            stats::serve(bind, move || load(&t), done.clone())
+            stats::serve(bind, move || load(&t), health.clone(), done.clone())
                 .await
                 .with_context(|| format!("serving metrics on {bind}"))?;
         }
@@ -159,6 +163,7 @@ impl Worker {
             model_jobs,
             speech_jobs,
             done,
+            health,
         })
     }
 
@@ -184,6 +189,7 @@ impl Worker {
                 let t = self.threads.clone();
                 move || load(&t)
             },
+            self.health.clone(),
             stop.clone(),
         );
         let promoter = services::spawn_promoter(self.queue.clone(), stop.clone());
@@ -196,8 +202,10 @@ impl Worker {
         );
         let speech = self.speech_jobs.map(|s| tokio::spawn(s.run(stop.clone())));
         let models = tokio::spawn(self.model_jobs.consume(stop.clone()));
+        self.health.serving();
 
         stop.cancelled().await;
+        self.health.draining();
         for periodic in [announcer, promoter] {
             stop_within(periodic, HANDBACK_LIMIT).await;
         }

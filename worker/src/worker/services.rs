@@ -10,6 +10,7 @@ use inferq_shared::queue::{ANNOUNCE_INTERVAL, Queue};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::Health;
 use crate::stats::{Counters, Load};
 
 /// How often scheduled jobs that are due move to their queues.
@@ -23,6 +24,7 @@ pub(super) fn spawn_announcer(
     infos: Vec<ModelInfo>,
     counters: Arc<Counters>,
     load: impl Fn() -> Load + Send + 'static,
+    health: Arc<Health>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     let names: Vec<String> = infos.iter().map(|m| m.name.clone()).collect();
@@ -37,8 +39,9 @@ pub(super) fn spawn_announcer(
                 tracing::warn!(error = %e, "announcing models failed");
             }
             let me = counters.describe(&consumer, &names, load());
-            if let Err(e) = queue.heartbeat_worker(&me).await {
-                tracing::debug!(error = %e, "publishing the worker's description failed");
+            match queue.heartbeat_worker(&me).await {
+                Ok(()) => health.redis_answered(),
+                Err(e) => tracing::debug!(error = %e, "publishing the worker's description failed"),
             }
         }
     })

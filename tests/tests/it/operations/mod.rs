@@ -3,3 +3,4 @@
 
 mod dead_letters;
 mod overview;
+mod probes;
