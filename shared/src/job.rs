@@ -52,6 +52,19 @@ pub enum JobStatus {
     Cancelled,
 }
 
+/// The job status a webhook event leads to.
+impl From<crate::webhook::WebhookEvent> for JobStatus {
+    fn from(event: crate::webhook::WebhookEvent) -> Self {
+        use crate::webhook::WebhookEvent;
+        match event {
+            WebhookEvent::Started => Self::Running,
+            WebhookEvent::Succeeded => Self::Succeeded,
+            WebhookEvent::Failed => Self::Failed,
+            WebhookEvent::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
 impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {

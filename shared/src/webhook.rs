@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::egress::{Allow, UrlError};
-use crate::job::JobStatus;
 
 /// A job event a webhook can announce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -40,16 +39,6 @@ impl WebhookEvent {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|e| e.as_str() == s)
-    }
-
-    /// The job status the event leads to.
-    pub fn status(self) -> JobStatus {
-        match self {
-            Self::Started => JobStatus::Running,
-            Self::Succeeded => JobStatus::Succeeded,
-            Self::Failed => JobStatus::Failed,
-            Self::Cancelled => JobStatus::Cancelled,
-        }
     }
 }
 

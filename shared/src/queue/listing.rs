@@ -8,6 +8,7 @@ use redis::{AsyncCommands, Script};
 use super::keys::{GROUP, field, lua_script};
 use super::lua::{Argv, argv, lua_script_with};
 use super::ops::THROUGHPUT_WINDOW_SECS;
+pub use super::walk::Cursor;
 use super::{Queue, QueueError, StoredJob, walk};
 use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus, Priority};
@@ -35,34 +36,6 @@ argv! {
 
 /// Most jobs ahead of a waiting job that are counted; beyond it the position reads "at least".
 pub const POSITION_LIMIT: u64 = 10_000;
-
-/// A listing cursor: the last job of the previous page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: u64,
-    pub id: JobId,
-}
-
-impl Cursor {
-    /// `<created_at ms>-<job id>`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let (ms, id) = s.split_once('-')?;
-        if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(Self {
-            // Past u64::MAX: after every job.
-            created_at: ms.parse().unwrap_or(u64::MAX),
-            id: id.parse().ok()?,
-        })
-    }
-}
-
-impl std::fmt::Display for Cursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.created_at, self.id)
-    }
-}
 
 /// What to list.
 #[derive(Debug, Clone, Default)]

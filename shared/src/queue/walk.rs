@@ -8,8 +8,35 @@
 //! sorted set keeps ties in), then the older ones. The walk is written against [`Index`] so
 //! that a property test can hold it against an in-memory model of the sorted set.
 
-use super::listing::Cursor;
 use crate::job::JobId;
+
+/// A listing cursor: the last job of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: u64,
+    pub id: JobId,
+}
+
+impl Cursor {
+    /// `<created_at ms>-<job id>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, id) = s.split_once('-')?;
+        if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self {
+            // Past u64::MAX: after every job.
+            created_at: ms.parse().unwrap_or(u64::MAX),
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.created_at, self.id)
+    }
+}
 
 /// Index entries read per step: enough for a page of `limit` even when most entries do not
 /// match the filters, bounded so one step stays cheap.

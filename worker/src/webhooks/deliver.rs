@@ -115,7 +115,9 @@ impl Deliverer {
                 let record = JobRecord::try_from(job).map_err(|e| e.to_string())?;
                 serde_json::to_value(&record).map_err(|e| e.to_string())?
             }
-            None => serde_json::json!({"id": c.job, "status": c.event.status()}),
+            None => {
+                serde_json::json!({"id": c.job, "status": inferq_shared::JobStatus::from(c.event)})
+            }
         };
         let message = Message {
             kind: format!("job.{}", c.event.as_str()),

@@ -6,9 +6,8 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use proptest::prelude::*;
 
-use super::{Index, Reach, page};
+use super::{Cursor, Index, Reach, page};
 use crate::job::JobId;
-use crate::queue::listing::Cursor;
 
 /// A record as the walk sees it: its job, status and model (small numbers stand for both).
 #[derive(Debug, Clone, Copy, PartialEq)]
