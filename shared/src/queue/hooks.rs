@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::keys::lua_script;
 use super::lua::{Argv, argv, lua_script_with};
 use super::{Queue, QueueError};
 use crate::egress::Allow;
@@ -16,8 +15,23 @@ use crate::job::JobId;
 use crate::time::now_ms;
 use crate::webhook::WebhookEvent;
 
-pub(crate) static CLAIM: LazyLock<Script> =
-    LazyLock::new(|| lua_script(include_str!("lua/hook_claim.lua")));
+pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: ClaimCall::NAMES,
+        item: &[],
+    };
+    lua_script_with(&[], include_str!("lua/hook_claim.lua"), argv)
+});
+
+argv! {
+    /// `hook_claim.lua`'s ARGV (its header says what each is).
+    struct ClaimCall {
+        now: u64,
+        count: usize,
+        lease_ms: u64,
+        hook_prefix: String,
+    }
+}
 pub(crate) static DONE: LazyLock<Script> = LazyLock::new(|| {
     let argv = Argv {
         head: DoneCall::NAMES,
@@ -89,14 +103,16 @@ impl Queue {
         count: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, QueueError> {
-        let flat: Vec<Vec<u8>> = CLAIM
-            .key(self.keys.hooks())
-            .arg(now_ms())
-            .arg(count)
-            .arg(lease.as_millis() as u64)
-            .arg(self.keys.hook_prefix())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let mut inv = CLAIM.prepare_invoke();
+        inv.key(self.keys.hooks());
+        ClaimCall {
+            now: now_ms(),
+            count,
+            lease_ms: lease.as_millis() as u64,
+            hook_prefix: self.keys.hook_prefix(),
+        }
+        .push(&mut inv);
+        let flat: Vec<Vec<u8>> = inv.invoke_async(&mut self.conn.clone()).await?;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let mut out = Vec::new();
         for c in flat.chunks_exact(10) {

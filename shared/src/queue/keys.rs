@@ -72,7 +72,6 @@ pub const GROUP: &str = "workers";
 pub const RECENT_FAILURES: usize = 100;
 
 pub use super::fields::{apikey, entry, field, hook};
-pub(crate) use super::lua::lua_script;
 
 /// The queue name of a built-in pipeline: its stream is `{ns}:q:pipeline:<name>`, and a
 /// pipeline job's `model` field holds this name (so cancelling finds the stream as for any job).

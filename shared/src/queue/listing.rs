@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use redis::{AsyncCommands, Script};
 
-use super::keys::{GROUP, field, lua_script};
+use super::keys::{GROUP, field};
 use super::lua::{Argv, argv, lua_script_with};
 use super::ops::THROUGHPUT_WINDOW_SECS;
 pub use super::walk::Cursor;
@@ -14,8 +14,22 @@ use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus, Priority};
 use crate::time::now_ms;
 
-pub(crate) static SWEEP: LazyLock<Script> =
-    LazyLock::new(|| lua_script(include_str!("lua/sweep.lua")));
+pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: SweepCall::NAMES,
+        item: &[],
+    };
+    lua_script_with(&[], include_str!("lua/sweep.lua"), argv)
+});
+
+argv! {
+    /// `sweep.lua`'s ARGV (its header says what each is).
+    struct SweepCall {
+        job_prefix: String,
+        from: u64,
+        count: usize,
+    }
+}
 pub(crate) static POSITION: LazyLock<Script> = LazyLock::new(|| {
     let argv = Argv {
         head: PositionCall::NAMES,
@@ -152,10 +166,13 @@ impl Queue {
     /// once the end was reached, to start over).
     pub async fn sweep_index(&self, from: u64, count: usize) -> Result<u64, QueueError> {
         let mut inv = SWEEP.prepare_invoke();
-        inv.key(self.keys.index())
-            .arg(self.keys.job_prefix())
-            .arg(from)
-            .arg(count);
+        inv.key(self.keys.index());
+        SweepCall {
+            job_prefix: self.keys.job_prefix(),
+            from,
+            count,
+        }
+        .push(&mut inv);
         Ok(inv.invoke_async(&mut self.conn.clone()).await?)
     }
 

@@ -73,12 +73,6 @@ macro_rules! argv {
 }
 pub(crate) use argv;
 
-/// A script without preludes whose ARGV is read by number (short and documented in its
-/// header).
-pub(crate) fn lua_script(body: &str) -> Script {
-    lua_script_with(&[], body, Argv::default())
-}
-
 /// A script with `preludes` in front of `body`, its names written in (see the module's header).
 pub(crate) fn lua_script_with(preludes: &[&str], body: &str, argv: Argv) -> Script {
     let mut whole = String::with_capacity(preludes.iter().map(|p| p.len() + 1).sum::<usize>());

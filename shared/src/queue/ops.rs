@@ -8,13 +8,26 @@ use std::time::Duration;
 use redis::{AsyncCommands, Script, Value};
 use serde::Deserialize;
 
-use super::keys::{GROUP, RECENT_FAILURES, lua_script, pipeline_queue};
+use super::keys::{GROUP, RECENT_FAILURES, pipeline_queue};
+use super::lua::{Argv, argv, lua_script_with};
 use super::{MODEL_LIVENESS, Queue, QueueError};
 use crate::pipeline::{PIPELINES, pipeline_model};
 use crate::time::now_ms;
 
-pub(crate) static STATS: LazyLock<Script> =
-    LazyLock::new(|| lua_script(include_str!("lua/stats.lua")));
+pub(crate) static STATS: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: StatsCall::NAMES,
+        item: &[],
+    };
+    lua_script_with(&[], include_str!("lua/stats.lua"), argv)
+});
+
+argv! {
+    /// `stats.lua`'s ARGV (its header says what each is).
+    struct StatsCall {
+        group: &'static str,
+    }
+}
 
 /// A worker's description hash expires this long after its last refresh.
 const WORKER_RECORD_TTL: Duration = Duration::from_secs(30);
@@ -209,7 +222,7 @@ impl Queue {
                 stats.key(lane);
             }
         }
-        stats.arg(GROUP);
+        StatsCall { group: GROUP }.push(&mut stats);
         let per_lane: Vec<(u64, u64, String)> = if statuses.is_empty() {
             Vec::new()
         } else {

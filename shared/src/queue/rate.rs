@@ -6,12 +6,27 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::keys::lua_script;
+use super::lua::{Argv, argv, lua_script_with};
 use super::{Queue, QueueError};
 use crate::time::now_ms;
 
-pub(crate) static RATE: LazyLock<Script> =
-    LazyLock::new(|| lua_script(include_str!("lua/rate.lua")));
+pub(crate) static RATE: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: RateCall::NAMES,
+        item: &[],
+    };
+    lua_script_with(&[], include_str!("lua/rate.lua"), argv)
+});
+
+argv! {
+    /// `rate.lua`'s ARGV (its header says what each is).
+    struct RateCall {
+        now: u64,
+        per_sec: f64,
+        burst: f64,
+        cost: u32,
+    }
+}
 
 /// A bucket's size and refill.
 #[derive(Debug, Clone, Copy)]
@@ -31,14 +46,16 @@ impl Queue {
         limit: RateLimit,
         cost: u32,
     ) -> Result<Result<(), Duration>, QueueError> {
-        let wait_ms: u64 = RATE
-            .key(self.keys.rate(tenant))
-            .arg(now_ms())
-            .arg(limit.per_sec)
-            .arg(limit.burst)
-            .arg(cost)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let mut inv = RATE.prepare_invoke();
+        inv.key(self.keys.rate(tenant));
+        RateCall {
+            now: now_ms(),
+            per_sec: limit.per_sec,
+            burst: limit.burst,
+            cost,
+        }
+        .push(&mut inv);
+        let wait_ms: u64 = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(if wait_ms == 0 {
             Ok(())
         } else {

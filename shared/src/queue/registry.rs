@@ -7,16 +7,29 @@ use std::time::Duration;
 
 use redis::{AsyncCommands, Script, Value};
 
-use super::keys::{GROUP, lua_script};
-use super::lua::{Argv, argv};
+use super::keys::GROUP;
+use super::lua::{Argv, argv, lua_script_with};
 use super::reply::{Entry, parse_entries};
 use super::{Queue, QueueError, Retention};
 use crate::job::{JobId, Priority};
 use crate::model::ModelInfo;
 use crate::time::now_ms;
 
-pub(crate) static PRUNE: LazyLock<Script> =
-    LazyLock::new(|| lua_script(include_str!("lua/prune.lua")));
+pub(crate) static PRUNE: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: PruneCall::NAMES,
+        item: &[],
+    };
+    lua_script_with(&[], include_str!("lua/prune.lua"), argv)
+});
+
+argv! {
+    /// `prune.lua`'s ARGV (its header says what each is).
+    struct PruneCall {
+        group: &'static str,
+        idle_ms: u64,
+    }
+}
 pub(crate) static RETIRE: LazyLock<Script> = LazyLock::new(|| {
     let argv = Argv {
         head: RetireCall::NAMES,
@@ -260,12 +273,14 @@ impl Queue {
     pub async fn prune_consumers(&self, queue: &str, idle: Duration) -> Result<u64, QueueError> {
         let mut removed = 0;
         for (_, lane) in self.keys.lanes(queue) {
-            let n: u64 = PRUNE
-                .key(lane)
-                .arg(GROUP)
-                .arg(idle.as_millis() as u64)
-                .invoke_async(&mut self.conn.clone())
-                .await?;
+            let mut inv = PRUNE.prepare_invoke();
+            inv.key(lane);
+            PruneCall {
+                group: GROUP,
+                idle_ms: idle.as_millis() as u64,
+            }
+            .push(&mut inv);
+            let n: u64 = inv.invoke_async(&mut self.conn.clone()).await?;
             removed += n;
         }
         Ok(removed)

@@ -3,16 +3,18 @@
 -- reclaimed meanwhile are left to that worker.
 --
 -- KEYS[1]    model stream
--- ARGV[1]    consumer group
--- ARGV[2]    consumer (worker) name
--- ARGV[3..]  stream entry ids
+-- ARGV (`HeartbeatCall` in scripts/attempts.rs):
+-- A.group     consumer group
+-- A.consumer  consumer (worker) name
+-- then the stream entry ids, from A.REST
 --
 -- Returns how many leases were renewed.
 local renewed = 0
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+local group, consumer = ARGV[A.group], ARGV[A.consumer]
+for i = A.REST, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], group, ARGV[i], ARGV[i], 1, consumer)
   if #p > 0 then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    redis.call('XCLAIM', KEYS[1], group, consumer, 0, ARGV[i], 'JUSTID')
     renewed = renewed + 1
   end
 end

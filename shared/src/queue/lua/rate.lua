@@ -1,14 +1,15 @@
 -- Take tokens from a tenant's submission bucket (a token bucket shared by every API process).
 --
 -- KEYS[1]  the tenant's bucket hash (fields `tokens`, `at`)
--- ARGV[1]  now, ms since the epoch
--- ARGV[2]  tokens added per second
--- ARGV[3]  most tokens the bucket holds (the burst)
--- ARGV[4]  tokens this request takes
+-- ARGV (`RateCall` in rate.rs):
+-- A.now      now, ms since the epoch
+-- A.per_sec  tokens added per second
+-- A.burst    most tokens the bucket holds
+-- A.cost     tokens this request takes
 --
 -- Returns 0 when the tokens were taken, else the milliseconds until they will be there.
-local now, rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4])
+local now, rate = tonumber(ARGV[A.now]), tonumber(ARGV[A.per_sec])
+local burst, cost = tonumber(ARGV[A.burst]), tonumber(ARGV[A.cost])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(b[1]) or burst, tonumber(b[2]) or now
 if now > at then

@@ -1,7 +1,8 @@
 -- Read-only figures of model streams, for operators and autoscalers.
 --
 -- KEYS[1..]  model streams
--- ARGV[1]    consumer group
+-- ARGV (`StatsCall` in ops.rs):
+-- A.group    consumer group
 --
 -- Returns per stream {length, pending, id of the oldest entry not yet delivered or ''}.
 -- Acknowledged entries are deleted, so length - pending is the number waiting.
@@ -14,7 +15,7 @@ for i, key in ipairs(KEYS) do
     for _, g in ipairs(groups) do
       local t = {}
       for j = 1, #g, 2 do t[g[j]] = g[j + 1] end
-      if t['name'] == ARGV[1] then
+      if t['name'] == ARGV[A.group] then
         pending, last = t['pending'], t['last-delivered-id']
       end
     end

@@ -27,8 +27,21 @@ pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     };
     with_ending(include_str!("../lua/complete.lua"), argv)
 });
-pub(crate) static HEARTBEAT: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("../lua/heartbeat.lua"), Argv::default()));
+pub(crate) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    let argv = Argv {
+        head: HeartbeatCall::NAMES,
+        item: &[],
+    };
+    script(include_str!("../lua/heartbeat.lua"), argv)
+});
+
+argv! {
+    /// `heartbeat.lua`'s ARGV before the entry ids (its header says what each is).
+    struct HeartbeatCall<'a> {
+        group: &'static str,
+        consumer: &'a str,
+    }
+}
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     let argv = Argv {
         head: ReleaseCall::NAMES,
@@ -316,9 +329,12 @@ impl Queue {
         let mut renewed = 0;
         for (priority, idx) in by_lane(entries, |e| e.priority) {
             let mut inv = HEARTBEAT.prepare_invoke();
-            inv.key(self.keys.lane(model, priority))
-                .arg(GROUP)
-                .arg(consumer);
+            inv.key(self.keys.lane(model, priority));
+            HeartbeatCall {
+                group: GROUP,
+                consumer,
+            }
+            .push(&mut inv);
             for i in idx {
                 inv.arg(&entries[i].id);
             }

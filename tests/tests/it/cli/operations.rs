@@ -51,7 +51,7 @@ async fn workers_queues_and_dead_letters_from_the_command_line() {
     assert_eq!(queues["queues"]["linear"]["workers"], 1, "{run:?}");
     let run = inferq(&app.base, &["queues"]).await;
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(run.stdout.starts_with("MODEL "), "{run:?}");
+    assert!(run.stdout.starts_with("QUEUE "), "{run:?}");
     assert!(run.stdout.contains("\ndead letters: 0\n"), "{run:?}");
 
     // A queue entry no worker can read becomes a dead letter.
