@@ -108,6 +108,11 @@ def test_listing_models_queues_and_jobs(client: inferq.Client, admin: inferq.Cli
     assert job.id in {r["id"] for r in client.jobs(model="linear", limit=2)}
     queues = admin.queues()["queues"]
     assert queues["linear"]["completed_last_minute"] >= 1
+    # The speech worker serves silero_vad, so its pipeline is a queue too.
+    assert "pipeline:speech_segments" in queues
+    scaling = admin.scaling()
+    assert set(scaling["queues"]) == set(queues)
+    assert scaling["total"]["load"] == sum(q["load"] for q in scaling["queues"].values())
     assert "speech_segments" in str(client.pipelines())
     assert client.healthy() and client.ready()
 

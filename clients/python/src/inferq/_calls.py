@@ -42,6 +42,7 @@ COVERED: dict[str, tuple[str, str, str]] = {
     "retire_model": ("DELETE", "/models/{name}", "retire_model"),
     "list_pipelines": ("GET", "/pipelines", "pipelines"),
     "list_queues": ("GET", "/queues", "queues"),
+    "get_scaling": ("GET", "/scaling", "scaling"),
     "list_workers": ("GET", "/workers", "workers"),
     "list_dead_letters": ("GET", "/dead", "dead_letters"),
     "retry_dead_letter": ("POST", "/dead/{id}/retry", "retry_dead_letter"),

@@ -332,8 +332,12 @@ class AsyncClient:
         return (await self._run(calls.simple("GET", "/models")))["models"]
 
     async def queues(self) -> dict[str, Any]:
-        """Per-model queue figures (``GET /queues``)."""
+        """Per-queue figures, pipelines included (``GET /queues``, admin)."""
         return await self._run(calls.simple("GET", "/queues"))
+
+    async def scaling(self) -> dict[str, Any]:
+        """The demand for workers per queue and in total (``GET /scaling``, admin)."""
+        return await self._run(calls.simple("GET", "/scaling"))
 
     async def workers(self) -> list[dict[str, Any]]:
         """The live workers (``GET /workers``, admin)."""

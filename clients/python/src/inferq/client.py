@@ -373,8 +373,12 @@ class Client:
         return self._run(calls.simple("GET", "/models"))["models"]
 
     def queues(self) -> dict[str, Any]:
-        """Per-model queue depth, running jobs and throughput, dead letters and recent failures (``GET /queues``)."""
+        """Per-queue (each model's, each pipeline's as ``pipeline:<name>``) depth, running jobs and throughput, dead letters and recent failures (``GET /queues``, admin)."""
         return self._run(calls.simple("GET", "/queues"))
+
+    def scaling(self) -> dict[str, Any]:
+        """The demand for workers an autoscaler reads: per queue and in total, jobs waiting (``depth``), running and their sum (``load``) (``GET /scaling``, admin)."""
+        return self._run(calls.simple("GET", "/scaling"))
 
     def workers(self) -> list[dict[str, Any]]:
         """The live workers (``GET /workers``, admin)."""
