@@ -15,7 +15,7 @@ use crate::support::{
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 35] = [
+const SERVED: [(&str, &str); 36] = [
     ("POST", "/jobs"),
     ("GET", "/jobs/{id}/events"),
     ("POST", "/jobs/batch"),
@@ -43,6 +43,7 @@ const SERVED: [(&str, &str); 35] = [
     ("GET", "/metrics"),
     ("GET", "/workers"),
     ("GET", "/queues"),
+    ("GET", "/scaling"),
     ("GET", "/dead"),
     ("POST", "/dead/{id}/retry"),
     ("DELETE", "/dead/{id}"),

@@ -76,6 +76,7 @@ async fn keys_scopes_and_tenant_isolation() {
     for (method, path) in [
         (Method::GET, "/workers"),
         (Method::GET, "/queues"),
+        (Method::GET, "/scaling"),
         (Method::GET, "/dead"),
         (Method::GET, "/metrics"),
         (Method::GET, "/keys"),
