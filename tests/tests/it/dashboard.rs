@@ -5,34 +5,13 @@
 //! The browser side is `tests/dashboard/check_dashboard.py`; it saves a screenshot.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::support::{eventually, repo_root, slow_job, spawn_app, test_models, test_venv};
-
-/// Debian's Chromium (scripts/setup.sh installs it); `INFERQ_TEST_CHROMIUM` names another
-/// Chromium or Chrome binary.
-fn chromium() -> PathBuf {
-    std::env::var_os("INFERQ_TEST_CHROMIUM")
-        .map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from)
-}
-
-/// `target/dashboard.png`, beside the binaries the tests run (this binary is
-/// `target/<profile>/deps/it-<hash>`).
-fn screenshot_path() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors().nth(3).unwrap().join("dashboard.png")
-}
+use crate::support::browser::{run_check, screenshot_path};
+use crate::support::{eventually, slow_job, spawn_app, test_models};
 
 #[tokio::test]
 async fn the_dashboard_shows_the_system_and_retries_a_dead_letter() {
-    let chromium = chromium();
-    assert!(
-        chromium.exists(),
-        "{} is missing: run scripts/setup.sh (it installs Debian's chromium), or set \
-         INFERQ_TEST_CHROMIUM to a Chromium binary",
-        chromium.display()
-    );
     let app = spawn_app().await;
     // One attempt only, and a short lease: a job whose worker dies is dead-lettered as soon as
     // another worker takes it over.
@@ -80,27 +59,17 @@ async fn the_dashboard_shows_the_system_and_retries_a_dead_letter() {
     })
     .await;
 
-    let screenshot = screenshot_path();
-    let run = tokio::process::Command::new(test_venv("python"))
-        .arg(repo_root().join("tests/dashboard/check_dashboard.py"))
-        .arg(&app.base)
-        .arg(&worker.id)
-        .arg(&dead_id)
-        .arg(&screenshot)
-        .arg(&chromium)
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the browser check did not finish in 180 s")
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let screenshot = screenshot_path("dashboard.png");
+    let text = run_check(
+        "check_dashboard.py",
+        &[
+            &app.base,
+            &worker.id,
+            &dead_id,
+            screenshot.to_str().unwrap(),
+        ],
+    )
+    .await;
     assert!(text.contains("dashboard ok"), "{text}");
     // Written past the test harness's capture, so the path shows in every run.
     let _ = writeln!(

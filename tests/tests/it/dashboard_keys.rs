@@ -3,21 +3,16 @@
 //! `admin` scope; with an admin key it shows the speech pipeline's queue while its jobs run and
 //! wait, and saves a screenshot of that. The browser side is `tests/dashboard/check_key_gate.py`.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::support::audio::{fixture, multipart, speech_worker};
+use crate::support::browser::{run_check, screenshot_path};
 use crate::support::*;
 
 const ADMIN: &str = "bootstrap-admin-key-for-the-dashboard-0123456789";
 
 #[tokio::test]
 async fn the_dashboard_asks_for_a_key_and_shows_no_figures_without_one() {
-    let chromium = std::env::var_os("INFERQ_TEST_CHROMIUM")
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    assert!(chromium.exists(), "{} is missing", chromium.display());
     let app = spawn_app_with(AppOptions {
         admin_key: Some(ADMIN.into()),
         ..Default::default()
@@ -60,34 +55,17 @@ async fn the_dashboard_asks_for_a_key_and_shows_no_figures_without_one() {
             .unwrap();
         assert_eq!(r.status(), 202);
     }
-    // `target/dashboard-pipelines.png`, beside the binaries the tests run.
-    let screenshot = worker_binary()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("dashboard-pipelines.png");
-
-    let run = tokio::process::Command::new(test_venv("python"))
-        .arg(repo_root().join("tests/dashboard/check_key_gate.py"))
-        .arg(&app.base)
-        .arg(&worker.id)
-        .arg(&read_key)
-        .arg(ADMIN)
-        .arg(&screenshot)
-        .arg(&chromium)
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the browser check did not finish in 180 s")
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let screenshot = screenshot_path("dashboard-pipelines.png");
+    let text = run_check(
+        "check_key_gate.py",
+        &[
+            &app.base,
+            &worker.id,
+            &read_key,
+            ADMIN,
+            screenshot.to_str().unwrap(),
+        ],
+    )
+    .await;
     assert!(text.contains("key gate ok"), "{text}");
 }

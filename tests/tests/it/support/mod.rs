@@ -8,6 +8,7 @@
 mod api_process;
 mod app;
 pub(crate) mod audio;
+pub(crate) mod browser;
 mod client;
 mod eventually;
 mod jobs;
