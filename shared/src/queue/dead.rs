@@ -14,11 +14,11 @@ use crate::job::{JobId, Priority};
 use crate::time::now_ms;
 
 pub(crate) static RETRY: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: RetryCall::NAMES,
-        item: &[],
-    };
-    lua_script_with(&[], include_str!("lua/dead_retry.lua"), argv)
+    lua_script_with(
+        &[],
+        include_str!("lua/dead_retry.lua"),
+        Argv::head(RetryCall::NAMES),
+    )
 });
 
 argv! {

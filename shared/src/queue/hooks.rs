@@ -16,11 +16,11 @@ use crate::time::now_ms;
 use crate::webhook::WebhookEvent;
 
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: ClaimCall::NAMES,
-        item: &[],
-    };
-    lua_script_with(&[], include_str!("lua/hook_claim.lua"), argv)
+    lua_script_with(
+        &[],
+        include_str!("lua/hook_claim.lua"),
+        Argv::head(ClaimCall::NAMES),
+    )
 });
 
 argv! {
@@ -33,11 +33,11 @@ argv! {
     }
 }
 pub(crate) static DONE: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: DoneCall::NAMES,
-        item: &[],
-    };
-    lua_script_with(&[], include_str!("lua/hook_done.lua"), argv)
+    lua_script_with(
+        &[],
+        include_str!("lua/hook_done.lua"),
+        Argv::head(DoneCall::NAMES),
+    )
 });
 
 argv! {

@@ -15,11 +15,11 @@ use crate::job::{JobId, JobStatus, Priority};
 use crate::time::now_ms;
 
 pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: SweepCall::NAMES,
-        item: &[],
-    };
-    lua_script_with(&[], include_str!("lua/sweep.lua"), argv)
+    lua_script_with(
+        &[],
+        include_str!("lua/sweep.lua"),
+        Argv::head(SweepCall::NAMES),
+    )
 });
 
 argv! {
@@ -31,11 +31,11 @@ argv! {
     }
 }
 pub(crate) static POSITION: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: PositionCall::NAMES,
-        item: &[],
-    };
-    lua_script_with(&[], include_str!("lua/position.lua"), argv)
+    lua_script_with(
+        &[],
+        include_str!("lua/position.lua"),
+        Argv::head(PositionCall::NAMES),
+    )
 });
 
 argv! {

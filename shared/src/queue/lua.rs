@@ -44,6 +44,13 @@ pub(crate) struct Argv {
     pub item: &'static [&'static str],
 }
 
+impl Argv {
+    /// A script whose ARGV is `head` only (no per-item values).
+    pub(crate) const fn head(head: &'static [&'static str]) -> Self {
+        Self { head, item: &[] }
+    }
+}
+
 /// Declares a script's ARGV (or one item's part of it) as a struct: the fields, in order, are
 /// the values the script reads; `NAMES` gives the script their names ([`Argv`]) and `push`
 /// appends the values to an invocation in that same order. A value a caller forgets to set is

@@ -15,11 +15,11 @@ use crate::pipeline::{PIPELINES, pipeline_model};
 use crate::time::now_ms;
 
 pub(crate) static STATS: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: StatsCall::NAMES,
-        item: &[],
-    };
-    lua_script_with(&[], include_str!("lua/stats.lua"), argv)
+    lua_script_with(
+        &[],
+        include_str!("lua/stats.lua"),
+        Argv::head(StatsCall::NAMES),
+    )
 });
 
 argv! {

@@ -11,11 +11,11 @@ use super::{Queue, QueueError};
 use crate::time::now_ms;
 
 pub(crate) static RATE: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: RateCall::NAMES,
-        item: &[],
-    };
-    lua_script_with(&[], include_str!("lua/rate.lua"), argv)
+    lua_script_with(
+        &[],
+        include_str!("lua/rate.lua"),
+        Argv::head(RateCall::NAMES),
+    )
 });
 
 argv! {

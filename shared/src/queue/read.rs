@@ -19,11 +19,11 @@ use crate::time;
 pub const USED_LANES_TTL: Duration = Duration::from_secs(1);
 
 pub(crate) static READ: LazyLock<redis::Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: ReadCall::NAMES,
-        item: &[],
-    };
-    lua::lua_script_with(&[], include_str!("lua/read.lua"), argv)
+    lua::lua_script_with(
+        &[],
+        include_str!("lua/read.lua"),
+        Argv::head(ReadCall::NAMES),
+    )
 });
 
 argv! {

@@ -16,11 +16,11 @@ use crate::model::ModelInfo;
 use crate::time::now_ms;
 
 pub(crate) static PRUNE: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: PruneCall::NAMES,
-        item: &[],
-    };
-    lua_script_with(&[], include_str!("lua/prune.lua"), argv)
+    lua_script_with(
+        &[],
+        include_str!("lua/prune.lua"),
+        Argv::head(PruneCall::NAMES),
+    )
 });
 
 argv! {
@@ -31,11 +31,10 @@ argv! {
     }
 }
 pub(crate) static RETIRE: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: RetireCall::NAMES,
-        item: &[],
-    };
-    super::scripts::with_ending(include_str!("lua/retire.lua"), argv)
+    super::scripts::with_ending(
+        include_str!("lua/retire.lua"),
+        Argv::head(RetireCall::NAMES),
+    )
 });
 
 argv! {

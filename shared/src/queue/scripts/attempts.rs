@@ -28,11 +28,10 @@ pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     with_ending(include_str!("../lua/complete.lua"), argv)
 });
 pub(crate) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: HeartbeatCall::NAMES,
-        item: &[],
-    };
-    script(include_str!("../lua/heartbeat.lua"), argv)
+    script(
+        include_str!("../lua/heartbeat.lua"),
+        Argv::head(HeartbeatCall::NAMES),
+    )
 });
 
 argv! {

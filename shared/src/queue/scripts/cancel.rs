@@ -13,11 +13,10 @@ use crate::queue::{Queue, QueueError};
 use crate::time::now_ms;
 
 pub(crate) static CANCEL: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: CancelCall::NAMES,
-        item: &[],
-    };
-    with_ending(include_str!("../lua/cancel.lua"), argv)
+    with_ending(
+        include_str!("../lua/cancel.lua"),
+        Argv::head(CancelCall::NAMES),
+    )
 });
 
 argv! {

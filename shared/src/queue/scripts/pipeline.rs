@@ -15,18 +15,16 @@ use crate::time::now_ms;
 use crate::webhook::Webhook;
 
 pub(crate) static SUBMIT_PIPELINE: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: SubmitPipelineCall::NAMES,
-        item: &[],
-    };
-    script(include_str!("../lua/submit_pipeline.lua"), argv)
+    script(
+        include_str!("../lua/submit_pipeline.lua"),
+        Argv::head(SubmitPipelineCall::NAMES),
+    )
 });
 pub(crate) static PROGRESS: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: ProgressCall::NAMES,
-        item: &[],
-    };
-    script(include_str!("../lua/progress.lua"), argv)
+    script(
+        include_str!("../lua/progress.lua"),
+        Argv::head(ProgressCall::NAMES),
+    )
 });
 
 argv! {

@@ -22,18 +22,16 @@ pub(crate) static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
     script(include_str!("../lua/submit.lua"), argv)
 });
 pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: PromoteCall::NAMES,
-        item: &[],
-    };
-    script(include_str!("../lua/promote.lua"), argv)
+    script(
+        include_str!("../lua/promote.lua"),
+        Argv::head(PromoteCall::NAMES),
+    )
 });
 pub(crate) static CACHED: LazyLock<Script> = LazyLock::new(|| {
-    let argv = Argv {
-        head: CachedCall::NAMES,
-        item: &[],
-    };
-    script(include_str!("../lua/cached.lua"), argv)
+    script(
+        include_str!("../lua/cached.lua"),
+        Argv::head(CachedCall::NAMES),
+    )
 });
 
 argv! {

@@ -250,7 +250,7 @@ async fn a_paged_listing_across_two_replicas_lists_every_matching_job_once() {
 async fn the_sweeper_walks_past_long_runs_of_equal_creation_times() {
     use inferq_shared::JobId;
     use inferq_shared::config::RedisConfig;
-    use inferq_shared::queue::{Keys, Queue};
+    use inferq_shared::queue::Queue;
 
     let app = spawn_app().await;
     let queue = Queue::connect(
@@ -259,7 +259,7 @@ async fn the_sweeper_walks_past_long_runs_of_equal_creation_times() {
     )
     .await
     .unwrap();
-    let keys = Keys::new(&app.namespace);
+    let keys = app.keys();
     let mut conn = app.redis.conn().await;
     // 2,500 expired jobs at one time between a live job before and after them, and 300 more
     // expired ones later.
