@@ -126,6 +126,16 @@ pub(crate) struct Args {
     #[arg(long, default_value = ".venv-test/bin/python")]
     pub(crate) python: PathBuf,
 
+    /// After the run, drive the same load against an instant server (answers the job API at
+    /// once, no Redis, no inference; a child process) and print the load generator's own
+    /// ceiling and this run's completed jobs per second as a fraction of it.
+    #[arg(long, conflicts_with_all = ["oip_binary", "bulk", "target"])]
+    pub(crate) ceiling: bool,
+
+    /// Serve the instant job API on this address until killed (what `--ceiling` starts).
+    #[arg(long, hide = true, value_name = "ADDR")]
+    pub(crate) instant_server: Option<std::net::SocketAddr>,
+
     /// Seconds after submission an accepted job may take to finish before it counts as lost.
     #[arg(long, default_value_t = 120)]
     pub(crate) job_timeout_secs: u64,

@@ -297,6 +297,14 @@ impl Cluster {
     }
 
     /// Redis commands executed so far, by name.
+    /// Redis's `used_memory` (`INFO memory`), in bytes.
+    pub(crate) fn redis_used_memory(&self) -> Option<u64> {
+        let info = redis_bulk(self.redis_addr, "INFO memory").ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub(crate) fn redis_commands(&self) -> Vec<(String, u64)> {
         redis_bulk(self.redis_addr, "INFO commandstats")
             .map(|info| parse_command_stats(&info))

@@ -8,6 +8,7 @@
 
 mod args;
 mod cluster;
+mod instant;
 mod load;
 mod procfs;
 mod raw;
@@ -26,9 +27,26 @@ use crate::raw::raw_limits;
 use crate::report::Report;
 use crate::system::system;
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(addr) = args.instant_server {
+        return match instant::serve(addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("inferq-bench --instant-server: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // One thread drives the load (the load generator's ceiling is measured on it too).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the load generator's runtime");
+    runtime.block_on(main_async(args))
+}
+
+async fn main_async(args: Args) -> ExitCode {
     // Dropping `run` on a signal drops the cluster, which kills every process it started.
     tokio::select! {
         r = run(args) => match r {
@@ -98,19 +116,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut text = report.text(&args);
     let mut json = report.json(&args);
+    if args.ceiling {
+        let ceiling = ceiling(&args, &report).await?;
+        let ratio = report.completed_per_sec(&args).map(|c| c / ceiling);
+        text.push_str(&format!(
+            "  load generator ceiling (the same load against an instant server): {ceiling:.0} \
+             jobs/s; this run completed {} of it\n",
+            ratio.map_or_else(|| "n/a".into(), |r| format!("{r:.2}"))
+        ));
+        json["ceiling_per_sec"] = serde_json::json!(ceiling);
+        json["ratio_to_ceiling"] = serde_json::json!(ratio);
+    }
     if let (Some(base), Some(now), Some(then)) = (
         &baseline,
         report.cpu_per_job_us(),
         baseline.as_ref().and_then(Report::cpu_per_job_us),
     ) {
         let ratio = now.system() / then.system();
+        let redis_ratio = now.redis / then.redis;
         text.push_str(&format!(
             "  system CPU per job, this build / baseline: {:.0} µs / {:.0} µs = {ratio:.2} \
-             ({:+.0} %)\n",
+             ({:+.0} %)\n  Redis CPU per job, this build / baseline: {:.0} µs / {:.0} µs = \
+             {redis_ratio:.2}\n",
             now.system(),
             then.system(),
-            (ratio - 1.0) * 100.0
+            (ratio - 1.0) * 100.0,
+            now.redis,
+            then.redis,
         ));
+        json["redis_cpu_ratio_to_baseline"] = serde_json::json!(redis_ratio);
         json["baseline"] = base.json(&args);
         json["cpu_ratio_to_baseline"] = serde_json::json!(ratio);
     }
@@ -121,4 +155,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         print!("{text}");
     }
     Ok(())
+}
+
+/// The same load as the run's, against the instant server: completed jobs per second.
+async fn ceiling(args: &Args, report: &Report) -> anyhow::Result<f64> {
+    eprintln!("ceiling: the same load against an instant server ...");
+    let server = instant::InstantServer::start().await?;
+    let load = load::run(report.load_config(args, server.url.clone())).await?;
+    let cpu = procfs::cpu_time(server.pid());
+    drop(server);
+    anyhow::ensure!(
+        load.succeeded == args.jobs,
+        "the instant server answered {} of {} jobs",
+        load.succeeded,
+        args.jobs
+    );
+    if let Some(cpu) = cpu {
+        eprintln!(
+            "ceiling: {:.0} jobs/s; the instant server used {:.1} µs of CPU per job",
+            load.succeeded as f64 / load.wall.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / args.jobs as f64
+        );
+    }
+    Ok(load.succeeded as f64 / load.wall.as_secs_f64())
 }

@@ -84,6 +84,9 @@ pub(crate) struct Report {
     pub load: LoadResult,
     pub cpu: CpuSample,
     pub api_memory: Option<(u64, u64)>,
+    /// Growth of Redis's `used_memory` over the load (bytes, may be negative) and the jobs
+    /// that finished in it.
+    pub redis_memory: Option<(i64, usize)>,
     /// Redis commands per submitted job during the load, most frequent first.
     pub redis_commands: Vec<(String, f64)>,
 }
@@ -127,7 +130,13 @@ impl Report {
         self.load.wall.as_secs_f64()
     }
 
-    fn completed_per_sec(&self, args: &Args) -> Option<f64> {
+    /// Redis memory per finished job, in bytes.
+    fn redis_memory_per_job(&self) -> Option<f64> {
+        let (delta, jobs) = self.redis_memory?;
+        (jobs > 0).then(|| delta as f64 / jobs as f64)
+    }
+
+    pub(crate) fn completed_per_sec(&self, args: &Args) -> Option<f64> {
         (!args.submit_only && self.wall() > 0.0).then(|| self.load.succeeded as f64 / self.wall())
     }
 
@@ -279,6 +288,14 @@ impl Report {
                 now as f64 / 1_048_576.0
             );
         }
+        if let Some(per_job) = self.redis_memory_per_job() {
+            let (delta, jobs) = self.redis_memory.unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  Redis memory per finished job: {per_job:.0} B (used_memory {delta:+} B over \
+                 {jobs} finished jobs, each kept for its retention)"
+            );
+        }
         if !self.redis_commands.is_empty() {
             let total: f64 = self.redis_commands.iter().map(|(_, n)| n).sum();
             let top: Vec<String> = self
@@ -344,6 +361,7 @@ impl Report {
                 "system": c.system(),
                 "load": c.load,
             })),
+            "redis_memory_per_job_bytes": self.redis_memory_per_job(),
             "api_vmhwm_bytes": self.api_memory.map(|m| m.0),
             "api_vmrss_bytes": self.api_memory.map(|m| m.1),
             "redis_commands_per_job": self.redis_commands.iter().map(|(n, c)| (n.clone(), json!(c))).collect::<serde_json::Map<_, _>>(),

@@ -80,25 +80,21 @@ pub(crate) async fn system(
         }
     );
     let commands_before = cluster.as_ref().map(Cluster::redis_commands);
+    let memory_before = cluster.as_ref().and_then(Cluster::redis_used_memory);
     let before = CpuSample::take(cluster.as_ref());
-    let load = load::run(LoadConfig {
-        api_url,
-        model: args.model.clone(),
-        input: input.name.clone(),
-        width,
-        jobs: args.jobs,
-        concurrency: args.concurrency,
-        submit_only: args.submit_only,
-        submit_wait: args.submit_wait,
-        oip_binary: args.oip_binary,
-        bulk: args.bulk.map(|n| n as usize),
-        job_timeout: Duration::from_secs(args.job_timeout_secs),
-    })
-    .await?;
+    let load = load::run(load_config(args, api_url, &input.name, width)).await?;
     let cpu = CpuSample::take(cluster.as_ref()).since(before);
     let redis_commands = match (&cluster, commands_before) {
         (Some(c), Some(before)) => report::per_job(&before, &c.redis_commands(), args.jobs),
         _ => Vec::new(),
+    };
+    // Every job of a closed loop is terminal here, its record kept for its retention: the
+    // growth is what finished jobs cost Redis (streams are empty again once acknowledged).
+    let redis_memory = match (&cluster, memory_before) {
+        (Some(c), Some(before)) if !args.submit_only => c
+            .redis_used_memory()
+            .map(|after| (after as i64 - before as i64, load.succeeded)),
+        _ => None,
     };
     let api_memory = cluster.as_ref().and_then(|c| {
         Some((
@@ -123,8 +119,33 @@ pub(crate) async fn system(
         load,
         cpu,
         api_memory,
+        redis_memory,
         redis_commands,
     })
+}
+
+/// The load of one run, against `api_url`.
+fn load_config(args: &Args, api_url: String, input: &str, width: usize) -> LoadConfig {
+    LoadConfig {
+        api_url,
+        model: args.model.clone(),
+        input: input.to_owned(),
+        width,
+        jobs: args.jobs,
+        concurrency: args.concurrency,
+        submit_only: args.submit_only,
+        submit_wait: args.submit_wait,
+        oip_binary: args.oip_binary,
+        bulk: args.bulk.map(|n| n as usize),
+        job_timeout: Duration::from_secs(args.job_timeout_secs),
+    }
+}
+
+impl Report {
+    /// This run's load, against another server (the instant server of `--ceiling`).
+    pub(crate) fn load_config(&self, args: &Args, api_url: String) -> LoadConfig {
+        load_config(args, api_url, &self.input, self.width)
+    }
 }
 
 async fn start_cluster(args: &Args, model_dir: &Path, threads: usize) -> anyhow::Result<Cluster> {

@@ -2,6 +2,7 @@
 //! ([`waiters`]) and the event streams following a job ([`watchers`]), all fed by one
 //! subscription to the queue's job events per process.
 
+pub(crate) mod unfinished;
 pub(crate) mod waiters;
 pub(crate) mod watchers;
 
@@ -20,6 +21,8 @@ pub(crate) use watchers::{JobWatch, JobWatchers};
 #[derive(Debug, Default)]
 pub(crate) struct Notifier {
     pub(crate) waiters: waiters::Waiters,
+    /// The jobs this process submitted that have not ended.
+    pub(crate) unfinished: unfinished::Unfinished,
     /// The event streams open on this process, by job.
     pub(crate) watchers: Arc<JobWatchers>,
 }
@@ -40,14 +43,19 @@ impl Notifier {
                         backoff = Duration::from_millis(100);
                         // Changes made while unsubscribed were not heard: streams read again.
                         if let Some(n) = notifier.upgrade() {
+                            n.unfinished.subscribed();
                             n.watchers.notify_all();
                         }
                         while let Some((id, status)) = events.next().await {
                             let Some(n) = notifier.upgrade() else { return };
                             if status.is_terminal() {
+                                n.unfinished.forget(id);
                                 n.waiters.notify(id);
                             }
                             n.watchers.notify(id);
+                        }
+                        if let Some(n) = notifier.upgrade() {
+                            n.unfinished.unsubscribed();
                         }
                         tracing::warn!("job event subscription lost; reconnecting");
                     }

@@ -40,10 +40,7 @@ pub(crate) struct ListQuery {
     #[param(minimum = 1, maximum = 1000, nullable = false)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
-    #[param(
-        nullable = false,
-        pattern = "^[0-9]+-[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-    )]
+    #[param(nullable = false, pattern = "^[0-9]{1,19}-[0-9]{1,19}$")]
     cursor: Option<String>,
 }
 
@@ -115,12 +112,12 @@ const SWEEP_BATCH: usize = 1000;
 /// while there is index left to walk, then a pause of a few seconds before starting over.
 pub(crate) fn spawn_sweeper(queue: Queue) {
     tokio::spawn(async move {
-        let mut from = 0;
+        let mut from = None;
         loop {
             match queue.sweep_index(from, SWEEP_BATCH).await {
                 Ok(next) => {
                     from = next;
-                    let pause = if next == 0 { 5000 } else { 250 };
+                    let pause = if next.is_none() { 5000 } else { 250 };
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
                 Err(e) => {

@@ -75,6 +75,7 @@ impl AppState {
             queue: &self.queue,
             models: &self.models,
             submitter,
+            unfinished: &self.notifier.unfinished,
             caller,
         }
     }
@@ -107,6 +108,11 @@ impl AppState {
     /// event between the read and the wait is not missed.
     pub(crate) fn wait_for(&self, id: JobId) -> WaitGuard<'_> {
         self.notifier.waiters.wait_for(id)
+    }
+
+    /// The tenant of `id` when this process submitted it and knows it has not ended.
+    pub(crate) fn unfinished_tenant(&self, id: JobId) -> Option<String> {
+        self.notifier.unfinished.running_for(id)
     }
 
     /// The event streams open on this process, by job.

@@ -22,6 +22,7 @@ use crate::caller::Principal;
 use crate::config::Config;
 use crate::error::{ApiError, AppResult};
 use crate::models::ModelCache;
+use crate::notify::unfinished::Unfinished;
 pub(crate) use options::JobOptions;
 use options::{cache_key, request_hash, tenant_scoped};
 pub(crate) use submitter::Submitter;
@@ -34,6 +35,8 @@ pub(crate) struct Desk<'a> {
     pub(crate) queue: &'a Queue,
     pub(crate) models: &'a ModelCache,
     pub(crate) submitter: &'a Submitter,
+    /// Notes the jobs submitted here until they end (a long-poll then needs no first read).
+    pub(crate) unfinished: &'a Unfinished,
     pub(crate) caller: &'a Principal,
 }
 
@@ -189,7 +192,14 @@ impl Desk<'_> {
     /// pipeline job with its upload.
     pub(crate) async fn submit(&self, job: CheckedJob) -> AppResult<Submitted> {
         let Some(upload) = &job.upload else {
-            return Ok(self.submitter.submit(job).await?);
+            let id = job.id;
+            // Noted before it is written, so its end cannot be heard before the note.
+            self.unfinished.note(id, &job.tenant);
+            let outcome = self.submitter.submit(job).await;
+            if !matches!(outcome, Ok(Submitted::Queued | Submitted::Scheduled)) {
+                self.unfinished.forget(id);
+            }
+            return Ok(outcome?);
         };
         let submission = PipelineSubmission {
             queue: &job.model,

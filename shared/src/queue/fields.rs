@@ -27,25 +27,27 @@ pub mod field {
     pub const CREATED_AT: &str = "created_at";
     pub const STARTED_AT: &str = "started_at";
     pub const FINISHED_AT: &str = "finished_at";
-    /// Attempts started so far; also the fencing token of the latest one.
+    /// Attempts started so far (absent: none); while an attempt runs, also its fencing
+    /// token: an outcome or progress update is recorded only while the job is `running` with
+    /// the attempt number its writer started.
     pub const ATTEMPTS: &str = "attempts";
-    /// Fencing token of the attempt that owns the job while it runs.
-    pub const TOKEN: &str = "token";
-    /// The job's current stream entry.
+    /// The job's current stream entry; removed when the job ends.
     pub const ENTRY: &str = "entry";
-    /// `<entry>/<delivery count>` of the delivery that started the latest attempt, so a
-    /// repeated start of the same delivery is recognised and adds no attempt.
+    /// The delivery count of the delivery of [`ENTRY`] that started the latest attempt, so a
+    /// repeated start of the same delivery is recognised and adds no attempt; removed when
+    /// the job ends.
     pub const DELIVERY: &str = "delivery";
-    /// Start-by time, ms since the epoch; 0 = none.
+    /// Start-by time, ms since the epoch; absent = none (removed when the job ends).
     pub const DEADLINE: &str = "deadline";
-    /// Consumer name of the worker running the latest attempt.
+    /// Consumer name of the worker that ran the latest attempt (for operators: which worker
+    /// ran a job).
     pub const WORKER: &str = "worker";
     pub const RESULT: &str = "result";
     pub const ERROR_CODE: &str = "error_code";
     pub const ERROR_MESSAGE: &str = "error_message";
     /// Seconds the record is kept once final: the job's `result_ttl_secs` or the API's
-    /// default, written at submission so every process that ends the job keeps it as long
-    /// (absent only from records written before it always was).
+    /// default, written at submission so every process that ends the job keeps it as long;
+    /// removed when the job ends (the record's expiry then holds it).
     pub const TTL: &str = "ttl";
     /// The result-cache key a successful result is stored under (`parameters.cache`).
     pub const CACHE_KEY: &str = "cache_key";
@@ -59,7 +61,8 @@ pub mod field {
     pub const PAYLOAD: &str = "payload";
     /// A scheduled job's W3C `traceparent`, until it moves to its stream entry.
     pub const TRACEPARENT: &str = "traceparent";
-    /// The tenant of the key that submitted the job; every lookup is scoped by it.
+    /// The tenant of the key that submitted the job; every lookup is scoped by it. Absent for
+    /// the default tenant ([`DEFAULT_TENANT`](crate::auth::DEFAULT_TENANT)).
     pub const TENANT: &str = "tenant";
     /// Pipeline jobs: seconds of input processed by the running attempt.
     pub const PROGRESS_DONE: &str = "progress_done";
@@ -72,8 +75,8 @@ pub mod field {
     /// events, so a stream resumed with `Last-Event-ID` knows what it has already sent.
     pub const VERSION: &str = "version";
     /// `1` while the job counts among its tenant's active jobs ([`Keys::tenant_active`]):
-    /// set by the step that enqueues it, removed by the step that ends it, so each job is
-    /// counted and uncounted exactly once.
+    /// set by the step that enqueues a job submitted under a quota, removed by the step that
+    /// ends it, so each such job is counted and uncounted exactly once.
     pub const COUNTED: &str = "counted";
     /// The webhook URL the job's events are delivered to.
     pub const WEBHOOK: &str = "webhook";
@@ -102,7 +105,6 @@ pub mod field {
         STARTED_AT,
         FINISHED_AT,
         ATTEMPTS,
-        TOKEN,
         ENTRY,
         DELIVERY,
         DEADLINE,

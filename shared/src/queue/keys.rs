@@ -22,8 +22,10 @@
 //!   workers; a model stays here (and keeps accepting jobs) until it is retired.
 //! - `{ns}:models:seen`: sorted set: model name → last time a live worker announced it (ms).
 //! - `{ns}:models:workers:<model>`: sorted set: worker name → last time it announced the model.
-//! - `{ns}:jobs`: sorted set of every job id by creation time (ms), for `GET /jobs`; ids whose
-//!   record expired are removed as listings come across them.
+//! - `{ns}:listing`: stream with one entry per job (`i` = its id), appended when the job is
+//!   written, for `GET /jobs` (newest first, an entry id as the cursor); entries whose record
+//!   expired are removed by the API's sweeper and as listings come across them. (Releases
+//!   before it kept a sorted set `{ns}:jobs`, which nothing reads any more.)
 //! - `{ns}:cache:<sha-256>`: a cached result (`parameters.cache`), expiring after the cache
 //!   TTL. Scripts reach it through the job hash's `cache_key` field; it shares the `{ns}` hash
 //!   tag, so it lives in the job's Cluster slot.
@@ -161,10 +163,11 @@ impl Keys {
     pub fn model_workers(&self, model: &str) -> String {
         format!("{}:models:workers:{model}", self.prefix)
     }
-    /// Every job by creation time (sorted set: job id scored by `created_at`), for listing;
-    /// ids whose record expired are dropped as listings meet them.
+    /// Every job in the order it was written (a stream: one entry per job, its id in the
+    /// field [`INDEX_FIELD`](super::listing::INDEX_FIELD)), for listing; entries whose record
+    /// expired are dropped by the sweeper and as listings meet them.
     pub fn index(&self) -> String {
-        format!("{}:jobs", self.prefix)
+        format!("{}:listing", self.prefix)
     }
     /// A cached result: the result frame of a job of the same model file with the same inputs
     /// and requested outputs; `key` is the hex SHA-256 of those.

@@ -9,6 +9,7 @@ use super::keys::{GROUP, field};
 use super::lua::{Argv, argv, lua_script_with};
 use super::ops::THROUGHPUT_WINDOW_SECS;
 pub use super::walk::Cursor;
+use super::walk::Entry;
 use super::{Queue, QueueError, StoredJob, walk};
 use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus, Priority};
@@ -26,8 +27,9 @@ argv! {
     /// `sweep.lua`'s ARGV (its header says what each is).
     struct SweepCall {
         job_prefix: String,
-        from: u64,
+        from: String,
         count: usize,
+        field: &'static str,
     }
 }
 pub(crate) static POSITION: LazyLock<Script> = LazyLock::new(|| {
@@ -47,6 +49,10 @@ argv! {
         higher: usize,
     }
 }
+
+/// The field of a listing index entry that holds its job id (`i`: the stream keeps a node's
+/// field names once, so only the id costs memory per job).
+pub(crate) const INDEX_FIELD: &str = "i";
 
 /// Most jobs ahead of a waiting job that are counted; beyond it the position reads "at least".
 pub const POSITION_LIMIT: u64 = 10_000;
@@ -161,19 +167,25 @@ impl Queue {
             .collect())
     }
 
-    /// Removes from the listing index up to `count` ids, from `from` (a creation time, ms)
-    /// onwards, whose record expired (`sweep.lua`). Returns where the next sweep starts (0
-    /// once the end was reached, to start over).
-    pub async fn sweep_index(&self, from: u64, count: usize) -> Result<u64, QueueError> {
+    /// Looks at up to `count` listing index entries after `from` (an entry id; `None`: from
+    /// the oldest) and removes those whose record expired (`sweep.lua`). Returns where the next
+    /// sweep goes on from, `None` once the end was reached (to start over).
+    pub async fn sweep_index(
+        &self,
+        from: Option<Cursor>,
+        count: usize,
+    ) -> Result<Option<Cursor>, QueueError> {
         let mut inv = SWEEP.prepare_invoke();
         inv.key(self.keys.index());
         SweepCall {
             job_prefix: self.keys.job_prefix(),
-            from,
+            from: from.map_or_else(|| "-".to_owned(), |c| format!("({c}")),
             count,
+            field: INDEX_FIELD,
         }
         .push(&mut inv);
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+        let next: String = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(Cursor::parse(&next))
     }
 
     /// The jobs `model`'s stream holds (waiting and running) and how many of the model's jobs
@@ -236,8 +248,8 @@ impl Queue {
     }
 }
 
-/// An index entry as Redis answers it: the member and its score.
-type Scored = (String, f64);
+/// An index entry as Redis answers it: its id and its fields.
+type StreamEntry = (String, Vec<(String, String)>);
 
 /// The listing index in Redis, as the cursor walk reads it.
 struct RedisIndex<'a> {
@@ -252,64 +264,34 @@ impl walk::Index for RedisIndex<'_> {
         &mut self,
         after: Option<Cursor>,
         n: usize,
-    ) -> Result<(Vec<Cursor>, bool), QueueError> {
+    ) -> Result<(Vec<Entry>, bool), QueueError> {
         let key = self.queue.keys.index();
         let mut conn = self.queue.conn.clone();
-        // Every tie of the cursor's creation time (one millisecond's submissions: a bulk
-        // request's or a group-committed burst's jobs), then the older entries. Each reply is
-        // kept by its (score, id), not by rank, so entries added or removed between the two
-        // commands shift nothing.
-        let (ties, below): (Vec<Scored>, Vec<Scored>) = match after {
-            None => {
-                let top = redis::cmd("ZREVRANGEBYSCORE")
-                    .arg(&key)
-                    .arg("+inf")
-                    .arg("-inf")
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(n)
-                    .query_async(&mut conn)
-                    .await?;
-                (Vec::new(), top)
-            }
-            Some(c) => {
-                redis::pipe()
-                    .cmd("ZREVRANGEBYSCORE")
-                    .arg(&key)
-                    .arg(c.created_at)
-                    .arg(c.created_at)
-                    .arg("WITHSCORES")
-                    .cmd("ZREVRANGEBYSCORE")
-                    .arg(&key)
-                    .arg(format!("({}", c.created_at))
-                    .arg("-inf")
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(n)
-                    .query_async(&mut conn)
-                    .await?
-            }
-        };
-        let exhausted = below.len() < n;
-        let mut entries = Vec::with_capacity(ties.len() + below.len());
+        let from = after.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+        let reply: Vec<StreamEntry> = redis::cmd("XREVRANGE")
+            .arg(&key)
+            .arg(from)
+            .arg("-")
+            .arg("COUNT")
+            .arg(n)
+            .query_async(&mut conn)
+            .await?;
+        let exhausted = reply.len() < n;
+        let mut entries = Vec::with_capacity(reply.len());
         let mut junk = Vec::new();
-        for (member, score) in ties.into_iter().chain(below) {
-            match member.parse::<JobId>() {
-                Ok(id) => entries.push(Cursor {
-                    created_at: score as u64,
-                    id,
-                }),
-                // Not a job id: nothing a listing could show.
-                Err(_) => junk.push(member),
+        for (entry, fields) in reply {
+            let id = fields
+                .iter()
+                .find(|(f, _)| f == INDEX_FIELD)
+                .and_then(|(_, v)| v.parse::<JobId>().ok());
+            match (Cursor::parse(&entry), id) {
+                (Some(at), Some(id)) => entries.push(Entry { at, id }),
+                // Not a job's entry: nothing a listing could show.
+                _ => junk.push(entry),
             }
         }
         if !junk.is_empty() {
-            let _: () = conn.zrem(&key, junk).await?;
-        }
-        if let Some(c) = after {
-            entries.retain(|e| walk::is_older(e, &c));
+            let _: () = conn.xdel(&key, &junk).await?;
         }
         Ok((entries, exhausted))
     }
@@ -318,13 +300,13 @@ impl walk::Index for RedisIndex<'_> {
         self.queue.records(ids.iter().copied()).await
     }
 
-    async fn forget(&mut self, gone: &[Cursor]) -> Result<(), QueueError> {
-        let ids: Vec<String> = gone.iter().map(|c| c.id.to_string()).collect();
+    async fn forget(&mut self, gone: &[Entry]) -> Result<(), QueueError> {
+        let ids: Vec<String> = gone.iter().map(|e| e.at.to_string()).collect();
         let _: () = self
             .queue
             .conn
             .clone()
-            .zrem(self.queue.keys.index(), ids)
+            .xdel(self.queue.keys.index(), &ids)
             .await?;
         Ok(())
     }
@@ -337,16 +319,20 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
         let c = Cursor {
-            created_at: 1_763_790_000_123,
-            id: JobId::new(),
+            ms: 1_763_790_000_123,
+            seq: 7,
         };
+        assert_eq!(c.to_string(), "1763790000123-7");
         assert_eq!(Cursor::parse(&c.to_string()), Some(c));
         for bad in [
             "",
             "-",
             "12-",
-            "x-6f1c2d3e-0000-4000-8000-000000000009",
+            "-3",
+            "x-1",
             "12-nope",
+            "1763790000123-6f1c2d3e-0000-4000-8000-000000000009",
+            "99999999999999999999999-1",
         ] {
             assert_eq!(Cursor::parse(bad), None, "{bad}");
         }

@@ -10,7 +10,8 @@
 //!   (per job, per entry) after those, and `J.WIDTH`, how many values an item has. The names
 //!   and their order are the fields of the script's [`argv!`] structs, which also push the
 //!   values, so Rust and Lua cannot disagree on a position;
-//! - `C.<name>`: a constant (`C.default_priority`, from [`Priority::DEFAULT`]).
+//! - `C.<name>`: a constant (`C.default_priority`, from [`Priority::DEFAULT`];
+//!   `C.default_tenant`, from [`DEFAULT_TENANT`](crate::auth::DEFAULT_TENANT)).
 //!
 //! Literals cost nothing per call, where a prelude table would be built on every call. A name
 //! this module does not know panics when the script loads: a typo fails the first test that
@@ -33,6 +34,9 @@ fn constant(name: &str) -> Option<String> {
     match name {
         // ARGV values arrive as strings, so the default priority is compared as one.
         "default_priority" => Some(format!("'{}'", Priority::DEFAULT.level())),
+        // Records of the default tenant's jobs name no tenant.
+        "default_tenant" => Some(format!("'{}'", crate::auth::DEFAULT_TENANT)),
+        "index_field" => Some(format!("'{}'", super::listing::INDEX_FIELD)),
         _ => None,
     }
 }

@@ -1,41 +1,48 @@
 //! The cursor walk of `GET /jobs`: one page of the listing index, newest first, resumed
-//! exactly after the previous page's last job, whatever shares its creation time.
+//! exactly after the previous page's last entry.
 //!
-//! The index is a sorted set of job ids scored by creation time (ms). Many jobs share one
-//! score: a bulk submission, or a group-committed burst of single submissions, writes all its
-//! jobs with the same `now`. A page must therefore resume after the pair (score, id), not after
-//! the score: the jobs at the cursor's score whose id sorts below the cursor's (the order the
-//! sorted set keeps ties in), then the older ones. The walk is written against [`Index`] so
-//! that a property test can hold it against an in-memory model of the sorted set.
+//! The index is a Redis stream with one entry per job (`{ns}:listing`), appended when the job
+//! is written: one small entry in a compact node (about 50 bytes a job), where a sorted set
+//! scored by creation time cost about 145. Its entry ids order every job, however many share a
+//! millisecond (a bulk submission, a group-committed burst), so a cursor is an entry id and a
+//! page resumes with the entries strictly older than it. The walk is written against [`Index`]
+//! so that a property test can hold it against an in-memory model of the stream.
 
 use crate::job::JobId;
 
-/// A listing cursor: the last job of the previous page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A listing cursor: the index entry of the previous page's last job, `<ms>-<seq>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
-    pub created_at: u64,
-    pub id: JobId,
+    pub ms: u64,
+    pub seq: u64,
 }
 
 impl Cursor {
-    /// `<created_at ms>-<job id>`.
+    /// `<ms>-<seq>`, a stream entry id.
     pub fn parse(s: &str) -> Option<Self> {
-        let (ms, id) = s.split_once('-')?;
-        if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
+        let (ms, seq) = s.split_once('-')?;
+        let digits = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+        if !digits(ms) || !digits(seq) {
             return None;
         }
         Some(Self {
-            // Past u64::MAX: after every job.
-            created_at: ms.parse().unwrap_or(u64::MAX),
-            id: id.parse().ok()?,
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
         })
     }
 }
 
 impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.created_at, self.id)
+        write!(f, "{}-{}", self.ms, self.seq)
     }
+}
+
+/// One index entry: where it stands and the job it lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub at: Cursor,
+    pub id: JobId,
 }
 
 /// Index entries read per step: enough for a page of `limit` even when most entries do not
@@ -50,27 +57,25 @@ fn scan_budget(limit: usize) -> usize {
     10 * step_size(limit)
 }
 
-/// What the walk reads: the listing index with the ordering of a Redis sorted set read in
-/// reverse (score descending, then member descending), and the records of its jobs.
+/// What the walk reads: the listing index newest first (a Redis stream read in reverse), and
+/// the records of its jobs.
 pub(crate) trait Index {
     type Record;
     type Error;
 
-    /// The entries strictly older than `after` in the walk's order, newest first: every entry
-    /// at `after`'s score whose id sorts below `after`'s, then up to `n` entries of lower
-    /// scores (from the top of the index when `after` is `None`: up to `n` entries). The flag
-    /// says whether the entries of lower scores ran out before `n`.
+    /// Up to `n` entries strictly older than `after` (from the newest when `after` is
+    /// `None`), newest first, and whether they ran out before `n`.
     async fn older(
         &mut self,
         after: Option<Cursor>,
         n: usize,
-    ) -> Result<(Vec<Cursor>, bool), Self::Error>;
+    ) -> Result<(Vec<Entry>, bool), Self::Error>;
 
     /// The records of `ids`, in order; `None` for a record that expired.
     async fn records(&mut self, ids: &[JobId]) -> Result<Vec<Option<Self::Record>>, Self::Error>;
 
     /// Removes from the index entries whose record expired.
-    async fn forget(&mut self, gone: &[Cursor]) -> Result<(), Self::Error>;
+    async fn forget(&mut self, gone: &[Entry]) -> Result<(), Self::Error>;
 }
 
 /// How far one page reads: index entries per step and in all.
@@ -112,7 +117,7 @@ pub(crate) async fn page<I: Index>(
         let mut gone = Vec::new();
         let mut consumed_all = true;
         for (i, (entry, record)) in entries.iter().zip(records).enumerate() {
-            cursor = Some(*entry);
+            cursor = Some(entry.at);
             match record {
                 None => gone.push(*entry),
                 Some(r) if matches(&r) => {
@@ -136,17 +141,6 @@ pub(crate) async fn page<I: Index>(
             return Ok((out, cursor));
         }
     }
-}
-
-/// Whether `entry` comes after `cursor` in the walk (is older in the listing's order).
-pub(crate) fn is_older(entry: &Cursor, cursor: &Cursor) -> bool {
-    entry.created_at < cursor.created_at
-        || (entry.created_at == cursor.created_at && id_key(&entry.id) < id_key(&cursor.id))
-}
-
-/// The bytes the sorted set orders ties by: the id as stored, hyphenated lower-case.
-pub(crate) fn id_key(id: &JobId) -> String {
-    id.to_string()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 --
 -- KEYS[1]  cached result
 -- KEYS[2]  job hash
--- KEYS[3]  index of jobs by creation time
+-- KEYS[3]  listing index (stream: one entry per job, its id in field C.index_field)
 -- ARGV: the fields of `CachedCall` (scripts/submit.rs), in order, named here A.<field>:
 -- A.id      job id
 -- A.model   model name
@@ -19,9 +19,12 @@ if not result then
 end
 local now = ARGV[A.now]
 -- The whole record in one HSET; the job is new, so this is its first version.
-redis.call('HSET', KEYS[2], F.model, ARGV[A.model], F.status, 'succeeded', F.created_at, now,
-  F.started_at, now, F.finished_at, now, F.attempts, 0, F.result, result,
-  F.cached, 1, F.deadline, 0, F.tenant, ARGV[A.tenant], F.version, 1, F.ttl, ARGV[A.ttl])
+local rec = {F.model, ARGV[A.model], F.status, 'succeeded', F.created_at, now,
+  F.started_at, now, F.finished_at, now, F.result, result, F.cached, 1, F.version, 1}
+if ARGV[A.tenant] ~= C.default_tenant then
+  rec[#rec + 1], rec[#rec + 2] = F.tenant, ARGV[A.tenant]
+end
+redis.call('HSET', KEYS[2], unpack(rec))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[A.ttl]))
-redis.call('ZADD', KEYS[3], now, ARGV[A.id])
+redis.call('XADD', KEYS[3], '*', C.index_field, ARGV[A.id])
 return 1

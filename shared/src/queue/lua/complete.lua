@@ -37,7 +37,7 @@ for i = 5, 4 + n do
   local id, entry, token = ARGV[b + J.id], ARGV[b + J.entry], ARGV[b + J.token]
   local status, a, c = ARGV[b + J.status], ARGV[b + J.value], ARGV[b + J.message]
   local upload = uploads and KEYS[i + n] or nil
-  local rec = redis.call('HMGET', job, F.status, F.token, F.ttl, F.cache_key, F.cache_ttl,
+  local rec = redis.call('HMGET', job, F.status, F.attempts, F.ttl, F.cache_key, F.cache_ttl,
     F.version, F.counted, F.tenant, F.webhook)
   local done = 0
   if rec[2] == token then

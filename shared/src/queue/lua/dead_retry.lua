@@ -56,10 +56,10 @@ local fresh = redis.call('XADD', KEYS[4], '*', unpack(add))
 if ARGV[A.other_lane] == '1' then
   redis.call('SADD', KEYS[7], KEYS[4])
 end
-redis.call('HDEL', KEYS[3], F.started_at, F.finished_at, F.token, F.worker, F.delivery,
+redis.call('HDEL', KEYS[3], F.started_at, F.finished_at, F.worker, F.delivery, F.deadline,
   F.result, F.error_code, F.error_message)
 redis.call('HSET', KEYS[3], F.model, ARGV[A.model], F.status, 'queued', F.attempts, 0,
-  F.entry, fresh, F.deadline, 0)
+  F.entry, fresh)
 redis.call('HSETNX', KEYS[3], F.created_at, ARGV[A.now])
 redis.call('HSETNX', KEYS[3], F.ttl, ARGV[A.ttl])
 if f[E.priority] then

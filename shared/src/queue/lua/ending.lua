@@ -1,6 +1,7 @@
 -- The end of a job, prepended (after the outbox) to every script that ends jobs, so what a job
 -- that turns succeeded, failed or cancelled owes is written once:
--- - it leaves its tenant's count of active jobs (once: `counted` goes with it);
+-- - it leaves its tenant's count of active jobs, if it was counted (once: `counted` goes with
+--   it), and the fields only a live job needs (entry, delivery, retention, deadline) go;
 -- - its record expires after the job's own retention (the `ttl` written at submission), or the
 --   caller's default for a record that has none;
 -- - its upload (pipeline jobs) is deleted;
@@ -30,10 +31,13 @@ local function ending(c)
   -- nil.
   function e.job(job, id, status, counted, tenant, ttl, webhook, upload)
     if counted and redis.call('HDEL', job, F.counted) == 1 then
+      tenant = tenant or C.default_tenant
       if redis.call('HINCRBY', c.active, tenant, -1) <= 0 then
         redis.call('HDEL', c.active, tenant)
       end
     end
+    -- What only a live job needs goes: a finished record keeps what clients read.
+    redis.call('HDEL', job, F.entry, F.delivery, F.ttl, F.deadline)
     redis.call('EXPIRE', job, tonumber(ttl) or c.ttl)
     if upload then
       redis.call('DEL', upload)

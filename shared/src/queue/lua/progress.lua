@@ -11,7 +11,7 @@
 -- A.id        job id
 --
 -- Returns 1 when recorded, 0 when the attempt no longer owns a running job (it must stop).
-local rec = redis.call('HMGET', KEYS[1], F.status, F.token)
+local rec = redis.call('HMGET', KEYS[1], F.status, F.attempts)
 if rec[1] ~= 'running' or rec[2] ~= ARGV[A.token] then
   return 0
 end

@@ -21,7 +21,7 @@ for i = 3, #KEYS do
   local job = KEYS[i]
   local b = A.REST + (i - 3) * J.WIDTH
   local id, entry, token = ARGV[b + J.id], ARGV[b + J.entry], ARGV[b + J.token]
-  local rec = redis.call('HMGET', job, F.status, F.token, F.version)
+  local rec = redis.call('HMGET', job, F.status, F.attempts, F.version)
   local mine = rec[1] == 'queued' or (rec[1] == 'running' and rec[2] == token)
   local e = redis.call('XRANGE', KEYS[1], entry, entry)
   if mine and e[1] then
@@ -35,7 +35,7 @@ for i = 3, #KEYS do
     else
       redis.call('HSET', job, F.status, 'queued', F.entry, fresh)
     end
-    redis.call('HDEL', job, F.token, F.worker, F.delivery)
+    redis.call('HDEL', job, F.worker, F.delivery)
     if rec[1] == 'running' then
       redis.call('PUBLISH', channel, id .. ' queued')
     end

@@ -24,7 +24,8 @@
 --                number of entries: deleted when the job is not to run (it ended), and the
 --                previous attempt's progress is cleared when it starts again
 --
--- Returns one integer per entry: the attempt's fencing token (> 0) when the worker must run
+-- Returns one integer per entry: the attempt's fencing token (> 0: the attempt number, which
+-- is also the record's `attempts` while the attempt runs) when the worker must run
 -- the job, or 0 when it must not (already finished or cancelled, deadline passed, or attempts
 -- used up; the last two are failed here). Entries not to run are acknowledged and deleted.
 --
@@ -54,21 +55,46 @@ local function fail(job, id, code, message, rec, upload)
   ends.failure(id, code, message)
 end
 
+-- Which of the entries this consumer holds, and their delivery counts: one XPENDING over the
+-- span of the call's entries (this consumer's pending entries in it are at most the ones it
+-- is starting and the few it is still running), not one per entry.
+local function id_parts(e)
+  local ms, seq = string.match(e, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function before(x, y)
+  local xm, xs = id_parts(x)
+  local ym, ys = id_parts(y)
+  return xm < ym or (xm == ym and xs < ys)
+end
+local low, high = nil, nil
+for j = 0, n - 1 do
+  local e = ARGV[A.REST + j * J.WIDTH + J.entry]
+  if not low or before(e, low) then low = e end
+  if not high or before(high, e) then high = e end
+end
+local held = {}
+if low then
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, low, high, 1000000, consumer)) do
+    held[p[1]] = p[4]
+  end
+end
+
 for i = 6, 5 + n do
   local job = KEYS[i]
   local b = A.REST + (i - 6) * J.WIDTH
   local id, entry = ARGV[b + J.id], ARGV[b + J.entry]
   local upload = uploads and KEYS[i + n] or nil
-  local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.token,
+  local rec = redis.call('HMGET', job, F.status, F.attempts, F.deadline, F.delivery, F.entry,
     F.version, F.counted, F.tenant, F.ttl, F.webhook, F.webhook_events)
-  local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
-  local owned = pending[1] ~= nil and pending[1][2] == consumer
-  local delivery = entry .. '/' .. (pending[1] and pending[1][4] or 0)
+  local owned = held[entry] ~= nil
+  -- A delivery is the entry (the record's `entry`) and its delivery count (`delivery`).
+  local delivery = tostring(held[entry] or 0)
   local token, ended = 0, false
   if not owned then
     token = -1
-  elseif rec[1] == 'running' and rec[4] == delivery then
-    token = tonumber(rec[5]) or 0
+  elseif rec[1] == 'running' and rec[4] == delivery and rec[5] == entry then
+    token = tonumber(rec[2]) or 0
   elseif rec[1] == 'queued' or rec[1] == 'running' then
     local attempts = tonumber(rec[2]) or 0
     local deadline = tonumber(rec[3]) or 0
@@ -83,11 +109,8 @@ for i = 6, 5 + n do
       ended = true
       local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[A.now], 'model', model,
         'attempts', attempts, 'message', message}
-      local tenant = rec[8]
-      if tenant then
-        fields[#fields + 1] = 'tenant'
-        fields[#fields + 1] = tenant
-      end
+      fields[#fields + 1] = 'tenant'
+      fields[#fields + 1] = rec[8] or C.default_tenant
       local e = redis.call('XRANGE', KEYS[1], entry, entry)
       if e[1] then
         for _, v in ipairs(e[1][2]) do fields[#fields + 1] = v end
@@ -100,8 +123,8 @@ for i = 6, 5 + n do
       redis.call('HSET', KEYS[3], id, dead)
     else
       token = attempts + 1
-      redis.call('HSET', job, F.status, 'running', F.attempts, token, F.token, token,
-        F.started_at, now, F.worker, consumer, F.delivery, delivery,
+      redis.call('HSET', job, F.status, 'running', F.attempts, token, F.started_at, now,
+        F.worker, consumer, F.entry, entry, F.delivery, delivery,
         F.version, (tonumber(rec[6]) or 0) + 1)
       started_events[#started_events + 1] = id .. ' running'
       -- The outbox writes nothing for a webhook that does not announce `started`.

@@ -2,7 +2,7 @@
 -- one call enqueues many (bulk submission costs one round trip).
 --
 -- KEYS[1]   model registry hash (a retired model is no longer in it)
--- KEYS[2]   index of jobs by creation time (sorted set, for listing)
+-- KEYS[2]   listing index (stream: one entry per job, its id in field C.index_field)
 -- KEYS[3]   group hash, when the jobs form a group (else the registry again)
 -- KEYS[4]   scheduled jobs (sorted set by due time)
 -- KEYS[5]   tenants' active jobs (hash: tenant -> jobs waiting or running)
@@ -36,8 +36,9 @@
 --   J.quota        the most jobs the tenant may have waiting or running (0 = no limit)
 --   J.webhook      the webhook URL ('' = none)
 --   J.webhook_events  its events (`,succeeded,failed,`)
--- An enqueued job counts in KEYS[5] (and is marked `counted` in its hash) until the step that
--- ends it. A job not yet due is `scheduled`: its payload (and traceparent) wait in its hash,
+-- A job submitted under a quota (J.quota > 0) counts in KEYS[5] (and is marked `counted` in
+-- its hash) until the step that ends it; without one it is not counted (a quota set later
+-- counts the jobs submitted after it). A job not yet due is `scheduled`: its payload (and traceparent) wait in its hash,
 -- its id in the scheduled set, and the queue-length limit applies when it moves to the queue.
 -- The limit counts every lane of the model: its default lane (the job's lane's key without
 -- '#<priority>') and the lanes in its used-lanes set, to which a lane is added when it gets
@@ -158,9 +159,19 @@ for i = 0, count - 1 do
   elseif not scheduled and limit > 0 and backlog(stream, used) >= limit then
     out[#out + 1] = 'QUEUE_FULL'
   else
-    -- The whole record in one HSET; the job is new, so this is its first version.
-    local rec = {F.model, model, F.created_at, now, F.attempts, 0, F.deadline, deadline,
-      F.tenant, tenant, F.version, 1, F.counted, 1, F.ttl, ttl}
+    -- The whole record in one HSET; the job is new, so this is its first version. Only what
+    -- the job uses is written: no attempts yet (read as 0), no deadline unless it has one,
+    -- the tenant unless it is the default one (read as it), `counted` only under a quota.
+    local rec = {F.model, model, F.created_at, now, F.version, 1, F.ttl, ttl}
+    if tonumber(deadline) > 0 then
+      rec[#rec + 1], rec[#rec + 2] = F.deadline, deadline
+    end
+    if tenant ~= C.default_tenant then
+      rec[#rec + 1], rec[#rec + 2] = F.tenant, tenant
+    end
+    if quota > 0 then
+      rec[#rec + 1], rec[#rec + 2] = F.counted, 1
+    end
     local entry = ''
     if scheduled then
       rec[#rec + 1], rec[#rec + 2] = F.status, 'scheduled'
@@ -204,11 +215,13 @@ for i = 0, count - 1 do
       rec[#rec + 1], rec[#rec + 2] = F.cache_ttl, cache_ttl
     end
     redis.call('HSET', job, unpack(rec))
-    redis.call('HINCRBY', KEYS[5], tenant, 1)
+    if quota > 0 then
+      redis.call('HINCRBY', KEYS[5], tenant, 1)
+    end
     if hash ~= '' then
       redis.call('SET', idem, id .. ' ' .. hash, 'EX', idem_ttl)
     end
-    redis.call('ZADD', KEYS[2], now, id)
+    redis.call('XADD', KEYS[2], '*', C.index_field, id)
     out[#out + 1] = entry
   end
 end

@@ -24,7 +24,8 @@
 --                   written into the entry and the record when set
 --
 -- Returns the stream entry id, 'QUEUE_FULL' or 'QUOTA_EXCEEDED <excess>' (the caller answers
--- 429). An enqueued job counts in KEYS[4] (marked `counted` in its hash) until it ends.
+-- 429). A job submitted under a quota counts in KEYS[4] (marked `counted` in its hash) until it
+-- ends.
 local limit, quota, tenant = tonumber(ARGV[A.limit]), tonumber(ARGV[A.quota]), ARGV[A.tenant]
 local active = tonumber(redis.call('HGET', KEYS[4], tenant)) or 0
 if quota > 0 and active >= quota then
@@ -41,8 +42,16 @@ end
 local entry = redis.call('XADD', KEYS[2], '*', unpack(fields))
 -- The whole record in one HSET; the job is new, so this is its first version.
 local rec = {F.model, ARGV[A.queue], F.status, 'queued', F.created_at, ARGV[A.now],
-  F.attempts, 0, F.entry, entry, F.deadline, ARGV[A.deadline], F.tenant, tenant,
-  F.version, 1, F.counted, 1, F.ttl, ARGV[A.ttl]}
+  F.entry, entry, F.version, 1, F.ttl, ARGV[A.ttl]}
+if tonumber(ARGV[A.deadline]) > 0 then
+  rec[#rec + 1], rec[#rec + 2] = F.deadline, ARGV[A.deadline]
+end
+if tenant ~= C.default_tenant then
+  rec[#rec + 1], rec[#rec + 2] = F.tenant, tenant
+end
+if quota > 0 then
+  rec[#rec + 1], rec[#rec + 2] = F.counted, 1
+end
 if ARGV[A.fetch_allow] ~= '' then
   rec[#rec + 1], rec[#rec + 2] = F.fetch_allow, ARGV[A.fetch_allow]
 end
@@ -53,5 +62,7 @@ if ARGV[A.webhook] ~= '' then
   rec[#rec + 1], rec[#rec + 2] = F.webhook_attempts, 0
 end
 redis.call('HSET', KEYS[1], unpack(rec))
-redis.call('HINCRBY', KEYS[4], tenant, 1)
+if quota > 0 then
+  redis.call('HINCRBY', KEYS[4], tenant, 1)
+end
 return entry

@@ -1,37 +1,31 @@
--- Drop from the listing index the jobs whose record expired, walking the index from a given
--- creation time a bounded number of entries at a time.
+-- Drop from the listing index the entries of jobs whose record expired, walking the index
+-- (a stream, oldest first) a bounded number of entries at a time.
 --
--- KEYS[1]  index of jobs by creation time
+-- KEYS[1]  listing index (stream; each entry's A.field holds its job id)
 -- ARGV (`SweepCall` in listing.rs):
 -- A.job_prefix  prefix of job hash keys (the job id follows it)
--- A.from        creation time (ms) to start from
+-- A.from        where to start: '-' (the oldest entry) or '(<entry id>' (after that entry)
 -- A.count       most entries to look at
+-- A.field       the entry field holding the job id
 --
--- Returns the creation time to start the next sweep from, 0 once the end was reached. The next
--- sweep starts at the last creation time seen (its ties are looked at again), so a step that
--- sees a single creation time looks at all of its ties and moves past it: a run of jobs sharing
--- one creation time longer than a step (a bulk submission) cannot hold the sweep in place.
+-- Returns the id of the last entry looked at, where the next sweep goes on from; '' once the
+-- end was reached (the next sweep starts over).
 local count = tonumber(ARGV[A.count])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[A.from], '+inf', 'WITHSCORES', 'LIMIT', 0,
-  count)
-local full = #ids == 2 * count
-local last = ids[#ids]
-if full and ids[2] == last then
-  ids = redis.call('ZRANGEBYSCORE', KEYS[1], last, last, 'WITHSCORES')
-end
+local entries = redis.call('XRANGE', KEYS[1], ARGV[A.from], '+', 'COUNT', count)
 local gone = {}
-for i = 1, #ids, 2 do
-  if redis.call('EXISTS', ARGV[A.job_prefix] .. ids[i]) == 0 then
-    gone[#gone + 1] = ids[i]
+for _, e in ipairs(entries) do
+  local id
+  for i = 1, #e[2], 2 do
+    if e[2][i] == ARGV[A.field] then id = e[2][i + 1] end
+  end
+  if not id or redis.call('EXISTS', ARGV[A.job_prefix] .. id) == 0 then
+    gone[#gone + 1] = e[1]
   end
 end
 for i = 1, #gone, 1000 do
-  redis.call('ZREM', KEYS[1], unpack(gone, i, math.min(i + 999, #gone)))
+  redis.call('XDEL', KEYS[1], unpack(gone, i, math.min(i + 999, #gone)))
 end
-if not full then
-  return 0
+if #entries < count then
+  return ''
 end
-if ids[2] == last then
-  return tonumber(last) + 1
-end
-return tonumber(last)
+return entries[#entries][1]

@@ -1,12 +1,12 @@
-//! The cursor walk held against an in-memory model of the listing index: a sorted set of
-//! (creation time, id) with many ties, changed by submissions, status changes, expiries and
-//! sweeps interleaved with every read of a walk.
+//! The cursor walk held against an in-memory model of the listing index: a stream whose entry
+//! ids are (ms, seq), many jobs to a millisecond, changed by submissions, status changes,
+//! expiries and sweeps interleaved with every read of a walk.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use proptest::prelude::*;
 
-use super::{Cursor, Index, Reach, page};
+use super::{Cursor, Entry, Index, Reach, page};
 use crate::job::JobId;
 
 /// A record as the walk sees it: its job, status and model (small numbers stand for both).
@@ -19,8 +19,8 @@ struct Rec {
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// A new job at this creation time (it may be older than the walk's cursor: replicas'
-    /// clocks and group commits let a job reach the index after newer ones).
+    /// A new job, written at this time of Redis's clock (a time behind the stream's last entry
+    /// gets the next id of that entry's millisecond, as `XADD *` does).
     Submit { at: u64, status: u8, model: u8 },
     /// The job picked (by position among all jobs ever made) takes this status.
     Change { pick: usize, status: u8 },
@@ -30,12 +30,12 @@ enum Op {
     Sweep,
 }
 
-/// The index as a Redis sorted set keeps it (score, then member, ascending), the records, and
-/// the changes still to come, a few applied before every call the walk makes.
+/// The index as a Redis stream keeps it (entry ids ascending), the records, and the changes
+/// still to come, a few applied before every call the walk makes.
 struct Model {
-    index: BTreeSet<(u64, String)>,
+    index: BTreeMap<Cursor, JobId>,
     records: HashMap<JobId, Rec>,
-    all: Vec<(u64, JobId)>,
+    all: Vec<(Cursor, JobId)>,
     pending: VecDeque<Op>,
     per_call: usize,
     filter: (Option<u8>, Option<u8>),
@@ -46,7 +46,15 @@ struct Model {
 impl Model {
     fn add(&mut self, at: u64, status: u8, model: u8) -> JobId {
         let id = JobId::new();
-        self.index.insert((at, id.to_string()));
+        let last = self.all.last().map(|(c, _)| *c);
+        let at = match last {
+            Some(l) if at <= l.ms => Cursor {
+                ms: l.ms,
+                seq: l.seq + 1,
+            },
+            _ => Cursor { ms: at, seq: 0 },
+        };
+        self.index.insert(at, id);
         self.records.insert(id, Rec { id, status, model });
         self.all.push((at, id));
         id
@@ -84,8 +92,7 @@ impl Model {
                 }
                 Op::Sweep => {
                     let records = &self.records;
-                    self.index
-                        .retain(|(_, m)| records.contains_key(&m.parse().unwrap()));
+                    self.index.retain(|_, id| records.contains_key(id));
                 }
                 Op::Change { .. } | Op::Expire { .. } => {}
             }
@@ -97,29 +104,18 @@ impl Index for Model {
     type Record = Rec;
     type Error = ();
 
-    async fn older(&mut self, after: Option<Cursor>, n: usize) -> Result<(Vec<Cursor>, bool), ()> {
+    async fn older(&mut self, after: Option<Cursor>, n: usize) -> Result<(Vec<Entry>, bool), ()> {
         self.apply_some();
-        let newest_first = self.index.iter().rev();
-        let (ties, below): (Vec<_>, Vec<_>) = match after {
-            None => (Vec::new(), newest_first.take(n + 1).collect()),
-            Some(c) => {
-                let bound = (c.created_at, c.id.to_string());
-                let older = newest_first.filter(|e| **e < bound);
-                let (ties, below): (Vec<_>, Vec<_>) =
-                    older.partition(|(at, _)| *at == c.created_at);
-                (ties, below.into_iter().take(n + 1).collect())
-            }
-        };
-        let exhausted = below.len() <= n;
-        let entries = ties
-            .into_iter()
-            .chain(below.into_iter().take(n))
-            .map(|(at, m)| Cursor {
-                created_at: *at,
-                id: m.parse().unwrap(),
-            })
+        let older: Vec<Entry> = self
+            .index
+            .iter()
+            .rev()
+            .filter(|(at, _)| after.is_none_or(|c| **at < c))
+            .take(n)
+            .map(|(at, id)| Entry { at: *at, id: *id })
             .collect();
-        Ok((entries, exhausted))
+        let exhausted = older.len() < n;
+        Ok((older, exhausted))
     }
 
     async fn records(&mut self, ids: &[JobId]) -> Result<Vec<Option<Rec>>, ()> {
@@ -127,10 +123,10 @@ impl Index for Model {
         Ok(ids.iter().map(|id| self.records.get(id).copied()).collect())
     }
 
-    async fn forget(&mut self, gone: &[Cursor]) -> Result<(), ()> {
+    async fn forget(&mut self, gone: &[Entry]) -> Result<(), ()> {
         self.apply_some();
-        for c in gone {
-            self.index.remove(&(c.created_at, c.id.to_string()));
+        for e in gone {
+            self.index.remove(&e.at);
         }
         Ok(())
     }
@@ -163,7 +159,7 @@ proptest! {
         model in prop::option::of(0u8..3),
     ) {
         let mut m = Model {
-            index: BTreeSet::new(),
+            index: BTreeMap::new(),
             records: HashMap::new(),
             all: Vec::new(),
             pending: ops.into(),
@@ -203,9 +199,8 @@ proptest! {
                 None => break,
             }
         }
-        let at: HashMap<JobId, u64> = m.all.iter().map(|(at, id)| (*id, *at)).collect();
-        let order: Vec<(u64, String)> =
-            listed.iter().map(|r| (at[&r.id], r.id.to_string())).collect();
+        let at: HashMap<JobId, Cursor> = m.all.iter().map(|(at, id)| (*id, *at)).collect();
+        let order: Vec<Cursor> = listed.iter().map(|r| at[&r.id]).collect();
         for pair in order.windows(2) {
             prop_assert!(pair[0] > pair[1], "not newest first, or listed twice: {:?}", pair);
         }
@@ -218,12 +213,13 @@ proptest! {
     }
 }
 
-/// A page that ends inside a run of jobs sharing one creation time resumes inside it, however
-/// long the run is compared with a step (the cause of listings that ended early).
+/// A page that ends inside a run of jobs written in one millisecond resumes inside it, however
+/// long the run is compared with a step (what made listings end early when the index was a
+/// sorted set scored by milliseconds).
 #[test]
 fn pages_resume_inside_a_run_of_equal_creation_times() {
     let mut m = Model {
-        index: BTreeSet::new(),
+        index: BTreeMap::new(),
         records: HashMap::new(),
         all: Vec::new(),
         pending: VecDeque::new(),

@@ -67,13 +67,14 @@ async fn expired_jobs_leave_the_listing() {
         Duration::from_secs(15),
         "the expired job leaves the index",
         async || {
-            let score: Option<f64> = redis::cmd("ZSCORE")
+            let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
                 .arg(&index)
-                .arg(&id)
+                .arg("-")
+                .arg("+")
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            score.is_none()
+            !entries.iter().any(|(_, f)| f.iter().any(|(_, v)| *v == id))
         },
     )
     .await;

@@ -244,10 +244,11 @@ async fn a_paged_listing_across_two_replicas_lists_every_matching_job_once() {
     feeder.await.unwrap();
 }
 
-/// The sweeper walks past a run of index entries sharing one creation time that is longer than
-/// one of its steps, dropping every entry whose record is gone and keeping the others.
+/// The sweeper walks the whole index a step at a time, through runs of entries written in one
+/// millisecond longer than a step, dropping every entry whose record is gone (and entries that
+/// name no job) and keeping the others, in order.
 #[tokio::test]
-async fn the_sweeper_walks_past_long_runs_of_equal_creation_times() {
+async fn the_sweeper_drops_the_entries_of_expired_jobs_and_keeps_the_others() {
     use inferq_shared::JobId;
     use inferq_shared::config::RedisConfig;
     use inferq_shared::queue::Queue;
@@ -261,46 +262,49 @@ async fn the_sweeper_walks_past_long_runs_of_equal_creation_times() {
     .unwrap();
     let keys = app.keys();
     let mut conn = app.redis.conn().await;
-    // 2,500 expired jobs at one time between a live job before and after them, and 300 more
-    // expired ones later.
+    // A live job, 2,500 expired ones in one millisecond, a second live job, 300 more expired
+    // ones and an entry that names no job.
     let live = [JobId::new(), JobId::new()];
     let mut pipe = redis::pipe();
-    pipe.cmd("ZADD")
-        .arg(keys.index())
-        .arg(10)
-        .arg(live[0].to_string());
-    pipe.cmd("ZADD")
-        .arg(keys.index())
-        .arg(30)
-        .arg(live[1].to_string());
+    let mut add = |ms: u64, seq: u64, id: String| {
+        pipe.cmd("XADD")
+            .arg(keys.index())
+            .arg(format!("{ms}-{seq}"))
+            .arg("i")
+            .arg(id);
+    };
+    add(10, 0, live[0].to_string());
+    for seq in 0..2_500 {
+        add(20, seq, JobId::new().to_string());
+    }
+    add(30, 0, live[1].to_string());
+    for i in 0..300 {
+        add(40 + i, 0, JobId::new().to_string());
+    }
+    add(400, 0, "not a job".into());
     for id in &live {
         pipe.cmd("HSET")
             .arg(keys.job(*id))
             .arg("model")
             .arg("linear");
     }
-    for i in 0..2_800u64 {
-        let at = if i < 2_500 { 20 } else { 40 + i };
-        pipe.cmd("ZADD")
-            .arg(keys.index())
-            .arg(at)
-            .arg(JobId::new().to_string());
-    }
     let () = pipe.query_async(&mut conn).await.unwrap();
-    let mut from = 0;
+    // (The app's own sweeper runs meanwhile; either may drop an entry.)
+    let mut from = None;
     for _ in 0..20 {
         from = queue.sweep_index(from, 1000).await.unwrap();
-        if from == 0 {
+        if from.is_none() {
             break;
         }
     }
-    assert_eq!(from, 0, "the sweep never reached the end of the index");
-    let left: Vec<String> = redis::cmd("ZRANGE")
+    assert_eq!(from, None, "the sweep never reached the end of the index");
+    let left: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(keys.index())
-        .arg(0)
-        .arg(-1)
+        .arg("-")
+        .arg("+")
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(left, [live[0].to_string(), live[1].to_string()]);
+    let ids: Vec<&str> = left.iter().map(|(_, f)| f[0].1.as_str()).collect();
+    assert_eq!(ids, [live[0].to_string(), live[1].to_string()]);
 }

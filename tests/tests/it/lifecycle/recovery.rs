@@ -225,7 +225,7 @@ async fn a_stale_worker_cannot_overwrite_the_reclaimed_attempt() {
     let (_, after) = app.get(&format!("/status/{id}")).await;
     assert_eq!(after, record, "the stale attempt changed the record");
     assert_eq!(app.job_worker(&id).await.as_deref(), Some(b.id.as_str()));
-    assert_eq!(app.job_field(&id, "token").await.as_deref(), Some("2"));
+    assert_eq!(app.job_field(&id, "attempts").await.as_deref(), Some("2"));
 }
 
 #[tokio::test]
