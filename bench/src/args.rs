@@ -126,6 +126,11 @@ pub(crate) struct Args {
     #[arg(long, default_value = ".venv-test/bin/python")]
     pub(crate) python: PathBuf,
 
+    /// Give every job this optional feature (repeat for several), to measure what it costs
+    /// (docs/benchmarks.md, "What each feature costs").
+    #[arg(long = "feature", value_enum)]
+    pub(crate) features: Vec<Feature>,
+
     /// After the run, drive the same load against an instant server (answers the job API at
     /// once, no Redis, no inference; a child process) and print the load generator's own
     /// ceiling and this run's completed jobs per second as a fraction of it.
@@ -139,6 +144,26 @@ pub(crate) struct Args {
     /// Seconds after submission an accepted job may take to finish before it counts as lost.
     #[arg(long, default_value_t = 120)]
     pub(crate) job_timeout_secs: u64,
+}
+
+/// An optional per-job feature `--feature` turns on for every job.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feature {
+    /// An `Idempotency-Key` header (a distinct key per job).
+    Idempotency,
+    /// `parameters.priority` 7 (not the default lane).
+    Priority,
+    /// `parameters.timeout_ms` 60000 (a deadline to start by).
+    Deadline,
+    /// `parameters.cache`: answered from the result cache when the same input ran before (the
+    /// load repeats 256 inputs, so nearly every job is a hit).
+    Cache,
+    /// A tenant quota (`INFERQ_TENANT_MAX_QUEUED` on the API): every job is counted.
+    Quota,
+    /// A webhook for `succeeded` (delivered to an instant receiver on loopback).
+    Webhook,
+    /// `parameters.result_ttl_secs` 3600 (a retention of its own).
+    Retention,
 }
 
 #[cfg(test)]

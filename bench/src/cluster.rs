@@ -35,6 +35,9 @@ pub(crate) struct ClusterConfig {
     pub max_queued: usize,
     /// The API's `TOKIO_WORKER_THREADS`; `None`: its default (one per core).
     pub api_runtime_threads: Option<usize>,
+    /// More environment for the API and for the workers (what `--feature`s need).
+    pub api_env: Vec<(&'static str, String)>,
+    pub worker_env: Vec<(&'static str, String)>,
 }
 
 /// One child process, killed and reaped on drop.
@@ -245,6 +248,7 @@ impl Cluster {
         if let Some(n) = cfg.api_runtime_threads {
             cmd.env("TOKIO_WORKER_THREADS", n.to_string());
         }
+        cmd.envs(cfg.api_env.iter().map(|(k, v)| (k, v)));
         let api = Proc::spawn("inferq-api".into(), cmd, &root)?;
         let api_url = format!("http://127.0.0.1:{api_port}");
 
@@ -262,6 +266,7 @@ impl Cluster {
             if let Some(ms) = cfg.batch_delay_ms {
                 cmd.env("INFERQ_MAX_BATCH_DELAY_MS", ms.to_string());
             }
+            cmd.envs(cfg.worker_env.iter().map(|(k, v)| (k, v)));
             workers.push(Proc::spawn(format!("inferq-worker-{i}"), cmd, &root)?);
         }
         let mut cluster = Self {

@@ -64,6 +64,8 @@ async fn answer(
             let body = format!(r#"{{"id":"00000000-0000-4000-8000-{n:012x}","status":"queued"}}"#);
             (StatusCode::ACCEPTED, Bytes::from(body))
         }
+        // A webhook delivery (`--feature webhook`): accepted.
+        (Method::POST, "/hook") => (StatusCode::NO_CONTENT, Bytes::new()),
         (Method::GET, p) if p.starts_with("/status/") => {
             (StatusCode::OK, Bytes::from_static(RECORD.as_bytes()))
         }

@@ -319,7 +319,12 @@ impl Report {
     pub(crate) fn json(&self, args: &Args) -> serde_json::Value {
         let l = &self.load;
         let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-        json!({
+        let features: Vec<String> = args
+            .features
+            .iter()
+            .map(|f| format!("{f:?}").to_lowercase())
+            .collect();
+        let mut v = json!({
             "model": self.model,
             "width": self.width,
             "cores": self.cores,
@@ -361,10 +366,12 @@ impl Report {
                 "system": c.system(),
                 "load": c.load,
             })),
-            "redis_memory_per_job_bytes": self.redis_memory_per_job(),
             "api_vmhwm_bytes": self.api_memory.map(|m| m.0),
             "api_vmrss_bytes": self.api_memory.map(|m| m.1),
             "redis_commands_per_job": self.redis_commands.iter().map(|(n, c)| (n.clone(), json!(c))).collect::<serde_json::Map<_, _>>(),
-        })
+        });
+        v["features"] = json!(features);
+        v["redis_memory_per_job_bytes"] = json!(self.redis_memory_per_job());
+        v
     }
 }

@@ -10,8 +10,9 @@ use inferq_shared::model::ModelInfo;
 use inferq_shared::queue::Queue;
 use inferq_worker::infer::{models, runtime as session};
 
-use crate::args::Args;
+use crate::args::{Args, Feature};
 use crate::cluster::{Cluster, ClusterConfig};
+use crate::instant::InstantServer;
 use crate::load::{self, LoadConfig};
 use crate::procfs;
 use crate::raw::{RawResult, off_runtime};
@@ -30,6 +31,12 @@ pub(crate) async fn system(
     let args = &Args {
         bin_dir,
         ..args.clone()
+    };
+    // A webhook needs a receiver: the instant server answers it at once.
+    let receiver = if args.features.contains(&Feature::Webhook) {
+        Some(InstantServer::start().await?)
+    } else {
+        None
     };
     let mut cluster = match &args.target {
         Some(_) => None,
@@ -82,7 +89,14 @@ pub(crate) async fn system(
     let commands_before = cluster.as_ref().map(Cluster::redis_commands);
     let memory_before = cluster.as_ref().and_then(Cluster::redis_used_memory);
     let before = CpuSample::take(cluster.as_ref());
-    let load = load::run(load_config(args, api_url, &input.name, width)).await?;
+    let mut cfg = load_config(args, api_url, &input.name, width);
+    if let Some(r) = &receiver {
+        cfg.extra.insert(
+            "webhook".into(),
+            serde_json::json!({"url": format!("{}/hook", r.url), "events": ["succeeded"]}),
+        );
+    }
+    let load = load::run(cfg).await?;
     let cpu = CpuSample::take(cluster.as_ref()).since(before);
     let redis_commands = match (&cluster, commands_before) {
         (Some(c), Some(before)) => report::per_job(&before, &c.redis_commands(), args.jobs),
@@ -126,7 +140,24 @@ pub(crate) async fn system(
 
 /// The load of one run, against `api_url`.
 fn load_config(args: &Args, api_url: String, input: &str, width: usize) -> LoadConfig {
+    let mut parameters = serde_json::Map::new();
+    for f in &args.features {
+        let (name, value) = match f {
+            Feature::Priority => ("priority", serde_json::json!(7)),
+            Feature::Deadline => ("timeout_ms", serde_json::json!(60_000)),
+            Feature::Cache => ("cache", serde_json::json!(true)),
+            Feature::Retention => ("result_ttl_secs", serde_json::json!(3600)),
+            Feature::Idempotency | Feature::Quota | Feature::Webhook => continue,
+        };
+        parameters.insert(name.into(), value);
+    }
+    let mut extra = serde_json::Map::new();
+    if !parameters.is_empty() {
+        extra.insert("parameters".into(), parameters.into());
+    }
     LoadConfig {
+        idempotency: args.features.contains(&Feature::Idempotency),
+        extra,
         api_url,
         model: args.model.clone(),
         input: input.to_owned(),
@@ -172,8 +203,29 @@ async fn start_cluster(args: &Args, model_dir: &Path, threads: usize) -> anyhow:
         batch_delay_ms: args.batch_delay_ms,
         max_queued: args.jobs.max(100_000),
         api_runtime_threads: args.api_runtime_threads,
+        api_env: feature_env(&args.features).0,
+        worker_env: feature_env(&args.features).1,
     })
     .await
+}
+
+/// The API's and the workers' settings the features need.
+type Env = Vec<(&'static str, String)>;
+
+fn feature_env(features: &[Feature]) -> (Env, Env) {
+    let (mut api, mut worker) = (Vec::new(), Vec::new());
+    if features.contains(&Feature::Quota) {
+        api.push(("INFERQ_TENANT_MAX_QUEUED", "1000000000".to_owned()));
+    }
+    if features.contains(&Feature::Webhook) {
+        api.push(("INFERQ_FETCH_ALLOW", "127.0.0.1".to_owned()));
+        // 16 bytes, base64: a signing key for the benchmark's deliveries only.
+        worker.push((
+            "INFERQ_WEBHOOK_SECRET",
+            "whsec_aW5mZXJxLWJlbmNoLWtleSE=".to_owned(),
+        ));
+    }
+    (api, worker)
 }
 
 /// With no workers, nothing tells the API about the model; publish its metadata the way a

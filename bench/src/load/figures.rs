@@ -26,6 +26,10 @@ pub(crate) struct LoadConfig {
     pub bulk: Option<usize>,
     /// A job accepted but not terminal this long after its submission counts as lost.
     pub job_timeout: Duration,
+    /// Send a distinct `Idempotency-Key` with every submission.
+    pub idempotency: bool,
+    /// Merged into every job's body (`parameters`, `webhook`).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What the clients saw, merged.

@@ -65,7 +65,8 @@ async fn client_loop(
             return out;
         }
         let began = Instant::now();
-        let id = match submit(client, &submit_url, &bodies[i % bodies.len()]).await {
+        let key = cfg.idempotency.then(|| format!("bench-{i}"));
+        let id = match submit(client, &submit_url, &bodies[i % bodies.len()], key).await {
             Ok(Submitted::Done(s)) => {
                 out.accepted += 1;
                 if s.status == "succeeded" {
@@ -131,13 +132,20 @@ enum Submitted {
     Done(Status),
 }
 
-async fn submit(client: &reqwest::Client, url: &str, body: &str) -> anyhow::Result<Submitted> {
-    let resp = client
+async fn submit(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    idempotency_key: Option<String>,
+) -> anyhow::Result<Submitted> {
+    let mut req = client
         .post(url)
         .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await?;
+        .body(body.to_owned());
+    if let Some(key) = idempotency_key {
+        req = req.header("idempotency-key", key);
+    }
+    let resp = req.send().await?;
     let code = resp.status();
     let bytes = resp.bytes().await?;
     if code == reqwest::StatusCode::OK {

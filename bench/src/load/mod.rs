@@ -30,7 +30,7 @@ pub(crate) async fn run(cfg: LoadConfig) -> anyhow::Result<LoadResult> {
     let bodies: Arc<Vec<String>> = Arc::new(
         (0..BODIES.min(cfg.jobs.max(1)))
             .map(|i| {
-                json!({
+                let mut body = json!({
                     "model": cfg.model,
                     "inputs": [{
                         "name": cfg.input,
@@ -38,8 +38,11 @@ pub(crate) async fn run(cfg: LoadConfig) -> anyhow::Result<LoadResult> {
                         "datatype": "FP32",
                         "data": input_data(i as u64, cfg.width),
                     }],
-                })
-                .to_string()
+                });
+                body.as_object_mut()
+                    .expect("an object")
+                    .extend(cfg.extra.clone());
+                body.to_string()
             })
             .collect(),
     );

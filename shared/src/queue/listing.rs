@@ -169,12 +169,13 @@ impl Queue {
 
     /// Looks at up to `count` listing index entries after `from` (an entry id; `None`: from
     /// the oldest) and removes those whose record expired (`sweep.lua`). Returns where the next
-    /// sweep goes on from, `None` once the end was reached (to start over).
+    /// sweep goes on from (`None` once the end was reached, to start over) and how many
+    /// entries it removed.
     pub async fn sweep_index(
         &self,
         from: Option<Cursor>,
         count: usize,
-    ) -> Result<Option<Cursor>, QueueError> {
+    ) -> Result<(Option<Cursor>, u64), QueueError> {
         let mut inv = SWEEP.prepare_invoke();
         inv.key(self.keys.index());
         SweepCall {
@@ -184,8 +185,8 @@ impl Queue {
             field: INDEX_FIELD,
         }
         .push(&mut inv);
-        let next: String = inv.invoke_async(&mut self.conn.clone()).await?;
-        Ok(Cursor::parse(&next))
+        let (next, gone): (String, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok((Cursor::parse(&next), gone))
     }
 
     /// The jobs `model`'s stream holds (waiting and running) and how many of the model's jobs

@@ -8,8 +8,8 @@
 -- A.count       most entries to look at
 -- A.field       the entry field holding the job id
 --
--- Returns the id of the last entry looked at, where the next sweep goes on from; '' once the
--- end was reached (the next sweep starts over).
+-- Returns {the id of the last entry looked at, where the next sweep goes on from ('' once the
+-- end was reached: the next sweep starts over), how many entries were dropped}.
 local count = tonumber(ARGV[A.count])
 local entries = redis.call('XRANGE', KEYS[1], ARGV[A.from], '+', 'COUNT', count)
 local gone = {}
@@ -26,6 +26,6 @@ for i = 1, #gone, 1000 do
   redis.call('XDEL', KEYS[1], unpack(gone, i, math.min(i + 999, #gone)))
 end
 if #entries < count then
-  return ''
+  return {'', #gone}
 end
-return entries[#entries][1]
+return {entries[#entries][1], #gone}

@@ -292,7 +292,7 @@ async fn the_sweeper_drops_the_entries_of_expired_jobs_and_keeps_the_others() {
     // (The app's own sweeper runs meanwhile; either may drop an entry.)
     let mut from = None;
     for _ in 0..20 {
-        from = queue.sweep_index(from, 1000).await.unwrap();
+        from = queue.sweep_index(from, 1000).await.unwrap().0;
         if from.is_none() {
             break;
         }
