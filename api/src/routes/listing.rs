@@ -40,7 +40,7 @@ pub(crate) struct ListQuery {
     #[param(minimum = 1, maximum = 1000, nullable = false)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
-    #[param(nullable = false, pattern = "^[0-9]{1,19}-[0-9]{1,19}$")]
+    #[param(nullable = false, pattern = "^[0-9]+-[0-9]+$")]
     cursor: Option<String>,
 }
 

@@ -268,6 +268,10 @@ impl walk::Index for RedisIndex<'_> {
     ) -> Result<(Vec<Entry>, bool), QueueError> {
         let key = self.queue.keys.index();
         let mut conn = self.queue.conn.clone();
+        if after == Some(Cursor { ms: 0, seq: 0 }) {
+            // Nothing is older than the first possible entry (and `(0-0` is no range start).
+            return Ok((Vec::new(), true));
+        }
         let from = after.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
         let reply: Vec<StreamEntry> = redis::cmd("XREVRANGE")
             .arg(&key)
@@ -325,6 +329,13 @@ mod tests {
         };
         assert_eq!(c.to_string(), "1763790000123-7");
         assert_eq!(Cursor::parse(&c.to_string()), Some(c));
+        assert_eq!(
+            Cursor::parse("99999999999999999999999-1"),
+            Some(Cursor {
+                ms: u64::MAX,
+                seq: 1
+            })
+        );
         for bad in [
             "",
             "-",
@@ -333,7 +344,6 @@ mod tests {
             "x-1",
             "12-nope",
             "1763790000123-6f1c2d3e-0000-4000-8000-000000000009",
-            "99999999999999999999999-1",
         ] {
             assert_eq!(Cursor::parse(bad), None, "{bad}");
         }

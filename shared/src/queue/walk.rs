@@ -25,9 +25,10 @@ impl Cursor {
         if !digits(ms) || !digits(seq) {
             return None;
         }
+        // Past the largest entry id: after every entry.
         Some(Self {
-            ms: ms.parse().ok()?,
-            seq: seq.parse().ok()?,
+            ms: ms.parse().unwrap_or(u64::MAX),
+            seq: seq.parse().unwrap_or(u64::MAX),
         })
     }
 }

@@ -7,7 +7,6 @@
 -- ARGV: the fields of `CachedCall` (scripts/submit.rs), in order, named here A.<field>:
 -- A.id      job id
 -- A.model   model name
--- A.now     now, ms since the epoch
 -- A.ttl     seconds the record is kept (the job's own retention or the API's default; written
 --           into the record, as for every job)
 -- A.tenant  tenant of the submitting key
@@ -17,7 +16,9 @@ local result = redis.call('GET', KEYS[1])
 if not result then
   return 0
 end
-local now = ARGV[A.now]
+-- Its creation (and answer) time is its listing index entry's, as for every job.
+local listed = redis.call('XADD', KEYS[3], '*', C.index_field, ARGV[A.id])
+local now = string.match(listed, '^%d+')
 -- The whole record in one HSET; the job is new, so this is its first version.
 local rec = {F.model, ARGV[A.model], F.status, 'succeeded', F.created_at, now,
   F.started_at, now, F.finished_at, now, F.result, result, F.cached, 1, F.version, 1}
@@ -26,5 +27,4 @@ if ARGV[A.tenant] ~= C.default_tenant then
 end
 redis.call('HSET', KEYS[2], unpack(rec))
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[A.ttl]))
-redis.call('XADD', KEYS[3], '*', C.index_field, ARGV[A.id])
 return 1

@@ -162,7 +162,11 @@ for i = 0, count - 1 do
     -- The whole record in one HSET; the job is new, so this is its first version. Only what
     -- the job uses is written: no attempts yet (read as 0), no deadline unless it has one,
     -- the tenant unless it is the default one (read as it), `counted` only under a quota.
-    local rec = {F.model, model, F.created_at, now, F.version, 1, F.ttl, ttl}
+    -- Listed first: the job's creation time is its index entry's time, so the listing's
+    -- order (the entries') and its creation times agree, whichever replica wrote it.
+    local listed = redis.call('XADD', KEYS[2], '*', C.index_field, id)
+    local rec = {F.model, model, F.created_at, string.match(listed, '^%d+'), F.version, 1,
+      F.ttl, ttl}
     if tonumber(deadline) > 0 then
       rec[#rec + 1], rec[#rec + 2] = F.deadline, deadline
     end
@@ -221,7 +225,6 @@ for i = 0, count - 1 do
     if hash ~= '' then
       redis.call('SET', idem, id .. ' ' .. hash, 'EX', idem_ttl)
     end
-    redis.call('XADD', KEYS[2], '*', C.index_field, id)
     out[#out + 1] = entry
   end
 end

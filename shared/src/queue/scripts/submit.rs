@@ -72,7 +72,6 @@ argv! {
     struct CachedCall<'a> {
         id: String,
         model: &'a str,
-        now: u64,
         ttl: u64,
         tenant: &'a str,
     }
@@ -316,7 +315,6 @@ impl Queue {
         CachedCall {
             id: id.to_string(),
             model,
-            now: now_ms(),
             ttl: result_ttl_secs.unwrap_or(retention.secs()),
             tenant,
         }

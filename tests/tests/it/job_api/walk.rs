@@ -266,6 +266,13 @@ async fn the_sweeper_drops_the_entries_of_expired_jobs_and_keeps_the_others() {
     // ones and an entry that names no job.
     let live = [JobId::new(), JobId::new()];
     let mut pipe = redis::pipe();
+    // The records first: the app's own sweeper must never see a live job's entry without one.
+    for id in &live {
+        pipe.cmd("HSET")
+            .arg(keys.job(*id))
+            .arg("model")
+            .arg("linear");
+    }
     let mut add = |ms: u64, seq: u64, id: String| {
         pipe.cmd("XADD")
             .arg(keys.index())
@@ -282,12 +289,6 @@ async fn the_sweeper_drops_the_entries_of_expired_jobs_and_keeps_the_others() {
         add(40 + i, 0, JobId::new().to_string());
     }
     add(400, 0, "not a job".into());
-    for id in &live {
-        pipe.cmd("HSET")
-            .arg(keys.job(*id))
-            .arg("model")
-            .arg("linear");
-    }
     let () = pipe.query_async(&mut conn).await.unwrap();
     // (The app's own sweeper runs meanwhile; either may drop an entry.)
     let mut from = None;
