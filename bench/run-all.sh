@@ -35,8 +35,20 @@ declare -A CASES=(
   # More clients than the targets ask for: how far queueing depth (bigger batches) moves it.
   [small-c128]="--model mlp_small -n 20000 -c 128 --workers 1 --threads 2 --skip-raw"
   [large-c128]="--model mlp_large --models-dir bench-models -n 5000 -c 128 --workers 1 --threads 2 --skip-raw"
+  # Redis memory per finished job over 100,000 jobs, and the load generator's ceiling.
+  [memory-100k]="--model mlp_small -n 100000 -c 32 --workers 1 --threads 2 --skip-raw"
+  [small-ceiling]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --skip-raw --ceiling"
+  # What each optional feature costs: compare with small-plain.
+  [small-plain]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --skip-raw"
+  [feature-idempotency]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --skip-raw --feature idempotency"
+  [feature-priority]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --skip-raw --feature priority"
+  [feature-deadline]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --skip-raw --feature deadline"
+  [feature-cache]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --skip-raw --feature cache"
+  [feature-quota]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --skip-raw --feature quota"
+  [feature-webhook]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --skip-raw --feature webhook"
+  [feature-retention]="--model mlp_small -n 20000 -c 32 --workers 1 --threads 2 --skip-raw --feature retention"
 )
-ORDER=(small-w1 small-w1-api1 small-w2 small-sw submit-only submit-bulk c1-w1 c1-w2 large-w1 large-oip large-oip-api1 large-w2 small-c128 large-c128)
+ORDER=(small-w1 small-w1-api1 small-w2 small-sw submit-only submit-bulk c1-w1 c1-w2 large-w1 large-oip large-oip-api1 large-w2 small-c128 large-c128 memory-100k small-ceiling small-plain feature-idempotency feature-priority feature-deadline feature-cache feature-quota feature-webhook feature-retention)
 
 # Waits until the machine was at least 85% idle over one second (at most 2 minutes).
 wait_quiet() {
@@ -63,7 +75,8 @@ for line in open(sys.argv[1]):
 fields = ["completed_per_sec", "accepted_per_sec", "p50_ms", "p90_ms", "p99_ms",
           "raw_batch1_per_sec", "raw_max_batch_per_sec", "ratio_raw_batch1", "ratio_raw_max_batch",
           "cpu_redis_secs", "cpu_api_secs", "cpu_workers_secs", "cpu_load_secs", "cpu_other_secs",
-          "wall_secs", "api_vmhwm_bytes"]
+          "wall_secs", "api_vmhwm_bytes", "redis_memory_per_job_bytes", "ceiling_per_sec",
+          "ratio_to_ceiling"]
 for case, runs in rows.items():
     bad = sum(r["failed"] + r["rejected"] + r["lost"] for r in runs)
     print(f"{case}: {len(runs)} run(s), failed+rejected+lost = {bad}")
