@@ -170,14 +170,15 @@ if [ "$TEST" -eq 1 ]; then
   # --- test clients: the unmodified Triton client drives the /v2 routes in the test suite; -----
   # openapi-spec-validator checks GET /openapi.json, schemathesis fuzzes the API against it,
   # Playwright drives the dashboard in the system's Chromium (it downloads no browser),
-  # kubernetes-validate checks the Kubernetes manifests (scripts/check_kubernetes.py) offline
+  # kubernetes-validate checks the Kubernetes manifests (scripts/check_kubernetes.py) offline;
+  # the unmodified openai SDK drives the /v1 routes (tests/openai/openai_sdk_check.py)
   TEST_VENV=".venv-test"
   # onnxruntime (the pinned wheel, from the cache fetch_assets.py fills) runs the speech pipeline's
   # reference (scripts/speech_reference.py) and the benchmark's Python baseline.
-  TEST_PIP_PACKAGES=("tritonclient[http]==2.73.0" "numpy==2.4.6" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "playwright==1.65.2" "onnxruntime==${ORT_VERSION}" "kubernetes-validate==1.37.0")
+  TEST_PIP_PACKAGES=("tritonclient[http]==2.73.0" "numpy==2.4.6" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "playwright==1.65.2" "onnxruntime==${ORT_VERSION}" "kubernetes-validate==1.37.0" "openai==3.51.0")
   export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-  if [ -x "$TEST_VENV/bin/python" ] && "$TEST_VENV/bin/python" -c 'import tritonclient.http, numpy, openapi_spec_validator, schemathesis, playwright.sync_api, onnxruntime, kubernetes_validate' >/dev/null 2>&1; then
-    log "venv $TEST_VENV: present with tritonclient, openapi-spec-validator, schemathesis, playwright, onnxruntime, kubernetes-validate"
+  if [ -x "$TEST_VENV/bin/python" ] && "$TEST_VENV/bin/python" -c 'import tritonclient.http, numpy, openapi_spec_validator, schemathesis, playwright.sync_api, onnxruntime, kubernetes_validate, openai; assert openai.__version__ == "3.51.0"' >/dev/null 2>&1; then
+    log "venv $TEST_VENV: present with tritonclient, openapi-spec-validator, schemathesis, playwright, onnxruntime, kubernetes-validate, openai"
   else
     if [ ! -x "$TEST_VENV/bin/python" ]; then
       log "creating venv $TEST_VENV"

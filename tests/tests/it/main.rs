@@ -20,6 +20,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod oip;
+mod openai;
 mod openapi;
 mod operations;
 mod priority;
