@@ -184,19 +184,11 @@ pub(crate) async fn submit(desk: &Desk<'_>, lines: Vec<(usize, Line)>) -> Vec<Re
         }
         requests.push(request);
     }
-    let outcomes: Vec<(usize, Result<(), LineError>)> = futures_util::stream::iter(jobs)
-        .map(|(i, job)| async move {
-            let queue = job.model.clone();
-            let outcome = match desk.submit(job).await {
-                Ok(Submitted::Queued) => {
-                    crate::metrics::submitted(&queue);
-                    Ok(())
-                }
-                Ok(other) => Err(LineError::from(OpenAiError::from(desk.refused(&queue, other)))),
-                Err(e) => Err(LineError::from(OpenAiError::from(e))),
-            };
-            (i, outcome)
-        })
+    let submissions: Vec<_> = jobs
+        .into_iter()
+        .map(|(i, job)| enqueue(desk, i, job))
+        .collect();
+    let outcomes: Vec<(usize, Result<(), LineError>)> = futures_util::stream::iter(submissions)
         .buffer_unordered(SUBMIT_CONCURRENCY)
         .collect()
         .await;
@@ -207,6 +199,20 @@ pub(crate) async fn submit(desk: &Desk<'_>, lines: Vec<(usize, Line)>) -> Vec<Re
         }
     }
     requests
+}
+
+/// Enqueues the job of request `i`: its outcome, as the request's error when refused.
+async fn enqueue(desk: &Desk<'_>, i: usize, job: CheckedJob) -> (usize, Result<(), LineError>) {
+    let queue = job.model.clone();
+    let outcome = match desk.submit(job).await {
+        Ok(Submitted::Queued) => {
+            crate::metrics::submitted(&queue);
+            Ok(())
+        }
+        Ok(other) => Err(LineError::from(OpenAiError::from(desk.refused(&queue, other)))),
+        Err(e) => Err(LineError::from(OpenAiError::from(e))),
+    };
+    (i, outcome)
 }
 
 #[cfg(test)]

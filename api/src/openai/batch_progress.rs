@@ -71,8 +71,11 @@ pub(crate) async fn refresh(
         let retention = Retention {
             result_ttl: Duration::from_secs(state.config.result_ttl_secs),
         };
-        let cancelled: Vec<_> = futures_util::stream::iter(pending)
+        let cancels: Vec<_> = pending
+            .into_iter()
             .map(|id| state.queue.cancel(id, retention))
+            .collect();
+        let cancelled: Vec<_> = futures_util::stream::iter(cancels)
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
@@ -138,8 +141,20 @@ async fn finalize(
         return Ok(());
     };
     let cancelled = batch.status == "cancelling";
-    let lines: Vec<OpenAiResult<(bool, Value, u64)>> = futures_util::stream::iter(requests)
-        .map(|r| answer(state, &batch.id, r, if cancelled { "batch_cancelled" } else if ending == "expired" { "batch_expired" } else { "job_gone" }))
+    let unfinished = if cancelled {
+        "batch_cancelled"
+    } else if ending == "expired" {
+        "batch_expired"
+    } else {
+        "job_gone"
+    };
+    // The futures are made first: a stream mapping with a closure over borrowed requests is
+    // not `Send` for every lifetime, which the handlers' futures must be.
+    let answers: Vec<_> = requests
+        .iter()
+        .map(|r| answer(state, &batch.id, r, unfinished))
+        .collect();
+    let lines: Vec<OpenAiResult<(bool, Value, u64)>> = futures_util::stream::iter(answers)
         .buffered(CONCURRENCY)
         .collect()
         .await;
