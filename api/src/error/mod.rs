@@ -134,6 +134,8 @@ pub enum ApiError {
     UnknownPipeline(String),
     #[error("the file cannot be decoded: {0}")]
     InvalidAudio(String),
+    #[error("{0}")]
+    InvalidTexts(String),
     #[error("unknown model '{name}' (served models: {available})")]
     UnknownModel { name: String, available: String },
     #[error(transparent)]
@@ -223,6 +225,7 @@ impl ApiError {
             Self::UploadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnknownPipeline(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_pipeline"),
             Self::InvalidAudio(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_audio"),
+            Self::InvalidTexts(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_texts"),
             Self::Validation(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code().as_str()),
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

@@ -10,6 +10,7 @@ mod dashboard_keys;
 mod datatypes;
 mod demo;
 mod docs;
+mod embeddings;
 mod events;
 mod faults;
 mod inputs_by_url;
