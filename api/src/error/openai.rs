@@ -56,14 +56,9 @@ impl OpenAiError {
     }
 
     /// `404` for an id the caller's tenant does not have (unknown, expired, or another
-    /// tenant's: the same answer).
+    /// tenant's: the same answer), as OpenAI gives it: no code, `param` naming the id.
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            INVALID_REQUEST,
-            message,
-            Some("not_found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, INVALID_REQUEST, message, None).with_param(Some("id"))
     }
 
     /// `404 model_not_found` for a model inferq does not serve on `/v1`.
@@ -151,13 +146,7 @@ impl From<ApiError> for OpenAiError {
 
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        let mut res = (
-            self.status,
-            Json(OpenAiErrorBody {
-                error: self.object,
-            }),
-        )
-            .into_response();
+        let mut res = (self.status, Json(OpenAiErrorBody { error: self.object })).into_response();
         let headers = res.headers_mut();
         if matches!(
             self.status,
@@ -191,7 +180,12 @@ mod tests {
     #[test]
     fn native_errors_take_openai_statuses_and_types() {
         let cases = [
-            (ApiError::Unauthorized, 401, INVALID_REQUEST, "invalid_api_key"),
+            (
+                ApiError::Unauthorized,
+                401,
+                INVALID_REQUEST,
+                "invalid_api_key",
+            ),
             (
                 ApiError::InvalidParameter("x".into()),
                 400,

@@ -107,7 +107,10 @@ fn read_line(text: &str, seen: &mut HashSet<String>) -> Line {
     };
     let id = Some(custom_id.clone());
     if !seen.insert(custom_id) {
-        let e = LineError::new("duplicate_custom_id", "this custom_id is used by an earlier line");
+        let e = LineError::new(
+            "duplicate_custom_id",
+            "this custom_id is used by an earlier line",
+        );
         return (id, Err(e));
     }
     if v.get("method").and_then(Value::as_str) != Some("POST") {
@@ -125,7 +128,10 @@ fn read_line(text: &str, seen: &mut HashSet<String>) -> Line {
         Some(body @ Value::Object(_)) => serde_json::from_value::<EmbeddingsRequest>(body)
             .map_err(|e| LineError::new("invalid_request", format!("body: {e}")))
             .and_then(|r| r.check().map_err(LineError::from)),
-        _ => Err(LineError::new("invalid_request", "body must be a JSON object")),
+        _ => Err(LineError::new(
+            "invalid_request",
+            "body must be a JSON object",
+        )),
     };
     (id, wanted)
 }
@@ -139,8 +145,12 @@ pub(crate) fn read_lines(content: &[u8]) -> Result<Vec<(usize, Line)>, BatchErro
         param: Some("input_file_id".to_owned()),
         line: None,
     };
-    let text = std::str::from_utf8(content)
-        .map_err(|_| whole("invalid_file_format", "the input file is not UTF-8 text".into()))?;
+    let text = std::str::from_utf8(content).map_err(|_| {
+        whole(
+            "invalid_file_format",
+            "the input file is not UTF-8 text".into(),
+        )
+    })?;
     let mut seen = HashSet::new();
     let mut lines = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -156,7 +166,10 @@ pub(crate) fn read_lines(content: &[u8]) -> Result<Vec<(usize, Line)>, BatchErro
         lines.push((i + 1, read_line(line, &mut seen)));
     }
     if lines.is_empty() {
-        return Err(whole("empty_file", "the input file holds no request".into()));
+        return Err(whole(
+            "empty_file",
+            "the input file holds no request".into(),
+        ));
     }
     Ok(lines)
 }
@@ -209,7 +222,9 @@ async fn enqueue(desk: &Desk<'_>, i: usize, job: CheckedJob) -> (usize, Result<(
             crate::metrics::submitted(&queue);
             Ok(())
         }
-        Ok(other) => Err(LineError::from(OpenAiError::from(desk.refused(&queue, other)))),
+        Ok(other) => Err(LineError::from(OpenAiError::from(
+            desk.refused(&queue, other),
+        ))),
         Err(e) => Err(LineError::from(OpenAiError::from(e))),
     };
     (i, outcome)
@@ -235,7 +250,10 @@ mod tests {
             "not json".into(),
             line("b", serde_json::json!({"model": "gpt-x", "input": "hello"})),
             line("a", good.clone()),
-            line("c", serde_json::json!({"model": EMBEDDING_MODEL, "input": ""})),
+            line(
+                "c",
+                serde_json::json!({"model": EMBEDDING_MODEL, "input": ""}),
+            ),
             line("d", good),
         ]
         .join("\n");

@@ -203,10 +203,13 @@ async fn answer(
             "response": null, "error": {"code": code, "message": message}})
     };
     let (Some(id), None) = (r.job, &r.error) else {
-        let e = r.error.clone().unwrap_or_else(|| super::batch_input::LineError {
-            code: "internal".into(),
-            message: "the request has neither a job nor an error".into(),
-        });
+        let e = r
+            .error
+            .clone()
+            .unwrap_or_else(|| super::batch_input::LineError {
+                code: "internal".into(),
+                message: "the request has neither a job nor an error".into(),
+            });
         return Ok((false, without(&e.code, &e.message), 0));
     };
     let Some(job) = state.queue.record(id).await.map_err(ApiError::from)? else {

@@ -19,8 +19,8 @@ use super::batch_input::{self, BatchErrorItem, BatchRecord, EMBEDDINGS_ENDPOINT}
 use super::batch_progress::{self, Counts, is_final};
 use super::files::{BATCH, owned_file};
 use super::{
-    KEEP_SECS, LIST, ListQuery, OpenAiPath, OpenAiQuery, new_id, now_secs, page, parse,
-    read_body, valid_id,
+    KEEP_SECS, LIST, ListQuery, OpenAiPath, OpenAiQuery, new_id, now_secs, page, parse, read_body,
+    valid_id,
 };
 use crate::caller::Principal;
 use crate::error::{ApiError, OpenAiError, OpenAiErrorBody, OpenAiResult};
@@ -182,6 +182,7 @@ fn check_metadata(metadata: Option<&Map<String, Value>>) -> OpenAiResult<()> {
         (status = 404, description = "No such input file", body = OpenAiErrorBody),
         (status = 503, description = "Redis is unavailable", body = OpenAiErrorBody,
          headers(("Retry-After" = u32))),
+        (status = 500, description = "`server_error`: a bug", body = OpenAiErrorBody),
     ),
 )]
 pub(crate) async fn create_batch(
@@ -251,7 +252,11 @@ pub(crate) async fn create_batch(
         created_at: now,
         ttl: Duration::from_secs(KEEP_SECS),
     };
-    state.queue.create_batch(&new).await.map_err(ApiError::from)?;
+    state
+        .queue
+        .create_batch(&new)
+        .await
+        .map_err(ApiError::from)?;
     let stored = owned_batch(&state, &caller, &id).await?;
     let (batch, counts) = batch_progress::refresh(&state, stored).await?;
     Ok(Json(view(batch, counts)?))
@@ -289,6 +294,9 @@ async fn owned_batch(state: &AppState, caller: &Principal, id: &str) -> OpenAiRe
     responses(
         (status = 200, description = "The batch", body = BatchObject),
         (status = 404, description = "No such batch (or another tenant's)", body = OpenAiErrorBody),
+        (status = 500, description = "`server_error`: a bug", body = OpenAiErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OpenAiErrorBody,
+         headers(("Retry-After" = u32))),
     ),
 )]
 pub(crate) async fn retrieve_batch(
@@ -312,6 +320,9 @@ pub(crate) async fn retrieve_batch(
         (status = 400, description = "The batch is already completed, failed or expired",
          body = OpenAiErrorBody),
         (status = 404, description = "No such batch (or another tenant's)", body = OpenAiErrorBody),
+        (status = 500, description = "`server_error`: a bug", body = OpenAiErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OpenAiErrorBody,
+         headers(("Retry-After" = u32))),
     ),
 )]
 pub(crate) async fn cancel_batch(
@@ -348,6 +359,9 @@ pub(crate) async fn cancel_batch(
     responses(
         (status = 200, description = "A page of batches", body = BatchList),
         (status = 400, description = "`invalid_request_error`: a bad `limit`", body = OpenAiErrorBody),
+        (status = 500, description = "`server_error`: a bug", body = OpenAiErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OpenAiErrorBody,
+         headers(("Retry-After" = u32))),
     ),
 )]
 pub(crate) async fn list_batches(

@@ -82,7 +82,9 @@ impl EmbeddingsRequest {
             && d != DIMENSIONS as i64
         {
             return Err(OpenAiError::invalid(
-                format!("{EMBEDDING_MODEL} has {DIMENSIONS} dimensions; dimensions={d} is not supported"),
+                format!(
+                    "{EMBEDDING_MODEL} has {DIMENSIONS} dimensions; dimensions={d} is not supported"
+                ),
                 Some("dimensions"),
             ));
         }
@@ -125,7 +127,9 @@ fn texts(input: Value) -> OpenAiResult<Vec<String>> {
         _ => return Err(bad("input must be a string or a list of strings")),
     };
     if let Some(i) = texts.iter().position(String::is_empty) {
-        return Err(bad(&format!("input[{i}] is empty; every text needs content")));
+        return Err(bad(&format!(
+            "input[{i}] is empty; every text needs content"
+        )));
     }
     Ok(texts)
 }
@@ -167,9 +171,7 @@ pub(crate) fn render(result: EmbeddingResult, format: EncodingFormat) -> Embeddi
             let embedding = match (&e, format) {
                 (Embedding::Float(_), EncodingFormat::Float)
                 | (Embedding::Base64(_), EncodingFormat::Base64) => e,
-                _ => e
-                    .to_vec()
-                    .map_or(e, |v| Embedding::encode(&v, format)),
+                _ => e.to_vec().map_or(e, |v| Embedding::encode(&v, format)),
             };
             EmbeddingObject {
                 object: "embedding",
@@ -191,10 +193,9 @@ pub(crate) fn render(result: EmbeddingResult, format: EncodingFormat) -> Embeddi
 
 /// The result of a succeeded `text_embeddings` job.
 pub(crate) fn job_result(job: &StoredJob) -> OpenAiResult<EmbeddingResult> {
-    let bytes = job
-        .result
-        .as_deref()
-        .ok_or_else(|| OpenAiError::internal(format!("job {} succeeded without a result", job.id)))?;
+    let bytes = job.result.as_deref().ok_or_else(|| {
+        OpenAiError::internal(format!("job {} succeeded without a result", job.id))
+    })?;
     serde_json::from_slice(bytes)
         .map_err(|e| OpenAiError::internal(format!("result of job {}: {e}", job.id)))
 }
@@ -276,13 +277,18 @@ mod tests {
     use serde_json::json;
 
     fn check(v: Value) -> OpenAiResult<Wanted> {
-        serde_json::from_value::<EmbeddingsRequest>(v).unwrap().check()
+        serde_json::from_value::<EmbeddingsRequest>(v)
+            .unwrap()
+            .check()
     }
 
     #[test]
     fn requests_are_checked_as_openai_does() {
         let ok = check(json!({"model": EMBEDDING_MODEL, "input": "hi"})).unwrap();
-        assert_eq!((ok.texts, ok.format), (vec!["hi".into()], EncodingFormat::Float));
+        assert_eq!(
+            (ok.texts, ok.format),
+            (vec!["hi".into()], EncodingFormat::Float)
+        );
         let ok = check(json!({"model": EMBEDDING_MODEL, "input": ["a", "b"],
             "encoding_format": "base64", "dimensions": 384, "user": "u"}))
         .unwrap();
@@ -297,11 +303,22 @@ mod tests {
             (json!({"model": EMBEDDING_MODEL, "input": ""}), "input"),
             (json!({"model": EMBEDDING_MODEL, "input": []}), "input"),
             (json!({"model": EMBEDDING_MODEL, "input": [1, 2]}), "input"),
-            (json!({"model": EMBEDDING_MODEL, "input": [[1, 2]]}), "input"),
-            (json!({"model": EMBEDDING_MODEL, "input": {"a": 1}}), "input"),
-            (json!({"model": EMBEDDING_MODEL, "input": "a", "dimensions": 256}), "dimensions"),
-            (json!({"model": EMBEDDING_MODEL, "input": "a", "encoding_format": "int8"}),
-             "encoding_format"),
+            (
+                json!({"model": EMBEDDING_MODEL, "input": [[1, 2]]}),
+                "input",
+            ),
+            (
+                json!({"model": EMBEDDING_MODEL, "input": {"a": 1}}),
+                "input",
+            ),
+            (
+                json!({"model": EMBEDDING_MODEL, "input": "a", "dimensions": 256}),
+                "dimensions",
+            ),
+            (
+                json!({"model": EMBEDDING_MODEL, "input": "a", "encoding_format": "int8"}),
+                "encoding_format",
+            ),
         ] {
             let e = err(v.clone());
             assert_eq!(e.status.as_u16(), 400, "{v}");
@@ -331,6 +348,9 @@ mod tests {
         let b64 = r["data"][0]["embedding"].as_str().unwrap();
         assert_eq!(Embedding::Base64(b64.into()).to_vec().unwrap(), v);
         let r = serde_json::to_value(render(result, EncodingFormat::Float)).unwrap();
-        assert_eq!(r["data"][0]["embedding"].as_array().unwrap().len(), DIMENSIONS);
+        assert_eq!(
+            r["data"][0]["embedding"].as_array().unwrap().len(),
+            DIMENSIONS
+        );
     }
 }

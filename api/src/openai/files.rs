@@ -120,6 +120,7 @@ fn shown(id: &str) -> String {
         (status = 413, description = "The file is over INFERQ_MAX_UPLOAD_BYTES", body = OpenAiErrorBody),
         (status = 503, description = "Redis is unavailable", body = OpenAiErrorBody,
          headers(("Retry-After" = u32))),
+        (status = 500, description = "`server_error`: a bug", body = OpenAiErrorBody),
     ),
 )]
 pub(crate) async fn upload_file(
@@ -131,11 +132,9 @@ pub(crate) async fn upload_file(
     let mut form = form.map_err(|e| OpenAiError::invalid(e.body_text(), None))?;
     let bad = |m: String, p: &str| OpenAiError::invalid(m, Some(p));
     let (mut file, mut purpose, mut expires) = (None, None, None);
-    while let Some(mut field) = form
-        .next_field()
-        .await
-        .map_err(|e| OpenAiError::invalid(format!("malformed multipart body: {}", e.body_text()), None))?
-    {
+    while let Some(mut field) = form.next_field().await.map_err(|e| {
+        OpenAiError::invalid(format!("malformed multipart body: {}", e.body_text()), None)
+    })? {
         let name = field.name().unwrap_or("").to_owned();
         let filename = field.file_name().unwrap_or("upload.jsonl").to_owned();
         let limit = if name == "file" { max } else { 1024 };
@@ -144,14 +143,20 @@ pub(crate) async fn upload_file(
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::UploadTooLarge(max).into()
             } else {
-                OpenAiError::invalid(format!("reading form part '{name}': {}", e.body_text()), None)
+                OpenAiError::invalid(
+                    format!("reading form part '{name}': {}", e.body_text()),
+                    None,
+                )
             }
         })? {
             if data.len() + chunk.len() > limit {
                 return Err(if name == "file" {
                     ApiError::UploadTooLarge(max).into()
                 } else {
-                    bad(format!("form part '{name}' is longer than {limit} bytes"), &name)
+                    bad(
+                        format!("form part '{name}' is longer than {limit} bytes"),
+                        &name,
+                    )
                 });
             }
             data.extend_from_slice(&chunk);
@@ -172,14 +177,20 @@ pub(crate) async fn upload_file(
         Some(BATCH) => {}
         Some(other) => {
             return Err(bad(
-                format!("inferq takes files for batches only (purpose 'batch'), got '{}'", shown(other)),
+                format!(
+                    "inferq takes files for batches only (purpose 'batch'), got '{}'",
+                    shown(other)
+                ),
                 "purpose",
             ));
         }
         None => return Err(bad("missing form part 'purpose'".into(), "purpose")),
     }
     if std::str::from_utf8(&data).is_err() {
-        return Err(bad("the file is not UTF-8 text (JSON Lines)".into(), "file"));
+        return Err(bad(
+            "the file is not UTF-8 text (JSON Lines)".into(),
+            "file",
+        ));
     }
     let keep = match expires {
         None => KEEP_SECS,
@@ -225,6 +236,9 @@ pub(crate) async fn upload_file(
     responses(
         (status = 200, description = "A page of files", body = FileList),
         (status = 400, description = "`invalid_request_error`: a bad `limit` or `order`", body = OpenAiErrorBody),
+        (status = 500, description = "`server_error`: a bug", body = OpenAiErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OpenAiErrorBody,
+         headers(("Retry-After" = u32))),
     ),
 )]
 pub(crate) async fn list_files(
@@ -236,7 +250,12 @@ pub(crate) async fn list_files(
     let ascending = match q.order.as_deref() {
         None | Some("desc") => false,
         Some("asc") => true,
-        Some(_) => return Err(OpenAiError::invalid("order must be 'asc' or 'desc'", Some("order"))),
+        Some(_) => {
+            return Err(OpenAiError::invalid(
+                "order must be 'asc' or 'desc'",
+                Some("order"),
+            ));
+        }
     };
     let page = state
         .queue
@@ -259,6 +278,9 @@ pub(crate) async fn list_files(
     responses(
         (status = 200, description = "The file", body = FileObject),
         (status = 404, description = "No such file (or another tenant's)", body = OpenAiErrorBody),
+        (status = 500, description = "`server_error`: a bug", body = OpenAiErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OpenAiErrorBody,
+         headers(("Retry-After" = u32))),
     ),
 )]
 pub(crate) async fn retrieve_file(
@@ -276,6 +298,9 @@ pub(crate) async fn retrieve_file(
     responses(
         (status = 200, description = "Deleted", body = FileDeleted),
         (status = 404, description = "No such file (or another tenant's)", body = OpenAiErrorBody),
+        (status = 500, description = "`server_error`: a bug", body = OpenAiErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OpenAiErrorBody,
+         headers(("Retry-After" = u32))),
     ),
 )]
 pub(crate) async fn delete_file(
@@ -290,7 +315,10 @@ pub(crate) async fn delete_file(
         .await
         .map_err(ApiError::from)?;
     if !deleted {
-        return Err(OpenAiError::not_found(format!("No such File object: {}", shown(&id))));
+        return Err(OpenAiError::not_found(format!(
+            "No such File object: {}",
+            shown(&id)
+        )));
     }
     Ok(Json(FileDeleted {
         id: file.id,
@@ -307,6 +335,9 @@ pub(crate) async fn delete_file(
         (status = 200, description = "The file's bytes", content_type = "application/octet-stream",
          body = String),
         (status = 404, description = "No such file (or another tenant's)", body = OpenAiErrorBody),
+        (status = 500, description = "`server_error`: a bug", body = OpenAiErrorBody),
+        (status = 503, description = "Redis is unavailable", body = OpenAiErrorBody,
+         headers(("Retry-After" = u32))),
     ),
 )]
 pub(crate) async fn file_content(

@@ -4,9 +4,9 @@
 //! through the one submission path, a batch is a set of such jobs (one per request line), and
 //! errors answer in OpenAI's shape (`crate::error::openai`).
 
-pub(crate) mod batches;
 mod batch_input;
 mod batch_progress;
+pub(crate) mod batches;
 pub(crate) mod embeddings;
 pub(crate) mod files;
 pub(crate) mod models;
@@ -16,8 +16,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, OpenAiError, OpenAiResult};
 use crate::state::AppState;
@@ -98,7 +98,10 @@ fn new_id(prefix: &str) -> String {
 /// else is answered as unknown without asking Redis).
 fn valid_id(id: &str, prefix: &str) -> bool {
     id.strip_prefix(prefix).is_some_and(|hex| {
-        hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 

@@ -36,7 +36,10 @@ async fn call(app: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn post(path: &str, body: &str) -> Request<Body> {
@@ -53,7 +56,10 @@ fn get(path: &str) -> Request<Body> {
 /// The body is OpenAI's error object with this type and code.
 fn assert_openai_error(body: &Value, kind: &str, code: Option<&str>) {
     let e = &body["error"];
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert_eq!(e["type"], kind, "{body}");
     assert_eq!(e["code"].as_str(), code, "{body}");
     assert!(e.as_object().unwrap().contains_key("param"), "{body}");
@@ -63,7 +69,12 @@ fn assert_openai_error(body: &Value, kind: &str, code: Option<&str>) {
 async fn every_refusal_under_v1_has_openais_shape() {
     let embed = |v: Value| post("/v1/embeddings", &v.to_string());
     let cases = [
-        (get("/v1/nope"), 404, "invalid_request_error", Some("not_found")),
+        (
+            get("/v1/nope"),
+            404,
+            "invalid_request_error",
+            Some("not_found"),
+        ),
         (
             Request::patch("/v1/models").body(Body::empty()).unwrap(),
             405,
@@ -100,9 +111,24 @@ async fn every_refusal_under_v1_has_openais_shape() {
             "invalid_request_error",
             Some("unsupported_input"),
         ),
-        (get("/v1/models/gpt-4o"), 404, "invalid_request_error", Some("model_not_found")),
-        (get("/v1/files/file-nope"), 404, "invalid_request_error", Some("not_found")),
-        (get("/v1/batches/nope"), 404, "invalid_request_error", Some("not_found")),
+        (
+            get("/v1/models/gpt-4o"),
+            404,
+            "invalid_request_error",
+            Some("model_not_found"),
+        ),
+        (
+            get("/v1/files/file-nope"),
+            404,
+            "invalid_request_error",
+            None,
+        ),
+        (
+            get("/v1/batches/nope"),
+            404,
+            "invalid_request_error",
+            None,
+        ),
         (
             post(
                 "/v1/batches",
@@ -125,12 +151,7 @@ async fn every_refusal_under_v1_has_openais_shape() {
             "invalid_request_error",
             None,
         ),
-        (
-            get("/v1/files?limit=0"),
-            400,
-            "invalid_request_error",
-            None,
-        ),
+        (get("/v1/files?limit=0"), 400, "invalid_request_error", None),
         // Past the checks, the job needs Redis, which is down.
         (
             embed(json!({"model": EMBEDDING_MODEL, "input": "hello"})),
@@ -178,9 +199,16 @@ async fn the_models_list_has_openais_shape() {
     assert_eq!(status, 200);
     assert_eq!(body["object"], "list");
     let m = &body["data"][0];
-    assert_eq!((&m["id"], &m["object"]), (&json!(EMBEDDING_MODEL), &json!("model")));
+    assert_eq!(
+        (&m["id"], &m["object"]),
+        (&json!(EMBEDDING_MODEL), &json!("model"))
+    );
     assert!(m["created"].is_u64() && m["owned_by"].is_string());
-    let (status, one) = call(app(None).await, get(&format!("/v1/models/{EMBEDDING_MODEL}"))).await;
+    let (status, one) = call(
+        app(None).await,
+        get(&format!("/v1/models/{EMBEDDING_MODEL}")),
+    )
+    .await;
     assert_eq!((status.as_u16(), &one), (200, m));
 }
 

@@ -42,7 +42,10 @@ use crate::state::AppState;
 pub(crate) fn documented_routes(upload_limit: usize) -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(jobs::submit, listing::list_jobs))
-        .routes(routes!(openai::files::upload_file, openai::files::list_files))
+        .routes(routes!(
+            openai::files::upload_file,
+            openai::files::list_files
+        ))
         // Innermost, so it overrides the router-wide limit for these routes only.
         .layer(DefaultBodyLimit::max(upload_limit))
         .routes(routes!(batch::submit_batch))
@@ -68,7 +71,10 @@ pub(crate) fn documented_routes(upload_limit: usize) -> OpenApiRouter<Arc<AppSta
         .routes(routes!(openai::embeddings::create_embeddings))
         .routes(routes!(openai::models::list_models))
         .routes(routes!(openai::models::retrieve_model))
-        .routes(routes!(openai::files::retrieve_file, openai::files::delete_file))
+        .routes(routes!(
+            openai::files::retrieve_file,
+            openai::files::delete_file
+        ))
         .routes(routes!(openai::files::file_content))
         .routes(routes!(
             openai::batches::create_batch,
