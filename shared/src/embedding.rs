@@ -192,8 +192,8 @@ pub struct EmbeddingResult {
     pub ids: Option<Vec<String>>,
 }
 
-/// The pipeline as `GET /pipelines` lists it.
-pub(crate) fn pipeline_info() -> PipelineInfo {
+/// `text_embeddings` as `GET /pipelines` lists it.
+pub fn pipeline_info() -> PipelineInfo {
     let p = parameter;
     let parameters: Vec<ParameterInfo> = vec![
         p(

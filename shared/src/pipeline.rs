@@ -97,11 +97,6 @@ pub struct PipelineInfo {
     pub parameters: Vec<ParameterInfo>,
 }
 
-/// The built-in pipelines, for `GET /pipelines`.
-pub fn catalog() -> Vec<PipelineInfo> {
-    vec![speech_info(), crate::embedding::pipeline_info()]
-}
-
 /// A parameter of a pipeline as `GET /pipelines` describes it.
 pub(crate) fn parameter(
     name: &'static str,
@@ -117,7 +112,8 @@ pub(crate) fn parameter(
     }
 }
 
-fn speech_info() -> PipelineInfo {
+/// `speech_segments` as `GET /pipelines` lists it.
+pub fn speech_info() -> PipelineInfo {
     let d = SpeechSettings::default();
     let p = parameter;
     PipelineInfo {

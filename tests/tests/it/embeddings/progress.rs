@@ -12,10 +12,11 @@ use crate::support::texts::{
 };
 use crate::support::{eventually, eventually_every, spawn_app};
 
-/// Long texts (about 200 tokens each), so a job of a few thousand runs for a while.
-fn long_texts(n: usize) -> Vec<String> {
+/// Medium texts (about 40 tokens each), so a job of a few hundred runs for a while on one
+/// engine thread.
+fn medium_texts(n: usize) -> Vec<String> {
     (0..n)
-        .map(|k| format!("document {k} {}", "queue worker lease vector ".repeat(48)))
+        .map(|k| format!("document {k} {}", "queue worker lease vector ".repeat(9)))
         .collect()
 }
 
@@ -28,7 +29,7 @@ const ONE_THREAD: [(&str, &str); 2] = [
 async fn progress_counts_texts_and_ends_at_the_total() {
     let app = spawn_app().await;
     let _w = embedding_worker(&app, &ONE_THREAD);
-    let texts = long_texts(600);
+    let texts = medium_texts(300);
     let id = submit_texts(&app, &texts, json!({"encoding_format": "base64"})).await;
     let mut seen: Vec<f64> = Vec::new();
     let last = eventually_every(
@@ -38,9 +39,9 @@ async fn progress_counts_texts_and_ends_at_the_total() {
         async || {
             let (_, rec) = app.get(&format!("/status/{id}")).await;
             let done = rec["progress"]["done"].as_f64().unwrap();
-            assert!(done <= 600.0, "{rec}");
+            assert!(done <= 300.0, "{rec}");
             if rec["status"] == "running" {
-                assert_eq!(rec["progress"]["total"], 600.0, "{rec}");
+                assert_eq!(rec["progress"]["total"], 300.0, "{rec}");
             }
             seen.push(done);
             if rec["status"] != "running" && rec["status"] != "queued" {
@@ -62,8 +63,8 @@ async fn progress_counts_texts_and_ends_at_the_total() {
         distinct.len() >= 3,
         "progress was not reported while running: {seen:?}"
     );
-    assert_eq!(last["progress"], json!({"done": 600.0, "total": 600.0}));
-    assert_eq!(vectors(&last["result"]).len(), 600);
+    assert_eq!(last["progress"], json!({"done": 300.0, "total": 300.0}));
+    assert_eq!(vectors(&last["result"]).len(), 300);
     assert!(
         !upload_exists(&app, &id).await,
         "the upload outlived its job"
@@ -74,7 +75,7 @@ async fn progress_counts_texts_and_ends_at_the_total() {
 async fn cancelling_stops_a_running_embedding_job() {
     let app = spawn_app().await;
     let w = embedding_worker(&app, &[ONE_THREAD[0], ONE_THREAD[1], ("RUST_LOG", "info")]);
-    let id = submit_texts(&app, &long_texts(5000), json!({})).await;
+    let id = submit_texts(&app, &medium_texts(3000), json!({})).await;
     wait_progress(&app, &id, 10.0).await;
     let (status, rec) = app.delete(&format!("/jobs/{id}")).await;
     assert_eq!(status, 200, "{rec}");
@@ -108,9 +109,9 @@ async fn cancelling_stops_a_running_embedding_job() {
 async fn a_killed_workers_job_is_redone_with_every_vector() {
     let app = spawn_app().await;
     let mut a = embedding_worker(&app, &ONE_THREAD);
-    let texts = long_texts(1500);
+    let texts = medium_texts(600);
     let id = submit_texts(&app, &texts, json!({"encoding_format": "base64"})).await;
-    let rec = wait_progress(&app, &id, 100.0).await;
+    let rec = wait_progress(&app, &id, 30.0).await;
     assert_eq!(rec["attempts"], 1);
     assert_eq!(app.job_worker(&id).await.as_deref(), Some(a.id.as_str()));
     a.signal("KILL");
@@ -120,15 +121,15 @@ async fn a_killed_workers_job_is_redone_with_every_vector() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["attempts"], 2, "{done}");
     assert_eq!(app.job_worker(&id).await.as_deref(), Some(b.id.as_str()));
-    assert_eq!(done["progress"], json!({"done": 1500.0, "total": 1500.0}));
+    assert_eq!(done["progress"], json!({"done": 600.0, "total": 600.0}));
     let got = vectors(&done["result"]);
-    assert_eq!(got.len(), 1500);
+    assert_eq!(got.len(), 600);
     for v in &got {
         assert_eq!(v.len(), DIMENSIONS);
         assert!((dot(v, v) - 1.0).abs() < 1e-4);
     }
     // In order: a few texts embedded on their own give the same vectors.
-    for k in [0, 777, 1499] {
+    for k in [0, 377, 599] {
         let one = submit_texts(&app, &texts[k..=k], json!({})).await;
         let one = app.wait_done(&one, Duration::from_secs(60)).await;
         assert!(

@@ -110,23 +110,24 @@ pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// The reference vectors and token counts of `texts` (scripts/embedding_reference.py: Hugging
 /// Face's Python tokenizers and onnxruntime, one text at a time).
 pub(crate) async fn python_reference(texts: &[String]) -> (Vec<Vec<f32>>, Vec<u64>) {
-    use tokio::io::AsyncWriteExt;
     let root = repo_root();
-    let mut child = tokio::process::Command::new(test_venv("python"))
-        .arg(root.join("scripts/embedding_reference.py"))
-        .arg("--model-dir")
-        .arg(root.join("models/all-MiniLM-L6-v2"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(serde_json::to_string(texts).unwrap().as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
+    let python = test_venv("python");
+    let input = serde_json::to_vec(texts).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(python)
+            .arg(root.join("scripts/embedding_reference.py"))
+            .arg("--model-dir")
+            .arg(root.join("models/all-MiniLM-L6-v2"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
     assert!(out.status.success(), "embedding_reference.py failed");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let counts = v["token_counts"]
