@@ -15,7 +15,7 @@ const CREATED: u64 = 1_630_281_600;
 
 /// OpenAI's model object.
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ModelObject {
+pub(crate) struct OpenAiModel {
     id: &'static str,
     /// `model`.
     object: &'static str,
@@ -26,13 +26,13 @@ pub(crate) struct ModelObject {
 
 /// `{"object": "list", "data": [<model>]}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ModelList {
+pub(crate) struct OpenAiModelList {
     object: &'static str,
-    data: Vec<ModelObject>,
+    data: Vec<OpenAiModel>,
 }
 
-fn model() -> ModelObject {
-    ModelObject {
+fn model() -> OpenAiModel {
+    OpenAiModel {
         id: EMBEDDING_MODEL,
         object: "model",
         created: CREATED,
@@ -43,10 +43,10 @@ fn model() -> ModelObject {
 /// The models `/v1` serves: the embedding model.
 #[utoipa::path(
     get, path = "/v1/models", operation_id = "openai_list_models", tag = "openai",
-    responses((status = 200, description = "The models", body = ModelList)),
+    responses((status = 200, description = "The models", body = OpenAiModelList)),
 )]
-pub(crate) async fn list_models() -> Json<ModelList> {
-    Json(ModelList {
+pub(crate) async fn list_models() -> Json<OpenAiModelList> {
+    Json(OpenAiModelList {
         object: LIST,
         data: vec![model()],
     })
@@ -57,13 +57,13 @@ pub(crate) async fn list_models() -> Json<ModelList> {
     get, path = "/v1/models/{model}", operation_id = "openai_retrieve_model", tag = "openai",
     params(("model" = String, Path, description = "The model's id")),
     responses(
-        (status = 200, description = "The model", body = ModelObject),
+        (status = 200, description = "The model", body = OpenAiModel),
         (status = 404, description = "`model_not_found`", body = OpenAiErrorBody),
     ),
 )]
 pub(crate) async fn retrieve_model(
     OpenAiPath(name): OpenAiPath<String>,
-) -> OpenAiResult<Json<ModelObject>> {
+) -> OpenAiResult<Json<OpenAiModel>> {
     if name != EMBEDDING_MODEL {
         return Err(OpenAiError::model_not_found(&name));
     }

@@ -123,12 +123,7 @@ async fn every_refusal_under_v1_has_openais_shape() {
             "invalid_request_error",
             None,
         ),
-        (
-            get("/v1/batches/nope"),
-            404,
-            "invalid_request_error",
-            None,
-        ),
+        (get("/v1/batches/nope"), 404, "invalid_request_error", None),
         (
             post(
                 "/v1/batches",

@@ -179,7 +179,10 @@ async fn a_worker_killed_mid_batch_loses_no_request() {
         let v: Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["response"]["status_code"], 200, "{v}");
         assert_eq!(v["response"]["body"]["data"].as_array().unwrap().len(), 4);
-        assert!(seen.insert(v["custom_id"].as_str().unwrap().to_owned()), "{v}");
+        assert!(
+            seen.insert(v["custom_id"].as_str().unwrap().to_owned()),
+            "{v}"
+        );
     }
     assert_eq!(seen.len(), N);
 }
