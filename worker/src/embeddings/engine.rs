@@ -234,7 +234,10 @@ mod tests {
             .collect();
         let alone: Vec<Output> = {
             let e = engine(1);
-            texts.iter().map(|t| embed(&e, &[t.clone()])).collect()
+            texts
+                .iter()
+                .map(|t| embed(&e, std::slice::from_ref(t)))
+                .collect()
         };
         let e = engine(2048);
         let jobs: Vec<Embedding> = texts.chunks(7).map(|c| e.embed(c.to_vec())).collect();

@@ -314,6 +314,38 @@ def submit_pipeline(
     )
 
 
+def submit_embeddings(
+    texts: Sequence[str],
+    ids: Sequence[str] | None,
+    parameters: Mapping[str, Any] | None,
+    webhook: Mapping[str, Any] | str | None,
+) -> Call:
+    """``POST /jobs`` as JSON: a ``text_embeddings`` job of texts (and an id per text)."""
+    body: dict[str, Any] = {"pipeline": "text_embeddings", "texts": list(texts)}
+    if ids is not None:
+        body["ids"] = list(ids)
+    if parameters:
+        body["parameters"] = dict(parameters)
+    if webhook is not None:
+        body["webhook"] = {"url": webhook} if isinstance(webhook, str) else dict(webhook)
+    return Call("POST", "/jobs", submitted, json=body)
+
+
+def embedding_vectors(result: Mapping[str, Any]) -> list[list[float]]:
+    """The vectors of a ``text_embeddings`` result, floats whichever ``encoding_format`` it used."""
+    import base64
+    import struct
+
+    out = []
+    for e in result.get("embeddings") or []:
+        if isinstance(e, str):
+            raw = base64.b64decode(e)
+            out.append(list(struct.unpack("<%df" % (len(raw) // 4), raw)))
+        else:
+            out.append([float(x) for x in e])
+    return out
+
+
 def submit_batch(items: list[dict[str, Any]]) -> Call:
     """``POST /jobs/batch``; safe to resend only when every item has an idempotency key."""
     safe = all("idempotency_key" in i for i in items)
