@@ -34,9 +34,13 @@ pub(crate) struct OpenAiErrorObject {
     pub(crate) code: Option<String>,
 }
 
-/// An error in OpenAI's shape.
+/// An error in OpenAI's shape, boxed: it travels in every `Result` of the face.
 #[derive(Debug)]
-pub(crate) struct OpenAiError {
+pub(crate) struct OpenAiError(Box<Detail>);
+
+/// What an [`OpenAiError`] holds.
+#[derive(Debug)]
+pub(crate) struct Detail {
     pub(crate) status: StatusCode,
     pub(crate) object: OpenAiErrorObject,
     /// `Retry-After` in seconds on a `429` or `503`; 1 when not set.
@@ -44,6 +48,19 @@ pub(crate) struct OpenAiError {
     /// For the middleware that estimates `Retry-After` (see [`FullQueue`]).
     full_queue: Option<FullQueue>,
     excess: Option<TenantExcess>,
+}
+
+impl std::ops::Deref for OpenAiError {
+    type Target = Detail;
+    fn deref(&self) -> &Detail {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for OpenAiError {
+    fn deref_mut(&mut self) -> &mut Detail {
+        &mut self.0
+    }
 }
 
 pub(crate) type OpenAiResult<T> = Result<T, OpenAiError>;
@@ -83,7 +100,7 @@ impl OpenAiError {
         message: impl Into<String>,
         code: Option<&str>,
     ) -> Self {
-        Self {
+        Self(Box::new(Detail {
             status,
             object: OpenAiErrorObject {
                 message: message.into(),
@@ -94,7 +111,12 @@ impl OpenAiError {
             retry_after: None,
             full_queue: None,
             excess: None,
-        }
+        }))
+    }
+
+    /// The error's parts, taken out.
+    pub(crate) fn into_detail(self) -> Detail {
+        *self.0
     }
 
     pub(crate) fn with_param(mut self, param: Option<&str>) -> Self {
@@ -146,27 +168,28 @@ impl From<ApiError> for OpenAiError {
 
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        let mut res = (self.status, Json(OpenAiErrorBody { error: self.object })).into_response();
+        let this = self.into_detail();
+        let mut res = (this.status, Json(OpenAiErrorBody { error: this.object })).into_response();
         let headers = res.headers_mut();
         if matches!(
-            self.status,
+            this.status,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
         ) {
             headers.insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(self.retry_after.unwrap_or(1)),
+                HeaderValue::from(this.retry_after.unwrap_or(1)),
             );
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if this.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(WWW_AUTHENTICATE),
             );
         }
-        if let Some(q) = self.full_queue {
+        if let Some(q) = this.full_queue {
             res.extensions_mut().insert(q);
         }
-        if let Some(e) = self.excess {
+        if let Some(e) = this.excess {
             res.extensions_mut().insert(e);
         }
         res

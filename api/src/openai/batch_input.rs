@@ -81,6 +81,7 @@ impl LineError {
 
 impl From<OpenAiError> for LineError {
     fn from(e: OpenAiError) -> Self {
+        let e = e.into_detail();
         let code = e.object.code.unwrap_or_else(|| e.object.kind.clone());
         Self {
             code,

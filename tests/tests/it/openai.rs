@@ -79,13 +79,12 @@ fn upload_form(content: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-async fn call(app: &App, key: &str, req: reqwest::RequestBuilder) -> (u16, Value) {
+async fn call(key: &str, req: reqwest::RequestBuilder) -> (u16, Value) {
     let r = req.bearer_auth(key).send().await.unwrap();
     let status = r.status().as_u16();
     let bytes = r.bytes().await.unwrap();
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    let _ = app;
     (status, body)
 }
 
@@ -111,7 +110,6 @@ async fn a_worker_killed_mid_batch_loses_no_request() {
         .collect();
     let (content_type, form) = upload_form(lines.join("\n").as_bytes());
     let (status, file) = call(
-        &app,
         &red,
         app.http
             .post(format!("{}/v1/files", app.base))
@@ -121,7 +119,6 @@ async fn a_worker_killed_mid_batch_loses_no_request() {
     .await;
     assert_eq!(status, 200, "{file}");
     let (status, batch) = call(
-        &app,
         &red,
         app.http.post(format!("{}/v1/batches", app.base)).json(&json!({
             "input_file_id": file["id"], "endpoint": "/v1/embeddings", "completion_window": "24h"
@@ -130,7 +127,7 @@ async fn a_worker_killed_mid_batch_loses_no_request() {
     .await;
     assert_eq!(status, 200, "{batch}");
     let url = format!("{}/v1/batches/{}", app.base, batch["id"].as_str().unwrap());
-    let read = async || call(&app, &red, app.http.get(&url)).await.1;
+    let read = async || call(&red, app.http.get(&url)).await.1;
     eventually(
         Duration::from_secs(120),
         "some requests of the batch are done",
