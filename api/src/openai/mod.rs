@@ -145,7 +145,7 @@ macro_rules! page {
         impl $name {
             fn new(data: Vec<$item>, has_more: bool) -> Self {
                 Self {
-                    object: super::LIST,
+                    object: $crate::openai::LIST,
                     first_id: data.first().map(|t| t.id.clone()),
                     last_id: data.last().map(|t| t.id.clone()),
                     data,
@@ -158,4 +158,16 @@ macro_rules! page {
 pub(crate) use page;
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_a_prefix_and_32_hex_digits() {
+        let id = new_id("file-");
+        assert!(valid_id(&id, "file-"), "{id}");
+        assert!(!valid_id(&id, "batch_"));
+        assert!(!valid_id("file-abc", "file-"));
+        assert!(!valid_id(&format!("file-{}", "G".repeat(32)), "file-"));
+        assert!(!valid_id(&format!("file-{}:x", "a".repeat(32)), "file-"));
+    }
+}

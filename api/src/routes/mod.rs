@@ -10,6 +10,8 @@ pub mod keys;
 pub(crate) mod listing;
 pub(crate) mod metrics;
 pub(crate) mod models;
+#[cfg(test)]
+mod openai_errors;
 pub(crate) mod openapi;
 pub(crate) mod ops;
 pub(crate) mod pipelines;

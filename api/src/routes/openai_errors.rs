@@ -1,4 +1,4 @@
-//! Router tests of the OpenAI face that need no Redis: every `/v1` answer that is not a
+//! Router tests of the OpenAI face (`/v1`) that need no Redis: every `/v1` answer that is not a
 //! success has OpenAI's error shape and status, whichever layer gave it (authentication, the
 //! router's fallbacks, body rejections, the request's checks).
 
@@ -11,7 +11,6 @@ use inferq_shared::pipeline::EMBEDDING_MODEL;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{new_id, valid_id};
 use crate::config::{AuthMode, Config};
 use crate::state::AppState;
 
@@ -27,7 +26,7 @@ async fn app(admin: Option<&str>) -> axum::Router {
         .await
         .unwrap();
     let (_, shutdown) = tokio::sync::watch::channel(false);
-    crate::routes::router(Arc::new(AppState::new(config, queue, shutdown)))
+    super::router(Arc::new(AppState::new(config, queue, shutdown)))
 }
 
 async fn call(app: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
@@ -205,14 +204,4 @@ async fn the_models_list_has_openais_shape() {
     )
     .await;
     assert_eq!((status.as_u16(), &one), (200, m));
-}
-
-#[test]
-fn ids_are_a_prefix_and_32_hex_digits() {
-    let id = new_id("file-");
-    assert!(valid_id(&id, "file-"), "{id}");
-    assert!(!valid_id(&id, "batch_"));
-    assert!(!valid_id("file-abc", "file-"));
-    assert!(!valid_id(&format!("file-{}", "G".repeat(32)), "file-"));
-    assert!(!valid_id(&format!("file-{}:x", "a".repeat(32)), "file-"));
 }
