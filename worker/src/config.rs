@@ -94,8 +94,9 @@ pub struct Config {
     pub embedding_threads: Option<usize>,
 
     /// Text embeddings pipeline: most tokens in one ONNX Runtime call, counted as texts ×
-    /// the longest text's tokens (padding included); at least 256.
-    #[arg(long, env = "INFERQ_EMBEDDING_TOKEN_BUDGET", default_value_t = 8192)]
+    /// the longest text's tokens (padding included); at least 256. Small runs are fastest on
+    /// CPU: their activations stay in cache (docs/benchmarks.md).
+    #[arg(long, env = "INFERQ_EMBEDDING_TOKEN_BUDGET", default_value_t = 512)]
     pub embedding_token_budget: usize,
 
     /// Name of this worker in the consumer group; default: `<hostname>-<pid>-<random>`.

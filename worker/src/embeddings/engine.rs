@@ -74,6 +74,15 @@ impl Engine {
         &self.shared.stats
     }
 
+    /// Texts in the pool not yet embedded.
+    pub(crate) fn backlog(&self) -> usize {
+        self.shared
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .backlog()
+    }
+
     /// Adds a job's texts to the pool.
     pub(crate) fn embed(&self, texts: Vec<String>) -> Embedding {
         let (job, done) = JobTexts::new(texts);

@@ -28,6 +28,11 @@ use crate::infer::models::ModelSpec;
 /// How often a running job's progress is written.
 const PROGRESS_EVERY: Duration = Duration::from_millis(400);
 
+/// A worker takes another job only while fewer texts than this wait in its engine: the
+/// engine is kept busy, and the other jobs stay in the queue for other workers rather than
+/// waiting behind this one's texts.
+const BACKLOG_LOW: usize = 256;
+
 /// Bytes of an upload read in one Redis call.
 const SLICE: usize = 4 * 1024 * 1024;
 
@@ -264,11 +269,16 @@ impl Kind for EmbeddingJobs {
     type Permit = OwnedSemaphorePermit;
 
     async fn acquire(&self) -> OwnedSemaphorePermit {
-        self.slots
+        let permit = self
+            .slots
             .clone()
             .acquire_owned()
             .await
-            .expect("the semaphore is never closed")
+            .expect("the semaphore is never closed");
+        while self.engine.backlog() >= BACKLOG_LOW {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        permit
     }
 
     /// One job per permit: no start shares another's.

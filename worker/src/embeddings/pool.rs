@@ -21,7 +21,7 @@ const CHUNK: usize = 64;
 
 /// The pool is filled to this many budgets' worth of tokens before a run is cut while texts
 /// wait to be tokenized: enough texts for sorting by length to pay.
-const FILL: usize = 4;
+const FILL: usize = 16;
 
 /// Most rows in one run, however short the texts.
 const MAX_ROWS: usize = 1024;
@@ -140,6 +140,16 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
+    /// Texts in the engine not yet embedded (to tokenize, or waiting for a run).
+    pub(crate) fn backlog(&self) -> usize {
+        let untokenized: usize = self
+            .untokenized
+            .iter()
+            .map(|(job, next)| job.texts.len() - next)
+            .sum();
+        untokenized + self.ready.len()
+    }
+
     pub(crate) fn add(&mut self, job: Arc<JobTexts>) {
         if !job.texts.is_empty() {
             self.untokenized.push_back((job, 0));
