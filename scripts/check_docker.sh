@@ -57,7 +57,9 @@ def read(path):
 
 
 HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
-PIN_HASHES = {pins.ORT_WHEEL_SHA256, pins.ORT_SO_SHA256, pins.SILERO_WHEEL_SHA256, pins.SILERO_ONNX_SHA256}
+PIN_HASHES = {pins.ORT_WHEEL_SHA256, pins.ORT_SO_SHA256, pins.SILERO_WHEEL_SHA256, pins.SILERO_ONNX_SHA256,
+              pins.MINILM_WHEEL_SHA256, pins.MINILM_ONNX_SHA256, pins.TOKENIZER_WHEEL_SHA256,
+              pins.TOKENIZER_JSON_SHA256}
 SO_NAME = "libonnxruntime.so." + pins.ORT_VERSION
 
 # ---------------------------------------------------------------- Dockerfile
@@ -176,7 +178,8 @@ check(('".ort/%s"' % SO_NAME) in read(".cargo/config.toml"), ".cargo/config.toml
 check(pins.ORT_WHEEL.startswith("onnxruntime-%s-" % pins.ORT_VERSION) and pins.ORT_MEMBER.endswith(SO_NAME),
       "fetch_assets.py ORT wheel/member names match ORT_VERSION")
 gi = [l.strip() for l in read(".gitignore").splitlines()]
-for entry in ("/target", "/.ort", "/.cache", "/.venv", "/models/silero_vad/model.onnx", "/bench-models"):
+for entry in ("/target", "/.ort", "/.cache", "/.venv", "/models/silero_vad/model.onnx",
+              "/models/all-MiniLM-L6-v2/model.onnx", "/models/all-MiniLM-L6-v2/tokenizer.json", "/bench-models"):
     check(entry in gi, ".gitignore has " + entry)
 
 # --------------------------------------------------------- docker-compose.yml

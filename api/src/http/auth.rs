@@ -34,7 +34,8 @@ pub(crate) enum Access {
 
 /// The scope `method path` needs. Job-like resources: reading needs `read`, anything else
 /// `submit` (submitting, cancelling one's own jobs); the model list `read`, retiring a model
-/// `admin`; OIP metadata `read`, inference `submit`; operations (the dashboard's data), keys,
+/// `admin`; OIP metadata `read`, inference `submit`; the OpenAI routes (`/v1`) `read` to
+/// read, `submit` to embed, upload, delete a file or start and cancel a batch; operations (the dashboard's data), keys,
 /// metrics and every unknown path `admin`.
 pub(crate) fn access(method: &Method, path: &str, metrics_public: bool) -> Access {
     let reading = matches!(*method, Method::GET | Method::HEAD);
@@ -49,6 +50,10 @@ pub(crate) fn access(method: &Method, path: &str, metrics_public: bool) -> Acces
             Some("health") => Access::Open,
             _ if reading => Access::Needs(Scope::Read),
             _ if path.ends_with("/infer") => Access::Needs(Scope::Submit),
+            _ => Access::Needs(Scope::Admin),
+        },
+        "v1" => match segments.next() {
+            Some("embeddings" | "files" | "batches" | "models") => by_method(Scope::Submit),
             _ => Access::Needs(Scope::Admin),
         },
         "jobs" | "status" | "groups" | "batches" | "events" | "pipelines" => {
@@ -159,6 +164,14 @@ mod tests {
                 "/v2/repository/models/m/load",
                 need(Scope::Admin),
             ),
+            (Method::POST, "/v1/embeddings", need(Scope::Submit)),
+            (Method::GET, "/v1/models", need(Scope::Read)),
+            (Method::POST, "/v1/files", need(Scope::Submit)),
+            (Method::DELETE, "/v1/files/f", need(Scope::Submit)),
+            (Method::GET, "/v1/files/f/content", need(Scope::Read)),
+            (Method::POST, "/v1/batches/b/cancel", need(Scope::Submit)),
+            (Method::GET, "/v1/batches", need(Scope::Read)),
+            (Method::POST, "/v1/fine_tuning/jobs", need(Scope::Admin)),
             (Method::GET, "/workers", need(Scope::Admin)),
             (Method::GET, "/queues", need(Scope::Admin)),
             (Method::GET, "/scaling", need(Scope::Admin)),

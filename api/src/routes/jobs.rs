@@ -99,7 +99,7 @@ pub(crate) struct JobAccepted {
         TraceparentHeader,
     ),
     request_body(
-        description = "A JSON job (a model job, or a pipeline job with base64 audio); \
+        description = "A JSON job (a model job, or a pipeline job: base64 audio, or texts); \
             (application/octet-stream) the binary tensor framing: the JSON part with \
             `parameters.binary_data_size` in place of each input's `data`, then the inputs' raw \
             little-endian bytes in input order; or (multipart/form-data) a pipeline job with its \
@@ -135,7 +135,8 @@ pub(crate) struct JobAccepted {
             `shape_mismatch`, …), `invalid_parameter`, `idempotency_key_reused`, `invalid_url` / \
             `url_not_allowed` (an input's, the audio's or the webhook's `url`); or the \
             pipeline (`unknown_pipeline`, `invalid_parameter`, `invalid_audio`: the file's \
-            header shows it cannot be decoded)", body = ErrorResponse),
+            header shows it cannot be decoded, `invalid_texts`: no texts, too many, an empty \
+            one or a NUL)", body = ErrorResponse),
         (status = 429, description = "`overloaded`: the model's queue is full",
          body = ErrorResponse, headers(("Retry-After" = u32))),
         (status = 500, description = "`internal`", body = ErrorResponse),

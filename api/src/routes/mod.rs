@@ -10,6 +10,8 @@ pub mod keys;
 pub(crate) mod listing;
 pub(crate) mod metrics;
 pub(crate) mod models;
+#[cfg(test)]
+mod openai_errors;
 pub(crate) mod openapi;
 pub(crate) mod ops;
 pub(crate) mod pipelines;
@@ -33,14 +35,19 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, respond};
 use crate::http::extract::traceparent;
 use crate::oip;
+use crate::openai;
 use crate::state::AppState;
 
 /// Every route, each registered with its OpenAPI description (one path per `routes!`), so the
 /// router and `GET /openapi.json` cannot disagree.
-/// `upload_limit` is the body limit of `POST /jobs`, which carries uploads.
+/// `upload_limit` is the body limit of `POST /jobs` and `POST /v1/files`, which carry uploads.
 pub(crate) fn documented_routes(upload_limit: usize) -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(jobs::submit, listing::list_jobs))
+        .routes(routes!(
+            openai::files::upload_file,
+            openai::files::list_files
+        ))
         // Innermost, so it overrides the router-wide limit for these routes only.
         .layer(DefaultBodyLimit::max(upload_limit))
         .routes(routes!(batch::submit_batch))
@@ -63,6 +70,20 @@ pub(crate) fn documented_routes(upload_limit: usize) -> OpenApiRouter<Arc<AppSta
         .routes(routes!(oip::model_ready_v))
         .routes(routes!(oip::infer::infer))
         .routes(routes!(oip::infer::infer_v))
+        .routes(routes!(openai::embeddings::create_embeddings))
+        .routes(routes!(openai::models::list_models))
+        .routes(routes!(openai::models::retrieve_model))
+        .routes(routes!(
+            openai::files::retrieve_file,
+            openai::files::delete_file
+        ))
+        .routes(routes!(openai::files::file_content))
+        .routes(routes!(
+            openai::batches::create_batch,
+            openai::batches::list_batches
+        ))
+        .routes(routes!(openai::batches::retrieve_batch))
+        .routes(routes!(openai::batches::cancel_batch))
         .routes(routes!(openapi::document))
         .routes(routes!(metrics::metrics))
         .routes(routes!(ops::workers))

@@ -17,9 +17,11 @@ use utoipa::{OpenApi, ToSchema};
     info(
         title = "inferq",
         description = "Durable background inference over a Redis job queue: submit a job, poll \
-            its status; and the Open Inference Protocol v2 REST routes (`/v2`) with the binary \
-            tensor data extension. Native routes answer errors as \
-            `{\"error\": {\"code\", \"message\"}}`, `/v2` routes as `{\"error\": \"<message>\"}`."
+            its status; the Open Inference Protocol v2 REST routes (`/v2`) with the binary \
+            tensor data extension; and the OpenAI API's embeddings, models, files and batches \
+            (`/v1`). Native routes answer errors as `{\"error\": {\"code\", \"message\"}}`, \
+            `/v2` routes as `{\"error\": \"<message>\"}`, `/v1` routes as OpenAI does: \
+            `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`."
     ),
     tags(
         (name = "jobs", description = "Submit, read and cancel jobs"),
@@ -27,6 +29,8 @@ use utoipa::{OpenApi, ToSchema};
         (name = "pipelines", description = "Built-in pipelines (e.g. speech segments of a recording)"),
         (name = "health", description = "Liveness and readiness"),
         (name = "oip", description = "Open Inference Protocol v2"),
+        (name = "openai", description = "The OpenAI API (`/v1`): embeddings, models, files and \
+            batches, served for the `openai` SDK"),
         (name = "operations", description = "Workers, queues, dead letters and metrics"),
         (name = "keys", description = "API keys (admin)"),
         (name = "meta", description = "This document"),
@@ -69,6 +73,8 @@ pub(crate) fn secure(doc: &mut utoipa::openapi::OpenApi) {
     for (path, item) in doc.paths.paths.iter_mut() {
         let body = if crate::error::is_oip_path(path) {
             "OipErrorBody"
+        } else if crate::error::is_openai_path(path) {
+            "OpenAiErrorBody"
         } else {
             "ErrorResponse"
         };

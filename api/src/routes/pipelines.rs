@@ -1,6 +1,7 @@
 //! `GET /pipelines`: the built-in pipelines, with their parameters and defaults.
 
 use axum::Json;
+use inferq_shared::embedding;
 use inferq_shared::pipeline::{self, PipelineInfo};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -18,6 +19,6 @@ pub(crate) struct PipelineList {
 )]
 pub(crate) async fn list() -> Json<PipelineList> {
     Json(PipelineList {
-        pipelines: pipeline::catalog(),
+        pipelines: vec![pipeline::speech_info(), embedding::pipeline_info()],
     })
 }

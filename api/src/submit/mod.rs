@@ -1,5 +1,5 @@
 //! Submission: the one path every way in (`POST /jobs`, `/jobs/batch`, `/groups`, OIP
-//! inference, pipeline jobs) takes from a decoded request to a checked job, and the
+//! inference, pipeline jobs, text embeddings) takes from a decoded request to a checked job, and the
 //! enqueueing of checked jobs. Each face decodes its own body (JSON tensors, the binary
 //! framing, the OIP request, an upload) and answers in its own shape; what a job is, how it is
 //! checked and how it reaches Redis is decided here, once.
@@ -7,6 +7,7 @@
 pub(crate) mod options;
 pub(crate) mod pipeline;
 mod submitter;
+pub(crate) mod texts;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,14 +1,15 @@
-//! Pipeline jobs, the pipeline side of `POST /jobs` (multipart with an `audio` file part, or
-//! JSON with base64 audio). The upload is checked at the edge as far as
-//! its header goes (a file that is not audio, empty, or in a codec the worker cannot decode is
-//! a `422` here), then stored in Redis with the job in one step; the worker reads it from there
-//! and the job's end deletes it.
+//! Pipeline jobs, the pipeline side of `POST /jobs` (multipart with an `audio` or `texts` file
+//! part, or JSON with base64 audio or a list of texts). A recording is checked at the edge as
+//! far as its header goes (a file that is not audio, empty, or in a codec the worker cannot
+//! decode is a `422` here), texts as [`super::texts`] says; the input is then stored in Redis
+//! with the job in one step; the worker reads it from there and the job's end deletes it.
 
 use axum::body::Bytes;
 use axum::extract::Multipart;
 use base64::Engine;
 use inferq_shared::audio::Decoder;
 use inferq_shared::egress::UrlError;
+use inferq_shared::embedding::embedding_parameters;
 use inferq_shared::job::JobParameters;
 use inferq_shared::pipeline::{self, PipelineJob, SpeechSettings, speech_parameters};
 use inferq_shared::queue::keys::pipeline_queue;
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 use std::io::Cursor;
 use utoipa::ToSchema;
 
+use super::texts::{self, Texts};
 use super::{CheckedJob, Desk, JobOptions};
 use crate::error::{ApiError, AppResult};
 use crate::json::parse_json;
@@ -30,9 +32,16 @@ const MAX_PARAMETERS_BYTES: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct PipelineUpload {
     pipeline: String,
-    audio: Audio,
+    input: Input,
     parameters: Option<Map<String, Value>>,
     webhook: Option<WebhookRequest>,
+}
+
+/// A pipeline's input, by the member or part it came in.
+#[derive(Debug)]
+enum Input {
+    Audio(Audio),
+    Texts(Texts),
 }
 
 /// The recording: its bytes, or a URL the worker fetches it from.
@@ -42,13 +51,22 @@ enum Audio {
     Url(String),
 }
 
-/// The JSON form: `{"pipeline", "audio": {"data": "<base64>"}, "parameters"?}`.
+/// The JSON form: `{"pipeline", "audio": {"data": "<base64>"}, "parameters"?}`, or
+/// `{"pipeline": "text_embeddings", "texts": [...], "ids"?: [...], "parameters"?}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PipelineJsonRequest {
     /// A pipeline from `GET /pipelines`, e.g. `speech_segments`.
     pipeline: String,
-    audio: AudioInput,
+    /// `speech_segments`: the recording.
+    #[serde(default)]
+    audio: Option<AudioInput>,
+    /// `text_embeddings`: the texts (1 to 100,000; none empty or holding a NUL).
+    #[serde(default)]
+    texts: Option<Vec<String>>,
+    /// `text_embeddings`: an id per text, echoed in the result.
+    #[serde(default)]
+    ids: Option<Vec<String>>,
     /// The pipeline's parameters (see `GET /pipelines`), and `timeout_ms` / `deadline`.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -104,7 +122,32 @@ impl PipelineUpload {
     /// The JSON form, its audio decoded from base64.
     pub(crate) fn from_json(bytes: &[u8], max_upload: usize) -> AppResult<Self> {
         let req: PipelineJsonRequest = parse_json(bytes)?;
-        let audio = match (req.audio.data, req.audio.url) {
+        let audio = match (req.audio, req.texts) {
+            (Some(audio), None) => audio,
+            (None, Some(texts)) => {
+                if req.ids.is_some() && req.pipeline.trim() != pipeline::TEXT_EMBEDDINGS {
+                    return Err(ApiError::InvalidRequest("ids go with texts only".into()));
+                }
+                return Ok(Self {
+                    pipeline: req.pipeline,
+                    input: Input::Texts(Texts {
+                        texts,
+                        ids: req.ids,
+                    }),
+                    parameters: req.parameters,
+                    webhook: req.webhook,
+                });
+            }
+            _ => {
+                return Err(ApiError::InvalidRequest(
+                    "a pipeline job needs either audio or texts".into(),
+                ));
+            }
+        };
+        if req.ids.is_some() {
+            return Err(ApiError::InvalidRequest("ids go with texts only".into()));
+        }
+        let audio = match (audio.data, audio.url) {
             (Some(data), None) => {
                 let audio = base64::engine::general_purpose::STANDARD
                     .decode(data.as_bytes())
@@ -125,17 +168,18 @@ impl PipelineUpload {
         };
         Ok(Self {
             pipeline: req.pipeline,
-            audio,
+            input: Input::Audio(audio),
             parameters: req.parameters,
             webhook: req.webhook,
         })
     }
 
-    /// The multipart form: text part `pipeline`, file part `audio`, optional text part
-    /// `parameters` (a JSON object). Parts are read in any order, each within its limit.
+    /// The multipart form: text part `pipeline`, file part `audio` or `texts`, optional text
+    /// part `parameters` (a JSON object). Parts are read in any order, each within its limit.
     pub(crate) async fn from_multipart(mut form: Multipart, max_upload: usize) -> AppResult<Self> {
         let bad = |m: String| ApiError::InvalidRequest(m);
         let (mut pipeline, mut audio, mut parameters, mut webhook) = (None, None, None, None);
+        let mut lines = None;
         while let Some(mut field) = form
             .next_field()
             .await
@@ -143,12 +187,13 @@ impl PipelineUpload {
         {
             let name = field.name().unwrap_or("").to_owned();
             let limit = match name.as_str() {
-                "audio" => max_upload,
+                "audio" | "texts" => max_upload,
                 "pipeline" => 256,
                 "parameters" | "webhook" => MAX_PARAMETERS_BYTES,
                 other => {
                     return Err(bad(format!(
-                        "unknown form part '{}' (expected pipeline, audio, parameters, webhook)",
+                        "unknown form part '{}' (expected pipeline, audio or texts, parameters, \
+                         webhook)",
                         other.chars().take(64).collect::<String>()
                     )));
                 }
@@ -162,7 +207,7 @@ impl PipelineUpload {
                 }
             })? {
                 if data.len() + chunk.len() > limit {
-                    return Err(if name == "audio" {
+                    return Err(if name == "audio" || name == "texts" {
                         ApiError::UploadTooLarge(max_upload)
                     } else {
                         bad(format!("form part '{name}' is longer than {limit} bytes"))
@@ -172,6 +217,7 @@ impl PipelineUpload {
             }
             match name.as_str() {
                 "audio" => audio = Some(Bytes::from(data)),
+                "texts" => lines = Some(texts::from_file(&data)?),
                 "pipeline" => {
                     pipeline = Some(
                         String::from_utf8(data)
@@ -188,9 +234,17 @@ impl PipelineUpload {
                 }
             }
         }
+        let input = match (audio, lines) {
+            (Some(audio), None) => Input::Audio(Audio::Bytes(audio)),
+            (None, Some(texts)) => Input::Texts(texts),
+            (None, None) => return Err(bad("missing file part 'audio' or 'texts'".into())),
+            (Some(_), Some(_)) => {
+                return Err(bad("give one file part: 'audio' or 'texts'".into()));
+            }
+        };
         Ok(Self {
             pipeline: pipeline.ok_or_else(|| bad("missing form part 'pipeline'".into()))?,
-            audio: Audio::Bytes(audio.ok_or_else(|| bad("missing file part 'audio'".into()))?),
+            input,
             parameters,
             webhook,
         })
@@ -203,14 +257,34 @@ impl Desk<'_> {
     /// with its upload.
     pub(crate) async fn check_pipeline(&self, upload: PipelineUpload) -> AppResult<CheckedJob> {
         let name = upload.pipeline.trim();
-        if name != pipeline::SPEECH_SEGMENTS {
-            return Err(ApiError::UnknownPipeline(name.chars().take(64).collect()));
-        }
+        let audio = match (name, upload.input) {
+            (pipeline::SPEECH_SEGMENTS, Input::Audio(audio)) => audio,
+            (pipeline::TEXT_EMBEDDINGS, Input::Texts(texts)) => {
+                let (settings, job_params) = embedding_parameters(upload.parameters.as_ref())
+                    .map_err(|e| ApiError::InvalidParameter(e.0))?;
+                let webhook = self.webhook(upload.webhook.as_ref())?;
+                let mut job = self.text_embeddings_job(texts.texts, texts.ids, settings)?;
+                job.options.deadline_ms = JobParameters::deadline_ms(&job_params, now_ms());
+                job.webhook = webhook;
+                return Ok(job);
+            }
+            (pipeline::SPEECH_SEGMENTS, Input::Texts(_)) => {
+                return Err(ApiError::InvalidRequest(
+                    "speech_segments takes a recording: a file part or member 'audio'".into(),
+                ));
+            }
+            (pipeline::TEXT_EMBEDDINGS, Input::Audio(_)) => {
+                return Err(ApiError::InvalidRequest(
+                    "text_embeddings takes texts: a file part or member 'texts'".into(),
+                ));
+            }
+            _ => return Err(ApiError::UnknownPipeline(name.chars().take(64).collect())),
+        };
         let (settings, job_params) = speech_parameters(upload.parameters.as_ref())
             .map_err(|e| ApiError::InvalidParameter(e.0))?;
         let webhook = self.webhook(upload.webhook.as_ref())?;
         // A recording by URL is probed by the worker once fetched; its upload starts empty.
-        let (audio, audio_url) = match upload.audio {
+        let (audio, audio_url) = match audio {
             Audio::Bytes(audio) => {
                 check_audio(audio.clone(), settings).await?;
                 (audio, None)
@@ -280,9 +354,13 @@ mod tests {
 pub(crate) struct PipelineForm {
     /// A pipeline from `GET /pipelines`, e.g. `speech_segments`.
     pipeline: String,
-    /// The recording (WAV, FLAC, MP3, Ogg Vorbis).
-    #[schema(value_type = String, format = Binary)]
-    audio: Vec<u8>,
+    /// `speech_segments`: the recording (WAV, FLAC, MP3, Ogg Vorbis).
+    #[schema(value_type = Option<String>, format = Binary)]
+    audio: Option<Vec<u8>>,
+    /// `text_embeddings`: UTF-8 texts, one per line, or JSON Lines `{"id", "text"}` (the ids
+    /// are echoed in the result).
+    #[schema(value_type = Option<String>, format = Binary)]
+    texts: Option<Vec<u8>>,
     /// A JSON object: the pipeline's parameters.
     parameters: Option<String>,
     /// A JSON object: the job's webhook, `{"url", "events"?}`.

@@ -39,3 +39,15 @@ def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
         assert 0 <= _calls.backoff(attempt, 0.25, None) <= 5.0
     assert _calls.backoff(0, 0.25, 3.0) >= 3.0
     assert _calls.backoff(0, 0.25, 3600.0) == 10.0
+
+
+def test_embedding_jobs_are_json_and_vectors_read_either_encoding() -> None:
+    import base64
+    import struct
+
+    call = _calls.submit_embeddings(["a", "b"], ["x", "y"], {"encoding_format": "base64"}, None)
+    assert (call.method, call.path) == ("POST", "/jobs")
+    assert call.json == {"pipeline": "text_embeddings", "texts": ["a", "b"], "ids": ["x", "y"],
+                         "parameters": {"encoding_format": "base64"}}
+    packed = base64.b64encode(struct.pack("<3f", 0.5, -1.0, 2.0)).decode()
+    assert _calls.embedding_vectors({"embeddings": [packed, [0.5, -1, 2]]}) == [[0.5, -1.0, 2.0]] * 2

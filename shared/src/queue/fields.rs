@@ -187,3 +187,70 @@ pub mod apikey {
     /// The tenant's submission burst set on this key; absent: the API's default.
     pub const BURST: &str = "burst";
 }
+
+/// Stored file hash fields (the OpenAI face's files, `{ns}:file:<id>`).
+pub mod file {
+    /// The tenant of the key that uploaded it (or of the batch that wrote it).
+    pub const TENANT: &str = "tenant";
+    pub const FILENAME: &str = "filename";
+    /// `batch` (an upload) or `batch_output` (a batch's output or error file).
+    pub const PURPOSE: &str = "purpose";
+    /// The content's length in bytes.
+    pub const BYTES: &str = "bytes";
+    /// Unix seconds.
+    pub const CREATED_AT: &str = "created_at";
+    /// Unix seconds when the key expires.
+    pub const EXPIRES_AT: &str = "expires_at";
+    /// The file's bytes.
+    pub const CONTENT: &str = "content";
+}
+
+/// Batch hash fields (the OpenAI face's batches, `{ns}:batch:<id>`; `B.<field>` in the Lua
+/// scripts). Times are Unix seconds, as the OpenAI API gives them.
+pub mod batch {
+    pub const TENANT: &str = "tenant";
+    /// `in_progress`, `cancelling`, `finalizing`, then `completed`, `cancelled`, `expired`
+    /// or `failed`.
+    pub const STATUS: &str = "status";
+    /// The parts that never change, as JSON (input file, endpoint, window, metadata, times).
+    pub const RECORD: &str = "record";
+    /// One JSON entry per input line, in order: its `custom_id` and its job id, or the error
+    /// that failed it before it became a job.
+    pub const REQUESTS: &str = "requests";
+    pub const CANCELLING_AT: &str = "cancelling_at";
+    pub const FINALIZING_AT: &str = "finalizing_at";
+    pub const COMPLETED_AT: &str = "completed_at";
+    pub const CANCELLED_AT: &str = "cancelled_at";
+    pub const EXPIRED_AT: &str = "expired_at";
+    pub const FAILED_AT: &str = "failed_at";
+    pub const OUTPUT_FILE_ID: &str = "output_file_id";
+    pub const ERROR_FILE_ID: &str = "error_file_id";
+    /// `<total> <completed> <failed>` once final (while running they come from the jobs).
+    pub const COUNTS: &str = "counts";
+    /// `<prompt tokens>` of the succeeded requests, once final.
+    pub const TOKENS: &str = "tokens";
+    /// While finalizing: until when (ms) the finalizer that holds the lease owns the step,
+    /// and its token; a finalizer that died is taken over once it passes.
+    pub const LEASE: &str = "lease";
+    /// While finalizing: the status it ends in (`completed`, `cancelled`, `expired`).
+    pub const ENDING: &str = "ending";
+
+    pub const ALL: &[&str] = &[
+        TENANT,
+        STATUS,
+        RECORD,
+        REQUESTS,
+        CANCELLING_AT,
+        FINALIZING_AT,
+        COMPLETED_AT,
+        CANCELLED_AT,
+        EXPIRED_AT,
+        FAILED_AT,
+        OUTPUT_FILE_ID,
+        ERROR_FILE_ID,
+        COUNTS,
+        TOKENS,
+        LEASE,
+        ENDING,
+    ];
+}

@@ -60,6 +60,13 @@
 //!   score is pushed back by its lease. `{ns}:hook:<delivery id>`: hash of one delivery
 //!   ([`hook`] fields), written in the same step as the job state change it announces
 //!   (the outbox) and deleted once delivered or given up.
+//! - `{ns}:file:<id>`: hash of a file of the OpenAI face ([`file`] fields: its tenant, name,
+//!   purpose, size, times and bytes), expiring when the file does; `{ns}:files:<tenant>`:
+//!   sorted set of the tenant's file ids by creation time (ms), for listing (ids whose hash
+//!   expired are dropped as listings meet them).
+//! - `{ns}:batch:<id>`: hash of a batch of the OpenAI face ([`batch`] fields: its tenant,
+//!   status, record, requests and their job ids, times, output files), expiring with its
+//!   files; `{ns}:batches:<tenant>`: sorted set of the tenant's batch ids by creation time.
 //! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
 //!   others (queued again, running, a pipeline's progress update); each message holds one
 //!   `<job id> <status>` line per job of one atomic step. Every API process subscribes to
@@ -73,7 +80,7 @@ pub const GROUP: &str = "workers";
 /// Most entries kept in the list of recent failures.
 pub const RECENT_FAILURES: usize = 100;
 
-pub use super::fields::{apikey, entry, field, hook};
+pub use super::fields::{apikey, batch, entry, field, file, hook};
 
 /// The queue name of a built-in pipeline: its stream is `{ns}:q:pipeline:<name>`, and a
 /// pipeline job's `model` field holds this name (so cancelling finds the stream as for any job).
@@ -242,6 +249,22 @@ impl Keys {
     pub fn hook(&self, id: &str) -> String {
         format!("{}{id}", self.hook_prefix())
     }
+    /// A file of the OpenAI face (hash of [`file`] fields).
+    pub fn file(&self, id: &str) -> String {
+        format!("{}:file:{id}", self.prefix)
+    }
+    /// A tenant's files by creation time (sorted set of file ids, ms).
+    pub fn files(&self, tenant: &str) -> String {
+        format!("{}:files:{tenant}", self.prefix)
+    }
+    /// A batch of the OpenAI face (hash of [`batch`] fields).
+    pub fn batch(&self, id: &str) -> String {
+        format!("{}:batch:{id}", self.prefix)
+    }
+    /// A tenant's batches by creation time (sorted set of batch ids, ms).
+    pub fn batches(&self, tenant: &str) -> String {
+        format!("{}:batches:{tenant}", self.prefix)
+    }
     /// Terminal state changes (what `?wait=` listens for).
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
@@ -279,6 +302,10 @@ mod tests {
             k.stream(&pipeline_queue("p")),
             k.lane("m", Priority::HIGHEST),
             k.used_lanes("m"),
+            k.file("file-0"),
+            k.files("t"),
+            k.batch("batch_0"),
+            k.batches("t"),
         ] {
             assert!(key.starts_with("{ns}:"), "{key}");
         }

@@ -3,8 +3,9 @@
 //! the shared preludes (the webhook outbox, the end of a job) are put in front of it.
 //!
 //! A script refers to
-//! - `F.<field>`, `E.<field>`, `H.<field>`: the job-hash, stream-entry and webhook-delivery field
-//!   names of [`fields`](super::fields), written in as string literals;
+//! - `F.<field>`, `E.<field>`, `H.<field>`, `B.<field>`: the job-hash, stream-entry,
+//!   webhook-delivery and batch field names of [`fields`](super::fields), written in as string
+//!   literals;
 //! - `A.<name>`: the ARGV position of a value every call passes once, and `A.REST`, the
 //!   position just after them; `J.<name>`: the offset (from 0) of a value passed once per item
 //!   (per job, per entry) after those, and `J.WIDTH`, how many values an item has. The names
@@ -19,7 +20,7 @@
 
 use redis::Script;
 
-use super::fields::{entry, field, hook};
+use super::fields::{batch, entry, field, hook};
 use crate::job::Priority;
 
 /// The webhook outbox (`outbox.lua`), in front of every script that changes a job's state.
@@ -110,7 +111,7 @@ fn write_names(text: &str, argv: Argv) -> String {
 
 fn write_line(out: &mut String, code: &str, argv: Argv) {
     let mut rest = code;
-    while let Some(i) = rest.find(['F', 'E', 'H', 'A', 'J', 'C']) {
+    while let Some(i) = rest.find(['F', 'E', 'H', 'B', 'A', 'J', 'C']) {
         let (before, at) = rest.split_at(i);
         out.push_str(before);
         let prev = out.chars().last();
@@ -130,6 +131,7 @@ fn write_line(out: &mut String, code: &str, argv: Argv) {
         let value = match &at[..1] {
             "F" => field::ALL.iter().find(|f| **f == name).map(|v| quoted(v)),
             "H" => hook::ALL.iter().find(|f| **f == name).map(|v| quoted(v)),
+            "B" => batch::ALL.iter().find(|f| **f == name).map(|v| quoted(v)),
             "E" => match name {
                 "id" => Some(entry::ID),
                 "payload" => Some(entry::PAYLOAD),

@@ -6,9 +6,11 @@
 //! operators see (workers, queue figures, failures, dead letters).
 
 pub mod apikeys;
+pub mod batches;
 pub mod dead;
 pub mod events;
 mod fields;
+pub mod files;
 pub mod hooks;
 pub mod keys;
 pub mod listing;
@@ -179,6 +181,7 @@ mod tests {
             LazyLock::force(&super::registry::PRUNE),
             LazyLock::force(&super::registry::RETIRE),
         ]);
-        assert_eq!(all.len(), 21);
+        all.extend(super::batches::scripts());
+        assert_eq!(all.len(), 24);
     }
 }

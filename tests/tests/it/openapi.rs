@@ -15,7 +15,7 @@ use crate::support::{
 
 /// Every operation the router serves. A new route must be added here (and is documented by
 /// construction: routes are registered through utoipa-axum's `routes!`).
-const SERVED: [(&str, &str); 36] = [
+const SERVED: [(&str, &str); 48] = [
     ("POST", "/jobs"),
     ("GET", "/jobs/{id}/events"),
     ("POST", "/jobs/batch"),
@@ -40,6 +40,18 @@ const SERVED: [(&str, &str); 36] = [
     ("GET", "/v2/models/{model}/versions/{version}/ready"),
     ("POST", "/v2/models/{model}/infer"),
     ("POST", "/v2/models/{model}/versions/{version}/infer"),
+    ("POST", "/v1/embeddings"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model}"),
+    ("POST", "/v1/files"),
+    ("GET", "/v1/files"),
+    ("GET", "/v1/files/{file_id}"),
+    ("DELETE", "/v1/files/{file_id}"),
+    ("GET", "/v1/files/{file_id}/content"),
+    ("POST", "/v1/batches"),
+    ("GET", "/v1/batches"),
+    ("GET", "/v1/batches/{batch_id}"),
+    ("POST", "/v1/batches/{batch_id}/cancel"),
     ("GET", "/metrics"),
     ("GET", "/workers"),
     ("GET", "/queues"),

@@ -1,5 +1,5 @@
 //! The whole worker: starts the inference threads, connects to Redis, wires its services (the
-//! consume loop of model jobs and of the speech pipeline, lease renewal, model announcements,
+//! consume loop of model jobs and of the pipelines, lease renewal, model announcements,
 //! the scheduled-job promoter, webhook deliveries, metrics) and stops them all with one
 //! mechanism, a cancellation token: stop taking work, finish what it holds, hand back the
 //! rest, exit.
@@ -18,6 +18,7 @@ use crate::batch::{ModelJobs, Threads};
 use crate::config::Config;
 use crate::consume::{Consumer, HANDBACK_LIMIT, READ_BLOCK, Setup};
 use crate::egress::{Egress, Limits};
+use crate::embeddings::{EmbeddingConfig, EmbeddingJobs};
 use crate::health::Health;
 use crate::infer::models::ModelSpec;
 use crate::infer::pool::Pool;
@@ -43,6 +44,8 @@ pub(crate) struct Worker {
     model_jobs: Consumer<ModelJobs>,
     /// The speech pipeline's consume loop, when this worker serves its model.
     speech_jobs: Option<Consumer<SpeechJobs>>,
+    /// The text embeddings pipeline's consume loop, when this worker serves its model.
+    embedding_jobs: Option<Consumer<EmbeddingJobs>>,
     /// Stops what must outlive the drain (the metrics endpoint) once the worker is done.
     done: CancellationToken,
     /// What the probes on the metrics listener answer.
@@ -145,6 +148,31 @@ impl Worker {
                         names: Arc::from(vec![name]),
                         // Recordings go back at once: another worker redoes them from the start.
                         grace: Duration::ZERO,
+                        ..setup.clone()
+                    },
+                ))
+            }
+            None => None,
+        };
+        let embeddings = EmbeddingJobs::new(
+            &models,
+            EmbeddingConfig {
+                threads: config.embedding_threads,
+                token_budget: config.embedding_token_budget,
+                concurrency: config.embedding_concurrency,
+            },
+            queue.clone(),
+        )?;
+        let embedding_jobs = match embeddings {
+            Some(kind) => {
+                let name = keys::pipeline_queue(inferq_shared::pipeline::TEXT_EMBEDDINGS);
+                tracing::info!(pipeline = %name, concurrency = config.embedding_concurrency, "serving the text embeddings pipeline");
+                Some(Consumer::new(
+                    kind,
+                    Setup {
+                        // Its blocking reads on a connection of their own.
+                        reader: Queue::connect(&config.redis, READ_BLOCK).await?,
+                        names: Arc::from(vec![name]),
                         ..setup
                     },
                 ))
@@ -162,6 +190,7 @@ impl Worker {
             signing,
             model_jobs,
             speech_jobs,
+            embedding_jobs,
             done,
             health,
         })
@@ -201,6 +230,9 @@ impl Worker {
             stop.clone(),
         );
         let speech = self.speech_jobs.map(|s| tokio::spawn(s.run(stop.clone())));
+        let embeddings = self
+            .embedding_jobs
+            .map(|s| tokio::spawn(s.run(stop.clone())));
         let models = tokio::spawn(self.model_jobs.consume(stop.clone()));
         self.health.serving();
 
@@ -223,6 +255,11 @@ impl Worker {
         let _ = models.await;
         if let Some(task) = speech {
             let _ = tokio::time::timeout(HANDBACK_LIMIT * 2, task).await;
+        }
+        if let Some(task) = embeddings {
+            // Its running jobs get the grace period, as model jobs do.
+            let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+            let _ = tokio::time::timeout(grace + HANDBACK_LIMIT * 2, task).await;
         }
         self.done.cancel();
         tracing::info!("inferq-worker stopped");

@@ -59,6 +59,18 @@ COVERED: dict[str, tuple[str, str, str]] = {
 LEFT_OUT: dict[str, str] = {
     "get_job": "GET /jobs/{id} answers exactly as GET /status/{id}, which status() calls",
     "dashboard": "the operator's web page, for browsers",
+    "openai_create_embeddings": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_list_models": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_retrieve_model": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_upload_file": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_list_files": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_retrieve_file": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_delete_file": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_file_content": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_create_batch": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_list_batches": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_retrieve_batch": "the OpenAI API (/v1), served for the openai SDK, which is its client",
+    "openai_cancel_batch": "the OpenAI API (/v1), served for the openai SDK, which is its client",
     "dashboard_file": "the operator's web page's files, for browsers",
     "openapi": "the API's own description, for generators and readers",
     "oip_server_metadata": "Open Inference Protocol: use an OIP client (tritonclient[http]); the native routes reach the same jobs",
@@ -300,6 +312,38 @@ def submit_pipeline(
         files={"audio": (os.path.basename(str(name)), raw, "application/octet-stream")},
         idempotent=idempotency_key is not None,
     )
+
+
+def submit_embeddings(
+    texts: Sequence[str],
+    ids: Sequence[str] | None,
+    parameters: Mapping[str, Any] | None,
+    webhook: Mapping[str, Any] | str | None,
+) -> Call:
+    """``POST /jobs`` as JSON: a ``text_embeddings`` job of texts (and an id per text)."""
+    body: dict[str, Any] = {"pipeline": "text_embeddings", "texts": list(texts)}
+    if ids is not None:
+        body["ids"] = list(ids)
+    if parameters:
+        body["parameters"] = dict(parameters)
+    if webhook is not None:
+        body["webhook"] = {"url": webhook} if isinstance(webhook, str) else dict(webhook)
+    return Call("POST", "/jobs", submitted, json=body)
+
+
+def embedding_vectors(result: Mapping[str, Any]) -> list[list[float]]:
+    """The vectors of a ``text_embeddings`` result, floats whichever ``encoding_format`` it used."""
+    import base64
+    import struct
+
+    out = []
+    for e in result.get("embeddings") or []:
+        if isinstance(e, str):
+            raw = base64.b64decode(e)
+            out.append(list(struct.unpack("<%df" % (len(raw) // 4), raw)))
+        else:
+            out.append([float(x) for x in e])
+    return out
 
 
 def submit_batch(items: list[dict[str, Any]]) -> Call:

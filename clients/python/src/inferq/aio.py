@@ -307,6 +307,31 @@ class AsyncClient:
         calls.final_outcome(job.id, record)
         return SpeechResult.from_result(job.id, record.get("result") or {})
 
+    async def submit_embeddings(
+        self,
+        texts: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        webhook: Mapping[str, Any] | str | None = None,
+    ) -> AsyncJob:
+        """Submits texts as a ``text_embeddings`` job (see :meth:`inferq.Client.submit_embeddings`)."""
+        answer = await self._run(calls.submit_embeddings(texts, ids, parameters, webhook))
+        return AsyncJob(self, answer["id"], answer.get("status", "queued"), answer["replayed"])
+
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> list[list[float]]:
+        """Embeds texts and returns one vector per text (see :meth:`inferq.Client.embed`)."""
+        job = await self.submit_embeddings(texts, parameters=parameters)
+        record = await self.wait(job.id, timeout)
+        calls.final_outcome(job.id, record)
+        return calls.embedding_vectors(record.get("result") or {})
+
     async def pipelines(self) -> dict[str, Any]:
         """The pipelines and their parameters (``GET /pipelines``)."""
         return await self._run(calls.simple("GET", "/pipelines"))

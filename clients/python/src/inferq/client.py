@@ -347,6 +347,36 @@ class Client:
         calls.final_outcome(job.id, record)
         return SpeechResult.from_result(job.id, record.get("result") or {})
 
+    def submit_embeddings(
+        self,
+        texts: Sequence[str],
+        *,
+        ids: Sequence[str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        webhook: Mapping[str, Any] | str | None = None,
+    ) -> Job:
+        """Submits texts as a ``text_embeddings`` job (all-MiniLM-L6-v2, int8 weights, 384 dimensions)."""
+        answer = self._run(calls.submit_embeddings(texts, ids, parameters, webhook))
+        return Job(self, answer["id"], answer.get("status", "queued"), answer["replayed"])
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> list[list[float]]:
+        """Embeds texts: submits them, waits for the job and returns one vector per text, in order.
+
+        The whole result (token counts, truncated texts) is the job's ``result``
+        (:meth:`submit_embeddings` and :meth:`Job.result`). Raises :class:`~inferq.JobFailed`
+        or :class:`~inferq.JobTimeout`.
+        """
+        job = self.submit_embeddings(texts, parameters=parameters)
+        record = self.wait(job.id, timeout)
+        calls.final_outcome(job.id, record)
+        return calls.embedding_vectors(record.get("result") or {})
+
     def pipelines(self) -> dict[str, Any]:
         """The pipelines and their parameters (``GET /pipelines``)."""
         return self._run(calls.simple("GET", "/pipelines"))

@@ -3,7 +3,8 @@
 //! `eventually` poll, Redis key names from the shared crate, and the jobs tests submit.
 //! A test module imports what it needs from here; the fixtures of one subject live in the
 //! sub-modules `queue` (the queue driven directly), `servers` (input servers and a webhook
-//! receiver) and `audio` (the speech pipeline's recordings).
+//! receiver), `audio` (the speech pipeline's recordings) and `texts` (the text embeddings
+//! pipeline's texts and reference).
 
 mod api_process;
 mod app;
@@ -17,6 +18,7 @@ mod paths;
 pub(crate) mod queue;
 mod redis_server;
 pub(crate) mod servers;
+pub(crate) mod texts;
 mod worker;
 
 pub(crate) use api_process::ApiProcess;
