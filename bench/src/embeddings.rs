@@ -125,6 +125,8 @@ pub(crate) async fn run(args: EmbeddingArgs) -> anyhow::Result<()> {
         batch_delay_ms: None,
         max_queued: 100_000,
         api_runtime_threads: None,
+        api_env: Vec::new(),
+        worker_env: Vec::new(),
     })
     .await?;
     let client = reqwest::Client::builder()
