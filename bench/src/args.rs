@@ -132,6 +132,12 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 20)]
     pub(crate) embedding_jobs: usize,
 
+    /// With `--embeddings`: send the corpus through the OpenAI Batch API instead (one
+    /// `/v1/embeddings` request per text in a JSONL file: `POST /v1/files`, `POST /v1/batches`,
+    /// then `GET /v1/batches/<id>` until it completes), as a client of that API would.
+    #[arg(long, requires = "embeddings")]
+    pub(crate) batch_api: bool,
+
     /// Python with numpy and onnxruntime (and tokenizers, for `--embeddings`), for the
     /// `--speech` and `--embeddings` baselines.
     #[arg(long, default_value = ".venv-test/bin/python")]

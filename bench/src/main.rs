@@ -76,6 +76,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return embeddings::run(embeddings::EmbeddingArgs {
             texts,
             jobs: args.embedding_jobs.max(1),
+            batch_api: args.batch_api,
             workers: 2,
             python: args.python.clone(),
             bin_dir,

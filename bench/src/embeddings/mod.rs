@@ -12,11 +12,15 @@ use serde_json::{Value, json};
 
 use crate::cluster::{Cluster, ClusterConfig};
 
+mod batch_api;
+
 /// What the embeddings benchmark needs from the command line.
 #[derive(Debug)]
 pub(crate) struct EmbeddingArgs {
     pub(crate) texts: usize,
     pub(crate) jobs: usize,
+    /// Through the OpenAI Batch API (one request per text) instead of `jobs` jobs.
+    pub(crate) batch_api: bool,
     pub(crate) workers: usize,
     pub(crate) python: PathBuf,
     pub(crate) bin_dir: PathBuf,
@@ -136,19 +140,28 @@ pub(crate) async fn run(args: EmbeddingArgs) -> anyhow::Result<()> {
     wait_ready(&client, &cluster, args.workers).await?;
 
     let per_job = texts.len().div_ceil(args.jobs.max(1));
-    eprintln!(
-        "load: {} texts in {} jobs of {per_job} ...",
-        texts.len(),
-        texts.chunks(per_job).len()
-    );
     let started = Instant::now();
     let mut ids = Vec::new();
-    for chunk in texts.chunks(per_job) {
-        ids.push(submit(&client, &cluster.api_url, chunk).await?);
-    }
     let mut embedded = 0;
     let mut tokens = 0;
-    for id in &ids {
+    if args.batch_api {
+        eprintln!(
+            "load: {} texts as one batch through /v1/batches ...",
+            texts.len()
+        );
+        (embedded, tokens) = batch_api::run(&client, &cluster, &texts).await?;
+        ids.push(String::new());
+    } else {
+        eprintln!(
+            "load: {} texts in {} jobs of {per_job} ...",
+            texts.len(),
+            texts.chunks(per_job).len()
+        );
+        for chunk in texts.chunks(per_job) {
+            ids.push(submit(&client, &cluster.api_url, chunk).await?);
+        }
+    }
+    for id in ids.iter().filter(|id| !id.is_empty()) {
         loop {
             let rec: Value = client
                 .get(format!("{}/status/{id}", cluster.api_url))
@@ -182,14 +195,18 @@ pub(crate) async fn run(args: EmbeddingArgs) -> anyhow::Result<()> {
     let rate = embedded as f64 / wall;
     let base_rate = (first.texts + second.texts) as f64 / (first.seconds + second.seconds);
     let text = format!(
-        "text_embeddings: {n} texts (half 6-15 words, half 40-100; {tokens} tokens), {jobs} jobs, {workers} workers\n\
+        "text_embeddings: {n} texts (half 6-15 words, half 40-100; {tokens} tokens), {how}, {workers} workers\n\
          | | texts | seconds | texts/s |\n\
          |---|---:|---:|---:|\n\
          | Python onnxruntime, batch 1, one thread (two runs, before and after) | {bt} | {bs:.1} | {base_rate:.0} |\n\
          | inferq, {workers} workers | {embedded} | {wall:.1} | {rate:.0} |\n\
          ratio: {ratio:.2}x the Python loop\n",
         n = texts.len(),
-        jobs = ids.len(),
+        how = if args.batch_api {
+            "one request per text through the Batch API".to_owned()
+        } else {
+            format!("{} jobs", ids.len())
+        },
         workers = args.workers,
         bt = first.texts + second.texts,
         bs = first.seconds + second.seconds,
@@ -201,6 +218,7 @@ pub(crate) async fn run(args: EmbeddingArgs) -> anyhow::Result<()> {
             "{}",
             json!({
                 "mode": "embeddings", "texts": embedded, "jobs": ids.len(),
+                "batch_api": args.batch_api,
                 "workers": args.workers, "wall_seconds": wall, "texts_per_second": rate,
                 "python_texts_per_second": base_rate, "ratio": rate / base_rate,
                 "tokens": tokens,
