@@ -86,7 +86,7 @@ pub async fn run(
     };
     tracing::info!(
         addr = %listener.local_addr()?,
-        redis = %config.redis.redis_url,
+        redis = %config.redis.describe(),
         namespace = %config.redis.namespace,
         "inferq-api listening"
     );

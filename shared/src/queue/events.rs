@@ -30,7 +30,7 @@ impl std::fmt::Debug for JobEvents {
 impl JobEvents {
     /// Subscribes to the job events of `keys`' namespace, on a connection of its own.
     pub async fn subscribe(redis: &RedisConfig, keys: &Keys) -> Result<Self, QueueError> {
-        let client = redis.client()?;
+        let client = super::conn::pubsub_client(redis).await?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub
             .subscribe(&[keys.events(), keys.progress_events()])

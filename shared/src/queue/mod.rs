@@ -7,6 +7,7 @@
 
 pub mod apikeys;
 pub mod batches;
+mod conn;
 pub mod dead;
 pub mod events;
 mod fields;
@@ -28,8 +29,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
 use crate::config::RedisConfig;
 pub use dead::{DeadLetter, Retried};
 pub use keys::{GROUP, Keys};
@@ -49,6 +48,14 @@ pub enum QueueError {
     Redis(#[from] redis::RedisError),
     #[error("unexpected reply from redis: {0}")]
     Protocol(&'static str),
+    #[error("the Redis settings: {0}")]
+    Config(String),
+    #[error(
+        "the submission reached the Redis master, but {acked} of the {wanted} replicas \
+         INFERQ_REDIS_WAIT_REPLICAS asks for confirmed it in time; retry with the same \
+         Idempotency-Key"
+    )]
+    NotReplicated { acked: u32, wanted: u32 },
 }
 
 impl QueueError {
@@ -57,16 +64,35 @@ impl QueueError {
     /// by itself. Anything else (a script error, a wrong type, a reply this code does not
     /// understand) is a bug or a misconfiguration, and retrying will not fix it.
     pub fn is_unavailable(&self) -> bool {
-        let Self::Redis(e) = self else {
-            return false;
+        let e = match self {
+            Self::Redis(e) => e,
+            Self::NotReplicated { .. } => return true,
+            _ => return false,
         };
-        e.is_io_error()
+        // A failover in progress: no sentinel names a reachable master yet, or the cluster
+        // client lost the node it had for a slot.
+        let failing_over = matches!(
+            e.kind(),
+            redis::ErrorKind::MasterNameNotFoundBySentinel
+                | redis::ErrorKind::NoValidReplicasFoundBySentinel
+                | redis::ErrorKind::ClusterConnectionNotFound
+        );
+        failing_over
+            || e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
             || matches!(
                 e.code(),
-                Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")
+                Some(
+                    "LOADING"
+                        | "BUSY"
+                        | "MASTERDOWN"
+                        | "TRYAGAIN"
+                        | "CLUSTERDOWN"
+                        | "READONLY"
+                        | "NOREPLICAS"
+                )
             )
     }
 }
@@ -75,7 +101,9 @@ impl QueueError {
 #[derive(Clone)]
 pub struct Queue {
     keys: Arc<Keys>,
-    conn: ConnectionManager,
+    conn: conn::Conn,
+    /// Holds a submission's answer until `INFERQ_REDIS_WAIT_REPLICAS` replicas have it.
+    commit: Arc<conn::commit::Commit>,
     /// Reads count a waiting entry one priority level higher per this period; zero for strict
     /// priority ([`Queue::with_aging`]).
     aging: Duration,
@@ -101,25 +129,37 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Connects lazily: the first command connects, and commands issued while Redis is down
-    /// fail after the configured timeout instead of hanging. `extra_timeout` lengthens the
-    /// command timeout for a connection that issues blocking reads.
+    /// Connects lazily, in the mode the settings name (one node, a cluster, or the master
+    /// the sentinels name): the first command connects, and commands issued while Redis is
+    /// down fail after the configured timeout instead of hanging. `extra_timeout` lengthens
+    /// the command timeout for a connection that issues blocking reads.
     pub async fn connect(cfg: &RedisConfig, extra_timeout: Duration) -> Result<Self, QueueError> {
-        let client = cfg.client()?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(cfg.timeout()))
-            .set_response_timeout(Some(cfg.timeout() + extra_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let wait = Duration::from_millis(cfg.redis_wait_timeout_ms);
+        let conn = conn::Conn::connect(
+            cfg,
+            extra_timeout
+                + if cfg.redis_wait_replicas > 0 {
+                    wait
+                } else {
+                    Duration::ZERO
+                },
+        )?;
         Ok(Self {
             keys: Arc::new(Keys::new(&cfg.namespace)),
             conn,
+            commit: Arc::new(conn::commit::Commit::new(cfg.redis_wait_replicas, wait)),
             aging: DEFAULT_AGING,
             lanes_seen: Arc::default(),
             retention: Retention::DEFAULT,
             fetch_allow: String::new(),
         })
+    }
+
+    /// Returns once the replicas `INFERQ_REDIS_WAIT_REPLICAS` asks for hold every write this
+    /// queue made so far (at once when it asks for none); the submission steps call it before
+    /// they answer.
+    pub(crate) async fn committed(&self) -> Result<(), QueueError> {
+        self.commit.wait(&self.conn).await
     }
 
     /// The same queue, writing `retention` into the record of every job it submits that names

@@ -32,6 +32,7 @@ mod support;
 mod tenant_count;
 mod tenant_quota;
 mod tls;
+mod topologies;
 mod trace;
 mod uploads;
 mod validation;

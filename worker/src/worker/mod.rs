@@ -97,7 +97,7 @@ impl Worker {
             worker = %consumer,
             threads = threads.threads(),
             models = ?names,
-            redis = %config.redis.redis_url,
+            redis = %config.redis.describe(),
             namespace = %config.redis.namespace,
             "inferq-worker started"
         );

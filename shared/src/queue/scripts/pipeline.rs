@@ -110,6 +110,7 @@ impl Queue {
         }
         .push(&mut inv);
         let reply: String = inv.invoke_async(&mut self.conn.clone()).await?;
+        self.committed().await?;
         Ok(match reply.as_str() {
             "QUEUE_FULL" => Submitted::QueueFull,
             other => parse_refusal(other)?.unwrap_or(Submitted::Queued),

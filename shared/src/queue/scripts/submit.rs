@@ -277,6 +277,7 @@ impl Queue {
             .push(&mut inv);
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        self.committed().await?;
         if replies.len() != jobs.len() {
             return Err(QueueError::Protocol(
                 "submit answered for another number of jobs",
@@ -320,6 +321,9 @@ impl Queue {
         }
         .push(&mut inv);
         let hit: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        if hit == 1 {
+            self.committed().await?;
+        }
         Ok(hit == 1)
     }
 

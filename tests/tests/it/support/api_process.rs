@@ -28,13 +28,24 @@ impl ApiProcess {
     /// not required and log lines at `warn` (into the suite's log directory), `env` adding or
     /// overriding settings; returns once it answers `GET /healthz`.
     pub(crate) async fn start(app: &App, env: &[(&str, &str)]) -> Self {
+        let url = app.redis.url();
+        Self::start_on(&[("INFERQ_REDIS_URL", &url)], &app.namespace, env).await
+    }
+
+    /// Starts `inferq-api` as [`ApiProcess::start`] does, with `redis` naming where Redis is
+    /// (the settings of one connection mode) and `namespace` its key prefix.
+    pub(crate) async fn start_on(
+        redis: &[(&str, &str)],
+        namespace: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
-        let log = log_dir().join(format!("{}-api-{port}.log", app.namespace));
+        let log = log_dir().join(format!("{namespace}-api-{port}.log"));
         let mut cmd = Command::new(api_binary());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("INFERQ_REDIS_URL", app.redis.url())
-            .env("INFERQ_NAMESPACE", &app.namespace)
+            .envs(redis.iter().copied())
+            .env("INFERQ_NAMESPACE", namespace)
             .env("INFERQ_BIND", format!("127.0.0.1:{port}"))
             .env("INFERQ_AUTH", "disabled")
             .env("RUST_LOG", "warn")
@@ -45,7 +56,10 @@ impl ApiProcess {
         let api = Self {
             child: cmd.spawn().unwrap(),
             base: format!("http://127.0.0.1:{port}"),
-            http: app.http.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
         };
         let healthz = format!("{}/healthz", api.base);
         eventually(Duration::from_secs(30), "inferq-api starts", async || {

@@ -2,13 +2,12 @@
 //! namespace, and the workers each test starts; with the requests and waits most tests share.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use inferq_shared::queue::Keys;
 use serde_json::Value;
 
-use super::{Client, Redis, Worker, eventually, job_id, log_dir, submit_all, worker_binary};
+use super::{Client, Redis, Worker, eventually, job_id, log_dir, submit_all};
 
 /// Sends this process's `tracing` output (the in-process APIs') to `log_dir()/api-<pid>.log`,
 /// inferq's own at `debug` (where a careless log line would show a request's details), the
@@ -168,31 +167,13 @@ impl App {
 
     /// Starts a worker process serving `models_dir`; `env` adds or overrides settings.
     pub(crate) fn worker(&self, models_dir: &Path, env: &[(&str, &str)]) -> Worker {
-        let id = format!("w-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let mut cmd = Command::new(worker_binary());
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("INFERQ_REDIS_URL", self.redis.url())
-            .env("INFERQ_NAMESPACE", &self.namespace)
-            .env("INFERQ_MODELS_DIR", models_dir)
-            .env("INFERQ_WORKER_ID", &id)
-            .env("INFERQ_THREADS", "2")
-            .env("INFERQ_LEASE_MS", "2000")
-            .env("ORT_DYLIB_PATH", env!("ORT_DYLIB_PATH"))
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
-            );
-        let log = log_dir().join(format!("{}-{id}.log", self.namespace));
-        cmd.stdout(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Worker {
-            child: cmd.spawn().unwrap(),
-            id,
-            log,
-        }
+        let url = self.redis.url();
+        Worker::start_on(
+            &[("INFERQ_REDIS_URL", &url)],
+            &self.namespace,
+            models_dir,
+            env,
+        )
     }
 
     /// Waits until `GET /models` lists every one of `names` with a live worker.

@@ -19,6 +19,7 @@ pub(crate) mod queue;
 mod redis_server;
 pub(crate) mod servers;
 pub(crate) mod texts;
+pub(crate) mod topology;
 mod worker;
 
 pub(crate) use api_process::ApiProcess;

@@ -12,11 +12,18 @@ pub(crate) struct Redis {
     pub dir: PathBuf,
     child: Option<Child>,
     aof: bool,
+    /// More `redis-server` arguments (replication, cluster mode).
+    args: Vec<String>,
 }
 
 impl Redis {
     /// With `aof`, every write is appended and fsynced, as in docker-compose.yml.
     pub(crate) fn start_with(aof: bool) -> Self {
+        Self::start_with_args(aof, Vec::new())
+    }
+
+    /// As [`Redis::start_with`], with more `redis-server` arguments.
+    pub(crate) fn start_with_args(aof: bool, args: Vec<String>) -> Self {
         let dir =
             std::env::temp_dir().join(format!("inferq-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -25,6 +32,7 @@ impl Redis {
             dir,
             child: None,
             aof,
+            args,
         };
         redis.spawn();
         redis
@@ -42,6 +50,7 @@ impl Redis {
         ])
         .arg("--dir")
         .arg(&self.dir)
+        .args(&self.args)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         if self.aof {
@@ -58,8 +67,18 @@ impl Redis {
         });
     }
 
+    /// `127.0.0.1:<port>`.
+    pub(crate) fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether it runs (it was not killed).
+    pub(crate) fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Stops the server abruptly (SIGKILL): no final save, like a crash.

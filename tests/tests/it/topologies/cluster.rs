@@ -1,0 +1,198 @@
+//! Redis Cluster mode: the API and workers on a cluster of three masters with a replica each
+//! (`redis-cli --cluster create`), found from seeds; the job API works as on one node, and a
+//! master killed under load is replaced by its replica with every acknowledged job kept.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::{load, namespace};
+use crate::support::audio::{fixture, models_dir, multipart};
+use crate::support::topology::{Cluster, redis_cli};
+use crate::support::{
+    ApiProcess, Worker, assert_close, eventually, linear_expected, linear_job, slow_job,
+    test_models,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_job_api_works_on_a_cluster() {
+    let cluster = Cluster::start();
+    let ns = namespace();
+    let seeds = cluster.seeds();
+    let redis = [("INFERQ_REDIS_CLUSTER", seeds.as_str())];
+    let api = ApiProcess::start_on(&redis, &ns, &[]).await;
+    let _models = Worker::start_on(
+        &redis,
+        &ns,
+        &test_models(),
+        &[("INFERQ_MODELS", "linear,slow")],
+    );
+    let _speech = Worker::start_on(
+        &redis,
+        &ns,
+        &models_dir(),
+        &[("INFERQ_MODELS", "silero_vad")],
+    );
+    let client = api.client(None);
+    client.wait_models(&["linear", "slow"]).await;
+
+    // Submit, wait, read the result.
+    let rows = [[1.0, 2.0, 3.0, 4.0]];
+    let (status, body) = client.post_json("/jobs", &linear_job(&rows)).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (status, done) = client.get(&format!("/status/{id}?wait=30")).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_close(
+        &done["result"]["outputs"][0]["data"],
+        &linear_expected(&rows),
+        1e-5,
+    );
+
+    // Idempotency: the same key names the same job.
+    let keyed = |key: &'static str| {
+        client
+            .request(Method::POST, "/jobs")
+            .header("Idempotency-Key", key)
+            .json(&linear_job(&rows))
+    };
+    let first: Value = keyed("k1").send().await.unwrap().json().await.unwrap();
+    let again: Value = keyed("k1").send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["id"], again["id"]);
+
+    // Listing shows the jobs.
+    let (status, listed) = client.get("/jobs?limit=100").await;
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<&str> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
+    assert!(ids.contains(&id.as_str()), "{listed}");
+    assert!(ids.contains(&first["id"].as_str().unwrap()), "{listed}");
+
+    // A group, run to its end.
+    let (status, group) = client
+        .post_json(
+            "/groups",
+            &json!({"jobs": [linear_job(&rows), linear_job(&rows)]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{group}");
+    let (_, ended) = client
+        .get(&format!(
+            "/groups/{}?wait=30",
+            group["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+
+    // Cancel: slow jobs queue behind each other; the last is cancelled while queued.
+    let mut slow = Vec::new();
+    for x in 0..3 {
+        let (_, b) = client.post_json("/jobs", &slow_job(x as f32)).await;
+        slow.push(b["id"].as_str().unwrap().to_owned());
+    }
+    let (status, cancelled) = client.delete(&format!("/jobs/{}", slow[2])).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+
+    // The speech pipeline.
+    let (content_type, audio) = multipart(&fixture("speech.wav"), None);
+    let r = client
+        .request(Method::POST, "/jobs")
+        .header("content-type", content_type)
+        .body(audio)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let speech: Value = r.json().await.unwrap();
+    let (_, heard) = client
+        .get(&format!(
+            "/status/{}?wait=60",
+            speech["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(heard["status"], "succeeded", "{heard}");
+    assert!(
+        !heard["result"]["segments"].as_array().unwrap().is_empty(),
+        "{heard}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_master_is_replaced_and_every_acknowledged_job_succeeds() {
+    let mut cluster = Cluster::start();
+    let ns = namespace();
+    let seeds = cluster.seeds();
+    let redis = [("INFERQ_REDIS_CLUSTER", seeds.as_str())];
+    let api = ApiProcess::start_on(
+        &redis,
+        &ns,
+        &[
+            ("INFERQ_REDIS_WAIT_REPLICAS", "1"),
+            ("INFERQ_REDIS_WAIT_TIMEOUT_MS", "500"),
+            ("INFERQ_REDIS_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    let _worker = Worker::start_on(&redis, &ns, &test_models(), &[("INFERQ_MODELS", "linear")]);
+    api.client(None).wait_models(&["linear"]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load::steady(api.base.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // kill -9 of the master serving the namespace: its replica takes over.
+    let victim = cluster.master_of(&format!("{{{ns}}}"));
+    let port = cluster.nodes[victim].port;
+    cluster.nodes[victim].kill();
+    eventually(
+        Duration::from_secs(30),
+        "a replica is promoted",
+        async || (cluster.masters().len() == 3).then_some(()),
+    )
+    .await;
+    cluster.wait_ok();
+    // The old master comes back as the new master's replica, so submissions can be held by a
+    // replica again.
+    cluster.nodes[victim].restart();
+    eventually(
+        Duration::from_secs(30),
+        "the old master replicates again",
+        async || {
+            redis_cli(port, &["INFO", "replication"])
+                .contains("master_link_status:up")
+                .then_some(())
+        },
+    )
+    .await;
+    let followed = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    let accepted = running.await.unwrap();
+
+    assert!(
+        accepted.jobs.len() > 20,
+        "too few jobs accepted: {}",
+        accepted.jobs.len()
+    );
+    assert!(
+        accepted.after(followed) > 0,
+        "no job was accepted after the failover ({} answers were 503)",
+        accepted.unavailable
+    );
+    eprintln!(
+        "accepted {} jobs ({} after the failover), {} answers were 503",
+        accepted.jobs.len(),
+        accepted.after(followed),
+        accepted.unavailable
+    );
+    load::all_succeed(&api.base, &accepted, Duration::from_secs(60)).await;
+}

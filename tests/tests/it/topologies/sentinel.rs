@@ -1,0 +1,83 @@
+//! Sentinel mode: the API and a worker find the master through three sentinels, and follow
+//! the replica the sentinels promote when the master is killed under load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::{load, namespace};
+use crate::support::topology::Sentinels;
+use crate::support::{ApiProcess, Worker, eventually, test_models};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_master_is_followed_and_every_acknowledged_job_succeeds() {
+    let mut set = Sentinels::start();
+    let ns = namespace();
+    let urls = set.urls();
+    let redis = [
+        ("INFERQ_REDIS_SENTINELS", urls.as_str()),
+        ("INFERQ_REDIS_SENTINEL_MASTER", Sentinels::NAME),
+    ];
+    let api = ApiProcess::start_on(
+        &redis,
+        &ns,
+        &[
+            ("INFERQ_REDIS_WAIT_REPLICAS", "1"),
+            ("INFERQ_REDIS_WAIT_TIMEOUT_MS", "500"),
+            ("INFERQ_REDIS_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    let _worker = Worker::start_on(&redis, &ns, &test_models(), &[]);
+    api.client(None).wait_models(&["linear"]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load::steady(api.base.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // kill -9 of the master: the sentinels promote the replica.
+    let old = set.master.port;
+    set.master.kill();
+    eventually(
+        Duration::from_secs(30),
+        "the sentinels promote the replica",
+        async || (set.master_port() == set.replica.port).then_some(()),
+    )
+    .await;
+    // The old master comes back; the sentinels make it the new master's replica, so
+    // submissions can be held by a replica again.
+    set.master.restart();
+    eventually(
+        Duration::from_secs(30),
+        "the old master replicates the new one",
+        async || {
+            crate::support::topology::redis_cli(old, &["INFO", "replication"])
+                .contains("master_link_status:up")
+                .then_some(())
+        },
+    )
+    .await;
+    let followed = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    let accepted = running.await.unwrap();
+
+    assert!(
+        accepted.jobs.len() > 20,
+        "too few jobs accepted to show anything: {}",
+        accepted.jobs.len()
+    );
+    // Submissions after the failover were accepted: the API follows the new master.
+    assert!(
+        accepted.after(followed) > 0,
+        "no job was accepted after the failover ({} answers were 503)",
+        accepted.unavailable
+    );
+    eprintln!(
+        "accepted {} jobs ({} after the failover), {} answers were 503",
+        accepted.jobs.len(),
+        accepted.after(followed),
+        accepted.unavailable
+    );
+    load::all_succeed(&api.base, &accepted, Duration::from_secs(60)).await;
+}
