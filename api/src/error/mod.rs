@@ -152,6 +152,9 @@ pub enum ApiError {
     Overloaded(String),
     #[error("redis is unavailable; retry later")]
     Unavailable(#[source] QueueError),
+    /// `INFERQ_REDIS_WAIT_REPLICAS` replicas did not confirm a submission in time.
+    #[error("{0}")]
+    NotReplicated(QueueError),
     /// A bug or a misconfiguration. The detail is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -176,7 +179,9 @@ impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         // Only an outage is a 503 that clients should retry; a script error or a wrong type is
         // a bug, and dressing it as an outage would have clients retry it forever.
-        if e.is_unavailable() {
+        if matches!(e, QueueError::NotReplicated { .. }) {
+            Self::NotReplicated(e)
+        } else if e.is_unavailable() {
             Self::Unavailable(e)
         } else {
             Self::Internal(format!("redis: {e}"))
@@ -231,6 +236,7 @@ impl ApiError {
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
+            Self::NotReplicated(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_replicated"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -240,7 +246,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         match &self {
-            Self::Unavailable(e) => tracing::warn!(error = %e, "redis unavailable"),
+            Self::Unavailable(e) | Self::NotReplicated(e) => {
+                tracing::warn!(error = %e, "redis unavailable")
+            }
             Self::Internal(detail) => tracing::error!(error = %detail, "internal error"),
             _ => {}
         }
@@ -277,7 +285,10 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from(inferq_shared::queue::ops::THROUGHPUT_WINDOW_SECS),
             );
         }
-        if matches!(self, Self::Overloaded(_) | Self::Unavailable(_)) {
+        if matches!(
+            self,
+            Self::Overloaded(_) | Self::Unavailable(_) | Self::NotReplicated(_)
+        ) {
             res.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),

@@ -79,7 +79,9 @@ impl From<ApiError> for OipError {
         };
         match &e {
             ApiError::Internal(detail) => tracing::error!(error = %detail, "internal error"),
-            ApiError::Unavailable(err) => tracing::warn!(error = %err, "redis unavailable"),
+            ApiError::Unavailable(err) | ApiError::NotReplicated(err) => {
+                tracing::warn!(error = %err, "redis unavailable")
+            }
             _ => {}
         }
         let retry_after = match &e {

@@ -149,7 +149,9 @@ impl From<ApiError> for OpenAiError {
         };
         match &e {
             ApiError::Internal(detail) => tracing::error!(error = %detail, "internal error"),
-            ApiError::Unavailable(err) => tracing::warn!(error = %err, "redis unavailable"),
+            ApiError::Unavailable(err) | ApiError::NotReplicated(err) => {
+                tracing::warn!(error = %err, "redis unavailable")
+            }
             _ => {}
         }
         let mut out = Self::new(status, kind, e.to_string(), Some(code));

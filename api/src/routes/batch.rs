@@ -98,7 +98,9 @@ pub(crate) struct BatchRequestDoc {
             INFERQ_MAX_BATCH_JOBS, or an item that is not a JSON object)", body = ErrorResponse),
         (status = 413, description = "`payload_too_large`", body = ErrorResponse),
         (status = 500, description = "`internal`", body = ErrorResponse),
-        (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
+        (status = 503, description = "`redis_unavailable`; or `not_replicated`: \
+            fewer than INFERQ_REDIS_WAIT_REPLICAS replicas confirmed the submission in time (it \
+            may exist: retry with the same Idempotency-Key)", body = ErrorResponse,
          headers(("Retry-After" = u32))),
     ),
 )]

@@ -140,7 +140,9 @@ pub(crate) struct JobAccepted {
         (status = 429, description = "`overloaded`: the model's queue is full",
          body = ErrorResponse, headers(("Retry-After" = u32))),
         (status = 500, description = "`internal`", body = ErrorResponse),
-        (status = 503, description = "`redis_unavailable`", body = ErrorResponse,
+        (status = 503, description = "`redis_unavailable`; or `not_replicated`: \
+            fewer than INFERQ_REDIS_WAIT_REPLICAS replicas confirmed the submission in time (it \
+            may exist: retry with the same Idempotency-Key)", body = ErrorResponse,
          headers(("Retry-After" = u32))),
     ),
 )]

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod load;
+mod modes;
 mod sentinel;
 
 /// A namespace of its own for a test.

@@ -1,0 +1,97 @@
+//! The connection settings as a user meets them: two modes at once refuse to start, and a
+//! submission that no replica confirmed is a `503` whose retry (same `Idempotency-Key`) makes
+//! no second job.
+
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::support::topology::redis_cli;
+use crate::support::{
+    AppOptions, Redis, all_under, api_binary, eventually_blocking, linear_job, spawn_app_with,
+    test_models, worker_binary,
+};
+
+#[test]
+fn two_connection_modes_are_a_startup_error_naming_both() {
+    for binary in [api_binary(), worker_binary()] {
+        let out = Command::new(&binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("INFERQ_REDIS_URL", "redis://127.0.0.1:1")
+            .env("INFERQ_REDIS_CLUSTER", "redis://127.0.0.1:2,redis://127.0.0.1:3")
+            .env("INFERQ_BIND", "127.0.0.1:0")
+            .env("INFERQ_MODELS_DIR", test_models())
+            .env("ORT_DYLIB_PATH", env!("ORT_DYLIB_PATH"))
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{} started: {said}", binary.display());
+        assert!(
+            said.contains("INFERQ_REDIS_URL and INFERQ_REDIS_CLUSTER"),
+            "{}: {said}",
+            binary.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreplicated_submission_is_503_and_its_retry_makes_no_second_job() {
+    let app = spawn_app_with(AppOptions {
+        tweak: Some(|c| {
+            c.redis.redis_wait_replicas = 1;
+            c.redis.redis_wait_timeout_ms = 200;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let submit = async || {
+        let r = app
+            .anonymous()
+            .request(Method::POST, "/jobs")
+            .header("Idempotency-Key", "only-once")
+            .json(&linear_job(&[[1.0, 2.0, 3.0, 4.0]]))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry_after = r.headers().contains_key("retry-after");
+        (status, retry_after, r.json::<Value>().await.unwrap())
+    };
+    // No replica: the master holds the job, but the answer says it is not safe yet.
+    let (status, retry_after, body) = submit().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(retry_after);
+    assert_eq!(body["error"]["code"], "not_replicated", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("Idempotency-Key"),
+        "{body}"
+    );
+
+    // A replica joins; the retry is answered with the one job the first attempt made.
+    let replica = Redis::start_with_args(
+        false,
+        vec!["--replicaof".into(), "127.0.0.1".into(), app.redis.port.to_string()],
+    );
+    eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
+        redis_cli(replica.port, &["INFO", "replication"])
+            .contains("master_link_status:up")
+            .then_some(())
+    });
+    let (status, _, body) = submit().await;
+    assert!([200, 202].contains(&status), "{status}: {body}");
+    let mut conn = app.redis.conn().await;
+    let jobs: Vec<String> = redis::cmd("KEYS")
+        .arg(all_under(&app.keys().job_prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(jobs[0].ends_with(body["id"].as_str().unwrap()));
+}
