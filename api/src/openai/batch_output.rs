@@ -161,7 +161,10 @@ mod tests {
         };
         let (own, format) = split(&result, Some(Part(1, 3, EncodingFormat::Float))).unwrap();
         assert_eq!(format, EncodingFormat::Float);
-        assert_eq!((own.token_counts, own.total_tokens), (vec![4, 5, 6], 15));
+        assert_eq!(
+            (&own.token_counts[..], own.total_tokens),
+            (&[4, 5, 6][..], 15)
+        );
         assert_eq!(own.truncated, vec![0]);
         let firsts: Vec<f32> = own
             .embeddings
