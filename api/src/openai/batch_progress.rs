@@ -6,9 +6,8 @@
 //! and stored, then the final status. Whichever API process reads the batch first does it, so
 //! a batch needs no process of its own, and a finalizer that dies is taken over.
 
-use std::time::Duration;
-
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use inferq_shared::queue::Retention;
