@@ -1,28 +1,23 @@
 //! A batch's input: the request lines of its file read and checked one by one (a malformed
-//! line fails only its own request), each good one made into a `text_embeddings` job through
-//! the one submission path and enqueued; and what the batch stores about them.
+//! line fails only its own request), and what the batch stores about its requests (packed
+//! into jobs by `batch_pack`).
 
 use std::collections::HashSet;
 
-use futures_util::StreamExt;
+use inferq_shared::embedding::EncodingFormat;
 use inferq_shared::job::JobId;
-use inferq_shared::queue::Submitted;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::embeddings::{self, EmbeddingsRequest};
 use crate::error::OpenAiError;
-use crate::submit::{CheckedJob, Desk};
 
 /// The one endpoint a batch may run.
 pub(crate) const EMBEDDINGS_ENDPOINT: &str = "/v1/embeddings";
 
 /// Most requests in one batch, as OpenAI allows.
 pub(crate) const MAX_REQUESTS: usize = 50_000;
-
-/// Jobs enqueued at a time while a batch starts.
-const SUBMIT_CONCURRENCY: usize = 32;
 
 /// The parts of a batch that never change, stored as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,19 +43,43 @@ pub(crate) struct BatchErrorItem {
     pub(crate) line: Option<usize>,
 }
 
-/// One request of a batch as stored: its `custom_id` and its job, or the error that failed it
-/// before it became one.
+/// One request of a batch as stored: its `custom_id` and the job it was packed into (with
+/// where its texts sit there), or the error that failed it before it ran.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Request {
     #[serde(rename = "c")]
     pub(crate) custom_id: Option<String>,
     #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
     pub(crate) job: Option<JobId>,
+    /// Its texts among its job's. Absent in batches stored before requests were packed, whose
+    /// every job holds one request, answered with the whole result.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) part: Option<Part>,
     #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<LineError>,
     /// Its line in the input file, from 1.
     #[serde(rename = "l")]
     pub(crate) line: usize,
+}
+
+/// Where a request's texts sit in the job it was packed into, and how it asked for its
+/// vectors (a packed job stores them as base64, exactly; each request gets its own spelling).
+/// Stored as a 3-array, as a batch holds up to 50,000 of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Part(
+    /// The index of its first text among the job's texts.
+    pub(crate) u32,
+    /// Its texts.
+    pub(crate) u32,
+    pub(crate) EncodingFormat,
+);
+
+impl Part {
+    /// Its texts' indices among the job's.
+    pub(crate) fn range(self) -> std::ops::Range<usize> {
+        let first = self.0 as usize;
+        first..first + self.1 as usize
+    }
 }
 
 /// Why a request failed without running.
@@ -71,7 +90,7 @@ pub(crate) struct LineError {
 }
 
 impl LineError {
-    fn new(code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
             code: code.to_owned(),
             message: message.into(),
@@ -91,7 +110,7 @@ impl From<OpenAiError> for LineError {
 }
 
 /// A request line read: its `custom_id` (when it had one) and its checked request, or why not.
-type Line = (Option<String>, Result<embeddings::Wanted, LineError>);
+pub(crate) type Line = (Option<String>, Result<embeddings::Wanted, LineError>);
 
 /// Reads one request line of a batch for `endpoint`.
 fn read_line(text: &str, seen: &mut HashSet<String>) -> Line {
@@ -173,62 +192,6 @@ pub(crate) fn read_lines(content: &[u8]) -> Result<Vec<(usize, Line)>, BatchErro
         ));
     }
     Ok(lines)
-}
-
-/// Makes each good line's job and enqueues it (several at a time); a line whose job cannot be
-/// made or is refused (a full queue, the tenant's quota) fails as its request. The requests,
-/// in line order.
-pub(crate) async fn submit(desk: &Desk<'_>, lines: Vec<(usize, Line)>) -> Vec<Request> {
-    let mut requests = Vec::with_capacity(lines.len());
-    let mut jobs: Vec<(usize, CheckedJob)> = Vec::new();
-    for (line, (custom_id, wanted)) in lines {
-        let job = wanted.and_then(|w| embeddings::job(desk, w).map_err(LineError::from));
-        let mut request = Request {
-            custom_id,
-            job: None,
-            error: None,
-            line,
-        };
-        match job {
-            Ok(job) => {
-                request.job = Some(job.id);
-                jobs.push((requests.len(), job));
-            }
-            Err(e) => request.error = Some(e),
-        }
-        requests.push(request);
-    }
-    let submissions: Vec<_> = jobs
-        .into_iter()
-        .map(|(i, job)| enqueue(desk, i, job))
-        .collect();
-    let outcomes: Vec<(usize, Result<(), LineError>)> = futures_util::stream::iter(submissions)
-        .buffer_unordered(SUBMIT_CONCURRENCY)
-        .collect()
-        .await;
-    for (i, outcome) in outcomes {
-        if let Err(e) = outcome {
-            requests[i].job = None;
-            requests[i].error = Some(e);
-        }
-    }
-    requests
-}
-
-/// Enqueues the job of request `i`: its outcome, as the request's error when refused.
-async fn enqueue(desk: &Desk<'_>, i: usize, job: CheckedJob) -> (usize, Result<(), LineError>) {
-    let queue = job.model.clone();
-    let outcome = match desk.submit(job).await {
-        Ok(Submitted::Queued) => {
-            crate::metrics::submitted(&queue);
-            Ok(())
-        }
-        Ok(other) => Err(LineError::from(OpenAiError::from(
-            desk.refused(&queue, other),
-        ))),
-        Err(e) => Err(LineError::from(OpenAiError::from(e))),
-    };
-    (i, outcome)
 }
 
 #[cfg(test)]

@@ -1,22 +1,22 @@
-//! Where a batch stands, read from its jobs: `request_counts` while it runs; the jobs still
-//! pending cancelled when it is cancelled or its window passes; and, once every job is final,
-//! its last step (the lease of `batch_finalize.lua`): the output file (one line per succeeded
-//! request) and the error file (one per failed one) rendered from the jobs' records and
-//! stored, then the final status. Whichever API process reads the batch first does it, so a
-//! batch needs no process of its own, and a finalizer that dies is taken over.
+//! Where a batch stands, read from its jobs: `request_counts` while it runs (a request counts
+//! as its job stands, so they grow a pack of requests at a time); the jobs still pending
+//! cancelled when it is cancelled or its window passes; and, once every job is final, its last
+//! step (the lease of `batch_finalize.lua`): the output file (one line per succeeded request)
+//! and the error file (one per failed one) rendered from the jobs' records (`batch_output`)
+//! and stored, then the final status. Whichever API process reads the batch first does it, so
+//! a batch needs no process of its own, and a finalizer that dies is taken over.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use inferq_shared::JobStatus;
-use inferq_shared::embedding::{Embedding, EncodingFormat};
 use inferq_shared::queue::Retention;
 use inferq_shared::queue::batches::{FinishedBatch, StoredBatch};
 use inferq_shared::queue::files::StoredFile;
-use serde_json::{Value, json};
+use inferq_shared::{JobId, JobStatus};
 
 use super::batch_input::{BatchRecord, Request};
-use super::embeddings::{job_result, render};
+use super::batch_output;
 use super::files::{BATCH_OUTPUT, FILE_PREFIX};
 use super::{KEEP_SECS, now_secs};
 use crate::error::{ApiError, OpenAiError, OpenAiResult};
@@ -100,28 +100,38 @@ pub(crate) async fn refresh(
 }
 
 /// The counts of the requests as their jobs stand, and the jobs not final yet.
-async fn count(
-    state: &AppState,
-    requests: &[Request],
-) -> OpenAiResult<(Counts, Vec<inferq_shared::JobId>)> {
-    let ids: Vec<_> = requests.iter().filter_map(|r| r.job).collect();
+async fn count(state: &AppState, requests: &[Request]) -> OpenAiResult<(Counts, Vec<JobId>)> {
+    // A job answers every request packed into it: each is read once.
+    let mut seen = HashSet::new();
+    let ids: Vec<JobId> = requests
+        .iter()
+        .filter_map(|r| r.job)
+        .filter(|id| seen.insert(*id))
+        .collect();
     let statuses = state
         .queue
         .job_statuses(&ids)
         .await
         .map_err(ApiError::from)?;
-    let total = requests.len() as u64;
-    let mut failed = (requests.len() - ids.len()) as u64;
-    let (mut completed, mut pending) = (0, Vec::new());
-    for (id, status) in ids.into_iter().zip(statuses) {
-        match status.as_deref().and_then(JobStatus::parse) {
+    let statuses: HashMap<JobId, Option<JobStatus>> = ids
+        .iter()
+        .zip(statuses)
+        .map(|(id, s)| (*id, s.as_deref().and_then(JobStatus::parse)))
+        .collect();
+    let (mut completed, mut failed) = (0, 0);
+    for r in requests {
+        match r.job.and_then(|id| statuses.get(&id).copied().flatten()) {
             Some(JobStatus::Succeeded) => completed += 1,
-            Some(s) if !s.is_terminal() => pending.push(id),
-            // Failed, cancelled, or a record gone.
+            Some(s) if !s.is_terminal() => {}
+            // No job (refused), failed, cancelled, or a record gone.
             _ => failed += 1,
         }
     }
-    Ok(((total, completed, failed), pending))
+    let pending = ids
+        .into_iter()
+        .filter(|id| statuses[id].is_some_and(|s| !s.is_terminal()))
+        .collect();
+    Ok(((requests.len() as u64, completed, failed), pending))
 }
 
 /// The batch's last step, if this process gets its lease: render and store the output and
@@ -150,27 +160,24 @@ async fn finalize(
     };
     // The futures are made first: a stream mapping with a closure over borrowed requests is
     // not `Send` for every lifetime, which the handlers' futures must be.
-    let answers: Vec<_> = requests
-        .iter()
-        .map(|r| answer(state, &batch.id, r, unfinished))
+    let answers: Vec<_> = batch_output::units(requests)
+        .map(|unit| batch_output::answer(state, &batch.id, unit, unfinished))
         .collect();
-    let lines: Vec<OpenAiResult<(bool, Value, u64)>> = futures_util::stream::iter(answers)
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    let mut answers = futures_util::stream::iter(answers).buffered(CONCURRENCY);
     let (mut output, mut errors) = (Vec::new(), Vec::new());
     let (mut completed, mut failed, mut tokens) = (0, 0, 0);
-    for line in lines {
-        let (ok, value, used) = line?;
-        let file = if ok { &mut output } else { &mut errors };
-        serde_json::to_writer(&mut *file, &value)
-            .map_err(|e| OpenAiError::internal(format!("rendering a batch line: {e}")))?;
-        file.push(b'\n');
-        if ok {
-            completed += 1;
-            tokens += used;
-        } else {
-            failed += 1;
+    while let Some(lines) = answers.next().await {
+        for (ok, value, used) in lines? {
+            let file = if ok { &mut output } else { &mut errors };
+            serde_json::to_writer(&mut *file, &value)
+                .map_err(|e| OpenAiError::internal(format!("rendering a batch line: {e}")))?;
+            file.push(b'\n');
+            if ok {
+                completed += 1;
+                tokens += used;
+            } else {
+                failed += 1;
+            }
         }
     }
     let output_id = store(state, batch, "output", &output).await?;
@@ -187,67 +194,6 @@ async fn finalize(
         .await
         .map_err(ApiError::from)?;
     Ok(())
-}
-
-/// One request's line: `(succeeded, line, prompt tokens)`. A request that did not run (a
-/// malformed line, a job cancelled before it ran) has `error` set and no `response`.
-async fn answer(
-    state: &AppState,
-    batch: &str,
-    r: &Request,
-    unfinished: &str,
-) -> OpenAiResult<(bool, Value, u64)> {
-    let hex = batch.strip_prefix("batch_").unwrap_or(batch);
-    let without = |code: &str, message: &str| {
-        json!({"id": format!("batch_req_{hex}_{}", r.line), "custom_id": r.custom_id,
-            "response": null, "error": {"code": code, "message": message}})
-    };
-    let (Some(id), None) = (r.job, &r.error) else {
-        let e = r
-            .error
-            .clone()
-            .unwrap_or_else(|| super::batch_input::LineError {
-                code: "internal".into(),
-                message: "the request has neither a job nor an error".into(),
-            });
-        return Ok((false, without(&e.code, &e.message), 0));
-    };
-    let Some(job) = state.queue.record(id).await.map_err(ApiError::from)? else {
-        let message = "the request's job record expired before the batch was finalized";
-        return Ok((false, without("job_gone", message), 0));
-    };
-    let line_id = format!("batch_req_{}", id.0.simple());
-    let respond = |status: u16, body: Value| {
-        json!({"id": line_id, "custom_id": r.custom_id, "error": null,
-            "response": {"status_code": status, "request_id": id.to_string(), "body": body}})
-    };
-    match job.status {
-        JobStatus::Succeeded => {
-            let result = job_result(&job)?;
-            let format = match result.embeddings.first() {
-                Some(Embedding::Base64(_)) => EncodingFormat::Base64,
-                _ => EncodingFormat::Float,
-            };
-            let tokens = result.total_tokens;
-            let body = serde_json::to_value(render(result, format))
-                .map_err(|e| OpenAiError::internal(format!("rendering job {id}: {e}")))?;
-            Ok((true, respond(200, body), tokens))
-        }
-        JobStatus::Failed => {
-            let (code, message) = job.error.unwrap_or_default();
-            let body = json!({"error": {"message": message, "type": "server_error",
-                "param": null, "code": code}});
-            Ok((false, respond(500, body), 0))
-        }
-        _ => {
-            let message = match unfinished {
-                "batch_cancelled" => "the batch was cancelled before this request ran",
-                "batch_expired" => "the batch's completion window passed before this request ran",
-                _ => "the request's job ended without running",
-            };
-            Ok((false, without(unfinished, message), 0))
-        }
-    }
 }
 
 /// Stores one of the batch's files (none when `content` is empty) under an id derived from

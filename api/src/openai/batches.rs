@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::batch_input::{self, BatchErrorItem, BatchRecord, EMBEDDINGS_ENDPOINT};
+use super::batch_pack;
 use super::batch_progress::{self, Counts, is_final};
 use super::files::{BATCH, owned_file};
 use super::{
@@ -168,8 +169,8 @@ fn check_metadata(metadata: Option<&Map<String, Value>>) -> OpenAiResult<()> {
     Ok(())
 }
 
-/// Starts a batch: each request line of the input file becomes a job (a malformed line fails
-/// only its request); the batch runs as its jobs do.
+/// Starts a batch: the request lines of the input file are packed into jobs (a malformed line
+/// fails only its request); the batch runs as its jobs do.
 #[utoipa::path(
     post, path = "/v1/batches", operation_id = "openai_create_batch", tag = "openai",
     request_body(content = CreateBatch, content_type = "application/json"),
@@ -232,7 +233,7 @@ pub(crate) async fn create_batch(
     };
     let (status, requests) = match batch_input::read_lines(&content) {
         Ok(lines) => {
-            let requests = batch_input::submit(&state.desk(&caller), lines).await;
+            let requests = batch_pack::submit(&state.desk(&caller), lines).await;
             record.in_progress_at = Some(now_secs());
             ("in_progress", requests)
         }

@@ -1,10 +1,12 @@
 //! The OpenAI API face (`/v1`): embeddings, models, files and batches, so the unmodified
 //! `openai` SDK talks to inferq with an inferq API key as its bearer token. A face translates
 //! shapes and errors, and nothing else: an embeddings request is a `text_embeddings` job made
-//! through the one submission path, a batch is a set of such jobs (one per request line), and
-//! errors answer in OpenAI's shape (`crate::error::openai`).
+//! through the one submission path, a batch is a set of such jobs (its request lines packed up
+//! to 64 texts to a job), and errors answer in OpenAI's shape (`crate::error::openai`).
 
 mod batch_input;
+mod batch_output;
+mod batch_pack;
 mod batch_progress;
 pub(crate) mod batches;
 pub(crate) mod embeddings;

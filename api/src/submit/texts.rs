@@ -78,7 +78,42 @@ pub(crate) fn from_file(data: &[u8]) -> AppResult<Texts> {
     Ok(Texts { texts, ids })
 }
 
+/// Bytes of a job's upload beyond its texts' JSON strings and the comma after each:
+/// `{"texts":[` and `]}`, less the comma the last text does not have.
+const UPLOAD_FRAME: usize = r#"{"texts":[]}"#.len() - 1;
+
+/// Bytes of the texts in an upload: each JSON string and the comma after it.
+fn texts_bytes(texts: &[String]) -> AppResult<usize> {
+    let mut bytes = 0;
+    for t in texts {
+        let json = serde_json::to_string(t)
+            .map_err(|e| ApiError::Internal(format!("encoding a text: {e}")))?;
+        bytes += json.len() + 1;
+    }
+    Ok(bytes)
+}
+
 impl Desk<'_> {
+    /// Checks texts by the rules of [`Desk::text_embeddings_job`] without making a job, for a
+    /// face that packs several requests' texts into one job and must refuse each request on
+    /// its own: the bytes the texts add to an upload (see [`Desk::upload_fits`]), or the error
+    /// a job of them alone would have had.
+    pub(crate) fn check_embedding_texts(&self, texts: &[String]) -> AppResult<usize> {
+        check_texts(texts, None, self.config.max_embedding_texts)
+            .map_err(|e| ApiError::InvalidTexts(e.0))?;
+        let bytes = texts_bytes(texts)?;
+        if !self.upload_fits(bytes) {
+            return Err(ApiError::UploadTooLarge(self.config.max_upload_bytes));
+        }
+        Ok(bytes)
+    }
+
+    /// Whether texts of `text_bytes` (summed from [`Desk::check_embedding_texts`]) make an
+    /// upload within `INFERQ_MAX_UPLOAD_BYTES`.
+    pub(crate) fn upload_fits(&self, text_bytes: usize) -> bool {
+        text_bytes + UPLOAD_FRAME <= self.config.max_upload_bytes
+    }
+
     /// A `text_embeddings` job for the caller from texts (and an id per text): the texts are
     /// checked (`422 invalid_texts`) and become the job's upload; `413` when they are larger
     /// than `INFERQ_MAX_UPLOAD_BYTES`. The job has no deadline and no webhook; a face sets
@@ -116,6 +151,19 @@ impl Desk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_bytes_add_up_to_the_upload() {
+        for texts in [vec!["a"], vec!["a \"quoted\" text", "é\n\t", "\u{1}x"]] {
+            let texts: Vec<String> = texts.into_iter().map(String::from).collect();
+            let upload = serde_json::to_vec(&TextBatch {
+                texts: texts.clone(),
+                ids: None,
+            })
+            .unwrap();
+            assert_eq!(texts_bytes(&texts).unwrap() + UPLOAD_FRAME, upload.len());
+        }
+    }
 
     #[test]
     fn a_file_is_lines_or_json_lines() {

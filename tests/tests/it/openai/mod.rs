@@ -3,6 +3,8 @@
 //! through embeddings, models, files and batches with two tenants; and a worker killed with
 //! SIGKILL in the middle of a batch, which still completes with every request answered once.
 
+mod packing;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -88,6 +90,59 @@ async fn call(key: &str, req: reqwest::RequestBuilder) -> (u16, Value) {
     (status, body)
 }
 
+/// Uploads `lines` as a batch input file and starts its batch: the batch's URL.
+async fn start_batch(app: &App, key: &str, lines: &[String]) -> String {
+    let (content_type, form) = upload_form(lines.join("\n").as_bytes());
+    let (status, file) = call(
+        key,
+        app.http
+            .post(format!("{}/v1/files", app.base))
+            .header("content-type", content_type)
+            .body(form),
+    )
+    .await;
+    assert_eq!(status, 200, "{file}");
+    let (status, batch) = call(
+        key,
+        app.http.post(format!("{}/v1/batches", app.base)).json(&json!({
+            "input_file_id": file["id"], "endpoint": "/v1/embeddings", "completion_window": "24h"
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{batch}");
+    format!("{}/v1/batches/{}", app.base, batch["id"].as_str().unwrap())
+}
+
+/// The lines of the file `id` (a batch's output or error file), parsed.
+async fn file_lines(app: &App, key: &str, id: &Value) -> Vec<Value> {
+    let url = format!("{}/v1/files/{}/content", app.base, id.as_str().unwrap());
+    let r = app.http.get(url).bearer_auth(key).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The batch at `url` once final.
+async fn wait_final(app: &App, key: &str, url: &str) -> Value {
+    eventually_every(
+        Duration::from_millis(200),
+        Duration::from_secs(300),
+        "the batch is final",
+        async || {
+            let b = call(key, app.http.get(url)).await.1;
+            let status = b["status"].as_str().unwrap_or("").to_owned();
+            if ["completed", "failed", "cancelled", "expired"].contains(&status.as_str()) {
+                Ok(b)
+            } else {
+                Err(b)
+            }
+        },
+    )
+    .await
+}
+
 /// A worker killed with SIGKILL in the middle of a batch: its jobs are taken over once their
 /// leases pass, the batch completes, and its output answers every request exactly once.
 #[tokio::test]
@@ -108,25 +163,7 @@ async fn a_worker_killed_mid_batch_loses_no_request() {
             .to_string()
         })
         .collect();
-    let (content_type, form) = upload_form(lines.join("\n").as_bytes());
-    let (status, file) = call(
-        &red,
-        app.http
-            .post(format!("{}/v1/files", app.base))
-            .header("content-type", content_type)
-            .body(form),
-    )
-    .await;
-    assert_eq!(status, 200, "{file}");
-    let (status, batch) = call(
-        &red,
-        app.http.post(format!("{}/v1/batches", app.base)).json(&json!({
-            "input_file_id": file["id"], "endpoint": "/v1/embeddings", "completion_window": "24h"
-        })),
-    )
-    .await;
-    assert_eq!(status, 200, "{batch}");
-    let url = format!("{}/v1/batches/{}", app.base, batch["id"].as_str().unwrap());
+    let url = start_batch(&app, &red, &lines).await;
     let read = async || call(&red, app.http.get(&url)).await.1;
     eventually(
         Duration::from_secs(120),
@@ -142,38 +179,16 @@ async fn a_worker_killed_mid_batch_loses_no_request() {
     )
     .await;
     doomed.signal("KILL");
-    let done = eventually_every(
-        Duration::from_millis(200),
-        Duration::from_secs(300),
-        "the batch is final",
-        async || {
-            let b = read().await;
-            let status = b["status"].as_str().unwrap_or("").to_owned();
-            if ["completed", "failed", "cancelled", "expired"].contains(&status.as_str()) {
-                Ok(b)
-            } else {
-                Err(b)
-            }
-        },
-    )
-    .await;
+    let done = wait_final(&app, &red, &url).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(
         done["request_counts"],
         json!({"total": N, "completed": N, "failed": 0}),
         "{done}"
     );
-    let output = format!(
-        "{}/v1/files/{}/content",
-        app.base,
-        done["output_file_id"].as_str().unwrap()
-    );
-    let r = app.http.get(output).bearer_auth(&red).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let text = r.text().await.unwrap();
+    let output = file_lines(&app, &red, &done["output_file_id"]).await;
     let mut seen = HashSet::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
+    for v in output {
         assert_eq!(v["response"]["status_code"], 200, "{v}");
         assert_eq!(v["response"]["body"]["data"].as_array().unwrap().len(), 4);
         assert!(
