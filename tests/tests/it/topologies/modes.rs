@@ -21,7 +21,10 @@ fn two_connection_modes_are_a_startup_error_naming_both() {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("INFERQ_REDIS_URL", "redis://127.0.0.1:1")
-            .env("INFERQ_REDIS_CLUSTER", "redis://127.0.0.1:2,redis://127.0.0.1:3")
+            .env(
+                "INFERQ_REDIS_CLUSTER",
+                "redis://127.0.0.1:2,redis://127.0.0.1:3",
+            )
             .env("INFERQ_BIND", "127.0.0.1:0")
             .env("INFERQ_MODELS_DIR", test_models())
             .env("ORT_DYLIB_PATH", env!("ORT_DYLIB_PATH"))
@@ -32,7 +35,11 @@ fn two_connection_modes_are_a_startup_error_naming_both() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(!out.status.success(), "{} started: {said}", binary.display());
+        assert!(
+            !out.status.success(),
+            "{} started: {said}",
+            binary.display()
+        );
         assert!(
             said.contains("INFERQ_REDIS_URL and INFERQ_REDIS_CLUSTER"),
             "{}: {said}",
@@ -51,6 +58,8 @@ async fn an_unreplicated_submission_is_503_and_its_retry_makes_no_second_job() {
         ..AppOptions::default()
     })
     .await;
+    let _worker = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    app.wait_models(&["linear"]).await;
     let submit = async || {
         let r = app
             .anonymous()
@@ -70,14 +79,21 @@ async fn an_unreplicated_submission_is_503_and_its_retry_makes_no_second_job() {
     assert!(retry_after);
     assert_eq!(body["error"]["code"], "not_replicated", "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("Idempotency-Key"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key"),
         "{body}"
     );
 
     // A replica joins; the retry is answered with the one job the first attempt made.
     let replica = Redis::start_with_args(
         false,
-        vec!["--replicaof".into(), "127.0.0.1".into(), app.redis.port.to_string()],
+        vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            app.redis.port.to_string(),
+        ],
     );
     eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
         redis_cli(replica.port, &["INFO", "replication"])
