@@ -77,9 +77,13 @@ async fn sigterm_finishes_started_jobs_and_hands_back_the_rest() {
 #[tokio::test]
 async fn sigterm_past_the_grace_period_hands_running_jobs_back() {
     let app = spawn_app().await;
+    // One inference thread: while the job runs the worker waits for a free thread (which a
+    // stop interrupts), not in a blocking read (which ends only after READ_BLOCK), so SIGTERM
+    // reaches the drain at once however fast the machine runs the job.
     let env = [
         ("INFERQ_MODELS", "slow"),
         ("INFERQ_SHUTDOWN_GRACE_SECS", "0"),
+        ("INFERQ_THREADS", "1"),
     ];
     let mut w1 = app.worker(&test_models(), &env);
     app.wait_models(&["slow"]).await;

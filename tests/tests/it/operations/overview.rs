@@ -85,9 +85,9 @@ async fn workers_queues_and_metrics_report_what_ran() {
     let base = &api.base;
 
     // One inference thread: the first slow job runs, the others wait. Enough of them (about
-    // 0.5-1 s each) that the worker's description, published every 2 s, is taken while one
-    // runs.
-    const SLOW: u64 = 6;
+    // 0.4-1 s each, by the machine) that the worker's description, published every 2 s, is
+    // taken while one runs.
+    const SLOW: u64 = 12;
     let mut slow = Vec::new();
     for i in 0..SLOW {
         slow.push(app.submit(&slow_job(i as f32)).await);

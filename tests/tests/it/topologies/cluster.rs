@@ -196,3 +196,84 @@ async fn a_killed_master_is_replaced_and_every_acknowledged_job_succeeds() {
     );
     load::all_succeed(&api.base, &accepted, Duration::from_secs(60)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slot_migration_under_load_loses_nothing() {
+    let cluster = Cluster::start();
+    // A namespace whose slot is among the first 100 of the master serving slot 0: the ones
+    // `redis-cli --cluster reshard --cluster-slots 100` moves from it.
+    let mut conn = cluster.nodes[0].conn().await;
+    let mut ns = namespace();
+    loop {
+        let slot: u64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(format!("{{{ns}}}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if slot < 100 {
+            break;
+        }
+        ns = namespace();
+    }
+    let seeds = cluster.seeds();
+    let redis = [("INFERQ_REDIS_CLUSTER", seeds.as_str())];
+    let api = ApiProcess::start_on(&redis, &ns, &[]).await;
+    let _worker = Worker::start_on(&redis, &ns, &test_models(), &[("INFERQ_MODELS", "linear")]);
+    api.client(None).wait_models(&["linear"]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load::steady(api.base.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let from = cluster.master_of(&format!("{{{ns}}}"));
+    let to = cluster
+        .masters()
+        .into_iter()
+        .find(|p| *p != cluster.nodes[from].port)
+        .unwrap();
+    let id = |port: u16| redis_cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+    let (from_id, to_id) = (id(cluster.nodes[from].port), id(to));
+    let entry = cluster.nodes[from].addr();
+    let moved = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &entry, "--cluster-from", &from_id])
+            .args([
+                "--cluster-to",
+                &to_id,
+                "--cluster-slots",
+                "100",
+                "--cluster-yes",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        moved.status.success(),
+        "reshard: {}",
+        String::from_utf8_lossy(&moved.stdout)
+    );
+    cluster.wait_ok();
+    assert_eq!(
+        cluster.nodes[cluster.master_of(&format!("{{{ns}}}"))].port,
+        to,
+        "the namespace's slot moved"
+    );
+    let moved_at = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let accepted = running.await.unwrap();
+    eprintln!(
+        "accepted {} jobs ({} after the migration), {} answers were 503",
+        accepted.jobs.len(),
+        accepted.after(moved_at),
+        accepted.unavailable
+    );
+    assert!(
+        accepted.after(moved_at) > 0,
+        "nothing was accepted after the migration"
+    );
+    load::all_succeed(&api.base, &accepted, Duration::from_secs(60)).await;
+}
