@@ -158,6 +158,12 @@ pub(crate) struct Args {
     #[arg(long, hide = true, value_name = "ADDR")]
     pub(crate) instant_server: Option<std::net::SocketAddr>,
 
+    /// Where the system's Redis is: `node` (one redis-server), `replica` (one with a replica,
+    /// the API holding each 202 until the replica has the job: `INFERQ_REDIS_WAIT_REPLICAS=1`)
+    /// or `cluster` (a Redis Cluster of three masters; the report shows each one's CPU).
+    #[arg(long, value_enum, default_value = "node", conflicts_with = "target")]
+    pub(crate) redis: crate::topology::Topology,
+
     /// Seconds after submission an accepted job may take to finish before it counts as lost.
     #[arg(long, default_value_t = 120)]
     pub(crate) job_timeout_secs: u64,

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::topology::Topology;
+
 /// Redis key namespace of the benchmark's own Redis.
 const NAMESPACE: &str = "bench";
 
@@ -38,6 +40,8 @@ pub(crate) struct ClusterConfig {
     /// More environment for the API and for the workers (what `--feature`s need).
     pub api_env: Vec<(&'static str, String)>,
     pub worker_env: Vec<(&'static str, String)>,
+    /// Where Redis is: one node, a node with a replica, or a cluster (`--redis`).
+    pub topology: Topology,
 }
 
 /// One child process, killed and reaped on drop.
@@ -48,7 +52,7 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: String, mut cmd: Command, dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(name: String, mut cmd: Command, dir: &Path) -> anyhow::Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         // Its own process group: a terminal's Ctrl-C reaches only the benchmark, which then
@@ -114,6 +118,8 @@ pub(crate) struct Cluster {
     pub workers: Vec<Proc>,
     pub api: Proc,
     pub redis: Proc,
+    /// The other Redis nodes of the topology (a replica, or the other masters).
+    pub other_redis: Vec<(SocketAddr, Proc)>,
     pub api_url: String,
     pub redis_url: String,
     redis_addr: SocketAddr,
@@ -123,7 +129,7 @@ pub(crate) struct Cluster {
     _dir: TempDir,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     // The port is released before the child binds it; nothing else on this machine is expected
     // to grab it in between.
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -134,7 +140,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Sends one inline command and reads a bulk-string reply (`$<len>\r\n<data>\r\n`).
-fn redis_bulk(addr: SocketAddr, command: &str) -> std::io::Result<String> {
+pub(crate) fn redis_bulk(addr: SocketAddr, command: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.write_all(format!("{command}\r\n").as_bytes())?;
@@ -170,7 +176,7 @@ pub(crate) fn parse_command_stats(info: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn redis_answers(addr: SocketAddr) -> bool {
+pub(crate) fn redis_answers(addr: SocketAddr) -> bool {
     let ping = || -> std::io::Result<bool> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
         s.set_read_timeout(Some(Duration::from_millis(500)))?;
@@ -217,31 +223,24 @@ impl Cluster {
         let (api_bin, worker_bin) = (bin("inferq-api")?, bin("inferq-worker")?);
         let ort_lib = absolute(&cfg.ort_lib)?;
 
-        let redis_port = free_port()?;
-        let redis_url = format!("redis://127.0.0.1:{redis_port}");
-        let mut cmd = Command::new(&cfg.redis_server);
-        cmd.args(["--port", &redis_port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&root);
-        let mut redis = Proc::spawn("redis-server".into(), cmd, &root)?;
-        let redis_addr: SocketAddr = ([127, 0, 0, 1], redis_port).into();
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !redis_answers(redis_addr) {
-            redis.check_alive()?;
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let redises =
+            crate::topology::start(cfg.topology, &cfg.redis_server, &root, NAMESPACE).await?;
+        let (mut redis, redis_addr) = (redises.main, redises.main_addr);
+        redis.check_alive()?;
+        let redis_url = format!("redis://{redis_addr}");
 
         let api_port = free_port()?;
         let mut cmd = Command::new(api_bin);
         // The benchmark measures the job path on a private loopback API: no API keys (the
         // API logs a warning about it), so every request is the same as before keys existed.
         cmd.env("INFERQ_BIND", format!("127.0.0.1:{api_port}"))
-            .env("INFERQ_REDIS_URL", &redis_url)
+            .envs(
+                redises
+                    .env
+                    .iter()
+                    .chain(&redises.api_env)
+                    .map(|(k, v)| (k, v)),
+            )
             .env("INFERQ_NAMESPACE", NAMESPACE)
             .env("INFERQ_MAX_QUEUED", cfg.max_queued.to_string())
             .env("INFERQ_AUTH", "disabled");
@@ -255,7 +254,7 @@ impl Cluster {
         let mut workers = Vec::with_capacity(cfg.workers);
         for i in 0..cfg.workers {
             let mut cmd = Command::new(&worker_bin);
-            cmd.env("INFERQ_REDIS_URL", &redis_url)
+            cmd.envs(redises.env.iter().map(|(k, v)| (k, v)))
                 .env("INFERQ_NAMESPACE", NAMESPACE)
                 .env("INFERQ_MODELS_DIR", &models_dir)
                 .env("INFERQ_MODELS", &cfg.model)
@@ -274,6 +273,7 @@ impl Cluster {
             workers,
             api,
             redis,
+            other_redis: redises.others,
             api_url,
             redis_url,
             redis_addr,
@@ -302,6 +302,17 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Each Redis node's CPU time so far, the namespace's node first (`addr`, time).
+    pub(crate) fn redis_cpu_by_node(&self) -> Vec<(String, Duration)> {
+        std::iter::once((self.redis_addr, &self.redis))
+            .chain(self.other_redis.iter().map(|(a, p)| (*a, p)))
+            .map(|(a, p)| {
+                let cpu = crate::procfs::cpu_time(p.pid()).unwrap_or_default();
+                (a.to_string(), cpu)
+            })
+            .collect()
+    }
+
     /// Redis commands executed so far, by name.
     /// Redis's `used_memory` (`INFO memory`), in bytes.
     pub(crate) fn redis_used_memory(&self) -> Option<u64> {
@@ -320,6 +331,9 @@ impl Cluster {
     /// Fails with a log excerpt if any process has exited.
     pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         self.redis.check_alive()?;
+        self.other_redis
+            .iter_mut()
+            .try_for_each(|(_, p)| p.check_alive())?;
         self.api.check_alive()?;
         self.workers.iter_mut().try_for_each(Proc::check_alive)
     }

@@ -16,6 +16,7 @@ mod raw;
 mod report;
 mod speech;
 mod system;
+mod topology;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

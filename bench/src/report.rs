@@ -43,7 +43,13 @@ impl CpuSample {
             .filter(|c| !c.workers.is_empty())
             .and_then(|c| c.workers.iter().map(|w| procfs::cpu_time(w.pid())).sum());
         Self {
-            redis: cluster.and_then(|c| procfs::cpu_time(c.redis.pid())),
+            // Every node of the topology (a replica's, the other masters' too).
+            redis: cluster.and_then(|c| {
+                std::iter::once(&c.redis)
+                    .chain(c.other_redis.iter().map(|(_, p)| p))
+                    .map(|p| procfs::cpu_time(p.pid()))
+                    .sum()
+            }),
             api: cluster.and_then(|c| procfs::cpu_time(c.api.pid())),
             workers,
             load: procfs::cpu_time(std::process::id()),
@@ -89,6 +95,8 @@ pub(crate) struct Report {
     pub redis_memory: Option<(i64, usize)>,
     /// Redis commands per submitted job during the load, most frequent first.
     pub redis_commands: Vec<(String, f64)>,
+    /// On a cluster: each master's CPU per job (µs), the namespace's first.
+    pub redis_nodes: Vec<(String, f64)>,
 }
 
 /// The growth of each command's call count from `before` to `after`, divided by `jobs`
@@ -310,6 +318,18 @@ impl Report {
                 top.join(", ")
             );
         }
+        if !self.redis_nodes.is_empty() {
+            let nodes: Vec<String> = self
+                .redis_nodes
+                .iter()
+                .map(|(node, us)| format!("{node} {us:.1} µs"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  Redis CPU per job by master (the namespace's first): {}",
+                nodes.join(", ")
+            );
+        }
         for e in &l.errors {
             let _ = writeln!(s, "  error: {e}");
         }
@@ -369,6 +389,7 @@ impl Report {
             "api_vmhwm_bytes": self.api_memory.map(|m| m.0),
             "api_vmrss_bytes": self.api_memory.map(|m| m.1),
             "redis_commands_per_job": self.redis_commands.iter().map(|(n, c)| (n.clone(), json!(c))).collect::<serde_json::Map<_, _>>(),
+            "redis_cpu_us_per_job_by_master": self.redis_nodes.iter().map(|(n, us)| json!([n, us])).collect::<Vec<_>>(),
         });
         v["features"] = json!(features);
         v["redis_memory_per_job_bytes"] = json!(self.redis_memory_per_job());

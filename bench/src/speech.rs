@@ -46,6 +46,7 @@ pub(crate) async fn run(args: SpeechArgs) -> anyhow::Result<()> {
 
     eprintln!("starting redis-server, inferq-api and one inferq-worker ...");
     let mut cluster = Cluster::start(&ClusterConfig {
+        topology: crate::topology::Topology::Node,
         bin_dir: args.bin_dir.clone(),
         redis_server: args.redis_server.clone(),
         model_dir: args.models_dir.join("silero_vad"),

@@ -89,6 +89,7 @@ pub(crate) async fn system(
     let commands_before = cluster.as_ref().map(Cluster::redis_commands);
     let memory_before = cluster.as_ref().and_then(Cluster::redis_used_memory);
     let before = CpuSample::take(cluster.as_ref());
+    let nodes_before = cluster.as_ref().map(Cluster::redis_cpu_by_node);
     let mut cfg = load_config(args, api_url, &input.name, width);
     if let Some(r) = &receiver {
         cfg.extra.insert(
@@ -98,6 +99,18 @@ pub(crate) async fn system(
     }
     let load = load::run(cfg).await?;
     let cpu = CpuSample::take(cluster.as_ref()).since(before);
+    let redis_nodes = match (&cluster, nodes_before) {
+        (Some(c), Some(before)) if c.other_redis.len() > 1 => c
+            .redis_cpu_by_node()
+            .into_iter()
+            .zip(before)
+            .map(|((node, after), (_, before))| {
+                let us = after.saturating_sub(before).as_secs_f64() * 1e6 / args.jobs as f64;
+                (node, us)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let redis_commands = match (&cluster, commands_before) {
         (Some(c), Some(before)) => report::per_job(&before, &c.redis_commands(), args.jobs),
         _ => Vec::new(),
@@ -135,6 +148,7 @@ pub(crate) async fn system(
         api_memory,
         redis_memory,
         redis_commands,
+        redis_nodes,
     })
 }
 
@@ -205,6 +219,7 @@ async fn start_cluster(args: &Args, model_dir: &Path, threads: usize) -> anyhow:
         api_runtime_threads: args.api_runtime_threads,
         api_env: feature_env(&args.features).0,
         worker_env: feature_env(&args.features).1,
+        topology: args.redis,
     })
     .await
 }

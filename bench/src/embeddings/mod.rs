@@ -118,6 +118,7 @@ pub(crate) async fn run(args: EmbeddingArgs) -> anyhow::Result<()> {
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut cluster = Cluster::start(&ClusterConfig {
+        topology: crate::topology::Topology::Node,
         bin_dir: args.bin_dir.clone(),
         redis_server: args.redis_server.clone(),
         model_dir: model_dir.clone(),
