@@ -102,6 +102,10 @@ impl QueueError {
 pub struct Queue {
     keys: Arc<Keys>,
     conn: conn::Conn,
+    /// The connection submissions write on and `WAIT` for: a connection of its own when
+    /// `INFERQ_REDIS_WAIT_REPLICAS` asks for replicas (a `WAIT` holds up every command queued
+    /// behind it on its connection, which should not be a status read), else `conn`.
+    submit_conn: conn::Conn,
     /// Holds a submission's answer until `INFERQ_REDIS_WAIT_REPLICAS` replicas have it.
     commit: Arc<conn::commit::Commit>,
     /// Reads count a waiting entry one priority level higher per this period; zero for strict
@@ -135,18 +139,16 @@ impl Queue {
     /// the command timeout for a connection that issues blocking reads.
     pub async fn connect(cfg: &RedisConfig, extra_timeout: Duration) -> Result<Self, QueueError> {
         let wait = Duration::from_millis(cfg.redis_wait_timeout_ms);
-        let conn = conn::Conn::connect(
-            cfg,
-            extra_timeout
-                + if cfg.redis_wait_replicas > 0 {
-                    wait
-                } else {
-                    Duration::ZERO
-                },
-        )?;
+        let conn = conn::Conn::connect(cfg, extra_timeout)?;
+        let submit_conn = if cfg.redis_wait_replicas > 0 {
+            conn::Conn::connect(cfg, extra_timeout + wait)?
+        } else {
+            conn.clone()
+        };
         Ok(Self {
             keys: Arc::new(Keys::new(&cfg.namespace)),
             conn,
+            submit_conn,
             commit: Arc::new(conn::commit::Commit::new(cfg.redis_wait_replicas, wait)),
             aging: DEFAULT_AGING,
             lanes_seen: Arc::default(),
@@ -159,7 +161,7 @@ impl Queue {
     /// queue made so far (at once when it asks for none); the submission steps call it before
     /// they answer.
     pub(crate) async fn committed(&self) -> Result<(), QueueError> {
-        self.commit.wait(&self.conn).await
+        self.commit.wait(&self.submit_conn).await
     }
 
     /// The same queue, writing `retention` into the record of every job it submits that names

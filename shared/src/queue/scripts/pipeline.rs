@@ -109,7 +109,7 @@ impl Queue {
             fetch_allow: self.fetch_allow.clone(),
         }
         .push(&mut inv);
-        let reply: String = inv.invoke_async(&mut self.conn.clone()).await?;
+        let reply: String = inv.invoke_async(&mut self.submit_conn.clone()).await?;
         self.committed().await?;
         Ok(match reply.as_str() {
             "QUEUE_FULL" => Submitted::QueueFull,

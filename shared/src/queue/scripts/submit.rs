@@ -276,7 +276,7 @@ impl Queue {
             }
             .push(&mut inv);
         }
-        let replies: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        let replies: Vec<String> = inv.invoke_async(&mut self.submit_conn.clone()).await?;
         self.committed().await?;
         if replies.len() != jobs.len() {
             return Err(QueueError::Protocol(
@@ -320,7 +320,7 @@ impl Queue {
             tenant,
         }
         .push(&mut inv);
-        let hit: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
+        let hit: i64 = inv.invoke_async(&mut self.submit_conn.clone()).await?;
         if hit == 1 {
             self.committed().await?;
         }
