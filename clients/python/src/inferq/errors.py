@@ -126,7 +126,9 @@ class ServerError(APIError):
 
 
 class ServiceUnavailable(ServerError):
-    """503 (``redis_unavailable``, ``too_many_connections``) that persisted through the retries.
+    """503 (``redis_unavailable``, ``too_many_connections``, ``not_replicated``) that persisted
+    through the retries. A submission is retried only when it carries an idempotency key: after
+    ``not_replicated`` the job may exist, and only the key makes a resend answer with it.
 
     Attributes:
         retry_after: seconds the server suggested waiting, or ``None``.
