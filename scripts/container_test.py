@@ -366,7 +366,10 @@ class Test:
         self.settle(ids, "1,000 linear jobs")
 
     def phase_kill(self):
-        slow = submit_many(self.api, self.ledger, "slow", 6)
+        # Ten slow jobs per worker: whichever worker is picked still holds one when it is
+        # killed, however fast the machine runs them (0.4-1 s each) and however old the
+        # heartbeat that showed it busy (up to 2 s).
+        slow = submit_many(self.api, self.ledger, "slow", 30)
         fast = submit_many(self.api, self.ledger, "linear", 200)
         victim, w = self.busy_worker(self.workers_containers())
         run(["docker", "kill", victim["id"]])
@@ -385,8 +388,9 @@ class Test:
 
     def phase_partition(self):
         network = self.project + "_default"
-        # Three slow jobs per worker: the one picked stays busy for a few seconds.
-        slow = submit_many(self.api, self.ledger, "slow", 9)
+        # Ten slow jobs per worker: the one picked stays busy for a few seconds, on a fast
+        # machine too.
+        slow = submit_many(self.api, self.ledger, "slow", 30)
         victim, w = self.busy_worker(self.workers_containers())
         run(["docker", "network", "disconnect", network, victim["id"]])
         t_cut = time.monotonic()
