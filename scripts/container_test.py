@@ -449,7 +449,9 @@ class Test:
     def phase_scale_down(self):
         containers = self.workers_containers()
         check(len(containers) == 3, "three worker containers before the scale-down")
-        slow = submit_many(self.api, self.ledger, "slow", 6)
+        # Ten slow jobs per worker, so a heartbeat (every 2 s) shows one busy however fast
+        # the machine runs them.
+        slow = submit_many(self.api, self.ledger, "slow", 30)
         fast = submit_many(self.api, self.ledger, "linear", 300)
         self.busy_worker(containers)
         results = {}

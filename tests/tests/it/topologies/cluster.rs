@@ -3,7 +3,7 @@
 //! master killed under load is replaced by its replica with every acknowledged job kept.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -132,16 +132,7 @@ async fn a_killed_master_is_replaced_and_every_acknowledged_job_succeeds() {
     let ns = namespace();
     let seeds = cluster.seeds();
     let redis = [("INFERQ_REDIS_CLUSTER", seeds.as_str())];
-    let api = ApiProcess::start_on(
-        &redis,
-        &ns,
-        &[
-            ("INFERQ_REDIS_WAIT_REPLICAS", "1"),
-            ("INFERQ_REDIS_WAIT_TIMEOUT_MS", "500"),
-            ("INFERQ_REDIS_TIMEOUT_MS", "1000"),
-        ],
-    )
-    .await;
+    let api = ApiProcess::start_on(&redis, &ns, &super::DURABLE).await;
     let _worker = Worker::start_on(&redis, &ns, &test_models(), &[("INFERQ_MODELS", "linear")]);
     api.client(None).wait_models(&["linear"]).await;
 
@@ -173,28 +164,7 @@ async fn a_killed_master_is_replaced_and_every_acknowledged_job_succeeds() {
         },
     )
     .await;
-    let followed = std::time::Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::SeqCst);
-    let accepted = running.await.unwrap();
-
-    assert!(
-        accepted.jobs.len() > 20,
-        "too few jobs accepted: {}",
-        accepted.jobs.len()
-    );
-    assert!(
-        accepted.after(followed) > 0,
-        "no job was accepted after the failover ({} answers were 503)",
-        accepted.unavailable
-    );
-    eprintln!(
-        "accepted {} jobs ({} after the failover), {} answers were 503",
-        accepted.jobs.len(),
-        accepted.after(followed),
-        accepted.unavailable
-    );
-    load::all_succeed(&api.base, &accepted, Duration::from_secs(60)).await;
+    load::finish(&api.base, running, &stop, "failover").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -261,19 +231,5 @@ async fn a_slot_migration_under_load_loses_nothing() {
         to,
         "the namespace's slot moved"
     );
-    let moved_at = std::time::Instant::now();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::SeqCst);
-    let accepted = running.await.unwrap();
-    eprintln!(
-        "accepted {} jobs ({} after the migration), {} answers were 503",
-        accepted.jobs.len(),
-        accepted.after(moved_at),
-        accepted.unavailable
-    );
-    assert!(
-        accepted.after(moved_at) > 0,
-        "nothing was accepted after the migration"
-    );
-    load::all_succeed(&api.base, &accepted, Duration::from_secs(60)).await;
+    load::finish(&api.base, running, &stop, "migration").await;
 }

@@ -109,3 +109,35 @@ pub(super) async fn all_succeed(base: &str, accepted: &Accepted, timeout: Durati
         );
     }
 }
+
+/// After `what` (a failover, a migration) settled: lets the load run three more seconds, stops
+/// it, and checks what a client relies on: submissions were accepted after it (the API
+/// followed the new topology), and every job that got `202` succeeds with its result.
+pub(super) async fn finish(
+    base: &str,
+    running: tokio::task::JoinHandle<Accepted>,
+    stop: &AtomicBool,
+    what: &str,
+) {
+    let settled = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    let accepted = running.await.unwrap();
+    eprintln!(
+        "accepted {} jobs ({} after the {what}), {} answers were 503",
+        accepted.jobs.len(),
+        accepted.after(settled),
+        accepted.unavailable
+    );
+    assert!(
+        accepted.jobs.len() > 20,
+        "too few jobs accepted to show anything: {}",
+        accepted.jobs.len()
+    );
+    assert!(
+        accepted.after(settled) > 0,
+        "no job was accepted after the {what} ({} answers were 503)",
+        accepted.unavailable
+    );
+    all_succeed(base, &accepted, Duration::from_secs(60)).await;
+}
