@@ -202,6 +202,9 @@ pub enum TestHook {
     PanicInference,
     /// A panic in the tokio task that records the job's outcome.
     PanicTask,
+    /// Two seconds of sleep on the inference thread while decoding the job: a run as long on
+    /// any machine (the `slow` model's time depends on the CPU).
+    SlowDecode,
 }
 
 /// The forms `parameters.run_at` takes (for the OpenAPI document; the value is read by

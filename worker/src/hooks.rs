@@ -13,6 +13,7 @@ pub(crate) fn on_decode(parameters: Option<&JobParameters>) {
             std::process::abort();
         }
         Some(TestHook::PanicInference) => panic!("test hook: panic on the inference thread"),
+        Some(TestHook::SlowDecode) => std::thread::sleep(std::time::Duration::from_secs(2)),
         _ => {}
     }
 }

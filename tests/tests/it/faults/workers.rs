@@ -24,7 +24,11 @@ async fn a_worker_that_reclaims_its_own_stalled_job_keeps_renewing_the_new_attem
         app.worker(&test_models(), &env),
     ];
     app.wait_models(&["slow"]).await;
-    let id = app.submit(&slow_job(5.0)).await;
+    // Two seconds or more per attempt on any machine: the reclaim below happens while the
+    // first attempt still runs.
+    let mut job = slow_job(5.0);
+    job["parameters"] = json!({"test_hook": "slow_decode"});
+    let id = app.submit(&job).await;
     app.wait_status(&id, "running", Duration::from_secs(30))
         .await;
     let runner = app.job_worker(&id).await.unwrap();

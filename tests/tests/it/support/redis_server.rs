@@ -89,6 +89,14 @@ impl Redis {
         }
     }
 
+    /// Starts it again on the same port and directory as a replica of the node at `port` (as an
+    /// operator brings a failed master back after a failover).
+    pub(crate) fn restart_as_replica_of(&mut self, port: u16) {
+        self.args
+            .extend(["--replicaof".into(), "127.0.0.1".into(), port.to_string()]);
+        self.restart();
+    }
+
     /// Starts it again on the same port and directory (so the AOF is replayed).
     pub(crate) fn restart(&mut self) {
         self.kill();

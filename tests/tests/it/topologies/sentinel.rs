@@ -35,9 +35,10 @@ async fn a_killed_master_is_followed_and_every_acknowledged_job_succeeds() {
         async || (set.master_port() == set.replica.port).then_some(()),
     )
     .await;
-    // The old master comes back; the sentinels make it the new master's replica, so
-    // submissions can be held by a replica again.
-    set.master.restart();
+    // The old master comes back as the new master's replica (as an operator restarts it;
+    // the sentinels would convert it too, but not while in TILT mode, which a busy machine
+    // can put them in), so submissions can be held by a replica again.
+    set.master.restart_as_replica_of(set.replica.port);
     eventually(
         Duration::from_secs(30),
         "the old master replicates the new one",
