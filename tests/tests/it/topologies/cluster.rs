@@ -2,8 +2,6 @@
 //! (`redis-cli --cluster create`), found from seeds; the job API works as on one node, and a
 //! master killed under load is replaced by its replica with every acknowledged job kept.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -132,13 +130,7 @@ async fn a_killed_master_is_replaced_and_every_acknowledged_job_succeeds() {
     let ns = namespace();
     let seeds = cluster.seeds();
     let redis = [("INFERQ_REDIS_CLUSTER", seeds.as_str())];
-    let api = ApiProcess::start_on(&redis, &ns, &super::DURABLE).await;
-    let _worker = Worker::start_on(&redis, &ns, &test_models(), &[("INFERQ_MODELS", "linear")]);
-    api.client(None).wait_models(&["linear"]).await;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn(load::steady(api.base.clone(), stop.clone()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let run = load::Run::start(&redis, &ns, &super::DURABLE).await;
 
     // kill -9 of the master serving the namespace: its replica takes over.
     let victim = cluster.master_of(&format!("{{{ns}}}"));
@@ -164,7 +156,7 @@ async fn a_killed_master_is_replaced_and_every_acknowledged_job_succeeds() {
         },
     )
     .await;
-    load::finish(&api.base, running, &stop, "failover").await;
+    run.finish("failover").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -188,13 +180,7 @@ async fn a_slot_migration_under_load_loses_nothing() {
     }
     let seeds = cluster.seeds();
     let redis = [("INFERQ_REDIS_CLUSTER", seeds.as_str())];
-    let api = ApiProcess::start_on(&redis, &ns, &[]).await;
-    let _worker = Worker::start_on(&redis, &ns, &test_models(), &[("INFERQ_MODELS", "linear")]);
-    api.client(None).wait_models(&["linear"]).await;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn(load::steady(api.base.clone(), stop.clone()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let run = load::Run::start(&redis, &ns, &[]).await;
 
     let from = cluster.master_of(&format!("{{{ns}}}"));
     let to = cluster
@@ -231,5 +217,5 @@ async fn a_slot_migration_under_load_loses_nothing() {
         to,
         "the namespace's slot moved"
     );
-    load::finish(&api.base, running, &stop, "migration").await;
+    run.finish("migration").await;
 }

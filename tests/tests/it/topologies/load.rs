@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{assert_close, eventually, linear_expected, linear_job};
+use crate::support::{
+    ApiProcess, Worker, assert_close, eventually, linear_expected, linear_job, test_models,
+};
 
 /// What a load run saw.
 pub(super) struct Accepted {
@@ -110,34 +112,56 @@ pub(super) async fn all_succeed(base: &str, accepted: &Accepted, timeout: Durati
     }
 }
 
-/// After `what` (a failover, a migration) settled: lets the load run three more seconds, stops
-/// it, and checks what a client relies on: submissions were accepted after it (the API
-/// followed the new topology), and every job that got `202` succeeds with its result.
-pub(super) async fn finish(
-    base: &str,
+/// An API and a `linear` worker on one Redis topology, with [`steady`] load running.
+pub(super) struct Run {
+    api: ApiProcess,
+    _worker: Worker,
     running: tokio::task::JoinHandle<Accepted>,
-    stop: &AtomicBool,
-    what: &str,
-) {
-    let settled = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::SeqCst);
-    let accepted = running.await.unwrap();
-    eprintln!(
-        "accepted {} jobs ({} after the {what}), {} answers were 503",
-        accepted.jobs.len(),
-        accepted.after(settled),
-        accepted.unavailable
-    );
-    assert!(
-        accepted.jobs.len() > 20,
-        "too few jobs accepted to show anything: {}",
-        accepted.jobs.len()
-    );
-    assert!(
-        accepted.after(settled) > 0,
-        "no job was accepted after the {what} ({} answers were 503)",
-        accepted.unavailable
-    );
-    all_succeed(base, &accepted, Duration::from_secs(60)).await;
+    stop: Arc<AtomicBool>,
+}
+
+impl Run {
+    /// Starts the API (`api_env` added to its settings) and a worker on the Redis `redis`
+    /// names, in namespace `ns`, then the load; returns after two seconds of it.
+    pub(super) async fn start(redis: &[(&str, &str)], ns: &str, api_env: &[(&str, &str)]) -> Self {
+        let api = ApiProcess::start_on(redis, ns, api_env).await;
+        let worker = Worker::start_on(redis, ns, &test_models(), &[("INFERQ_MODELS", "linear")]);
+        api.client(None).wait_models(&["linear"]).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = tokio::spawn(steady(api.base.clone(), stop.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Self {
+            api,
+            _worker: worker,
+            running,
+            stop,
+        }
+    }
+
+    /// After `what` (a failover, a migration) settled: lets the load run three more seconds,
+    /// stops it, and checks what a client relies on: submissions were accepted after it (the
+    /// API followed the new topology), and every job that got `202` succeeds with its result.
+    pub(super) async fn finish(self, what: &str) {
+        let settled = Instant::now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        self.stop.store(true, Ordering::SeqCst);
+        let accepted = self.running.await.unwrap();
+        eprintln!(
+            "accepted {} jobs ({} after the {what}), {} answers were 503",
+            accepted.jobs.len(),
+            accepted.after(settled),
+            accepted.unavailable
+        );
+        assert!(
+            accepted.jobs.len() > 20,
+            "too few jobs accepted to show anything: {}",
+            accepted.jobs.len()
+        );
+        assert!(
+            accepted.after(settled) > 0,
+            "no job was accepted after the {what} ({} answers were 503)",
+            accepted.unavailable
+        );
+        all_succeed(&self.api.base, &accepted, Duration::from_secs(60)).await;
+    }
 }

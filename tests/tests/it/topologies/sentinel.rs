@@ -1,13 +1,11 @@
 //! Sentinel mode: the API and a worker find the master through three sentinels, and follow
 //! the replica the sentinels promote when the master is killed under load.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::{load, namespace};
+use crate::support::eventually;
 use crate::support::topology::Sentinels;
-use crate::support::{ApiProcess, Worker, eventually, test_models};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_is_followed_and_every_acknowledged_job_succeeds() {
@@ -18,13 +16,7 @@ async fn a_killed_master_is_followed_and_every_acknowledged_job_succeeds() {
         ("INFERQ_REDIS_SENTINELS", urls.as_str()),
         ("INFERQ_REDIS_SENTINEL_MASTER", Sentinels::NAME),
     ];
-    let api = ApiProcess::start_on(&redis, &ns, &super::DURABLE).await;
-    let _worker = Worker::start_on(&redis, &ns, &test_models(), &[]);
-    api.client(None).wait_models(&["linear"]).await;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn(load::steady(api.base.clone(), stop.clone()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let run = load::Run::start(&redis, &ns, &super::DURABLE).await;
 
     // kill -9 of the master: the sentinels promote the replica.
     let old = set.master.port;
@@ -50,5 +42,5 @@ async fn a_killed_master_is_followed_and_every_acknowledged_job_succeeds() {
     )
     .await;
     // Submissions after the failover are accepted: the API follows the new master.
-    load::finish(&api.base, running, &stop, "failover").await;
+    run.finish("failover").await;
 }
