@@ -113,8 +113,12 @@ async fn a_queued_job_shows_its_place_in_the_queue_and_an_eta() {
     );
     app.wait_models(&["slow"]).await;
     let mut ids = Vec::new();
+    // Two seconds or more per job on any machine (the slow model alone takes 0.4 s on a fast
+    // one), so the later jobs are still queued when the test looks.
     for i in 0..4 {
-        ids.push(app.submit(&slow_job(i as f32)).await);
+        let mut job = slow_job(i as f32);
+        job["parameters"] = serde_json::json!({"test_hook": "slow_decode"});
+        ids.push(app.submit(&job).await);
     }
     app.wait_status(&ids[0], "running", DONE).await;
     for (i, id) in ids.iter().enumerate().skip(1) {
