@@ -65,6 +65,10 @@ pub async fn run(
             result_ttl: std::time::Duration::from_secs(config.result_ttl_secs),
         })
         .with_fetch_allow(&config.fetch_allow);
+    queue
+        .guard_partitions()
+        .await
+        .context("checking INFERQ_PARTITIONS")?;
     if config.auth == AuthMode::Disabled {
         tracing::warn!(
             "INFERQ_AUTH=disabled: every client may submit, read and cancel every job, and \

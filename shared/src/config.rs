@@ -66,6 +66,12 @@ pub struct RedisConfig {
     /// with the same `Idempotency-Key`).
     #[arg(long, env = "INFERQ_REDIS_WAIT_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_wait_timeout_ms: u64,
+
+    /// How many partitions a namespace's jobs are spread over (1 to 1024), each its own Redis
+    /// Cluster hash slot; unset: 1 on one node and behind Sentinel, 6 on a cluster. Recorded in
+    /// Redis when the namespace is first used: a process set to another number refuses to start.
+    #[arg(long, env = "INFERQ_PARTITIONS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub partitions: Option<u16>,
 }
 
 /// Where Redis is, as [`RedisConfig::mode`] reads the settings.
@@ -97,6 +103,10 @@ impl fmt::Display for RedisMode {
     }
 }
 
+/// The partitions of a namespace on a Redis Cluster when `INFERQ_PARTITIONS` is unset: two per
+/// master of a three-master cluster, so a fourth or a sixth master can take whole partitions.
+pub const DEFAULT_CLUSTER_PARTITIONS: usize = 6;
+
 /// The URL of the single node when no mode is set.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -112,6 +122,17 @@ impl RedisConfig {
             redis_timeout_ms: 2000,
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 1000,
+            partitions: None,
+        }
+    }
+
+    /// How many partitions the settings ask for: `INFERQ_PARTITIONS`, or the mode's default
+    /// ([`DEFAULT_CLUSTER_PARTITIONS`] on a cluster, 1 otherwise).
+    pub fn partition_count(&self) -> usize {
+        match (self.partitions, self.mode()) {
+            (Some(p), _) => usize::from(p),
+            (None, Ok(RedisMode::Cluster(_))) => DEFAULT_CLUSTER_PARTITIONS,
+            (None, _) => 1,
         }
     }
 

@@ -145,7 +145,11 @@ pub(crate) async fn submit_group(
             .map_err(|e| in_member(i, e))?;
         prepared.push(member);
     }
+    // A group is written in one atomic step, so its members live in its partition.
     let group = JobId::new();
+    for job in &mut prepared {
+        job.id = state.queue.id_beside(group);
+    }
     let longest = prepared
         .iter()
         .map(|p| {

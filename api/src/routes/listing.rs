@@ -119,12 +119,19 @@ const FULL_PASS_EVERY: u32 = 60;
 /// over after 5 s. The sweeper's work therefore follows what expires, not the size of the
 /// index (at 5,000 jobs a second a one-day retention keeps 432 million entries). Every
 /// [`FULL_PASS_EVERY`]th pass walks the whole index, for the jobs with a retention shorter
-/// than those before them; listings also drop the expired entries they meet.
+/// than those before them; listings also drop the expired entries they meet. Each partition's
+/// index has a sweeper of its own.
 pub(crate) fn spawn_sweeper(queue: Queue) {
+    for p in 0..queue.partitions() {
+        spawn_partition_sweeper(queue.clone(), p);
+    }
+}
+
+fn spawn_partition_sweeper(queue: Queue, partition: usize) {
     tokio::spawn(async move {
         let (mut from, mut pass) = (None, 0u32);
         loop {
-            match queue.sweep_index(from, SWEEP_BATCH).await {
+            match queue.sweep_index(partition, from, SWEEP_BATCH).await {
                 Ok((next, gone)) => {
                     let full = pass % FULL_PASS_EVERY == FULL_PASS_EVERY - 1;
                     from = if gone == 0 && !full { None } else { next };

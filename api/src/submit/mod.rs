@@ -151,16 +151,21 @@ impl Desk<'_> {
             webhook,
             None,
         );
-        match self
-            .try_cache(job.id, &draft.model, &job.payload, options)
-            .await?
-        {
-            Ok(()) => return Ok(Checked::Cached(job.id)),
+        match self.try_cache(&draft.model, &job.payload, options).await? {
+            Ok(id) => return Ok(Checked::Cached(id)),
             Err(cache) => job.cache = cache,
+        }
+        // A job lives in the partition of the key it is written with (its record and the key
+        // in one atomic step): its result-cache key's, or its idempotency key's, which wins.
+        if let Some((key, _)) = &job.cache {
+            job.id = self.queue.id_for_key(key);
         }
         job.idempotency = asks
             .idempotency
             .map(|(key, request)| (tenant_scoped(self.caller, &key), request_hash(request)));
+        if let Some((key, _)) = &job.idempotency {
+            job.id = self.queue.id_for_key(key);
+        }
         job.trace = asks.trace;
         Ok(Checked::Job(Box::new(job)))
     }
@@ -287,11 +292,10 @@ impl Desk<'_> {
     /// job is then written `succeeded`); otherwise says under which key to cache its result.
     async fn try_cache(
         &self,
-        id: JobId,
         model: &ModelInfo,
         payload: &[u8],
         options: JobOptions,
-    ) -> AppResult<Result<(), Option<(String, Duration)>>> {
+    ) -> AppResult<Result<JobId, Option<(String, Duration)>>> {
         if !options.cache {
             return Ok(Err(None));
         }
@@ -302,6 +306,7 @@ impl Desk<'_> {
         let retention = Retention {
             result_ttl: Duration::from_secs(self.config.result_ttl_secs),
         };
+        let id = self.queue.id_for_key(&key);
         if self
             .queue
             .submit_cached(
@@ -315,7 +320,7 @@ impl Desk<'_> {
             .await?
         {
             crate::metrics::submitted(&model.name);
-            return Ok(Ok(()));
+            return Ok(Ok(id));
         }
         Ok(Err(Some((
             key,

@@ -310,10 +310,9 @@ impl Queue {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.hget(self.keys.job(*id), super::keys::field::STATUS);
-        }
-        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+        self.per_job(ids, |pipe, keys, id| {
+            pipe.hget(keys.job(id), super::keys::field::STATUS);
+        })
+        .await
     }
 }

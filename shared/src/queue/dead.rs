@@ -7,8 +7,9 @@ use std::sync::LazyLock;
 
 use redis::{AsyncCommands, Script, Value};
 
-use super::keys::entry;
+use super::keys::{Keys, entry};
 use super::lua::{Argv, argv, lua_script_with};
+use super::walk::Cursor;
 use super::{Queue, QueueError};
 use crate::job::{JobId, Priority};
 use crate::time::now_ms;
@@ -101,10 +102,10 @@ fn text(v: &Value) -> Option<String> {
 }
 
 /// A stream entry: its id and its fields.
-type RawEntry = (String, HashMap<String, String>);
+pub(crate) type RawEntry = (String, HashMap<String, String>);
 
 /// `[[id, [field, value, ...]], ...]` into entries.
-fn stream_entries(reply: Value) -> Result<Vec<RawEntry>, QueueError> {
+pub(crate) fn stream_entries(reply: Value) -> Result<Vec<RawEntry>, QueueError> {
     let Value::Array(items) = reply else {
         return Err(QueueError::Protocol("stream range is not an array"));
     };
@@ -162,12 +163,12 @@ impl Queue {
         before: Option<&str>,
         tenant: Option<&str>,
     ) -> Result<(Vec<DeadLetter>, Option<String>), QueueError> {
-        let mut end = match before.map(|c| (c, parse_entry_id(c))) {
+        let mut end = match before.map(parse_entry_id) {
             // Nothing precedes the first possible id.
-            Some((_, Some((0, 0)))) => return Ok((Vec::new(), None)),
-            Some((_, Some((ms, seq)))) => format!("({ms}-{seq}"),
-            Some((_, None)) => return Err(QueueError::Protocol("not a stream entry id")),
-            None => "+".to_owned(),
+            Some(Some((0, 0))) => return Ok((Vec::new(), None)),
+            Some(Some((ms, seq))) => Some(Cursor { ms, seq }),
+            Some(None) => return Err(QueueError::Protocol("not a stream entry id")),
+            None => None,
         };
         let batch = if tenant.is_some() {
             (limit + 1).max(256)
@@ -176,22 +177,14 @@ impl Queue {
         };
         let (mut out, mut scanned) = (Vec::new(), 0);
         loop {
-            let reply: Value = redis::cmd("XREVRANGE")
-                .arg(self.keys.dead_letter())
-                .arg(&end)
-                .arg("-")
-                .arg("COUNT")
-                .arg(batch)
-                .query_async(&mut self.conn.clone())
-                .await?;
-            let entries = stream_entries(reply)?;
-            let exhausted = entries.len() < batch;
+            let (entries, exhausted) = self.older_merged(Keys::dead_letter, end, batch).await?;
             let mut last = None;
-            for (id, f) in entries {
+            for m in entries {
                 scanned += 1;
-                last = Some(id.clone());
+                last = Some(m.at);
+                let f = &m.fields;
                 if tenant.is_none_or(|t| f.get("tenant").is_some_and(|ft| ft == t)) {
-                    out.push(dead_letter(id, &f));
+                    out.push(dead_letter(m.at.to_string(), f));
                     if out.len() > limit {
                         break;
                     }
@@ -205,13 +198,19 @@ impl Queue {
             match last {
                 Some(last) if !exhausted => {
                     if scanned >= DEAD_SCAN_LIMIT {
-                        return Ok((out, Some(last)));
+                        return Ok((out, Some(last.to_string())));
                     }
-                    end = format!("({last}");
+                    end = Some(last);
                 }
                 _ => return Ok((out, None)),
             }
         }
+    }
+
+    /// The partition and stream entry id of a dead-letter id.
+    fn split_dead_id(&self, dead_id: &str) -> Result<(usize, String), QueueError> {
+        let (ms, seq) = parse_entry_id(dead_id).ok_or(QueueError::Protocol("dead-letter id"))?;
+        Ok(self.split_cursor(Cursor { ms, seq }))
     }
 
     /// Whether `cursor` is a valid dead-letter cursor.
@@ -219,29 +218,34 @@ impl Queue {
         is_entry_id(cursor)
     }
 
-    /// The dead letter addressed by a job id or a dead-letter entry id.
+    /// The dead letter addressed by a job id or a dead-letter id (see
+    /// [`merge`](super::merge) for how a dead-letter id names its partition).
     pub async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, QueueError> {
         let mut conn = self.conn.clone();
-        let dead_id: Option<String> = if is_entry_id(id) {
-            Some(id.to_owned())
-        } else if id.parse::<JobId>().is_ok() {
-            conn.hget(self.keys.dead_index(), id).await?
+        let (p, entry) = if let Some((ms, seq)) = parse_entry_id(id) {
+            self.split_cursor(Cursor { ms, seq })
+        } else if let Ok(job) = id.parse::<JobId>() {
+            let p = self.partition_of(job);
+            let entry: Option<String> = conn.hget(self.partition_keys(p).dead_index(), id).await?;
+            let Some(entry) = entry else {
+                return Ok(None);
+            };
+            (p, entry)
         } else {
-            None
-        };
-        let Some(dead_id) = dead_id else {
             return Ok(None);
         };
         let reply: Value = redis::cmd("XRANGE")
-            .arg(self.keys.dead_letter())
-            .arg(&dead_id)
-            .arg(&dead_id)
+            .arg(self.partition_keys(p).dead_letter())
+            .arg(&entry)
+            .arg(&entry)
             .query_async(&mut conn)
             .await?;
-        Ok(stream_entries(reply)?
-            .into_iter()
-            .next()
-            .map(|(id, f)| dead_letter(id, &f)))
+        Ok(stream_entries(reply)?.into_iter().next().map(|(e, f)| {
+            let at = Cursor::parse(&e).map_or(Cursor { ms: 0, seq: 0 }, |c| {
+                self.merged_cursor(c.ms, c.seq, p)
+            });
+            dead_letter(at.to_string(), &f)
+        }))
     }
 
     /// Queues a dead letter's job again as a new series of attempts, same id
@@ -253,16 +257,22 @@ impl Queue {
         let (Some(job), Some(model), true) = (dead.job, dead.model.clone(), dead.retryable) else {
             return Ok(Retried::NotRetryable);
         };
+        let (p, entry) = self.split_dead_id(&dead.dead_id)?;
+        if p != self.partition_of(job) {
+            // A hand-written entry naming a job of another partition.
+            return Ok(Retried::NotRetryable);
+        }
+        let keys = self.partition_keys(p);
         let mut inv = RETRY.prepare_invoke();
-        inv.key(self.keys.dead_letter())
-            .key(self.keys.dead_index())
-            .key(self.keys.job(job))
-            .key(self.keys.lane(&model, dead.priority))
-            .key(self.keys.models())
-            .key(self.keys.tenant_active())
-            .key(self.keys.used_lanes(&model));
+        inv.key(keys.dead_letter())
+            .key(keys.dead_index())
+            .key(keys.job(job))
+            .key(keys.lane(&model, dead.priority))
+            .key(keys.models())
+            .key(keys.tenant_active())
+            .key(keys.used_lanes(&model));
         RetryCall {
-            dead_id: &dead.dead_id,
+            dead_id: &entry,
             id: job.to_string(),
             model: &model,
             now: now_ms(),
@@ -287,11 +297,12 @@ impl Queue {
         let Some(dead) = self.dead_letter(id).await? else {
             return Ok(false);
         };
+        let (p, entry) = self.split_dead_id(&dead.dead_id)?;
+        let keys = self.partition_keys(p);
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .xdel(self.keys.dead_letter(), &[&dead.dead_id]);
-        if let Some(job) = dead.job {
-            pipe.hdel(self.keys.dead_index(), job.to_string());
+        pipe.atomic().xdel(keys.dead_letter(), &[&entry]);
+        if let Some(job) = dead.job.filter(|j| self.partition_of(*j) == p) {
+            pipe.hdel(keys.dead_index(), job.to_string());
         }
         let replies: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(replies.first().is_some_and(|n| *n > 0))

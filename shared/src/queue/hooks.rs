@@ -103,18 +103,36 @@ impl Queue {
         count: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, QueueError> {
+        let mut out = Vec::new();
+        for (_, keys) in self.each_partition() {
+            if out.len() >= count {
+                break;
+            }
+            self.claim_hooks_in(keys, count - out.len(), lease, &mut out)
+                .await?;
+        }
+        Ok(out)
+    }
+
+    /// [`Queue::claim_hooks`] in the partition of `keys`, adding to `out`.
+    async fn claim_hooks_in(
+        &self,
+        keys: &super::Keys,
+        count: usize,
+        lease: Duration,
+        out: &mut Vec<Claimed>,
+    ) -> Result<(), QueueError> {
         let mut inv = CLAIM.prepare_invoke();
-        inv.key(self.keys.hooks());
+        inv.key(keys.hooks());
         ClaimCall {
             now: now_ms(),
             count,
             lease_ms: lease.as_millis() as u64,
-            hook_prefix: self.keys.hook_prefix(),
+            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
         let flat: Vec<Vec<u8>> = inv.invoke_async(&mut self.conn.clone()).await?;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let mut out = Vec::new();
         for c in flat.chunks_exact(10) {
             let (Ok(job), Some(event)) = (
                 text(&c[3]).parse::<JobId>(),
@@ -136,7 +154,7 @@ impl Queue {
                 fetch_allow: text(&c[9]).parse().unwrap_or_default(),
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Records an attempt's outcome (`hook_done.lua`); `body` is what was sent, kept for the
@@ -152,10 +170,11 @@ impl Queue {
             HookOutcome::Retry { at, status, error } => ("retry", *at, *status, error.as_str()),
             HookOutcome::GaveUp { status, error } => ("failed", 0, *status, error.as_str()),
         };
+        let keys = self.job_keys(claimed.job);
         let mut inv = DONE.prepare_invoke();
-        inv.key(self.keys.hooks())
-            .key(self.keys.hook(&claimed.id))
-            .key(self.keys.job(claimed.job));
+        inv.key(keys.hooks())
+            .key(keys.hook(&claimed.id))
+            .key(keys.job(claimed.job));
         DoneCall {
             id: &claimed.id,
             claim: claimed.claim,
@@ -172,9 +191,12 @@ impl Queue {
 
     /// Deliveries waiting (due or not), for operators and tests.
     pub async fn pending_hooks(&self) -> Result<u64, QueueError> {
-        Ok(redis::cmd("ZCARD")
-            .arg(self.keys.hooks())
-            .query_async(&mut self.conn.clone())
-            .await?)
+        let pipes = self.each_partition().map(|(_, keys)| {
+            let mut pipe = redis::pipe();
+            pipe.zcard(keys.hooks());
+            pipe
+        });
+        let counts: Vec<(u64,)> = self.query_each(pipes).await?;
+        Ok(counts.into_iter().map(|(n,)| n).sum())
     }
 }

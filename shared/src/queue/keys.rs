@@ -117,9 +117,17 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(namespace: &str) -> Self {
+        Self::tagged(namespace)
+    }
+    /// The keys under the hash tag `{tag}` (a partition's, see [`partition`](super::partition)).
+    pub(crate) fn tagged(tag: &str) -> Self {
         Self {
-            prefix: format!("{{{namespace}}}"),
+            prefix: format!("{{{tag}}}"),
         }
+    }
+    /// The namespace's partition count, recorded when it is first used.
+    pub fn partitions(&self) -> String {
+        format!("{}:partitions", self.prefix)
     }
     pub fn job(&self, id: JobId) -> String {
         format!("{}:job:{id}", self.prefix)

@@ -3,9 +3,9 @@
 
 use std::sync::LazyLock;
 
-use redis::{AsyncCommands, Script};
+use redis::Script;
 
-use super::keys::{GROUP, field};
+use super::keys::{GROUP, Keys, field};
 use super::lua::{Argv, argv, lua_script_with};
 use super::ops::THROUGHPUT_WINDOW_SECS;
 pub use super::walk::Cursor;
@@ -57,6 +57,23 @@ pub(crate) const INDEX_FIELD: &str = "i";
 /// Most jobs ahead of a waiting job that are counted; beyond it the position reads "at least".
 pub const POSITION_LIMIT: u64 = 10_000;
 
+/// The fields a listing reads of each record, in the order it reads them.
+const RECORD_FIELDS: [&str; 13] = [
+    field::MODEL,
+    field::STATUS,
+    field::TENANT,
+    field::CREATED_AT,
+    field::STARTED_AT,
+    field::FINISHED_AT,
+    field::ATTEMPTS,
+    field::ERROR_CODE,
+    field::ERROR_MESSAGE,
+    field::PROGRESS_DONE,
+    field::PROGRESS_TOTAL,
+    field::PRIORITY,
+    field::VERSION,
+];
+
 /// What to list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -103,25 +120,11 @@ impl Queue {
         ids: impl Iterator<Item = JobId>,
     ) -> Result<Vec<Option<StoredJob>>, QueueError> {
         let ids: Vec<JobId> = ids.collect();
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET").arg(self.keys.job(*id)).arg(&[
-                field::MODEL,
-                field::STATUS,
-                field::TENANT,
-                field::CREATED_AT,
-                field::STARTED_AT,
-                field::FINISHED_AT,
-                field::ATTEMPTS,
-                field::ERROR_CODE,
-                field::ERROR_MESSAGE,
-                field::PROGRESS_DONE,
-                field::PROGRESS_TOTAL,
-                field::PRIORITY,
-                field::VERSION,
-            ]);
-        }
-        let rows: Vec<Vec<Option<String>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let rows: Vec<Vec<Option<String>>> = self
+            .per_job(&ids, |pipe, keys, id| {
+                pipe.cmd("HMGET").arg(keys.job(id)).arg(&RECORD_FIELDS);
+            })
+            .await?;
         Ok(ids
             .into_iter()
             .zip(rows)
@@ -167,19 +170,21 @@ impl Queue {
             .collect())
     }
 
-    /// Looks at up to `count` listing index entries after `from` (an entry id; `None`: from
-    /// the oldest) and removes those whose record expired (`sweep.lua`). Returns where the next
-    /// sweep goes on from (`None` once the end was reached, to start over) and how many
-    /// entries it removed.
+    /// Looks at up to `count` entries of partition `p`'s listing index after `from` (an
+    /// entry id of that partition's index; `None`: from the oldest) and removes those whose
+    /// record expired (`sweep.lua`). Returns where the next sweep goes on from (`None` once
+    /// the end was reached, to start over) and how many entries it removed.
     pub async fn sweep_index(
         &self,
+        p: usize,
         from: Option<Cursor>,
         count: usize,
     ) -> Result<(Option<Cursor>, u64), QueueError> {
+        let keys = self.partition_keys(p);
         let mut inv = SWEEP.prepare_invoke();
-        inv.key(self.keys.index());
+        inv.key(keys.index());
         SweepCall {
-            job_prefix: self.keys.job_prefix(),
+            job_prefix: keys.job_prefix(),
             from: from.map_or_else(|| "-".to_owned(), |c| format!("({c}")),
             count,
             field: INDEX_FIELD,
@@ -189,49 +194,62 @@ impl Queue {
         Ok((Cursor::parse(&next), gone))
     }
 
-    /// The jobs `model`'s stream holds (waiting and running) and how many of the model's jobs
+    /// The jobs `model`'s streams hold (waiting and running) and how many of the model's jobs
     /// finished in the last [`THROUGHPUT_WINDOW_SECS`] seconds: what a `Retry-After` for a
-    /// full queue is estimated from.
+    /// full queue is estimated from. Every partition, at once.
     pub async fn backlog(&self, model: &str) -> Result<(u64, u64), QueueError> {
         let second = now_ms() / 1000;
-        let lanes = self.keys.lanes(model);
-        let mut pipe = redis::pipe();
-        for (_, lane) in &lanes {
-            pipe.cmd("XLEN").arg(lane);
+        let lanes = self.keys.lanes(model).len();
+        let pipes = self.each_partition().map(|(_, keys)| {
+            let mut pipe = redis::pipe();
+            for (_, lane) in keys.lanes(model) {
+                pipe.cmd("XLEN").arg(lane);
+            }
+            for ago in 1..=THROUGHPUT_WINDOW_SECS {
+                pipe.cmd("GET").arg(keys.done(model, second - ago));
+            }
+            pipe
+        });
+        let replies: Vec<Vec<Option<u64>>> = self.query_each(pipes).await?;
+        let (mut depth, mut done) = (0, 0);
+        for reply in replies {
+            let queued = lanes.min(reply.len());
+            let (d, f) = reply.split_at(queued);
+            depth += d.iter().map(|n| n.unwrap_or(0)).sum::<u64>();
+            done += f.iter().map(|n| n.unwrap_or(0)).sum::<u64>();
         }
-        for ago in 1..=THROUGHPUT_WINDOW_SECS {
-            pipe.cmd("GET").arg(self.keys.done(model, second - ago));
-        }
-        let reply: Vec<Option<u64>> = pipe.query_async(&mut self.conn.clone()).await?;
-        let (depth, done) = reply.split_at(lanes.len().min(reply.len()));
-        let sum = |v: &[Option<u64>]| v.iter().map(|d| d.unwrap_or(0)).sum();
-        Ok((sum(depth), sum(done)))
+        Ok((depth, done))
     }
 
-    /// How many waiting jobs of `model` are ahead of the stream entry `entry` of the lane of
-    /// `priority` (in higher lanes, and older in its own), and the model's recent throughput
-    /// (`position.lua`).
+    /// How many waiting jobs of `model` are ahead of job `id`, whose stream entry is `entry`
+    /// in the lane of `priority` (in higher lanes, and older in its own), and the model's
+    /// recent throughput (`position.lua` in the job's partition). With several partitions,
+    /// workers take the partitions in turn, so from each other partition they serve at most
+    /// about as many jobs before this one as wait ahead of it in its own: each other
+    /// partition adds its waiting jobs of this priority and higher, up to that many.
     pub async fn position(
         &self,
+        id: JobId,
         model: &str,
         priority: Priority,
         entry: &str,
     ) -> Result<Position, QueueError> {
+        let own = self.partition_of(id);
+        let keys = self.partition_keys(own);
         let second = now_ms() / 1000;
-        let higher: Vec<String> = self
-            .keys
+        let higher: Vec<String> = keys
             .lanes(model)
             .into_iter()
             .filter(|(p, _)| *p > priority)
             .map(|(_, lane)| lane)
             .collect();
         let mut inv = POSITION.prepare_invoke();
-        inv.key(self.keys.lane(model, priority));
+        inv.key(keys.lane(model, priority));
         for lane in &higher {
             inv.key(lane);
         }
         for ago in 1..=THROUGHPUT_WINDOW_SECS {
-            inv.key(self.keys.done(model, second - ago));
+            inv.key(keys.done(model, second - ago));
         }
         PositionCall {
             group: GROUP,
@@ -240,17 +258,43 @@ impl Queue {
             higher: higher.len(),
         }
         .push(&mut inv);
-        let (ahead, completed_last_minute): (u64, u64) =
+        let (mut ahead, mut completed_last_minute): (u64, u64) =
             inv.invoke_async(&mut self.conn.clone()).await?;
+        if self.partitions() > 1 {
+            let pipes = self
+                .each_partition()
+                .filter(|(q, _)| *q != own)
+                .map(|(_, k)| {
+                    let mut pipe = redis::pipe();
+                    for (_, lane) in k.lanes(model).into_iter().filter(|(p, _)| *p >= priority) {
+                        pipe.cmd("XLEN").arg(lane);
+                    }
+                    for ago in 1..=THROUGHPUT_WINDOW_SECS {
+                        pipe.cmd("GET").arg(k.done(model, second - ago));
+                    }
+                    pipe
+                });
+            let lanes = keys
+                .lanes(model)
+                .into_iter()
+                .filter(|(p, _)| *p >= priority)
+                .count();
+            let replies: Vec<Vec<Option<u64>>> = self.query_each(pipes).await?;
+            let own_ahead = ahead;
+            for reply in replies {
+                let (waiting, done) = reply.split_at(lanes.min(reply.len()));
+                let waiting: u64 = waiting.iter().map(|n| n.unwrap_or(0)).sum();
+                ahead += waiting.min(own_ahead + 1);
+                completed_last_minute += done.iter().map(|n| n.unwrap_or(0)).sum::<u64>();
+            }
+            ahead = ahead.min(POSITION_LIMIT);
+        }
         Ok(Position {
             ahead,
             completed_last_minute,
         })
     }
 }
-
-/// An index entry as Redis answers it: its id and its fields.
-type StreamEntry = (String, Vec<(String, String)>);
 
 /// The listing index in Redis, as the cursor walk reads it.
 struct RedisIndex<'a> {
@@ -266,37 +310,24 @@ impl walk::Index for RedisIndex<'_> {
         after: Option<Cursor>,
         n: usize,
     ) -> Result<(Vec<Entry>, bool), QueueError> {
-        let key = self.queue.keys.index();
-        let mut conn = self.queue.conn.clone();
-        if after == Some(Cursor { ms: 0, seq: 0 }) {
-            // Nothing is older than the first possible entry (and `(0-0` is no range start).
-            return Ok((Vec::new(), true));
-        }
-        let from = after.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
-        let reply: Vec<StreamEntry> = redis::cmd("XREVRANGE")
-            .arg(&key)
-            .arg(from)
-            .arg("-")
-            .arg("COUNT")
-            .arg(n)
-            .query_async(&mut conn)
-            .await?;
-        let exhausted = reply.len() < n;
-        let mut entries = Vec::with_capacity(reply.len());
+        let (merged, exhausted) = self.queue.older_merged(Keys::index, after, n).await?;
+        let mut entries = Vec::with_capacity(merged.len());
         let mut junk = Vec::new();
-        for (entry, fields) in reply {
-            let id = fields
-                .iter()
-                .find(|(f, _)| f == INDEX_FIELD)
-                .and_then(|(_, v)| v.parse::<JobId>().ok());
-            match (Cursor::parse(&entry), id) {
-                (Some(at), Some(id)) => entries.push(Entry { at, id }),
+        for m in merged {
+            match m
+                .fields
+                .get(INDEX_FIELD)
+                .and_then(|v| v.parse::<JobId>().ok())
+            {
+                Some(id) => entries.push(Entry { at: m.at, id }),
                 // Not a job's entry: nothing a listing could show.
-                _ => junk.push(entry),
+                None => junk.push(m.at),
             }
         }
         if !junk.is_empty() {
-            let _: () = conn.xdel(&key, &junk).await?;
+            self.queue
+                .delete_merged(Keys::index, junk.into_iter())
+                .await?;
         }
         Ok((entries, exhausted))
     }
@@ -306,14 +337,9 @@ impl walk::Index for RedisIndex<'_> {
     }
 
     async fn forget(&mut self, gone: &[Entry]) -> Result<(), QueueError> {
-        let ids: Vec<String> = gone.iter().map(|e| e.at.to_string()).collect();
-        let _: () = self
-            .queue
-            .conn
-            .clone()
-            .xdel(self.queue.keys.index(), &ids)
-            .await?;
-        Ok(())
+        self.queue
+            .delete_merged(Keys::index, gone.iter().map(|e| e.at))
+            .await
     }
 }
 

@@ -14,6 +14,11 @@
 //! - `C.<name>`: a constant (`C.default_priority`, from [`Priority::DEFAULT`];
 //!   `C.default_tenant`, from [`DEFAULT_TENANT`](crate::auth::DEFAULT_TENANT)).
 //!
+//! Every script starts with Redis 7's `#!lua` header, and declares in KEYS every key it
+//! names, or builds its key names from prefixes of its own partition passed in ARGV (the
+//! webhook delivery and job hashes of `outbox.lua`, `promote.lua`, `sweep.lua`): each touches
+//! one partition, so one Cluster slot, and a Cluster refuses a key outside it.
+//!
 //! Literals cost nothing per call, where a prelude table would be built on every call. A name
 //! this module does not know panics when the script loads: a typo fails the first test that
 //! loads the script, never a job at run time.
@@ -29,6 +34,9 @@ pub(crate) const OUTBOX: &str = include_str!("lua/outbox.lua");
 /// The end of a job (`ending.lua`), in front of every script that ends jobs; it calls the
 /// outbox, so it comes after [`OUTBOX`].
 pub(crate) const ENDING: &str = include_str!("lua/ending.lua");
+
+/// The first line of every script.
+const SHEBANG: &str = "#!lua\n";
 
 /// The constant a script names as `C.<name>`, as a Lua literal.
 fn constant(name: &str) -> Option<String> {
@@ -88,6 +96,10 @@ pub(crate) use argv;
 /// A script with `preludes` in front of `body`, its names written in (see the module's header).
 pub(crate) fn lua_script_with(preludes: &[&str], body: &str, argv: Argv) -> Script {
     let mut whole = String::with_capacity(preludes.iter().map(|p| p.len() + 1).sum::<usize>());
+    // Redis 7's script header: with it (and without `allow-cross-slot-keys`) a Redis Cluster
+    // refuses any key of a slot other than the declared keys' one, so a script that strays
+    // from its partition fails its first test instead of working on one node only.
+    whole.push_str(SHEBANG);
     for p in preludes {
         whole.push_str(p);
         whole.push('\n');

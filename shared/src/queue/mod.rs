@@ -16,7 +16,9 @@ pub mod hooks;
 pub mod keys;
 pub mod listing;
 mod lua;
+mod merge;
 pub mod ops;
+mod partition;
 pub mod rate;
 mod read;
 pub mod registry;
@@ -100,7 +102,13 @@ impl QueueError {
 /// A handle on the queue: cheap to clone, reconnects by itself after Redis comes back.
 #[derive(Clone)]
 pub struct Queue {
+    /// The namespace's own keys (`{ns}`: registry, workers, API keys, files, batches).
     keys: Arc<Keys>,
+    /// The keys of every partition of the namespace's jobs (the first is `keys` when there is
+    /// one partition).
+    parts: Arc<partition::Partitions>,
+    /// The partition a worker's read starts at next (see [`Queue::read`]).
+    turn: Arc<std::sync::atomic::AtomicUsize>,
     conn: conn::Conn,
     /// The connection submissions write on and `WAIT` for: a connection of its own when
     /// `INFERQ_REDIS_WAIT_REPLICAS` asks for replicas (a `WAIT` holds up every command queued
@@ -111,9 +119,9 @@ pub struct Queue {
     /// Reads count a waiting entry one priority level higher per this period; zero for strict
     /// priority ([`Queue::with_aging`]).
     aging: Duration,
-    /// Per queue, whether its used-lanes set named a lane besides the default one, and when
+    /// Per partition and queue, whether its used-lanes set named a lane besides the default one, and when
     /// that was read: see [`Queue::read`].
-    lanes_seen: Arc<std::sync::Mutex<HashMap<String, (std::time::Instant, bool)>>>,
+    lanes_seen: Arc<std::sync::Mutex<HashMap<(usize, String), (std::time::Instant, bool)>>>,
     /// How long a job's record is kept once final when the job names no time of its own:
     /// written into every record this queue submits ([`Queue::with_retention`]), so the steps
     /// that end the job (in any process) keep it that long.
@@ -147,6 +155,11 @@ impl Queue {
         };
         Ok(Self {
             keys: Arc::new(Keys::new(&cfg.namespace)),
+            parts: Arc::new(partition::Partitions::new(
+                &cfg.namespace,
+                cfg.partition_count(),
+            )),
+            turn: Arc::default(),
             conn,
             submit_conn,
             commit: Arc::new(conn::commit::Commit::new(cfg.redis_wait_replicas, wait)),
@@ -190,8 +203,24 @@ impl Queue {
         self
     }
 
+    /// The namespace's own keys (see [`Queue::partition_keys`] for the jobs').
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The keys of partition `p` (0 to [`Queue::partitions`] - 1).
+    pub fn partition_keys(&self, p: usize) -> &Keys {
+        &self.parts.parts[p]
+    }
+
+    /// The keys of job `id`'s partition.
+    pub fn job_keys(&self, id: crate::job::JobId) -> &Keys {
+        self.parts.of(id)
+    }
+
+    /// Every partition's keys, with their numbers.
+    pub(crate) fn each_partition(&self) -> impl Iterator<Item = (usize, &Keys)> {
+        self.parts.parts.iter().enumerate()
     }
 
     pub async fn ping(&self) -> Result<(), QueueError> {

@@ -212,75 +212,82 @@ impl Queue {
             .chain(pipelines)
             .collect();
         let now = now_ms();
-        let mut conn = self.conn.clone();
-        let mut stats = STATS.prepare_invoke();
-        let mut lanes = Vec::with_capacity(statuses.len());
-        for (name, _) in &statuses {
-            let model_lanes = self.keys.lanes(name);
-            lanes.push(model_lanes.len());
-            for (_, lane) in model_lanes {
-                stats.key(lane);
+        let second = now / 1000;
+        // Per queue: entries and pending summed over its lanes and partitions, the oldest
+        // waiting entry of any, and its finished jobs per second (oldest second first).
+        let mut figures: Vec<(u64, u64, Option<u64>)> = vec![(0, 0, None); statuses.len()];
+        let mut done = vec![vec![0u64; THROUGHPUT_WINDOW_SECS as usize]; statuses.len()];
+        let mut dead_letters = 0;
+        for (_, keys) in self.each_partition() {
+            let mut conn = self.conn.clone();
+            let mut stats = STATS.prepare_invoke();
+            let mut lanes = Vec::with_capacity(statuses.len());
+            for (name, _) in &statuses {
+                let model_lanes = keys.lanes(name);
+                lanes.push(model_lanes.len());
+                for (_, lane) in model_lanes {
+                    stats.key(lane);
+                }
+            }
+            StatsCall { group: GROUP }.push(&mut stats);
+            let per_lane: Vec<(u64, u64, String)> = if statuses.is_empty() {
+                Vec::new()
+            } else {
+                stats.invoke_async(&mut conn).await?
+            };
+            let mut per_lane = per_lane.into_iter();
+            for (fig, &n) in figures.iter_mut().zip(&lanes) {
+                for (len, pending, oldest) in per_lane.by_ref().take(n) {
+                    let oldest = match (fig.2, entry_ms(&oldest)) {
+                        (Some(a), Some(b)) => Some(u64::min(a, b)),
+                        (a, b) => a.or(b),
+                    };
+                    *fig = (fig.0 + len, fig.1 + pending, oldest);
+                }
+            }
+            let mut pipe = redis::pipe();
+            for (name, _) in &statuses {
+                let seconds: Vec<String> = (1..=THROUGHPUT_WINDOW_SECS)
+                    .rev()
+                    .map(|ago| keys.done(name, second - ago))
+                    .collect();
+                pipe.mget(seconds);
+            }
+            pipe.xlen(keys.dead_letter());
+            let mut replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+            dead_letters +=
+                redis::from_redis_value::<u64>(replies.pop().unwrap_or(Value::Nil)).unwrap_or(0);
+            for (sum, reply) in done.iter_mut().zip(replies) {
+                let got: Vec<Option<u64>> = redis::from_redis_value(reply).unwrap_or_default();
+                for (s, n) in sum.iter_mut().zip(got) {
+                    *s += n.unwrap_or(0);
+                }
             }
         }
-        StatsCall { group: GROUP }.push(&mut stats);
-        let per_lane: Vec<(u64, u64, String)> = if statuses.is_empty() {
-            Vec::new()
-        } else {
-            stats.invoke_async(&mut conn).await?
-        };
-        // Per model: entries and pending summed over its lanes, the oldest waiting entry of any.
-        let mut per_lane = per_lane.into_iter();
-        let figures: Vec<(u64, u64, Option<u64>)> = lanes
-            .iter()
-            .map(|&n| {
-                per_lane
-                    .by_ref()
-                    .take(n)
-                    .fold((0, 0, None), |(l, p, o), (len, pending, oldest)| {
-                        let t = entry_ms(&oldest);
-                        let oldest = match (o, t) {
-                            (Some(a), Some(b)) => Some(u64::min(a, b)),
-                            (a, b) => a.or(b),
-                        };
-                        (l + len, p + pending, oldest)
-                    })
-            })
-            .collect();
-        let second = now / 1000;
-        let mut pipe = redis::pipe();
-        for (name, _) in &statuses {
-            let keys: Vec<String> = (1..=THROUGHPUT_WINDOW_SECS)
-                .rev()
-                .map(|ago| self.keys.done(name, second - ago))
-                .collect();
-            pipe.mget(keys);
-        }
-        pipe.xlen(self.keys.dead_letter());
-        pipe.zcount(
-            self.keys.workers(),
-            now.saturating_sub(MODEL_LIVENESS.as_millis() as u64),
-            "+inf",
-        );
-        let mut replies: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let mut count =
-            || -> u64 { redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).unwrap_or(0) };
-        let workers = count() as usize;
-        let dead_letters = count();
+        let workers: u64 = self
+            .conn
+            .clone()
+            .zcount(
+                self.keys.workers(),
+                now.saturating_sub(MODEL_LIVENESS.as_millis() as u64),
+                "+inf",
+            )
+            .await?;
+        let workers = workers as usize;
         let models = statuses
             .into_iter()
             .zip(figures)
-            .zip(replies)
-            .map(|(((name, workers), (len, pending, oldest)), done)| {
-                let done: Vec<Option<u64>> = redis::from_redis_value(done).unwrap_or_default();
-                ModelQueue {
+            .zip(done)
+            .map(
+                |(((name, workers), (len, pending, oldest)), done)| ModelQueue {
                     model: name,
                     depth: len.saturating_sub(pending),
                     running: pending.min(len),
                     oldest_age_ms: oldest.map(|t| now.saturating_sub(t)),
-                    completed_per_second: done.into_iter().map(Option::unwrap_or_default).collect(),
+                    completed_per_second: done,
                     workers,
-                }
-            })
+                },
+            )
             .collect();
         Ok(Overview {
             models,
@@ -289,17 +296,23 @@ impl Queue {
         })
     }
 
-    /// The latest failures, newest first (at most [`RECENT_FAILURES`]).
+    /// The latest failures, newest first (at most [`RECENT_FAILURES`]; each partition keeps
+    /// its own list, and the newest of all of them are answered).
     pub async fn recent_failures(&self, limit: usize) -> Result<Vec<Failure>, QueueError> {
         let limit = limit.clamp(1, RECENT_FAILURES);
-        let items: Vec<String> = self
-            .conn
-            .clone()
-            .lrange(self.keys.failures(), 0, limit as isize - 1)
-            .await?;
-        Ok(items
+        let pipes = self.each_partition().map(|(_, keys)| {
+            let mut pipe = redis::pipe();
+            pipe.lrange(keys.failures(), 0, limit as isize - 1);
+            pipe
+        });
+        let lists: Vec<(Vec<String>,)> = self.query_each(pipes).await?;
+        let mut all: Vec<Failure> = lists
             .iter()
+            .flat_map(|(items,)| items.iter())
             .filter_map(|s| serde_json::from_str(s).ok())
-            .collect())
+            .collect();
+        all.sort_by_key(|f: &Failure| std::cmp::Reverse(f.failed_at));
+        all.truncate(limit);
+        Ok(all)
     }
 }

@@ -1,9 +1,11 @@
 //! Reading a queue's entries for a worker: new entries ranked across its priority lanes
-//! (`read.lua`, or a plain `XREADGROUP` while only the default lane is in use), blocking reads
-//! over several queues, and the takeover of entries whose lease ran out.
+//! (`read.lua`, or a plain `XREADGROUP` while only the default lane is in use), the partitions
+//! taken in turn, blocking reads over several queues, and the takeover of entries whose lease
+//! ran out.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::Value;
@@ -14,6 +16,9 @@ use super::reply;
 use super::{Entry, Queue, QueueError};
 use crate::job::Priority;
 use crate::time;
+
+/// The shortest block of one partition's blocking read (see [`Queue::read_any`]).
+pub(crate) const MIN_PARTITION_BLOCK: Duration = Duration::from_millis(20);
 
 /// How long [`Queue::read`] trusts what it read of a queue's used-lanes set.
 pub const USED_LANES_TTL: Duration = Duration::from_secs(1);
@@ -40,9 +45,11 @@ argv! {
 }
 
 impl Queue {
-    /// Reads up to `count` new entries of `queue` for `consumer`: first without blocking,
-    /// across its priority lanes in rank order (`read.lua`); when none waits and `block` is
-    /// given, then blocking up to `block` on every lane at once.
+    /// Reads up to `count` new entries of `queue` for `consumer`: first without blocking, from
+    /// the first partition with waiting entries, taking the partitions in turn (each read
+    /// starts one past the partition the last one read from, so none starves), each across its
+    /// priority lanes in rank order (`read.lua`); when none waits and `block` is given, then
+    /// blocking on every lane of the next partition in turn ([`Queue::read_any`]).
     ///
     /// A queue whose jobs all had the default priority so far (its used-lanes set is empty) is
     /// read with a plain `XREADGROUP` of its default lane: ranking has nothing to rank, and
@@ -57,22 +64,20 @@ impl Queue {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<Entry>, QueueError> {
-        let (others, just_read) = self.other_lanes(queue, false).await?;
-        let got = if others {
-            self.read_ranked(consumer, queue, count).await?
-        } else {
-            self.read_default_lane(consumer, queue, count).await?
-        };
-        if !got.is_empty() || block.is_none() {
-            return Ok(got);
-        }
-        // Nothing waits in the default lane: a lane used for the first time since the set was
-        // read is ranked before the worker blocks.
-        if !others && !just_read && self.other_lanes(queue, true).await?.0 {
-            let got = self.read_ranked(consumer, queue, count).await?;
+        let first = self.turn.load(Ordering::Relaxed);
+        let n = self.partitions();
+        for k in 0..n {
+            let p = (first + k) % n;
+            let got = self
+                .read_partition(p, consumer, queue, count, block.is_some())
+                .await?;
             if !got.is_empty() {
+                self.turn.store(p + 1, Ordering::Relaxed);
                 return Ok(got);
             }
+        }
+        if block.is_none() {
+            return Ok(Vec::new());
         }
         Ok(self
             .read_any(consumer, &[queue], count, block)
@@ -82,35 +87,71 @@ impl Queue {
             .collect())
     }
 
-    /// Whether `queue` has lanes besides its default one in use (its used-lanes set is not
-    /// empty), as last read if that was less than [`USED_LANES_TTL`] ago, unless `refresh`;
-    /// and whether the set was read just now.
-    async fn other_lanes(&self, queue: &str, refresh: bool) -> Result<(bool, bool), QueueError> {
-        if self.keys.lanes(queue).len() <= 1 {
+    /// The non-blocking read of one partition of `queue`; `before_block`: the caller blocks
+    /// next if this finds nothing, so a lane used for the first time since the used-lanes set
+    /// was read is looked at first.
+    async fn read_partition(
+        &self,
+        p: usize,
+        consumer: &str,
+        queue: &str,
+        count: usize,
+        before_block: bool,
+    ) -> Result<Vec<Entry>, QueueError> {
+        let (others, just_read) = self.other_lanes(p, queue, false).await?;
+        let got = if others {
+            self.read_ranked(p, consumer, queue, count).await?
+        } else {
+            self.read_default_lane(p, consumer, queue, count).await?
+        };
+        if !got.is_empty() || !before_block || others || just_read {
+            return Ok(got);
+        }
+        if self.other_lanes(p, queue, true).await?.0 {
+            return self.read_ranked(p, consumer, queue, count).await;
+        }
+        Ok(got)
+    }
+
+    /// Whether `queue` has lanes besides its default one in use in partition `p` (its
+    /// used-lanes set is not empty), as last read if that was less than [`USED_LANES_TTL`]
+    /// ago, unless `refresh`; and whether the set was read just now.
+    async fn other_lanes(
+        &self,
+        p: usize,
+        queue: &str,
+        refresh: bool,
+    ) -> Result<(bool, bool), QueueError> {
+        let keys = self.partition_keys(p);
+        if keys.lanes(queue).len() <= 1 {
             return Ok((false, true));
         }
+        let seen = (p, queue.to_owned());
         if !refresh
-            && let Some(&(at, any)) = self.lanes_seen().get(queue)
+            && let Some(&(at, any)) = self.lanes_seen().get(&seen)
             && at.elapsed() < USED_LANES_TTL
         {
             return Ok((any, false));
         }
         let members: u64 = redis::cmd("SCARD")
-            .arg(self.keys.used_lanes(queue))
+            .arg(keys.used_lanes(queue))
             .query_async(&mut self.conn.clone())
             .await?;
         self.lanes_seen()
-            .insert(queue.to_owned(), (std::time::Instant::now(), members > 0));
+            .insert(seen, (std::time::Instant::now(), members > 0));
         Ok((members > 0, true))
     }
 
-    fn lanes_seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, (std::time::Instant, bool)>> {
+    fn lanes_seen(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(usize, String), (std::time::Instant, bool)>> {
         self.lanes_seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The non-blocking read of a queue that has only its default lane in use.
+    /// The non-blocking read of a partition of a queue that has only its default lane in use.
     async fn read_default_lane(
         &self,
+        p: usize,
         consumer: &str,
         queue: &str,
         count: usize,
@@ -122,25 +163,30 @@ impl Queue {
             .arg("COUNT")
             .arg(count)
             .arg("STREAMS")
-            .arg(self.keys.stream(queue))
+            .arg(self.partition_keys(p).stream(queue))
             .arg(">")
             .query_async(&mut self.conn.clone())
             .await?;
         let mut out = Vec::new();
         for (_, entries) in reply::stream_pairs(reply)? {
-            out.extend(reply::parse_entries(entries, Priority::DEFAULT)?);
+            out.extend(reply::parse_entries(
+                entries,
+                (p as u16, Priority::DEFAULT),
+            )?);
         }
         Ok(out)
     }
 
-    /// The non-blocking part of [`Queue::read`].
+    /// The ranked non-blocking read of one partition (`read.lua`).
     async fn read_ranked(
         &self,
+        p: usize,
         consumer: &str,
         queue: &str,
         count: usize,
     ) -> Result<Vec<Entry>, QueueError> {
-        let lanes = self.keys.lanes(queue);
+        let keys = self.partition_keys(p);
+        let lanes = keys.lanes(queue);
         let Some((top, _)) = lanes.first() else {
             return Ok(Vec::new());
         };
@@ -148,7 +194,7 @@ impl Queue {
         for (_, key) in &lanes {
             inv.key(key);
         }
-        inv.key(self.keys.used_lanes(queue));
+        inv.key(keys.used_lanes(queue));
         ReadCall {
             group: GROUP,
             consumer,
@@ -173,14 +219,20 @@ impl Queue {
             else {
                 return Err(QueueError::Protocol("read reply names an unknown lane"));
             };
-            out.extend(reply::parse_entries(entries, *priority)?);
+            out.extend(reply::parse_entries(entries, (p as u16, *priority))?);
         }
         Ok(out)
     }
 
-    /// Reads up to `count` new entries from EACH lane of `queues`, blocking up to `block` for
-    /// the first. Returns them with the index of their queue, higher lanes first. (Lanes that
-    /// receive entries in the same instant can give more than `count` in all.)
+    /// Reads up to `count` new entries from EACH lane of `queues`, blocking for the first.
+    /// Returns them with the index of their queue, higher lanes first. (Lanes that receive
+    /// entries in the same instant can give more than `count` in all.)
+    ///
+    /// One blocking read covers one partition (one Cluster slot): with several, it blocks on
+    /// the next partition in turn for `block` divided among the partitions (at least
+    /// [`MIN_PARTITION_BLOCK`]), so an idle worker that keeps calling it watches each
+    /// partition in turn and a job arriving anywhere waits at most about `block` to be seen.
+    /// Without `block`, every partition is read once, without blocking.
     pub async fn read_any(
         &self,
         consumer: &str,
@@ -188,10 +240,37 @@ impl Queue {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<(usize, Entry)>, QueueError> {
+        let n = self.partitions();
+        let Some(block) = block else {
+            let mut out = Vec::new();
+            for p in 0..n {
+                out.extend(self.read_any_in(p, consumer, queues, count, None).await?);
+            }
+            return Ok(out);
+        };
+        let p = self.turn.fetch_add(1, Ordering::Relaxed) % n;
+        let block = if n == 1 {
+            block
+        } else {
+            (block / n as u32).max(MIN_PARTITION_BLOCK).min(block)
+        };
+        self.read_any_in(p, consumer, queues, count, Some(block))
+            .await
+    }
+
+    async fn read_any_in(
+        &self,
+        p: usize,
+        consumer: &str,
+        queues: &[&str],
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<(usize, Entry)>, QueueError> {
+        let keys = self.partition_keys(p);
         let mut streams: HashMap<String, (usize, Priority)> = HashMap::new();
         let mut names = Vec::new();
         for (i, q) in queues.iter().enumerate() {
-            for (priority, key) in self.keys.lanes(q) {
+            for (priority, key) in keys.lanes(q) {
                 names.push(key.clone());
                 streams.insert(key, (i, priority));
             }
@@ -215,7 +294,7 @@ impl Queue {
             let Some(&(idx, priority)) = streams.get(&stream) else {
                 return Err(QueueError::Protocol("XREADGROUP named an unknown stream"));
             };
-            for e in reply::parse_entries(entries, priority)? {
+            for e in reply::parse_entries(entries, (p as u16, priority))? {
                 out.push((idx, e));
             }
         }
@@ -225,7 +304,7 @@ impl Queue {
     }
 
     /// Takes over up to `count` entries of `queue` whose lease (idle time) exceeds `lease`:
-    /// their worker died or stalled. Higher lanes first.
+    /// their worker died or stalled. Every partition, higher lanes first.
     pub async fn reclaim(
         &self,
         consumer: &str,
@@ -234,27 +313,32 @@ impl Queue {
         count: usize,
     ) -> Result<Vec<Entry>, QueueError> {
         let mut out = Vec::new();
-        for (priority, key) in self.keys.lanes(queue) {
-            if out.len() >= count {
-                break;
+        for (p, keys) in self.each_partition() {
+            for (priority, key) in keys.lanes(queue) {
+                if out.len() >= count {
+                    return Ok(out);
+                }
+                let reply: Value = redis::cmd("XAUTOCLAIM")
+                    .arg(key)
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg(lease.as_millis() as u64)
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(count - out.len())
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                let Value::Array(mut parts) = reply else {
+                    return Err(QueueError::Protocol("XAUTOCLAIM reply is not an array"));
+                };
+                if parts.len() < 2 {
+                    return Err(QueueError::Protocol("XAUTOCLAIM reply is too short"));
+                }
+                out.extend(reply::parse_entries(
+                    parts.swap_remove(1),
+                    (p as u16, priority),
+                )?);
             }
-            let reply: Value = redis::cmd("XAUTOCLAIM")
-                .arg(key)
-                .arg(GROUP)
-                .arg(consumer)
-                .arg(lease.as_millis() as u64)
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(count - out.len())
-                .query_async(&mut self.conn.clone())
-                .await?;
-            let Value::Array(mut parts) = reply else {
-                return Err(QueueError::Protocol("XAUTOCLAIM reply is not an array"));
-            };
-            if parts.len() < 2 {
-                return Err(QueueError::Protocol("XAUTOCLAIM reply is too short"));
-            }
-            out.extend(reply::parse_entries(parts.swap_remove(1), priority)?);
         }
         Ok(out)
     }

@@ -87,15 +87,27 @@ impl Queue {
         let now = now_ms();
         let expired = now.saturating_sub(WORKER_RECORD_EXPIRY.as_millis() as u64);
         let mut pipe = redis::pipe();
+        // Each partition's copy of the registry, which its submissions check in the same
+        // atomic step as they enqueue (with one partition, the registry itself).
+        let mut copies = Vec::new();
         for m in models {
             let json = serde_json::to_string(m).map_err(|_| QueueError::Protocol("model info"))?;
             let workers = self.keys.model_workers(&m.name);
+            if self.partitions() > 1 {
+                for (p, keys) in self.each_partition() {
+                    if copies.len() <= p {
+                        copies.push(redis::pipe());
+                    }
+                    copies[p].hset(keys.models(), &m.name, &json).ignore();
+                }
+            }
             pipe.hset(self.keys.models(), &m.name, json).ignore();
             pipe.zadd(self.keys.models_seen(), &m.name, now).ignore();
             pipe.zadd(&workers, worker, now).ignore();
             pipe.zrembyscore(&workers, "-inf", expired).ignore();
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        copies.push(pipe);
+        self.query_each::<()>(copies.into_iter()).await?;
         Ok(())
     }
 
@@ -150,20 +162,46 @@ impl Queue {
             .collect())
     }
 
-    /// Retires `model` (`retire.lua`): removes it from the registry and fails every job still
-    /// in its stream with `model_retired`.
+    /// Retires `model` (`retire.lua`, once per partition): removes it from the registry and
+    /// fails every job still in its streams with `model_retired`.
     pub async fn retire_model(
         &self,
         model: &str,
         retention: Retention,
     ) -> Result<Retired, QueueError> {
+        let known: bool = self.conn.clone().hexists(self.keys.models(), model).await?;
+        if !known {
+            return Ok(Retired::NotFound);
+        }
+        let mut failed = 0;
+        for (p, _) in self.each_partition() {
+            failed += self.retire_in(p, model, retention).await?;
+        }
+        if self.partitions() > 1 {
+            // Every partition's copy is gone, so nothing is enqueued for the model any more.
+            let _: () = redis::pipe()
+                .hdel(self.keys.models(), model)
+                .zrem(self.keys.models_seen(), model)
+                .del(self.keys.model_workers(model))
+                .query_async(&mut self.conn.clone())
+                .await?;
+        }
+        Ok(Retired::Retired(failed))
+    }
+
+    /// Retires `model` in partition `p`; returns how many of its jobs failed. With one
+    /// partition the registry, its announcements and its workers go in the same step; with
+    /// more, the partition's copy of the registry does, and the caller removes the rest.
+    async fn retire_in(
+        &self,
+        p: usize,
+        model: &str,
+        retention: Retention,
+    ) -> Result<usize, QueueError> {
+        let keys = self.partition_keys(p);
         let mut conn = self.conn.clone();
         loop {
-            let known: bool = conn.hexists(self.keys.models(), model).await?;
-            if !known {
-                return Ok(Retired::NotFound);
-            }
-            let lanes = self.keys.lanes(model);
+            let lanes = keys.lanes(model);
             let mut newest: Vec<String> = Vec::with_capacity(lanes.len());
             let mut jobs: Vec<JobId> = Vec::new();
             for (priority, lane) in &lanes {
@@ -174,7 +212,7 @@ impl Queue {
                     .query_async(&mut conn)
                     .await?;
                 let mut last = String::new();
-                for e in parse_entries(reply, *priority)? {
+                for e in parse_entries(reply, (p as u16, *priority))? {
                     last = e.entry().id.clone();
                     match e {
                         Entry::Job(d) => jobs.push(d.job),
@@ -184,16 +222,18 @@ impl Queue {
                 newest.push(last);
             }
             let mut inv = RETIRE.prepare_invoke();
-            inv.key(self.keys.models())
-                .key(self.keys.models_seen())
-                .key(self.keys.model_workers(model))
-                .key(self.keys.tenant_active())
-                .key(self.keys.used_lanes(model));
+            // With several partitions, the announcement keys named here are the partition's
+            // (which nothing writes): the namespace's own are removed by the caller.
+            inv.key(keys.models())
+                .key(keys.models_seen())
+                .key(keys.model_workers(model))
+                .key(keys.tenant_active())
+                .key(keys.used_lanes(model));
             for (_, lane) in &lanes {
                 inv.key(lane);
             }
             for j in &jobs {
-                inv.key(self.keys.job(*j));
+                inv.key(keys.job(*j));
             }
             RetireCall {
                 model,
@@ -201,8 +241,8 @@ impl Queue {
                 ttl: retention.secs(),
                 channel: self.keys.events(),
                 lanes: lanes.len(),
-                hooks: self.keys.hooks(),
-                hook_prefix: self.keys.hook_prefix(),
+                hooks: keys.hooks(),
+                hook_prefix: keys.hook_prefix(),
             }
             .push(&mut inv);
             for n in &newest {
@@ -213,7 +253,7 @@ impl Queue {
             }
             let failed: i64 = inv.invoke_async(&mut conn).await?;
             if failed >= 0 {
-                return Ok(Retired::Retired(failed as usize));
+                return Ok(failed as usize);
             }
         }
     }
@@ -226,7 +266,15 @@ impl Queue {
     /// existed (by an older version) would otherwise be skipped by reads and by the
     /// queue-length limit.
     pub async fn ensure_group(&self, queue: &str) -> Result<(), QueueError> {
-        let lanes = self.keys.lanes(queue);
+        for (p, _) in self.each_partition() {
+            self.ensure_group_in(p, queue).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_group_in(&self, p: usize, queue: &str) -> Result<(), QueueError> {
+        let keys = self.partition_keys(p);
+        let lanes = keys.lanes(queue);
         for (_, lane) in &lanes {
             let res: Result<(), _> = self
                 .conn
@@ -258,11 +306,7 @@ impl Queue {
             .map(|(lane, _)| lane)
             .collect();
         if !held.is_empty() {
-            let _: () = self
-                .conn
-                .clone()
-                .sadd(self.keys.used_lanes(queue), held)
-                .await?;
+            let _: () = self.conn.clone().sadd(keys.used_lanes(queue), held).await?;
         }
         Ok(())
     }
@@ -271,7 +315,10 @@ impl Queue {
     /// that are gone (`prune.lua`).
     pub async fn prune_consumers(&self, queue: &str, idle: Duration) -> Result<u64, QueueError> {
         let mut removed = 0;
-        for (_, lane) in self.keys.lanes(queue) {
+        let lanes = self
+            .each_partition()
+            .flat_map(|(_, keys)| keys.lanes(queue));
+        for (_, lane) in lanes {
             let mut inv = PRUNE.prepare_invoke();
             inv.key(lane);
             PruneCall {

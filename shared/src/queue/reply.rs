@@ -13,31 +13,42 @@ use crate::egress::Allow;
 use crate::job::{JobId, Priority};
 use crate::trace::TraceParent;
 
-/// Where a stream entry is: the lane (priority) whose stream holds it and its id there. Entry
-/// ids are unique within one stream only, so the lane is part of the name.
+/// Where a stream entry is: the partition and lane (priority) whose stream holds it and its id
+/// there. Entry ids are unique within one stream only, so partition and lane are part of the
+/// name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EntryRef {
+    pub partition: u16,
     pub priority: Priority,
     pub id: String,
 }
 
 impl EntryRef {
-    /// An entry of the default lane (a pipeline's, or a test's).
+    /// An entry of the default lane of the first partition (a pipeline's, or a test's).
     pub fn new(id: impl Into<String>) -> Self {
         Self {
+            partition: 0,
             priority: Priority::DEFAULT,
             id: id.into(),
         }
+    }
+
+    /// The partition and lane of the entry's stream.
+    pub fn lane(&self) -> (u16, Priority) {
+        (self.partition, self.priority)
     }
 }
 
 impl fmt::Display for EntryRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.priority == Priority::DEFAULT {
-            f.write_str(&self.id)
-        } else {
-            write!(f, "{}@priority{}", self.id, self.priority)
+        f.write_str(&self.id)?;
+        if self.priority != Priority::DEFAULT {
+            write!(f, "@priority{}", self.priority)?;
         }
+        if self.partition != 0 {
+            write!(f, "@partition{}", self.partition)?;
+        }
+        Ok(())
     }
 }
 
@@ -104,7 +115,10 @@ pub(crate) fn stream_pairs(reply: Value) -> Result<Vec<(String, Value)>, QueueEr
 /// `[[entry id, [field, value, ...]], ...]` of the lane of `priority` into entries. An entry whose fields are gone
 /// (deleted after it was delivered) carries nothing to run and is skipped; an entry without an
 /// id cannot even be acknowledged and is skipped too (Redis never sends one).
-pub(crate) fn parse_entries(entries: Value, priority: Priority) -> Result<Vec<Entry>, QueueError> {
+pub(crate) fn parse_entries(
+    entries: Value,
+    (partition, priority): (u16, Priority),
+) -> Result<Vec<Entry>, QueueError> {
     let Value::Array(entries) = entries else {
         return Err(QueueError::Protocol("stream entries are not an array"));
     };
@@ -120,7 +134,11 @@ pub(crate) fn parse_entries(entries: Value, priority: Priority) -> Result<Vec<En
         let Ok(id) = string(parts.pop().unwrap_or(Value::Nil)) else {
             continue;
         };
-        let entry_id = EntryRef { priority, id };
+        let entry_id = EntryRef {
+            partition,
+            priority,
+            id,
+        };
         let fields = match fields {
             Value::Array(fields) => fields,
             Value::Nil => continue,
@@ -216,7 +234,7 @@ mod tests {
             Value::Array(vec![bulk("4-0"), Value::Nil]),
             good("5-0"),
         ]);
-        let got = parse_entries(reply, Priority::DEFAULT).unwrap();
+        let got = parse_entries(reply, (0, Priority::DEFAULT)).unwrap();
         let kinds: Vec<String> = got
             .iter()
             .map(|e| match e {
@@ -249,7 +267,7 @@ mod tests {
         };
         let got = parse_entries(
             Value::Array(vec![entry("1-0", tp), entry("2-0", "nope")]),
-            Priority::HIGHEST,
+            (0, Priority::HIGHEST),
         );
         let traces: Vec<Option<String>> = got
             .unwrap()

@@ -68,7 +68,7 @@ impl Queue {
     /// A group's members, or `None` for an unknown or expired group.
     pub async fn group_members(&self, id: JobId) -> Result<Option<Vec<JobId>>, QueueError> {
         let jobs: Option<String> = redis::cmd("HGET")
-            .arg(self.keys.group(id))
+            .arg(self.job_keys(id).group(id))
             .arg("jobs")
             .query_async(&mut self.conn.clone())
             .await?;
@@ -86,7 +86,7 @@ impl Queue {
     /// The tenant of a group, or `None` for an unknown or expired group.
     pub async fn group_tenant(&self, id: JobId) -> Result<Option<String>, QueueError> {
         let (jobs, tenant): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.keys.group(id))
+            .arg(self.job_keys(id).group(id))
             .arg("jobs")
             .arg(field::TENANT)
             .query_async(&mut self.conn.clone())
@@ -97,7 +97,7 @@ impl Queue {
     /// The tenant of a job, or `None` for an unknown or expired id.
     pub async fn job_tenant(&self, id: JobId) -> Result<Option<String>, QueueError> {
         let (status, tenant): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.keys.job(id))
+            .arg(self.job_keys(id).job(id))
             .arg(field::STATUS)
             .arg(field::TENANT)
             .query_async(&mut self.conn.clone())
@@ -108,7 +108,7 @@ impl Queue {
     /// Reads a job record, or `None` for an unknown or expired id.
     pub async fn record(&self, id: JobId) -> Result<Option<StoredJob>, QueueError> {
         let fields: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-            .arg(self.keys.job(id))
+            .arg(self.job_keys(id).job(id))
             .arg(&FIELDS)
             .query_async(&mut self.conn.clone())
             .await?;

@@ -88,6 +88,10 @@ impl Worker {
                 .with_context(|| format!("serving metrics on {bind}"))?;
         }
         let queue = Queue::connect(&config.redis, Duration::ZERO).await?;
+        queue
+            .guard_partitions()
+            .await
+            .context("checking INFERQ_PARTITIONS")?;
         let reader = Queue::connect(&config.redis, READ_BLOCK)
             .await?
             .with_aging(Duration::from_secs(config.priority_aging_secs));

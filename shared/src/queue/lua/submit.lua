@@ -1,7 +1,7 @@
 -- Enqueue jobs: each job's record and stream entry are written together or not at all, and
 -- one call enqueues many (bulk submission costs one round trip).
 --
--- KEYS[1]   model registry hash (a retired model is no longer in it)
+-- KEYS[1]   model registry hash (a retired model is no longer in it): the partition's copy
 -- KEYS[2]   listing index (stream: one entry per job, its id in field C.index_field)
 -- KEYS[3]   group hash, when the jobs form a group (else the registry again)
 -- KEYS[4]   scheduled jobs (sorted set by due time)
@@ -34,6 +34,7 @@
 --   J.priority     the job's priority (0 to 9; the default, C.default_priority, is not written
 --                  down)
 --   J.quota        the most jobs the tenant may have waiting or running (0 = no limit)
+--   J.others       the tenant's jobs counted in the namespace's other partitions (0 with one)
 --   J.webhook      the webhook URL ('' = none)
 --   J.webhook_events  its events (`,succeeded,failed,`)
 -- A job submitted under a quota (J.quota > 0) counts in KEYS[5] (and is marked `counted` in
@@ -56,8 +57,16 @@ local fetch_allow = ARGV[A.fetch_allow]
 local count = (#KEYS - 5) / 4
 local out = {}
 
+-- What each tenant has counted in the namespace's other partitions (the caller read it just
+-- before; 0 with one partition).
+local elsewhere = {}
+for i = 0, count - 1 do
+  local b = A.REST + i * J.WIDTH
+  elsewhere[ARGV[b + J.tenant]] = tonumber(ARGV[b + J.others])
+end
+
 local function active(tenant)
-  return tonumber(redis.call('HGET', KEYS[5], tenant)) or 0
+  return (tonumber(redis.call('HGET', KEYS[5], tenant)) or 0) + (elsewhere[tenant] or 0)
 end
 
 -- What one call learns of a model is kept for the call's other jobs (a bulk submission asks

@@ -18,6 +18,8 @@
 -- A.ttl             seconds to keep the record once final (written into it)
 -- A.tenant          the tenant of the submitting key
 -- A.quota           the most jobs that tenant may have waiting or running (0 = no limit)
+-- A.others          the tenant's jobs counted in the namespace's other partitions, as the
+--                   caller read them just before (0 with one partition)
 -- A.webhook         the webhook URL ('' = none)
 -- A.webhook_events  the webhook's events (`,succeeded,failed,`)
 -- A.fetch_allow     the exceptions to the address guard the job is fetched under ('' = none):
@@ -27,7 +29,7 @@
 -- 429). A job submitted under a quota counts in KEYS[4] (marked `counted` in its hash) until it
 -- ends.
 local limit, quota, tenant = tonumber(ARGV[A.limit]), tonumber(ARGV[A.quota]), ARGV[A.tenant]
-local active = tonumber(redis.call('HGET', KEYS[4], tenant)) or 0
+local active = (tonumber(redis.call('HGET', KEYS[4], tenant)) or 0) + tonumber(ARGV[A.others])
 if quota > 0 and active >= quota then
   return 'QUOTA_EXCEEDED ' .. (active - quota + 1)
 end

@@ -118,12 +118,13 @@ argv! {
     }
 }
 
-/// The indices of `items` grouped by lane: lanes in order of first appearance, items in order.
-pub(super) fn by_lane<T>(
+/// The indices of `items` grouped by lane (a partition and a priority): lanes in order of
+/// first appearance, items in order.
+pub(crate) fn by_lane<T, L: PartialEq + Copy>(
     items: &[T],
-    lane: impl Fn(&T) -> Priority,
-) -> Vec<(Priority, Vec<usize>)> {
-    let mut groups: Vec<(Priority, Vec<usize>)> = Vec::new();
+    lane: impl Fn(&T) -> L,
+) -> Vec<(L, Vec<usize>)> {
+    let mut groups: Vec<(L, Vec<usize>)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let p = lane(item);
         match groups.iter_mut().find(|(q, _)| *q == p) {
@@ -135,7 +136,7 @@ pub(super) fn by_lane<T>(
 }
 
 /// Puts one lane's answers (`got`, in the order of `idx`) back at their items' places in `out`.
-fn scatter<R>(
+pub(super) fn scatter<R>(
     out: &mut [R],
     idx: Vec<usize>,
     got: Vec<R>,
@@ -180,10 +181,10 @@ impl Queue {
         retention: Retention,
     ) -> Result<Vec<u64>, QueueError> {
         let mut tokens = vec![0; deliveries.len()];
-        for (priority, idx) in by_lane(deliveries, |d| d.entry.priority) {
+        for (lane, idx) in by_lane(deliveries, |d| d.entry.lane()) {
             let part: Vec<&Delivery> = idx.iter().map(|&i| &deliveries[i]).collect();
             let got = self
-                .start_lane(model, priority, consumer, &part, max_attempts, retention)
+                .start_lane(model, lane, consumer, &part, max_attempts, retention)
                 .await?;
             scatter(
                 &mut tokens,
@@ -198,24 +199,25 @@ impl Queue {
     async fn start_lane(
         &self,
         model: &str,
-        priority: Priority,
+        (partition, priority): (u16, Priority),
         consumer: &str,
         deliveries: &[&Delivery],
         max_attempts: u32,
         retention: Retention,
     ) -> Result<Vec<u64>, QueueError> {
+        let keys = self.partition_keys(usize::from(partition));
         let mut inv = START.prepare_invoke();
-        inv.key(self.keys.lane(model, priority))
-            .key(self.keys.dead_letter())
-            .key(self.keys.dead_index())
-            .key(self.keys.failures())
-            .key(self.keys.tenant_active());
+        inv.key(keys.lane(model, priority))
+            .key(keys.dead_letter())
+            .key(keys.dead_index())
+            .key(keys.failures())
+            .key(keys.tenant_active());
         for d in deliveries {
-            inv.key(self.keys.job(d.job));
+            inv.key(keys.job(d.job));
         }
         if pipeline_of(model).is_some() {
             for d in deliveries {
-                inv.key(self.keys.upload(d.job));
+                inv.key(keys.upload(d.job));
             }
         }
         StartCall {
@@ -228,8 +230,8 @@ impl Queue {
             progress: self.keys.progress_events(),
             model,
             keep_failures: RECENT_FAILURES,
-            hooks: self.keys.hooks(),
-            hook_prefix: self.keys.hook_prefix(),
+            hooks: keys.hooks(),
+            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
         for d in deliveries {
@@ -251,11 +253,9 @@ impl Queue {
         retention: Retention,
     ) -> Result<Vec<bool>, QueueError> {
         let mut recorded = vec![false; completions.len()];
-        for (priority, idx) in by_lane(completions, |c| c.entry.priority) {
+        for (lane, idx) in by_lane(completions, |c| c.entry.lane()) {
             let part: Vec<&Completion> = idx.iter().map(|&i| &completions[i]).collect();
-            let got = self
-                .complete_lane(model, priority, &part, retention)
-                .await?;
+            let got = self.complete_lane(model, lane, &part, retention).await?;
             scatter(
                 &mut recorded,
                 idx,
@@ -269,22 +269,23 @@ impl Queue {
     async fn complete_lane(
         &self,
         model: &str,
-        priority: Priority,
+        (partition, priority): (u16, Priority),
         completions: &[&Completion],
         retention: Retention,
     ) -> Result<Vec<bool>, QueueError> {
         let now = now_ms();
+        let keys = self.partition_keys(usize::from(partition));
         let mut inv = COMPLETE.prepare_invoke();
-        inv.key(self.keys.lane(model, priority))
-            .key(self.keys.done(model, now / 1000))
-            .key(self.keys.failures())
-            .key(self.keys.tenant_active());
+        inv.key(keys.lane(model, priority))
+            .key(keys.done(model, now / 1000))
+            .key(keys.failures())
+            .key(keys.tenant_active());
         for c in completions {
-            inv.key(self.keys.job(c.job));
+            inv.key(keys.job(c.job));
         }
         if pipeline_of(model).is_some() {
             for c in completions {
-                inv.key(self.keys.upload(c.job));
+                inv.key(keys.upload(c.job));
             }
         }
         CompleteCall {
@@ -294,8 +295,8 @@ impl Queue {
             channel: self.keys.events(),
             model,
             keep_failures: RECENT_FAILURES,
-            hooks: self.keys.hooks(),
-            hook_prefix: self.keys.hook_prefix(),
+            hooks: keys.hooks(),
+            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
         for c in completions {
@@ -326,9 +327,10 @@ impl Queue {
         entries: &[EntryRef],
     ) -> Result<usize, QueueError> {
         let mut renewed = 0;
-        for (priority, idx) in by_lane(entries, |e| e.priority) {
+        for ((partition, priority), idx) in by_lane(entries, EntryRef::lane) {
+            let keys = self.partition_keys(usize::from(partition));
             let mut inv = HEARTBEAT.prepare_invoke();
-            inv.key(self.keys.lane(model, priority));
+            inv.key(keys.lane(model, priority));
             HeartbeatCall {
                 group: GROUP,
                 consumer,
@@ -351,12 +353,13 @@ impl Queue {
         entries: &[(JobId, EntryRef, u64)],
     ) -> Result<usize, QueueError> {
         let mut released = 0;
-        for (priority, idx) in by_lane(entries, |(_, e, _)| e.priority) {
+        for ((partition, priority), idx) in by_lane(entries, |(_, e, _)| e.lane()) {
+            let keys = self.partition_keys(usize::from(partition));
             let mut inv = RELEASE.prepare_invoke();
-            inv.key(self.keys.lane(model, priority))
-                .key(self.keys.used_lanes(model));
+            inv.key(keys.lane(model, priority))
+                .key(keys.used_lanes(model));
             for &i in &idx {
-                inv.key(self.keys.job(entries[i].0));
+                inv.key(keys.job(entries[i].0));
             }
             ReleaseCall {
                 group: GROUP,

@@ -45,7 +45,7 @@ impl Queue {
     pub async fn cancel(&self, id: JobId, retention: Retention) -> Result<Cancelled, QueueError> {
         let mut conn = self.conn.clone();
         let (model, priority): (Option<String>, Option<u8>) = redis::cmd("HMGET")
-            .arg(self.keys.job(id))
+            .arg(self.job_keys(id).job(id))
             .arg(field::MODEL)
             .arg(field::PRIORITY)
             .query_async(&mut conn)
@@ -54,12 +54,13 @@ impl Queue {
             return Ok(Cancelled::NotFound);
         };
         let priority = priority.and_then(Priority::new).unwrap_or_default();
+        let keys = self.job_keys(id);
         let mut inv = CANCEL.prepare_invoke();
-        inv.key(self.keys.job(id))
-            .key(self.keys.lane(&model, priority))
-            .key(self.keys.tenant_active());
+        inv.key(keys.job(id))
+            .key(keys.lane(&model, priority))
+            .key(keys.tenant_active());
         if pipeline_of(&model).is_some() {
-            inv.key(self.keys.upload(id));
+            inv.key(keys.upload(id));
         }
         CancelCall {
             now: now_ms(),
@@ -67,8 +68,8 @@ impl Queue {
             channel: self.keys.events(),
             group: GROUP,
             id: id.to_string(),
-            hooks: self.keys.hooks(),
-            hook_prefix: self.keys.hook_prefix(),
+            hooks: keys.hooks(),
+            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
         let before: Option<String> = inv.invoke_async(&mut conn).await?;

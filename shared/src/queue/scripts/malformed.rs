@@ -53,14 +53,17 @@ impl Queue {
         retention: Retention,
     ) -> Result<usize, QueueError> {
         let mut set = 0;
-        for (priority, idx) in by_lane(entries, |(e, _)| e.priority) {
+        for (lane, idx) in by_lane(entries, |(e, _)| e.lane()) {
+            // A job id of another partition (a hand-written entry) names no job of this one.
             let part: Vec<(String, Option<JobId>)> = idx
                 .into_iter()
-                .map(|i| (entries[i].0.id.clone(), entries[i].1))
+                .map(|i| {
+                    let (entry, job) = &entries[i];
+                    let job = job.filter(|j| self.partition_of(*j) == usize::from(entry.partition));
+                    (entry.id.clone(), job)
+                })
                 .collect();
-            set += self
-                .set_aside_lane(model, priority, &part, retention)
-                .await?;
+            set += self.set_aside_lane(model, lane, &part, retention).await?;
         }
         Ok(set)
     }
@@ -68,19 +71,20 @@ impl Queue {
     async fn set_aside_lane(
         &self,
         model: &str,
-        priority: Priority,
+        (partition, priority): (u16, Priority),
         entries: &[(String, Option<JobId>)],
         retention: Retention,
     ) -> Result<usize, QueueError> {
+        let keys = self.partition_keys(usize::from(partition));
         let mut inv = MALFORMED.prepare_invoke();
-        inv.key(self.keys.lane(model, priority))
-            .key(self.keys.dead_letter())
-            .key(self.keys.dead_index())
-            .key(self.keys.failures())
-            .key(self.keys.tenant_active());
+        inv.key(keys.lane(model, priority))
+            .key(keys.dead_letter())
+            .key(keys.dead_index())
+            .key(keys.failures())
+            .key(keys.tenant_active());
         for (_, job) in entries {
             if let Some(job) = job {
-                inv.key(self.keys.job(*job));
+                inv.key(keys.job(*job));
             }
         }
         MalformedCall {
@@ -90,8 +94,8 @@ impl Queue {
             channel: self.keys.events(),
             model,
             keep_failures: RECENT_FAILURES,
-            hooks: self.keys.hooks(),
-            hook_prefix: self.keys.hook_prefix(),
+            hooks: keys.hooks(),
+            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
         for (entry, job) in entries {

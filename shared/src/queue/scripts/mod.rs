@@ -17,6 +17,7 @@ use redis::Script;
 
 use super::lua::{Argv, ENDING, OUTBOX, lua_script_with};
 
+pub(crate) use attempts::by_lane as by_partition;
 pub use attempts::{Completion, Outcome};
 pub use cancel::Cancelled;
 pub use pipeline::PipelineSubmission;

@@ -41,6 +41,7 @@ argv! {
         ttl: u64,
         tenant: &'a str,
         quota: u64,
+        others: u64,
         webhook: &'a str,
         webhook_events: String,
         fetch_allow: String,
@@ -87,23 +88,28 @@ impl Queue {
         max_queued: u64,
         deadline_ms: Option<u64>,
     ) -> Result<Submitted, QueueError> {
+        let keys = self.job_keys(id);
+        let others = self
+            .active_elsewhere(self.partition_of(id), job.tenant, job.tenant_max_queued)
+            .await?;
         let mut inv = SUBMIT_PIPELINE.prepare_invoke();
-        inv.key(self.keys.job(id))
-            .key(self.keys.stream(job.queue))
-            .key(self.keys.upload(id))
-            .key(self.keys.tenant_active());
+        inv.key(keys.job(id))
+            .key(keys.stream(job.queue))
+            .key(keys.upload(id))
+            .key(keys.tenant_active());
         SubmitPipelineCall {
             id: id.to_string(),
             queue: job.queue,
             now: now_ms(),
             payload: job.payload,
-            limit: max_queued,
+            limit: self.partition_limit(max_queued),
             deadline: deadline_ms.unwrap_or(0),
             upload: job.upload,
             upload_ttl: job.upload_ttl.as_secs().max(1),
             ttl: self.retention.secs(),
             tenant: job.tenant,
             quota: job.tenant_max_queued,
+            others,
             webhook: job.webhook.map_or("", |w| w.url.as_str()),
             webhook_events: job.webhook.map(Webhook::events_field).unwrap_or_default(),
             fetch_allow: self.fetch_allow.clone(),
@@ -127,7 +133,7 @@ impl Queue {
         total: Option<f64>,
     ) -> Result<bool, QueueError> {
         let mut inv = PROGRESS.prepare_invoke();
-        inv.key(self.keys.job(id));
+        inv.key(self.job_keys(id).job(id));
         ProgressCall {
             token,
             done,
@@ -152,7 +158,7 @@ impl Queue {
             return Ok(Vec::new());
         }
         Ok(redis::cmd("GETRANGE")
-            .arg(self.keys.upload(id))
+            .arg(self.job_keys(id).upload(id))
             .arg(offset)
             .arg(offset + len as u64 - 1)
             .query_async(&mut self.conn.clone())
@@ -163,7 +169,7 @@ impl Queue {
     /// upload's expiry; false, writing nothing, when the upload is gone (the job ended).
     pub async fn fill_upload(&self, id: JobId, bytes: &[u8]) -> Result<bool, QueueError> {
         let set: Option<String> = redis::cmd("SET")
-            .arg(self.keys.upload(id))
+            .arg(self.job_keys(id).upload(id))
             .arg(bytes)
             .arg("XX")
             .arg("KEEPTTL")
@@ -175,7 +181,7 @@ impl Queue {
     /// The size of a pipeline job's upload in bytes; 0 when it is gone.
     pub async fn upload_len(&self, id: JobId) -> Result<u64, QueueError> {
         Ok(redis::cmd("STRLEN")
-            .arg(self.keys.upload(id))
+            .arg(self.job_keys(id).upload(id))
             .query_async(&mut self.conn.clone())
             .await?)
     }

@@ -1,11 +1,13 @@
 //! Enqueueing: jobs one by one, in bulk and as groups (`submit.lua`), answered from the result
 //! cache (`cached.lua`), and scheduled jobs moved to their queues when due (`promote.lua`).
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::Script;
 
+use super::attempts::{by_lane, scatter};
 use super::script;
 use crate::job::{JobId, Priority};
 use crate::queue::lua::{Argv, argv};
@@ -62,6 +64,7 @@ argv! {
         tenant: &'a str,
         priority: u8,
         quota: u64,
+        others: u64,
         webhook: &'a str,
         webhook_events: String,
     }
@@ -227,26 +230,85 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = SUBMIT.prepare_invoke();
-        inv.key(self.keys.models()).key(self.keys.index());
-        match group {
-            Some((g, _)) => inv.key(self.keys.group(g)),
-            None => inv.key(self.keys.models()),
-        };
-        inv.key(self.keys.scheduled())
-            .key(self.keys.tenant_active());
+        if jobs.iter().any(|j| {
+            j.idempotency
+                .as_ref()
+                .is_some_and(|(key, _)| !self.fits_key(j.id, key))
+        }) {
+            return Err(QueueError::Protocol(
+                "a job's id is not in its idempotency key's partition (see Queue::id_for_key)",
+            ));
+        }
+        if let Some((g, _)) = group
+            && jobs
+                .iter()
+                .any(|j| self.partition_of(j.id) != self.partition_of(g))
+        {
+            return Err(QueueError::Protocol(
+                "a group's jobs are not in its partition (see Queue::id_beside)",
+            ));
+        }
+        // One atomic step per partition, all at once; a group is in one partition.
+        let parts = by_lane(jobs, |j| self.partition_of(j.id));
+        let calls = parts.into_iter().map(|(p, idx)| async move {
+            let part: Vec<&NewJob<'_>> = idx.iter().map(|&i| &jobs[i]).collect();
+            let got = self
+                .submit_in(p, &part, max_queued, idempotency_ttl, group)
+                .await?;
+            Ok::<_, QueueError>((idx, got))
+        });
+        let answers = futures_util::future::try_join_all(calls).await?;
+        self.committed().await?;
+        let mut out = vec![Submitted::NotSubmitted; jobs.len()];
+        for (idx, got) in answers {
+            scatter(
+                &mut out,
+                idx,
+                got,
+                "submit answered for another number of jobs",
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// `submit.lua` for `jobs`, all of partition `p`.
+    async fn submit_in(
+        &self,
+        p: usize,
+        jobs: &[&NewJob<'_>],
+        max_queued: u64,
+        idempotency_ttl: Duration,
+        group: Option<(JobId, Duration)>,
+    ) -> Result<Vec<Submitted>, QueueError> {
+        let keys = self.partition_keys(p);
+        let mut elsewhere: HashMap<&str, u64> = HashMap::new();
         for j in jobs {
-            inv.key(self.keys.job(j.id))
-                .key(self.keys.lane(j.model, j.priority))
-                .key(self.keys.used_lanes(j.model));
+            if !elsewhere.contains_key(j.tenant) {
+                let n = self
+                    .active_elsewhere(p, j.tenant, j.tenant_max_queued)
+                    .await?;
+                elsewhere.insert(j.tenant, n);
+            }
+        }
+        let mut inv = SUBMIT.prepare_invoke();
+        inv.key(keys.models()).key(keys.index());
+        match group {
+            Some((g, _)) => inv.key(keys.group(g)),
+            None => inv.key(keys.models()),
+        };
+        inv.key(keys.scheduled()).key(keys.tenant_active());
+        for j in jobs {
+            inv.key(keys.job(j.id))
+                .key(keys.lane(j.model, j.priority))
+                .key(keys.used_lanes(j.model));
             match &j.idempotency {
-                Some((key, _)) => inv.key(self.keys.idempotency(key)),
-                None => inv.key(self.keys.job(j.id)),
+                Some((key, _)) => inv.key(keys.idempotency(key)),
+                None => inv.key(keys.job(j.id)),
             };
         }
         SubmitCall {
             now: now_ms(),
-            limit: max_queued,
+            limit: self.partition_limit(max_queued),
             idem_ttl: idempotency_ttl.as_secs().max(1),
             group: group.map(|(g, _)| g.to_string()).unwrap_or_default(),
             group_ttl: group.map_or(1, |(_, keep)| keep.as_secs().max(1)),
@@ -261,28 +323,26 @@ impl Queue {
                 deadline: j.deadline_ms.unwrap_or(0),
                 ttl: j.result_ttl_secs.unwrap_or(self.retention.secs()),
                 hash: j.idempotency.as_ref().map_or("", |(_, hash)| hash.as_str()),
+                // Stored only where a lookup finds it: in the key's partition (a job placed
+                // by its idempotency key elsewhere computes its result uncached).
                 cache_key: j
                     .cache
                     .as_ref()
-                    .map_or(String::new(), |(key, _)| self.keys.cache(key)),
+                    .filter(|(key, _)| self.fits_key(j.id, key))
+                    .map_or(String::new(), |(key, _)| keys.cache(key)),
                 cache_ttl: j.cache.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)),
                 due: j.due_ms.unwrap_or(0),
                 traceparent: j.trace.map(|t| t.to_string()).unwrap_or_default(),
                 tenant: j.tenant,
                 priority: j.priority.level(),
                 quota: j.tenant_max_queued,
+                others: elsewhere.get(j.tenant).copied().unwrap_or(0),
                 webhook: j.webhook.map_or("", |w| w.url.as_str()),
                 webhook_events: j.webhook.map(Webhook::events_field).unwrap_or_default(),
             }
             .push(&mut inv);
         }
         let replies: Vec<String> = inv.invoke_async(&mut self.submit_conn.clone()).await?;
-        self.committed().await?;
-        if replies.len() != jobs.len() {
-            return Err(QueueError::Protocol(
-                "submit answered for another number of jobs",
-            ));
-        }
         replies
             .into_iter()
             .map(|r| {
@@ -309,10 +369,14 @@ impl Queue {
         result_ttl_secs: Option<u64>,
         tenant: &str,
     ) -> Result<bool, QueueError> {
+        if !self.fits_key(id, key) {
+            return Err(QueueError::Protocol(
+                "a cached job's id is not in its key's partition (see Queue::id_for_key)",
+            ));
+        }
+        let keys = self.job_keys(id);
         let mut inv = CACHED.prepare_invoke();
-        inv.key(self.keys.cache(key))
-            .key(self.keys.job(id))
-            .key(self.keys.index());
+        inv.key(keys.cache(key)).key(keys.job(id)).key(keys.index());
         CachedCall {
             id: id.to_string(),
             model,
@@ -330,18 +394,23 @@ impl Queue {
     /// Moves up to `count` scheduled jobs that are due to their models' queues
     /// (`promote.lua`); returns how many moved.
     pub async fn promote_due(&self, count: usize) -> Result<usize, QueueError> {
-        let mut inv = PROMOTE.prepare_invoke();
-        inv.key(self.keys.scheduled());
-        PromoteCall {
-            now: now_ms(),
-            count,
-            job_prefix: self.keys.job_prefix(),
-            stream_prefix: self.keys.stream_prefix(),
-            progress: self.keys.progress_events(),
-            used_lanes_suffix: self.keys.used_lanes_suffix(),
+        let mut moved = 0;
+        for (_, keys) in self.each_partition() {
+            let mut inv = PROMOTE.prepare_invoke();
+            inv.key(keys.scheduled());
+            PromoteCall {
+                now: now_ms(),
+                count,
+                job_prefix: keys.job_prefix(),
+                stream_prefix: keys.stream_prefix(),
+                progress: self.keys.progress_events(),
+                used_lanes_suffix: keys.used_lanes_suffix(),
+            }
+            .push(&mut inv);
+            let n: usize = inv.invoke_async(&mut self.conn.clone()).await?;
+            moved += n;
         }
-        .push(&mut inv);
-        Ok(inv.invoke_async(&mut self.conn.clone()).await?)
+        Ok(moved)
     }
 }
 
