@@ -1,8 +1,13 @@
 //! Every Redis key name, derived from one configurable namespace (the hash and stream field
 //! names are in `fields.rs`, re-exported here).
 //!
-//! Layout, all under one namespace `ns` whose `{ns}` hash tag puts every key in one Redis
-//! Cluster slot, so each multi-key script is legal there:
+//! Layout, under one namespace `ns`. The namespace's own keys (the model registry, workers,
+//! API keys, rate buckets, files, batches, the partition count) are under the hash tag `{ns}`;
+//! the jobs' keys are under their partition's tag (see [`partition`](super::partition): `{ns}`
+//! itself with one partition, `{ns.p<n>}` with more), so each multi-key script is legal on
+//! Redis Cluster. Below, `{ns}` stands for whichever tag the key is under; each partition
+//! has its own copy of the per-job keys and indexes, and of `{ns}:models` (written by workers
+//! with the registry, read by submissions):
 //! - `{ns}:job:<id>`: hash with the [`field`]s below; it expires a configurable time after the
 //!   job turns terminal.
 //! - `{ns}:q:<model>`: stream of queued and in-flight jobs (`id`, `p` = request payload) of the
@@ -67,6 +72,8 @@
 //! - `{ns}:batch:<id>`: hash of a batch of the OpenAI face ([`batch`] fields: its tenant,
 //!   status, record, requests and their job ids, times, output files), expiring with its
 //!   files; `{ns}:batches:<tenant>`: sorted set of the tenant's batch ids by creation time.
+//! - `{ns}:partitions`: string: the namespace's partition count, recorded when it is first
+//!   used; a process set to another count refuses to start.
 //! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
 //!   others (queued again, running, a pipeline's progress update); each message holds one
 //!   `<job id> <status>` line per job of one atomic step. Every API process subscribes to

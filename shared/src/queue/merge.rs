@@ -89,7 +89,7 @@ impl Queue {
                 .unwrap_or(Cursor { ms: 0, seq: 0 });
             all.push(Merged { at, fields });
         }
-        all.sort_by(|a, b| b.at.cmp(&a.at));
+        all.sort_by_key(|m| std::cmp::Reverse(m.at));
         if all.len() > n {
             all.truncate(n);
             exhausted = false;

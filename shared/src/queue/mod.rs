@@ -36,6 +36,7 @@ pub use dead::{DeadLetter, Retried};
 pub use keys::{GROUP, Keys};
 pub use listing::{Cursor, ListFilter, POSITION_LIMIT, Position};
 pub use ops::{Failure, ModelQueue, Overview, WorkerInfo};
+pub use partition::tag as partition_tag;
 pub use read::USED_LANES_TTL;
 pub use registry::{ANNOUNCE_INTERVAL, MODEL_LIVENESS, ModelStatus, Retired};
 pub use reply::{Delivery, Entry, EntryRef};
@@ -121,7 +122,7 @@ pub struct Queue {
     aging: Duration,
     /// Per partition and queue, whether its used-lanes set named a lane besides the default one, and when
     /// that was read: see [`Queue::read`].
-    lanes_seen: Arc<std::sync::Mutex<HashMap<(usize, String), (std::time::Instant, bool)>>>,
+    lanes_seen: Arc<std::sync::Mutex<LanesSeen>>,
     /// How long a job's record is kept once final when the job names no time of its own:
     /// written into every record this queue submits ([`Queue::with_retention`]), so the steps
     /// that end the job (in any process) keep it that long.
@@ -130,6 +131,9 @@ pub struct Queue {
     /// ([`Queue::with_fetch_allow`]); empty for none.
     fetch_allow: String,
 }
+
+/// Per (partition, queue): when its used-lanes set was read and whether it named a lane.
+type LanesSeen = HashMap<(usize, String), (std::time::Instant, bool)>;
 
 /// The default of [`Queue::with_aging`].
 pub const DEFAULT_AGING: Duration = Duration::from_secs(30);

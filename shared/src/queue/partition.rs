@@ -29,8 +29,8 @@ fn slot(tag: &str) -> usize {
     usize::from(crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes())) % SLOTS
 }
 
-/// The hash tag of partition `p` of `count`.
-pub(crate) fn tag(namespace: &str, p: usize, count: usize) -> String {
+/// The hash tag of partition `p` of `count` (its keys are `{tag}:…`).
+pub fn tag(namespace: &str, p: usize, count: usize) -> String {
     if count == 1 {
         return namespace.to_owned();
     }

@@ -142,9 +142,7 @@ impl Queue {
         Ok((members > 0, true))
     }
 
-    fn lanes_seen(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(usize, String), (std::time::Instant, bool)>> {
+    fn lanes_seen(&self) -> std::sync::MutexGuard<'_, super::LanesSeen> {
         self.lanes_seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 

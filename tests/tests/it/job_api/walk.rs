@@ -293,7 +293,7 @@ async fn the_sweeper_drops_the_entries_of_expired_jobs_and_keeps_the_others() {
     // (The app's own sweeper runs meanwhile; either may drop an entry.)
     let mut from = None;
     for _ in 0..20 {
-        from = queue.sweep_index(from, 1000).await.unwrap().0;
+        from = queue.sweep_index(0, from, 1000).await.unwrap().0;
         if from.is_none() {
             break;
         }

@@ -7,6 +7,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use inferq_shared::config::DEFAULT_CLUSTER_PARTITIONS;
+use inferq_shared::queue::partition_tag;
+
 use super::{load, namespace};
 use crate::support::audio::{fixture, models_dir, multipart};
 use crate::support::topology::{Cluster, redis_cli};
@@ -162,27 +165,28 @@ async fn a_killed_master_is_replaced_and_every_acknowledged_job_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slot_migration_under_load_loses_nothing() {
     let cluster = Cluster::start();
-    // A namespace whose slot is among the first 100 of the master serving slot 0: the ones
-    // `redis-cli --cluster reshard --cluster-slots 100` moves from it.
+    // A namespace whose first partition's slot is among the first 100 of the master serving
+    // slot 0: the ones `redis-cli --cluster reshard --cluster-slots 100` moves from it.
     let mut conn = cluster.nodes[0].conn().await;
-    let mut ns = namespace();
+    let (mut ns, mut tag);
     loop {
+        ns = namespace();
+        tag = format!("{{{}}}", partition_tag(&ns, 0, DEFAULT_CLUSTER_PARTITIONS));
         let slot: u64 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
-            .arg(format!("{{{ns}}}"))
+            .arg(&tag)
             .query_async(&mut conn)
             .await
             .unwrap();
         if slot < 100 {
             break;
         }
-        ns = namespace();
     }
     let seeds = cluster.seeds();
     let redis = [("INFERQ_REDIS_CLUSTER", seeds.as_str())];
     let run = load::Run::start(&redis, &ns, &[]).await;
 
-    let from = cluster.master_of(&format!("{{{ns}}}"));
+    let from = cluster.master_of(&tag);
     let to = cluster
         .masters()
         .into_iter()
@@ -213,9 +217,91 @@ async fn a_slot_migration_under_load_loses_nothing() {
     );
     cluster.wait_ok();
     assert_eq!(
-        cluster.nodes[cluster.master_of(&format!("{{{ns}}}"))].port,
+        cluster.nodes[cluster.master_of(&tag)].port,
         to,
-        "the namespace's slot moved"
+        "the first partition's slot moved"
     );
     run.finish("migration").await;
+}
+
+/// The jobs of one hot model spread over the cluster's masters: each holds its share of the
+/// namespace's partitions (`INFERQ_PARTITIONS` unset: the cluster default, six), so each holds
+/// about a third of the job records. The listing walks all of them with one cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_models_jobs_spread_over_every_master() {
+    let cluster = Cluster::start();
+    let ns = namespace();
+    let seeds = cluster.seeds();
+    let redis = [("INFERQ_REDIS_CLUSTER", seeds.as_str())];
+    let api = ApiProcess::start_on(&redis, &ns, &[]).await;
+    let _worker = Worker::start_on(&redis, &ns, &test_models(), &[("INFERQ_MODELS", "linear")]);
+    let client = api.client(None);
+    client.wait_models(&["linear"]).await;
+
+    let rows = [[1.0, 2.0, 3.0, 4.0]];
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let jobs: Vec<Value> = (0..1000).map(|_| linear_job(&rows)).collect();
+        let (status, body) = client
+            .post_json("/jobs/batch", &json!({"jobs": jobs}))
+            .await;
+        assert_eq!(status, 200, "{}", body["error"]);
+        for item in body["jobs"].as_array().unwrap() {
+            ids.push(item["id"].as_str().expect("every item queued").to_owned());
+        }
+    }
+    assert_eq!(ids.len(), 3000);
+
+    // Job records by master: each within 15 % of the mean.
+    let pattern = format!("{{{ns}.p*}}:job:*");
+    let per_master: Vec<usize> = cluster
+        .masters()
+        .into_iter()
+        .map(|port| {
+            redis_cli(port, &["--scan", "--pattern", &pattern])
+                .lines()
+                .filter(|l| !l.is_empty())
+                .count()
+        })
+        .collect();
+    eprintln!("job records by master: {per_master:?}");
+    assert_eq!(per_master.len(), 3, "{per_master:?}");
+    assert_eq!(per_master.iter().sum::<usize>(), 3000, "{per_master:?}");
+    for n in &per_master {
+        assert!(
+            (850..=1150).contains(n),
+            "job records by master {per_master:?}: not within 15 % of 1000"
+        );
+    }
+
+    // Every job runs, whichever partition holds it.
+    for id in ids.iter().step_by(97) {
+        let (_, done) = client.get(&format!("/status/{id}?wait=60")).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+
+    // One cursor walks every partition's listing: each job once, newest first.
+    let mut seen = std::collections::HashSet::new();
+    // RFC 3339 times in UTC with milliseconds: their text orders as their times do.
+    let (mut cursor, mut last_created) = (None::<String>, "~".to_owned());
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/jobs?limit=200&cursor={c}"),
+            None => "/jobs?limit=200".to_owned(),
+        };
+        let (status, page) = client.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        for job in page["jobs"].as_array().unwrap() {
+            assert!(seen.insert(job["id"].as_str().unwrap().to_owned()), "{job}");
+            let created = job["created_at"].as_str().unwrap().to_owned();
+            assert!(created <= last_created, "not newest first: {job}");
+            last_created = created;
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 3000);
+    assert!(ids.iter().all(|id| seen.contains(id)));
 }

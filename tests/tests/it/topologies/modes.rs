@@ -48,6 +48,47 @@ fn two_connection_modes_are_a_startup_error_naming_both() {
     }
 }
 
+#[test]
+fn another_partition_count_than_the_recorded_one_is_a_startup_error() {
+    let redis = Redis::start_with(false);
+    let ns = super::namespace();
+    redis_cli(redis.port, &["SET", &format!("{{{ns}}}:partitions"), "4"]);
+    for binary in [api_binary(), worker_binary()] {
+        let out = Command::new(&binary)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("INFERQ_REDIS_URL", redis.url())
+            .env("INFERQ_NAMESPACE", &ns)
+            .env("INFERQ_PARTITIONS", "2")
+            .env("INFERQ_BIND", "127.0.0.1:0")
+            .env("INFERQ_MODELS_DIR", test_models())
+            .env("INFERQ_MODELS", "linear")
+            .env("ORT_DYLIB_PATH", env!("ORT_DYLIB_PATH"))
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success(),
+            "{} started: {said}",
+            binary.display()
+        );
+        assert!(
+            said.contains("spread over 4 partitions") && said.contains("INFERQ_PARTITIONS=4"),
+            "{}: {said}",
+            binary.display()
+        );
+    }
+    // The record stands: nothing overwrote it.
+    assert_eq!(
+        redis_cli(redis.port, &["GET", &format!("{{{ns}}}:partitions")]).trim(),
+        "4"
+    );
+}
+
 #[tokio::test]
 async fn an_unreplicated_submission_is_503_and_its_retry_makes_no_second_job() {
     let app = spawn_app_with(AppOptions {
