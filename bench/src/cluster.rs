@@ -123,6 +123,9 @@ pub(crate) struct Cluster {
     pub api_url: String,
     pub redis_url: String,
     redis_addr: SocketAddr,
+    /// Whether every node holds part of the namespace (the cluster's masters), so memory and
+    /// commands are summed over them all; else the main node holds it all.
+    spread: bool,
     pub namespace: String,
     /// The temporary models directory (only the benchmarked model).
     pub models_dir: PathBuf,
@@ -277,6 +280,7 @@ impl Cluster {
             api_url,
             redis_url,
             redis_addr,
+            spread: cfg.topology == Topology::Cluster,
             namespace: NAMESPACE.into(),
             models_dir,
             _dir: dir,
@@ -313,19 +317,41 @@ impl Cluster {
             .collect()
     }
 
-    /// Redis commands executed so far, by name.
-    /// Redis's `used_memory` (`INFO memory`), in bytes.
-    pub(crate) fn redis_used_memory(&self) -> Option<u64> {
-        let info = redis_bulk(self.redis_addr, "INFO memory").ok()?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
+    /// The nodes that hold the namespace: every master of a cluster (its partitions spread
+    /// over them), else the main node.
+    fn holders(&self) -> Vec<SocketAddr> {
+        let mut all = vec![self.redis_addr];
+        if self.spread {
+            all.extend(self.other_redis.iter().map(|(a, _)| *a));
+        }
+        all
     }
 
+    /// Redis's `used_memory` (`INFO memory`), in bytes, summed over the nodes that hold the
+    /// namespace.
+    pub(crate) fn redis_used_memory(&self) -> Option<u64> {
+        self.holders()
+            .into_iter()
+            .map(|a| {
+                let info = redis_bulk(a, "INFO memory").ok()?;
+                info.lines()
+                    .find_map(|l| l.strip_prefix("used_memory:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .sum()
+    }
+
+    /// Redis commands executed so far, by name, summed over the nodes that hold the
+    /// namespace.
     pub(crate) fn redis_commands(&self) -> Vec<(String, u64)> {
-        redis_bulk(self.redis_addr, "INFO commandstats")
-            .map(|info| parse_command_stats(&info))
-            .unwrap_or_default()
+        let mut all: std::collections::BTreeMap<String, u64> = Default::default();
+        for a in self.holders() {
+            let info = redis_bulk(a, "INFO commandstats").unwrap_or_default();
+            for (name, calls) in parse_command_stats(&info) {
+                *all.entry(name).or_default() += calls;
+            }
+        }
+        all.into_iter().collect()
     }
 
     /// Fails with a log excerpt if any process has exited.

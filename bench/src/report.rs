@@ -95,7 +95,7 @@ pub(crate) struct Report {
     pub redis_memory: Option<(i64, usize)>,
     /// Redis commands per submitted job during the load, most frequent first.
     pub redis_commands: Vec<(String, f64)>,
-    /// On a cluster: each master's CPU per job (µs), the namespace's first.
+    /// On a cluster: each master's CPU per job (µs), the one holding the namespace's own keys first.
     pub redis_nodes: Vec<(String, f64)>,
 }
 
@@ -326,7 +326,7 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 s,
-                "  Redis CPU per job by master (the namespace's first): {}",
+                "  Redis CPU per job by master (the one holding the namespace's own keys first): {}",
                 nodes.join(", ")
             );
         }

@@ -146,7 +146,7 @@ pub(crate) async fn submit_group(
         prepared.push(member);
     }
     // A group is written in one atomic step, so its members live in its partition.
-    let group = JobId::new();
+    let group = state.queue.new_id();
     for job in &mut prepared {
         job.id = state.queue.id_beside(group);
     }

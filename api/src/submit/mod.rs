@@ -180,7 +180,7 @@ impl Desk<'_> {
         upload: Option<Bytes>,
     ) -> CheckedJob {
         CheckedJob {
-            id: JobId::new(),
+            id: self.queue.new_id(),
             model,
             payload,
             options,

@@ -110,6 +110,8 @@ pub struct Queue {
     parts: Arc<partition::Partitions>,
     /// The partition a worker's read starts at next (see [`Queue::read`]).
     turn: Arc<std::sync::atomic::AtomicUsize>,
+    /// New ids given so far (see [`Queue::new_id`]).
+    next_id: Arc<std::sync::atomic::AtomicU64>,
     conn: conn::Conn,
     /// The connection submissions write on and `WAIT` for: a connection of its own when
     /// `INFERQ_REDIS_WAIT_REPLICAS` asks for replicas (a `WAIT` holds up every command queued
@@ -164,6 +166,7 @@ impl Queue {
                 cfg.partition_count(),
             )),
             turn: Arc::default(),
+            next_id: Arc::default(),
             conn,
             submit_conn,
             commit: Arc::new(conn::commit::Commit::new(cfg.redis_wait_replicas, wait)),

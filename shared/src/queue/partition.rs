@@ -3,8 +3,9 @@
 //! masters.
 //!
 //! - A job's partition is a function of its id ([`Partitions::of_id`]): status, cancel, events
-//!   and every step of its life find its keys without a lookup. Ids are random, so the jobs of
-//!   a hot model spread evenly.
+//!   and every step of its life find its keys without a lookup. A process gives its new ids to
+//!   the partitions in turn, a short run each ([`Queue::new_id`]), so the jobs of a hot model
+//!   spread evenly while a burst of them still shares one partition.
 //! - A job that must meet a key (an `Idempotency-Key`, a cached result, a group) gets an id in
 //!   that key's partition ([`Partitions::of_key`], [`Partitions::id_in`]).
 //! - With one partition its tag is the namespace itself (`{ns}:…`): the layout of a single
@@ -20,6 +21,9 @@ use sha2::Digest;
 use super::keys::Keys;
 use super::{Queue, QueueError};
 use crate::job::JobId;
+
+/// How many consecutive new ids of one process share a partition ([`Queue::new_id`]).
+pub(crate) const RUN: u64 = 16;
 
 /// Redis Cluster's hash slots.
 const SLOTS: usize = 16_384;
@@ -102,6 +106,21 @@ impl Queue {
     /// The partition job `id` lives in.
     pub fn partition_of(&self, id: JobId) -> usize {
         self.parts.of_id(id)
+    }
+
+    /// A new job id for a job that names no key: the partitions take turns, [`RUN`] ids each,
+    /// so the jobs submitted close together (a burst the API writes in one step, what a worker
+    /// reads in one batch) share a partition and its one script call, while over any longer
+    /// stretch every partition gets the same share.
+    pub fn new_id(&self) -> JobId {
+        let n = self.partitions();
+        if n == 1 {
+            return JobId::new();
+        }
+        let turn = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.parts.id_in((turn / RUN) as usize % n)
     }
 
     /// A new job id in the partition of `key` (an `Idempotency-Key` or a result-cache key,
@@ -274,6 +293,21 @@ mod tests {
                 let s = slot(&tag("inferq", i, count));
                 assert!(s * count / SLOTS == i, "{count}: partition {i} at slot {s}");
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn new_ids_take_the_partitions_in_turns_of_a_run() {
+        let mut cfg = crate::config::RedisConfig::new("redis://127.0.0.1:1", "ns");
+        cfg.partitions = Some(4);
+        let queue = Queue::connect(&cfg, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        let got: Vec<usize> = (0..RUN * 8)
+            .map(|_| queue.partition_of(queue.new_id()))
+            .collect();
+        for (i, p) in got.iter().enumerate() {
+            assert_eq!(*p as u64, (i as u64 / RUN) % 4, "{got:?}");
         }
     }
 

@@ -5,6 +5,7 @@
 mod cluster;
 mod load;
 mod modes;
+mod partitions;
 mod sentinel;
 
 /// A namespace of its own for a test.
