@@ -6,6 +6,7 @@
 //! jobs with their uploads.
 
 mod attempts;
+mod cached;
 mod cancel;
 mod malformed;
 mod pipeline;
@@ -74,6 +75,6 @@ pub(crate) fn all() -> Vec<&'static Script> {
         LazyLock::force(&pipeline::PROGRESS),
         LazyLock::force(&submit::SUBMIT),
         LazyLock::force(&submit::PROMOTE),
-        LazyLock::force(&submit::CACHED),
+        LazyLock::force(&cached::CACHED),
     ]
 }

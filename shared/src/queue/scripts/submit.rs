@@ -1,5 +1,6 @@
-//! Enqueueing: jobs one by one, in bulk and as groups (`submit.lua`), answered from the result
-//! cache (`cached.lua`), and scheduled jobs moved to their queues when due (`promote.lua`).
+//! Enqueueing: jobs one by one, in bulk and as groups (`submit.lua`, one call per partition),
+//! and scheduled jobs moved to their queues when due (`promote.lua`); a job answered from the
+//! result cache is `cached.rs`'s.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -11,7 +12,7 @@ use super::attempts::{by_lane, scatter};
 use super::script;
 use crate::job::{JobId, Priority};
 use crate::queue::lua::{Argv, argv};
-use crate::queue::{Queue, QueueError, Retention};
+use crate::queue::{Queue, QueueError};
 use crate::time::now_ms;
 use crate::trace::TraceParent;
 use crate::webhook::Webhook;
@@ -27,12 +28,6 @@ pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     script(
         include_str!("../lua/promote.lua"),
         Argv::head(PromoteCall::NAMES),
-    )
-});
-pub(crate) static CACHED: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        include_str!("../lua/cached.lua"),
-        Argv::head(CachedCall::NAMES),
     )
 });
 
@@ -67,16 +62,6 @@ argv! {
         others: u64,
         webhook: &'a str,
         webhook_events: String,
-    }
-}
-
-argv! {
-    /// `cached.lua`'s ARGV.
-    struct CachedCall<'a> {
-        id: String,
-        model: &'a str,
-        ttl: u64,
-        tenant: &'a str,
     }
 }
 
@@ -356,39 +341,6 @@ impl Queue {
                 })
             })
             .collect()
-    }
-
-    /// Creates job `id` already succeeded with the result cached under `key`, if there is one
-    /// (`cached.lua`); false (nothing written) on a miss.
-    pub async fn submit_cached(
-        &self,
-        id: JobId,
-        model: &str,
-        key: &str,
-        retention: Retention,
-        result_ttl_secs: Option<u64>,
-        tenant: &str,
-    ) -> Result<bool, QueueError> {
-        if !self.fits_key(id, key) {
-            return Err(QueueError::Protocol(
-                "a cached job's id is not in its key's partition (see Queue::id_for_key)",
-            ));
-        }
-        let keys = self.job_keys(id);
-        let mut inv = CACHED.prepare_invoke();
-        inv.key(keys.cache(key)).key(keys.job(id)).key(keys.index());
-        CachedCall {
-            id: id.to_string(),
-            model,
-            ttl: result_ttl_secs.unwrap_or(retention.secs()),
-            tenant,
-        }
-        .push(&mut inv);
-        let hit: i64 = inv.invoke_async(&mut self.submit_conn.clone()).await?;
-        if hit == 1 {
-            self.committed().await?;
-        }
-        Ok(hit == 1)
     }
 
     /// Moves up to `count` scheduled jobs that are due to their models' queues
