@@ -27,9 +27,7 @@ argv! {
     /// `hook_claim.lua`'s ARGV (its header says what each is).
     struct ClaimCall {
         now: u64,
-        count: usize,
         lease_ms: u64,
-        hook_prefix: String,
     }
 }
 pub(crate) static DONE: LazyLock<Script> = LazyLock::new(|| {
@@ -122,15 +120,34 @@ impl Queue {
         lease: Duration,
         out: &mut Vec<Claimed>,
     ) -> Result<(), QueueError> {
+        // The due deliveries first, so the claim can name their keys; the claim checks each is
+        // still due (another deliverer may have claimed it in between).
+        let now = now_ms();
+        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys.hooks())
+            .arg("-inf")
+            .arg(now)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if due.is_empty() {
+            return Ok(());
+        }
         let mut inv = CLAIM.prepare_invoke();
         inv.key(keys.hooks());
+        for id in &due {
+            inv.key(keys.hook(id));
+        }
         ClaimCall {
-            now: now_ms(),
-            count,
+            now,
             lease_ms: lease.as_millis() as u64,
-            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
+        for id in &due {
+            inv.arg(id);
+        }
         let flat: Vec<Vec<u8>> = inv.invoke_async(&mut self.conn.clone()).await?;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         for c in flat.chunks_exact(10) {

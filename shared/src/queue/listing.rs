@@ -15,23 +15,6 @@ use crate::auth::DEFAULT_TENANT;
 use crate::job::{JobId, JobStatus, Priority};
 use crate::time::now_ms;
 
-pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
-    lua_script_with(
-        &[],
-        include_str!("lua/sweep.lua"),
-        Argv::head(SweepCall::NAMES),
-    )
-});
-
-argv! {
-    /// `sweep.lua`'s ARGV (its header says what each is).
-    struct SweepCall {
-        job_prefix: String,
-        from: String,
-        count: usize,
-        field: &'static str,
-    }
-}
 pub(crate) static POSITION: LazyLock<Script> = LazyLock::new(|| {
     lua_script_with(
         &[],
@@ -172,8 +155,10 @@ impl Queue {
 
     /// Looks at up to `count` entries of partition `p`'s listing index after `from` (an
     /// entry id of that partition's index; `None`: from the oldest) and removes those whose
-    /// record expired (`sweep.lua`). Returns where the next sweep goes on from (`None` once
-    /// the end was reached, to start over) and how many entries it removed.
+    /// record expired. Returns where the next sweep goes on from (`None` once the end was
+    /// reached, to start over) and how many entries it removed. Three steps, not one script
+    /// (whose keys would be known only once it ran): a record that expired stays expired, so
+    /// what the middle step finds gone is gone when the last one removes it.
     pub async fn sweep_index(
         &self,
         p: usize,
@@ -181,17 +166,46 @@ impl Queue {
         count: usize,
     ) -> Result<(Option<Cursor>, u64), QueueError> {
         let keys = self.partition_keys(p);
-        let mut inv = SWEEP.prepare_invoke();
-        inv.key(keys.index());
-        SweepCall {
-            job_prefix: keys.job_prefix(),
-            from: from.map_or_else(|| "-".to_owned(), |c| format!("({c}")),
-            count,
-            field: INDEX_FIELD,
+        let mut conn = self.conn.clone();
+        let from = from.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
+        let reply: redis::Value = redis::cmd("XRANGE")
+            .arg(keys.index())
+            .arg(from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        let entries = super::dead::stream_entries(reply)?;
+        let ids: Vec<Option<JobId>> = entries
+            .iter()
+            .map(|(_, f)| f.get(INDEX_FIELD).and_then(|v| v.parse().ok()))
+            .collect();
+        let mut pipe = redis::pipe();
+        for id in ids.iter().flatten() {
+            pipe.exists(keys.job(*id));
         }
-        .push(&mut inv);
-        let (next, gone): (String, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
-        Ok((Cursor::parse(&next), gone))
+        let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
+        let mut exists = exists.into_iter();
+        let gone: Vec<&str> = entries
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| id.is_none() || !exists.next().unwrap_or(true))
+            .map(|((entry, _), _)| entry.as_str())
+            .collect();
+        for chunk in gone.chunks(1000) {
+            let _: () = redis::cmd("XDEL")
+                .arg(keys.index())
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await?;
+        }
+        let next = if entries.len() < count {
+            None
+        } else {
+            entries.last().and_then(|(e, _)| Cursor::parse(e))
+        };
+        Ok((next, gone.len() as u64))
     }
 
     /// The jobs `model`'s streams hold (waiting and running) and how many of the model's jobs

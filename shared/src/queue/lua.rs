@@ -14,10 +14,11 @@
 //! - `C.<name>`: a constant (`C.default_priority`, from [`Priority::DEFAULT`];
 //!   `C.default_tenant`, from [`DEFAULT_TENANT`](crate::auth::DEFAULT_TENANT)).
 //!
-//! Every script starts with Redis 7's `#!lua` header, and declares in KEYS every key it
-//! names, or builds its key names from prefixes of its own partition passed in ARGV (the
-//! webhook delivery and job hashes of `outbox.lua`, `promote.lua`, `sweep.lua`): each touches
-//! one partition, so one Cluster slot, and a Cluster refuses a key outside it.
+//! Every script starts with Redis 7's `#!lua` header and declares in KEYS every key it
+//! touches, all of one partition (one Cluster slot; a Cluster refuses a key outside it). The
+//! one key a script names as it runs is a new webhook delivery's hash (`outbox.lua`): its id,
+//! `msg_<job id>_<n>`, counts the job's deliveries, so it is known only then; it is built from
+//! the prefix of the script's own partition (`A.hook_prefix`), so it is in the same slot.
 //!
 //! Literals cost nothing per call, where a prelude table would be built on every call. A name
 //! this module does not know panics when the script loads: a typo fails the first test that

@@ -252,7 +252,6 @@ mod tests {
             LazyLock::force(&super::dead::RETRY),
             LazyLock::force(&super::hooks::CLAIM),
             LazyLock::force(&super::hooks::DONE),
-            LazyLock::force(&super::listing::SWEEP),
             LazyLock::force(&super::listing::POSITION),
             LazyLock::force(&super::ops::STATS),
             LazyLock::force(&super::rate::RATE),
@@ -260,6 +259,6 @@ mod tests {
             LazyLock::force(&super::registry::RETIRE),
         ]);
         all.extend(super::batches::scripts());
-        assert_eq!(all.len(), 24);
+        assert_eq!(all.len(), 23);
     }
 }
