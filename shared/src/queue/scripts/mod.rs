@@ -10,6 +10,7 @@ mod cached;
 mod cancel;
 mod malformed;
 mod pipeline;
+mod promote;
 mod submit;
 
 use std::time::Duration;
@@ -74,7 +75,7 @@ pub(crate) fn all() -> Vec<&'static Script> {
         LazyLock::force(&pipeline::SUBMIT_PIPELINE),
         LazyLock::force(&pipeline::PROGRESS),
         LazyLock::force(&submit::SUBMIT),
-        LazyLock::force(&submit::PROMOTE),
+        LazyLock::force(&promote::PROMOTE),
         LazyLock::force(&cached::CACHED),
     ]
 }
