@@ -1,4 +1,5 @@
-//! Webhook deliveries in Redis: the outbox the state-changing scripts write (`outbox.lua`),
+//! Webhook deliveries in Redis (each partition's `{ns}:hooks` by due time and `{ns}:deliveries`
+//! with their fields): the outbox the state-changing scripts write (`outbox.lua`),
 //! claimed under a lease (`hook_claim.lua`) and settled, fenced by the claim
 //! (`hook_done.lua`). They survive any process: a delivery lives in Redis from the state change
 //! until it is delivered or given up.
@@ -123,22 +124,14 @@ impl Queue {
         // The due deliveries first, so the claim can name their keys; the claim checks each is
         // still due (another deliverer may have claimed it in between).
         let now = now_ms();
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys.hooks())
-            .arg("-inf")
-            .arg(now)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let due = self.due(keys.hooks(), now, count).await?;
         if due.is_empty() {
             return Ok(());
         }
         let mut inv = CLAIM.prepare_invoke();
-        inv.key(keys.hooks());
+        inv.key(keys.hooks()).key(keys.deliveries());
         for id in &due {
-            inv.key(keys.hook(id));
+            inv.key(keys.legacy_hook(id));
         }
         ClaimCall {
             now,
@@ -190,7 +183,7 @@ impl Queue {
         let keys = self.job_keys(claimed.job);
         let mut inv = DONE.prepare_invoke();
         inv.key(keys.hooks())
-            .key(keys.hook(&claimed.id))
+            .key(keys.deliveries())
             .key(keys.job(claimed.job));
         DoneCall {
             id: &claimed.id,

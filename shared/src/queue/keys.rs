@@ -62,9 +62,11 @@
 //! - `{ns}:q:pipeline:<name>`: the stream of a built-in pipeline ([`pipeline_queue`]); model
 //!   names cannot hold a `:`, so it never meets a model's stream.
 //! - `{ns}:hooks`: sorted set of webhook deliveries by due time (ms); a claimed delivery's
-//!   score is pushed back by its lease. `{ns}:hook:<delivery id>`: hash of one delivery
-//!   ([`hook`] fields), written in the same step as the job state change it announces
-//!   (the outbox) and deleted once delivered or given up.
+//!   score is pushed back by its lease. `{ns}:deliveries`: hash of every delivery's fields
+//!   (`<delivery id>:<field>`, the [`hook`] fields), written in the same step as the job state
+//!   change it announces (the outbox) and deleted once delivered or given up (one hash, so every
+//!   script names it in KEYS; releases before kept a hash per delivery, `{ns}:hook:<id>`, which
+//!   the claim moves over when it meets one).
 //! - `{ns}:file:<id>`: hash of a file of the OpenAI face ([`file`] fields: its tenant, name,
 //!   purpose, size, times and bytes), expiring when the file does; `{ns}:files:<tenant>`:
 //!   sorted set of the tenant's file ids by creation time (ms), for listing (ids whose hash
@@ -256,13 +258,15 @@ impl Keys {
     pub fn hooks(&self) -> String {
         format!("{}:hooks", self.prefix)
     }
-    /// What every webhook delivery hash key starts with (the delivery id follows).
-    pub fn hook_prefix(&self) -> String {
-        format!("{}:hook:", self.prefix)
+    /// The webhook deliveries of the partition: one hash, `<delivery id>:<field>` -> value
+    /// (the [`hook`] fields).
+    pub fn deliveries(&self) -> String {
+        format!("{}:deliveries", self.prefix)
     }
-    /// One webhook delivery.
-    pub fn hook(&self, id: &str) -> String {
-        format!("{}{id}", self.hook_prefix())
+    /// A webhook delivery as releases before [`Keys::deliveries`] kept it, a hash of its own;
+    /// the claim moves one it meets into the deliveries' hash.
+    pub fn legacy_hook(&self, id: &str) -> String {
+        format!("{}:hook:{id}", self.prefix)
     }
     /// A file of the OpenAI face (hash of [`file`] fields).
     pub fn file(&self, id: &str) -> String {

@@ -15,10 +15,7 @@
 //!   `C.default_tenant`, from [`DEFAULT_TENANT`](crate::auth::DEFAULT_TENANT)).
 //!
 //! Every script starts with Redis 7's `#!lua` header and declares in KEYS every key it
-//! touches, all of one partition (one Cluster slot; a Cluster refuses a key outside it). The
-//! one key a script names as it runs is a new webhook delivery's hash (`outbox.lua`): its id,
-//! `msg_<job id>_<n>`, counts the job's deliveries, so it is known only then; it is built from
-//! the prefix of the script's own partition (`A.hook_prefix`), so it is in the same slot.
+//! touches, all of one partition (one Cluster slot; a Cluster refuses a key outside it).
 //!
 //! Literals cost nothing per call, where a prelude table would be built on every call. A name
 //! this module does not know panics when the script loads: a typo fails the first test that

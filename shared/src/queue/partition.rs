@@ -203,6 +203,25 @@ impl Queue {
             .collect()
     }
 
+    /// The members of the sorted set `key` scored at most `now` (due), the lowest first, up to
+    /// `count`.
+    pub(crate) async fn due(
+        &self,
+        key: String,
+        now: u64,
+        count: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        Ok(redis::cmd("ZRANGEBYSCORE")
+            .arg(key)
+            .arg("-inf")
+            .arg(now)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
     /// Runs `pipes` all at once and answers in their order: one pipeline per partition (or
     /// for the namespace's own keys), since on a cluster a pipeline stays in one slot.
     pub(crate) async fn query_each<T: redis::FromRedisValue>(
@@ -248,6 +267,23 @@ impl Queue {
     pub async fn check_partitions(&self) -> Result<(), QueueError> {
         let key = self.keys.partitions();
         let want = self.partitions();
+        if want > 1 {
+            // A namespace a release before partitions used holds its jobs under `{ns}` (one
+            // partition, unrecorded); a count that does not see them is refused too.
+            let (recorded, old_jobs): (bool, bool) = redis::pipe()
+                .exists(&key)
+                .exists(self.keys.index())
+                .query_async(&mut self.conn.clone())
+                .await?;
+            if !recorded && old_jobs {
+                return Err(QueueError::Config(format!(
+                    "this namespace holds jobs written before partitions (under one partition, \
+                     {}), but INFERQ_PARTITIONS asks for {want}: set INFERQ_PARTITIONS=1, or \
+                     let its jobs end and remove them first",
+                    self.keys.index()
+                )));
+            }
+        }
         let _: Option<String> = redis::cmd("SET")
             .arg(&key)
             .arg(want)

@@ -45,8 +45,6 @@ argv! {
         ttl: u64,
         channel: String,
         lanes: usize,
-        hooks: String,
-        hook_prefix: String,
     }
 }
 
@@ -235,14 +233,13 @@ impl Queue {
             for j in &jobs {
                 inv.key(keys.job(*j));
             }
+            inv.key(keys.hooks()).key(keys.deliveries());
             RetireCall {
                 model,
                 now: now_ms(),
                 ttl: retention.secs(),
                 channel: self.keys.events(),
                 lanes: lanes.len(),
-                hooks: keys.hooks(),
-                hook_prefix: keys.hook_prefix(),
             }
             .push(&mut inv);
             for n in &newest {

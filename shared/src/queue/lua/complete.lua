@@ -8,6 +8,8 @@
 -- KEYS[5 + n..]  (pipeline streams only) the jobs' upload keys, in the same order, n = the
 --                number of outcomes: deleted once the job has ended (recorded here, or ended
 --                before); left alone while a newer attempt runs
+-- KEYS[#KEYS - 1], KEYS[#KEYS]  due webhook deliveries (sorted set) and the deliveries' hash
+--            (see outbox.lua)
 -- ARGV: the fields of `CompleteCall` (scripts/attempts.rs), in order, named here A.<field>:
 -- A.group          consumer group
 -- A.now            now, ms since the epoch
@@ -15,8 +17,6 @@
 -- A.channel        channel of terminal events (one message, one `<id> <status>` line per job)
 -- A.model          model name
 -- A.keep_failures  most entries kept in the list of recent failures
--- A.hooks          due webhook deliveries (sorted set; see outbox.lua)
--- A.hook_prefix    prefix of webhook delivery hash keys
 -- then per outcome, in KEYS order, the fields of `CompleteOutcome` (J.<field>):
 --   J.id (job id), J.entry (stream entry id), J.token (fencing token),
 --   J.status ('succeeded' | 'failed'), J.value (result | error code),
@@ -26,11 +26,11 @@
 -- job (its lease expired and another worker reclaimed it) or the job was cancelled meanwhile.
 local group, now = ARGV[A.group], ARGV[A.now]
 local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
-  active = KEYS[4], hooks = ARGV[A.hooks], hook_prefix = ARGV[A.hook_prefix], done = KEYS[2],
+  active = KEYS[4], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS], done = KEYS[2],
   failures = KEYS[3], keep_failures = tonumber(ARGV[A.keep_failures]), model = ARGV[A.model]})
 local out, acks = {}, {}
 local n = (#ARGV - A.REST + 1) / J.WIDTH
-local uploads = #KEYS > 4 + n
+local uploads = #KEYS - 2 > 4 + n
 for i = 5, 4 + n do
   local job = KEYS[i]
   local b = A.REST + (i - 5) * J.WIDTH

@@ -15,7 +15,7 @@
 --   c.ttl          seconds a finished record is kept when it names no `ttl` of its own
 --   c.channel      channel of terminal events
 --   c.active       tenants' active jobs (hash: tenant -> jobs waiting or running)
---   c.hooks        due webhook deliveries; c.hook_prefix: prefix of delivery hash keys (outbox)
+--   c.hooks        due webhook deliveries; c.deliveries: the deliveries' hash (outbox)
 --   c.done         (optional) the model's count of jobs finished in the current second
 --   c.failures     (optional) list of recent failures, with c.keep_failures (most entries kept)
 --                  and c.model (the model named in its entries)
@@ -44,7 +44,7 @@ local function ending(c)
     end
     lines[#lines + 1] = id .. ' ' .. status
     if webhook then
-      outbox(c.hooks, c.hook_prefix, job, id, status, c.now)
+      outbox(c.hooks, c.deliveries, job, id, status, c.now)
     end
   end
 

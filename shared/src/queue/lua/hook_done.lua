@@ -2,7 +2,7 @@
 -- the job record when the delivery is the job's latest.
 --
 -- KEYS[1]  due deliveries (sorted set)
--- KEYS[2]  the delivery's hash
+-- KEYS[2]  the deliveries' hash (`<delivery id>:<field>`, see outbox.lua)
 -- KEYS[3]  the job's hash
 -- ARGV: the fields of `DoneCall` (hooks.rs), in order, named here A.<field>:
 -- A.id        delivery id
@@ -14,17 +14,24 @@
 -- A.body      the body sent, kept so that retries send the same ('' = keep what is there)
 --
 -- Returns 1 when recorded, 0 when the claim was taken over (nothing written).
-local rec = redis.call('HMGET', KEYS[2], H.claim, H.attempts)
+local d, f = KEYS[2], ARGV[A.id] .. ':'
+local rec = redis.call('HMGET', d, f .. H.claim, f .. H.attempts)
 if rec[1] ~= ARGV[A.claim] then
   return 0
 end
 if ARGV[A.state] == 'retry' then
   redis.call('ZADD', KEYS[1], tonumber(ARGV[A.retry_at]), ARGV[A.id])
   if ARGV[A.body] ~= '' then
-    redis.call('HSET', KEYS[2], H.body, ARGV[A.body])
+    redis.call('HSET', d, f .. H.body, ARGV[A.body])
   end
 else
-  redis.call('DEL', KEYS[2])
+  -- Every field of a delivery (`fields::hook::ALL`).
+  local fields = {}
+  for _, name in ipairs({H.job, H.event, H.url, H.at, H.tenant, H.attempts, H.claim, H.body,
+    H.fetch_allow}) do
+    fields[#fields + 1] = f .. name
+  end
+  redis.call('HDEL', d, unpack(fields))
   redis.call('ZREM', KEYS[1], ARGV[A.id])
 end
 -- A record that expired is not brought back.

@@ -9,6 +9,8 @@
 -- KEYS[4]    list of recent failures
 -- KEYS[5]    tenants' active jobs (hash: tenant -> jobs waiting or running)
 -- KEYS[6..]  job hashes of the entries whose job id could be read, in ARGV order
+-- KEYS[#KEYS - 1], KEYS[#KEYS]  due webhook deliveries (sorted set) and the deliveries' hash
+--            (see outbox.lua)
 -- ARGV: the fields of `MalformedCall` (scripts/attempts.rs), in order, named here A.<field>:
 -- A.group          consumer group
 -- A.now            now, ms since the epoch
@@ -16,8 +18,6 @@
 -- A.channel        channel of terminal events
 -- A.model          model name
 -- A.keep_failures  most entries kept in the list of recent failures
--- A.hooks          due webhook deliveries (sorted set; see outbox.lua)
--- A.hook_prefix    prefix of webhook delivery hash keys
 -- then per entry the fields of `MalformedEntry` (J.<field>): J.entry (stream entry id),
 --   J.id (job id; '' when it could not be read: such an entry has no KEYS slot)
 --
@@ -25,7 +25,7 @@
 local group, now, model = ARGV[A.group], ARGV[A.now], ARGV[A.model]
 local message = 'the job\'s queue entry could not be read'
 local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
-  active = KEYS[5], hooks = ARGV[A.hooks], hook_prefix = ARGV[A.hook_prefix],
+  active = KEYS[5], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS],
   failures = KEYS[4], keep_failures = tonumber(ARGV[A.keep_failures]), model = model})
 local k, moved = 6, 0
 for b = A.REST, #ARGV, J.WIDTH do

@@ -3,13 +3,13 @@
 -- atomic step as the change, so no process can die between the two and lose it.
 --
 -- hooks        due deliveries (sorted set: delivery id -> due time, ms)
--- hook_prefix  prefix of delivery hash keys (the delivery id follows); it shares the namespace's
---              hash tag, so the key is in the calling script's Cluster slot
+-- deliveries   the partition's deliveries (hash: `<delivery id>:<field>` -> value, the fields of
+--              `fields::hook`), so the caller declares it in KEYS like any key
 -- job, id      the job's hash and id; event: started | succeeded | failed | cancelled
 --
 -- The delivery id (the `webhook-id` header) is `msg_<job id>_<n>`, n counting the job's
 -- deliveries, so it is unique and stays the same on every retry of the message.
-local function outbox(hooks, hook_prefix, job, id, event, now)
+local function outbox(hooks, deliveries, job, id, event, now)
   local w = redis.call('HMGET', job, F.webhook, F.webhook_events, F.tenant, F.webhook_latest,
     F.fetch_allow)
   if not w[1] then
@@ -25,8 +25,10 @@ local function outbox(hooks, hook_prefix, job, id, event, now)
   end
   local n = redis.call('HINCRBY', job, F.webhook_seq, 1)
   local msg = 'msg_' .. (string.gsub(id, '-', '')) .. '_' .. n
-  redis.call('HSET', hook_prefix .. msg, H.job, id, H.event, event, H.url, w[1], H.at, now,
-    H.tenant, w[3] or '', H.attempts, 0, H.claim, 0, H.fetch_allow, w[5] or '')
+  local f = msg .. ':'
+  redis.call('HSET', deliveries, f .. H.job, id, f .. H.event, event, f .. H.url, w[1],
+    f .. H.at, now, f .. H.tenant, w[3] or '', f .. H.attempts, 0, f .. H.claim, 0,
+    f .. H.fetch_allow, w[5] or '')
   redis.call('ZADD', hooks, now, msg)
   redis.call('HSET', job, F.webhook_state, 'pending', F.webhook_attempts, 0,
     F.webhook_latest, msg)

@@ -12,14 +12,14 @@
 --                an entry)
 -- KEYS[6..L+5]   the model's lanes (streams), L = A.lanes
 -- KEYS[L+6..]    job hashes of the listed entries
+-- KEYS[#KEYS - 1], KEYS[#KEYS]  due webhook deliveries (sorted set) and the deliveries' hash
+--            (see outbox.lua)
 -- ARGV: the fields of `RetireCall` (registry.rs), in order, named here A.<field>:
 -- A.model        model name
 -- A.now          now, ms since the epoch
 -- A.ttl          seconds a finished job record is kept when it names no `ttl` of its own
 -- A.channel      channel of terminal events
 -- A.lanes        L, the number of lanes
--- A.hooks        due webhook deliveries (sorted set; see outbox.lua)
--- A.hook_prefix  prefix of webhook delivery hash keys
 -- then L values: the id of the newest entry the caller listed in each lane ('' for an empty
 -- one), in KEYS order; then the job ids, aligned with KEYS[L+6..]
 --
@@ -34,9 +34,9 @@ for l = 1, lanes do
   end
 end
 local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
-  active = KEYS[4], hooks = ARGV[A.hooks], hook_prefix = ARGV[A.hook_prefix]})
+  active = KEYS[4], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS]})
 local failed = 0
-for i = lanes + 6, #KEYS do
+for i = lanes + 6, #KEYS - 2 do
   local job, id = KEYS[i], ARGV[A.REST - 6 + i]
   local rec = redis.call('HMGET', job, F.status, F.counted, F.tenant, F.ttl, F.webhook)
   if rec[1] == 'queued' or rec[1] == 'running' then

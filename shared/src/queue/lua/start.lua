@@ -6,6 +6,8 @@
 -- KEYS[4]    list of recent failures
 -- KEYS[5]    tenants' active jobs (hash: tenant -> jobs waiting or running)
 -- KEYS[6..]  job hashes, one per entry
+-- KEYS[#KEYS - 1], KEYS[#KEYS]  due webhook deliveries (sorted set) and the deliveries' hash
+--            (see outbox.lua)
 -- ARGV: the fields of `StartCall` (scripts/attempts.rs), in order, named here A.<field>:
 -- A.group          consumer group
 -- A.now            now, ms since the epoch
@@ -16,8 +18,6 @@
 -- A.progress       channel of progress (non-terminal) events
 -- A.model          model name
 -- A.keep_failures  most entries kept in the list of recent failures
--- A.hooks          due webhook deliveries (sorted set; see outbox.lua)
--- A.hook_prefix    prefix of webhook delivery hash keys
 -- then per entry, aligned with KEYS[6..], the fields of `StartEntry` (J.<field>):
 --   J.id (job id), J.entry (stream entry id)
 -- KEYS[6 + n..]  (pipeline streams only) the entries' upload keys, in the same order, n = the
@@ -39,12 +39,13 @@
 local group, now = ARGV[A.group], tonumber(ARGV[A.now])
 local max_attempts, consumer, progress = tonumber(ARGV[A.max_attempts]), ARGV[A.consumer],
   ARGV[A.progress]
-local model, hooks, hook_prefix = ARGV[A.model], ARGV[A.hooks], ARGV[A.hook_prefix]
+local model = ARGV[A.model]
 local out, started_events = {}, {}
 local n = (#ARGV - A.REST + 1) / J.WIDTH
-local uploads = #KEYS > 5 + n
+local uploads = #KEYS - 2 > 5 + n
+local hooks, deliveries = KEYS[#KEYS - 1], KEYS[#KEYS]
 local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
-  active = KEYS[5], hooks = hooks, hook_prefix = hook_prefix,
+  active = KEYS[5], hooks = hooks, deliveries = deliveries,
   failures = KEYS[4], keep_failures = tonumber(ARGV[A.keep_failures]), model = model})
 
 -- `rec` is the job's HMGET below; `upload` its upload key, or nil.
@@ -129,7 +130,7 @@ for i = 6, 5 + n do
       started_events[#started_events + 1] = id .. ' running'
       -- The outbox writes nothing for a webhook that does not announce `started`.
       if rec[10] and string.find(rec[11] or '', ',started,', 1, true) then
-        outbox(hooks, hook_prefix, job, id, 'started', now)
+        outbox(hooks, deliveries, job, id, 'started', now)
       end
       if uploads then
         redis.call('HDEL', job, F.progress_done, F.progress_total)

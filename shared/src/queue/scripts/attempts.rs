@@ -61,8 +61,6 @@ argv! {
         progress: String,
         model: &'a str,
         keep_failures: usize,
-        hooks: String,
-        hook_prefix: String,
     }
 }
 
@@ -83,8 +81,6 @@ argv! {
         channel: String,
         model: &'a str,
         keep_failures: usize,
-        hooks: String,
-        hook_prefix: String,
     }
 }
 
@@ -220,6 +216,7 @@ impl Queue {
                 inv.key(keys.upload(d.job));
             }
         }
+        inv.key(keys.hooks()).key(keys.deliveries());
         StartCall {
             group: GROUP,
             now: now_ms(),
@@ -230,8 +227,6 @@ impl Queue {
             progress: self.keys.progress_events(),
             model,
             keep_failures: RECENT_FAILURES,
-            hooks: keys.hooks(),
-            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
         for d in deliveries {
@@ -288,6 +283,7 @@ impl Queue {
                 inv.key(keys.upload(c.job));
             }
         }
+        inv.key(keys.hooks()).key(keys.deliveries());
         CompleteCall {
             group: GROUP,
             now,
@@ -295,8 +291,6 @@ impl Queue {
             channel: self.keys.events(),
             model,
             keep_failures: RECENT_FAILURES,
-            hooks: keys.hooks(),
-            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
         for c in completions {

@@ -27,8 +27,6 @@ argv! {
         channel: String,
         group: &'static str,
         id: String,
-        hooks: String,
-        hook_prefix: String,
     }
 }
 
@@ -58,7 +56,9 @@ impl Queue {
         let mut inv = CANCEL.prepare_invoke();
         inv.key(keys.job(id))
             .key(keys.lane(&model, priority))
-            .key(keys.tenant_active());
+            .key(keys.tenant_active())
+            .key(keys.hooks())
+            .key(keys.deliveries());
         if pipeline_of(&model).is_some() {
             inv.key(keys.upload(id));
         }
@@ -68,8 +68,6 @@ impl Queue {
             channel: self.keys.events(),
             group: GROUP,
             id: id.to_string(),
-            hooks: keys.hooks(),
-            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
         let before: Option<String> = inv.invoke_async(&mut conn).await?;

@@ -30,8 +30,6 @@ argv! {
         channel: String,
         model: &'a str,
         keep_failures: usize,
-        hooks: String,
-        hook_prefix: String,
     }
 }
 
@@ -87,6 +85,7 @@ impl Queue {
                 inv.key(keys.job(*job));
             }
         }
+        inv.key(keys.hooks()).key(keys.deliveries());
         MalformedCall {
             group: GROUP,
             now: now_ms(),
@@ -94,8 +93,6 @@ impl Queue {
             channel: self.keys.events(),
             model,
             keep_failures: RECENT_FAILURES,
-            hooks: keys.hooks(),
-            hook_prefix: keys.hook_prefix(),
         }
         .push(&mut inv);
         for (entry, job) in entries {

@@ -56,16 +56,12 @@ impl Queue {
     async fn promote_in(&self, keys: &Keys, count: usize) -> Result<usize, QueueError> {
         let now = now_ms();
         let mut conn = self.conn.clone();
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys.scheduled())
-            .arg("-inf")
-            .arg(now)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
-            .query_async(&mut conn)
-            .await?;
-        let due: Vec<JobId> = due.iter().filter_map(|id| id.parse().ok()).collect();
+        let due: Vec<JobId> = self
+            .due(keys.scheduled(), now, count)
+            .await?
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .collect();
         if due.is_empty() {
             return Ok(0);
         }

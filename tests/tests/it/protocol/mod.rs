@@ -4,5 +4,6 @@
 //! Redis commands a submission costs are in `lanes.rs`, on the same fixture
 //! (`support::queue`).
 
+mod deliveries;
 mod entries;
 mod fencing;

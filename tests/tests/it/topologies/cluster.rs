@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use inferq_shared::config::DEFAULT_CLUSTER_PARTITIONS;
 use inferq_shared::queue::partition_tag;
 
-use super::{load, namespace};
+use super::{load, namespace, walk_listing};
 use crate::support::audio::{fixture, models_dir, multipart};
 use crate::support::topology::{Cluster, redis_cli};
 use crate::support::{
@@ -281,27 +281,7 @@ async fn a_hot_models_jobs_spread_over_every_master() {
     }
 
     // One cursor walks every partition's listing: each job once, newest first.
-    let mut seen = std::collections::HashSet::new();
-    // RFC 3339 times in UTC with milliseconds: their text orders as their times do.
-    let (mut cursor, mut last_created) = (None::<String>, "~".to_owned());
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/jobs?limit=200&cursor={c}"),
-            None => "/jobs?limit=200".to_owned(),
-        };
-        let (status, page) = client.get(&path).await;
-        assert_eq!(status, 200, "{page}");
-        for job in page["jobs"].as_array().unwrap() {
-            assert!(seen.insert(job["id"].as_str().unwrap().to_owned()), "{job}");
-            let created = job["created_at"].as_str().unwrap().to_owned();
-            assert!(created <= last_created, "not newest first: {job}");
-            last_created = created;
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let seen = walk_listing(async |path: &str| client.get(path).await, 200).await;
     assert_eq!(seen.len(), 3000);
     assert!(ids.iter().all(|id| seen.contains(id)));
 }

@@ -20,3 +20,32 @@ const DURABLE: [(&str, &str); 3] = [
     ("INFERQ_REDIS_WAIT_TIMEOUT_MS", "500"),
     ("INFERQ_REDIS_TIMEOUT_MS", "1000"),
 ];
+
+/// Walks `GET /jobs` from the newest job to the oldest, `limit` a page, through `get` (a
+/// client's `GET`): asserts each job comes once and newest first, and returns their ids.
+async fn walk_listing(
+    get: impl AsyncFn(&str) -> (u16, serde_json::Value),
+    limit: usize,
+) -> std::collections::HashSet<String> {
+    let mut seen = std::collections::HashSet::new();
+    // RFC 3339 times in UTC with milliseconds: their text orders as their times do.
+    let (mut cursor, mut last) = (None::<String>, "~".to_owned());
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/jobs?limit={limit}&cursor={c}"),
+            None => format!("/jobs?limit={limit}"),
+        };
+        let (status, page) = get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        for job in page["jobs"].as_array().unwrap() {
+            assert!(seen.insert(job["id"].as_str().unwrap().to_owned()), "{job}");
+            let created = job["created_at"].as_str().unwrap().to_owned();
+            assert!(created <= last, "not newest first: {job}");
+            last = created;
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return seen,
+        }
+    }
+}

@@ -14,36 +14,47 @@ use crate::support::{
     test_models, worker_binary,
 };
 
+/// Runs the API and the worker binary with `env` (and what they need besides), each of
+/// which must refuse to start; returns what each said, by binary.
+fn refused_starts(env: &[(&str, String)]) -> Vec<(String, String)> {
+    [api_binary(), worker_binary()]
+        .into_iter()
+        .map(|binary| {
+            let out = Command::new(&binary)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .env("INFERQ_BIND", "127.0.0.1:0")
+                .env("INFERQ_MODELS_DIR", test_models())
+                .env("INFERQ_MODELS", "linear")
+                .env("ORT_DYLIB_PATH", env!("ORT_DYLIB_PATH"))
+                .output()
+                .unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let name = binary.display().to_string();
+            assert!(!out.status.success(), "{name} started: {said}");
+            (name, said)
+        })
+        .collect()
+}
+
 #[test]
 fn two_connection_modes_are_a_startup_error_naming_both() {
-    for binary in [api_binary(), worker_binary()] {
-        let out = Command::new(&binary)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("INFERQ_REDIS_URL", "redis://127.0.0.1:1")
-            .env(
-                "INFERQ_REDIS_CLUSTER",
-                "redis://127.0.0.1:2,redis://127.0.0.1:3",
-            )
-            .env("INFERQ_BIND", "127.0.0.1:0")
-            .env("INFERQ_MODELS_DIR", test_models())
-            .env("ORT_DYLIB_PATH", env!("ORT_DYLIB_PATH"))
-            .output()
-            .unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !out.status.success(),
-            "{} started: {said}",
-            binary.display()
-        );
+    let env = [
+        ("INFERQ_REDIS_URL", "redis://127.0.0.1:1".to_owned()),
+        (
+            "INFERQ_REDIS_CLUSTER",
+            "redis://127.0.0.1:2,redis://127.0.0.1:3".to_owned(),
+        ),
+    ];
+    for (binary, said) in refused_starts(&env) {
         assert!(
             said.contains("INFERQ_REDIS_URL and INFERQ_REDIS_CLUSTER"),
-            "{}: {said}",
-            binary.display()
+            "{binary}: {said}"
         );
     }
 }
@@ -53,39 +64,44 @@ fn another_partition_count_than_the_recorded_one_is_a_startup_error() {
     let redis = Redis::start_with(false);
     let ns = super::namespace();
     redis_cli(redis.port, &["SET", &format!("{{{ns}}}:partitions"), "4"]);
-    for binary in [api_binary(), worker_binary()] {
-        let out = Command::new(&binary)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("INFERQ_REDIS_URL", redis.url())
-            .env("INFERQ_NAMESPACE", &ns)
-            .env("INFERQ_PARTITIONS", "2")
-            .env("INFERQ_BIND", "127.0.0.1:0")
-            .env("INFERQ_MODELS_DIR", test_models())
-            .env("INFERQ_MODELS", "linear")
-            .env("ORT_DYLIB_PATH", env!("ORT_DYLIB_PATH"))
-            .output()
-            .unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !out.status.success(),
-            "{} started: {said}",
-            binary.display()
-        );
+    let env = [
+        ("INFERQ_REDIS_URL", redis.url()),
+        ("INFERQ_NAMESPACE", ns.clone()),
+        ("INFERQ_PARTITIONS", "2".to_owned()),
+    ];
+    for (binary, said) in refused_starts(&env) {
         assert!(
             said.contains("spread over 4 partitions") && said.contains("INFERQ_PARTITIONS=4"),
-            "{}: {said}",
-            binary.display()
+            "{binary}: {said}"
         );
     }
     // The record stands: nothing overwrote it.
     assert_eq!(
         redis_cli(redis.port, &["GET", &format!("{{{ns}}}:partitions")]).trim(),
         "4"
+    );
+
+    // A namespace a release before partitions filled (its listing under `{ns}`, no count
+    // recorded) is one partition: more is refused, and nothing is recorded.
+    let old = super::namespace();
+    redis_cli(
+        redis.port,
+        &["XADD", &format!("{{{old}}}:listing"), "*", "i", "x"],
+    );
+    let env = [
+        ("INFERQ_REDIS_URL", redis.url()),
+        ("INFERQ_NAMESPACE", old.clone()),
+        ("INFERQ_PARTITIONS", "2".to_owned()),
+    ];
+    for (binary, said) in refused_starts(&env) {
+        assert!(
+            said.contains("written before partitions") && said.contains("INFERQ_PARTITIONS=1"),
+            "{binary}: {said}"
+        );
+    }
+    assert_eq!(
+        redis_cli(redis.port, &["EXISTS", &format!("{{{old}}}:partitions")]).trim(),
+        "0"
     );
 }
 

@@ -2,7 +2,6 @@
 //! a namespace's jobs live under four hash tags, each step in its job's partition and every
 //! read across them (the cluster tests run the same code on separate masters).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use inferq_shared::queue::partition_tag;
@@ -63,26 +62,7 @@ async fn the_job_api_works_across_four_partitions() {
     }
 
     // One cursor walks every partition's listing: each job once, newest first.
-    let mut seen = HashSet::new();
-    let (mut cursor, mut last) = (None::<String>, "~".to_owned());
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/jobs?limit=13&cursor={c}"),
-            None => "/jobs?limit=13".to_owned(),
-        };
-        let (status, page) = app.get(&path).await;
-        assert_eq!(status, 200, "{page}");
-        for job in page["jobs"].as_array().unwrap() {
-            assert!(seen.insert(job["id"].as_str().unwrap().to_owned()), "{job}");
-            let created = job["created_at"].as_str().unwrap().to_owned();
-            assert!(created <= last, "not newest first: {job}");
-            last = created;
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let seen = super::walk_listing(async |path: &str| app.get(path).await, 13).await;
     assert_eq!(seen.len(), ids.len());
 
     // An idempotency key names one job, wherever its partition.
