@@ -50,9 +50,8 @@ pub struct JobRecord {
     /// While queued: how many jobs of the same model wait ahead of it: those of a higher
     /// priority and the older ones of its own (exact at the moment of reading on one
     /// partition, counted up to 10,000; priority aging may later let an older lower-priority
-    /// job pass). With several partitions (`INFERQ_PARTITIONS`), exact within the job's own
-    /// and estimated for the others: workers take partitions in turn, so each other partition
-    /// adds its waiting jobs of this priority or higher, up to as many as wait ahead here.
+    /// job pass). With several partitions (`INFERQ_PARTITIONS`), every partition's: those of a
+    /// higher priority and those of its own queued before it, by the time in their entries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u64>,
     /// While queued: estimated milliseconds until it starts, from the model's throughput over

@@ -232,7 +232,7 @@ impl Follow {
             (JobStatus::Queued, Some(entry)) => self
                 .state
                 .queue
-                .position(job.id, &job.model, job.priority, entry)
+                .position(&job.model, job.priority, entry)
                 .await
                 .ok(),
             _ => None,

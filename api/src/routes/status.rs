@@ -111,7 +111,7 @@ async fn read_status(
         (JobStatus::Queued, Some(entry)) => Some(
             state
                 .queue
-                .position(job.id, &job.model, job.priority, entry)
+                .position(&job.model, job.priority, entry)
                 .await?,
         ),
         _ => None,

@@ -235,78 +235,57 @@ impl Queue {
         Ok((depth, done))
     }
 
-    /// How many waiting jobs of `model` are ahead of job `id`, whose stream entry is `entry`
-    /// in the lane of `priority` (in higher lanes, and older in its own), and the model's
-    /// recent throughput (`position.lua` in the job's partition). With several partitions,
-    /// workers take the partitions in turn, so from each other partition they serve at most
-    /// about as many jobs before this one as wait ahead of it in its own: each other
-    /// partition adds its waiting jobs of this priority and higher, up to that many.
+    /// How many waiting jobs of `model` are ahead of the job whose stream entry is `entry` in
+    /// the lane of `priority` (in higher lanes, and older in its own), and the model's
+    /// recent throughput (`position.lua`, in every partition at once). An entry id is the time
+    /// its job was queued, so in the other partitions the jobs ahead are those of a higher
+    /// priority and, in the job's own priority, the ones queued before it (by their master's
+    /// clock: exact on one node, as close as the masters' clocks on a cluster).
     pub async fn position(
         &self,
-        id: JobId,
         model: &str,
         priority: Priority,
         entry: &str,
     ) -> Result<Position, QueueError> {
-        let own = self.partition_of(id);
-        let keys = self.partition_keys(own);
         let second = now_ms() / 1000;
-        let higher: Vec<String> = keys
-            .lanes(model)
-            .into_iter()
-            .filter(|(p, _)| *p > priority)
-            .map(|(_, lane)| lane)
-            .collect();
-        let mut inv = POSITION.prepare_invoke();
-        inv.key(keys.lane(model, priority));
-        for lane in &higher {
-            inv.key(lane);
-        }
-        for ago in 1..=THROUGHPUT_WINDOW_SECS {
-            inv.key(keys.done(model, second - ago));
-        }
-        PositionCall {
-            group: GROUP,
-            entry,
-            limit: POSITION_LIMIT,
-            higher: higher.len(),
-        }
-        .push(&mut inv);
-        let (mut ahead, mut completed_last_minute): (u64, u64) =
-            inv.invoke_async(&mut self.conn.clone()).await?;
-        if self.partitions() > 1 {
-            let pipes = self
-                .each_partition()
-                .filter(|(q, _)| *q != own)
-                .map(|(_, k)| {
-                    let mut pipe = redis::pipe();
-                    for (_, lane) in k.lanes(model).into_iter().filter(|(p, _)| *p >= priority) {
-                        pipe.cmd("XLEN").arg(lane);
-                    }
-                    for ago in 1..=THROUGHPUT_WINDOW_SECS {
-                        pipe.cmd("GET").arg(k.done(model, second - ago));
-                    }
-                    pipe
-                });
-            let lanes = keys
+        let calls = self.each_partition().map(|(_, keys)| {
+            let higher: Vec<String> = keys
                 .lanes(model)
                 .into_iter()
-                .filter(|(p, _)| *p >= priority)
-                .count();
-            let replies: Vec<Vec<Option<u64>>> = self.query_each(pipes).await?;
-            let own_ahead = ahead;
-            for reply in replies {
-                let (waiting, done) = reply.split_at(lanes.min(reply.len()));
-                let waiting: u64 = waiting.iter().map(|n| n.unwrap_or(0)).sum();
-                ahead += waiting.min(own_ahead + 1);
-                completed_last_minute += done.iter().map(|n| n.unwrap_or(0)).sum::<u64>();
+                .filter(|(p, _)| *p > priority)
+                .map(|(_, lane)| lane)
+                .collect();
+            let mut inv = POSITION.prepare_invoke();
+            inv.key(keys.lane(model, priority));
+            for lane in &higher {
+                inv.key(lane);
             }
-            ahead = ahead.min(POSITION_LIMIT);
+            for ago in 1..=THROUGHPUT_WINDOW_SECS {
+                inv.key(keys.done(model, second - ago));
+            }
+            PositionCall {
+                group: GROUP,
+                entry,
+                limit: POSITION_LIMIT,
+                higher: higher.len(),
+            }
+            .push(&mut inv);
+            let mut conn = self.conn.clone();
+            async move {
+                let (ahead, done): (u64, u64) = inv.invoke_async(&mut conn).await?;
+                Ok::<_, QueueError>((ahead, done))
+            }
+        });
+        let mut position = Position {
+            ahead: 0,
+            completed_last_minute: 0,
+        };
+        for (ahead, done) in futures_util::future::try_join_all(calls).await? {
+            position.ahead += ahead;
+            position.completed_last_minute += done;
         }
-        Ok(Position {
-            ahead,
-            completed_last_minute,
-        })
+        position.ahead = position.ahead.min(POSITION_LIMIT);
+        Ok(position)
     }
 }
 

@@ -29,7 +29,7 @@ async fn the_job_api_works_across_four_partitions() {
         ..AppOptions::default()
     })
     .await;
-    let _w = app.worker(
+    let mut w = app.worker(
         &test_models(),
         &[("INFERQ_MODELS", "linear"), ("INFERQ_PARTITIONS", "4")],
     );
@@ -116,6 +116,30 @@ async fn the_job_api_works_across_four_partitions() {
         ))
         .await;
     assert_eq!(ended["status"], "succeeded", "{ended}");
+
+    // Positions count every partition's waiting jobs: with no worker (a paused one could
+    // still take a job with the blocking read it had sent), the 20th of 20 jobs, spread over
+    // partitions in turns of 16, has 19 ahead, and the 10th has 9.
+    w.signal("KILL");
+    w.wait_exit(Duration::from_secs(10));
+    let mut waiting = Vec::new();
+    for i in 0..20 {
+        waiting.push(app.submit(&linear_job(&[[i as f32; 4]])).await);
+        // Entry ids in separate partitions order by their millisecond.
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    for (i, id) in [(19, &waiting[19]), (9, &waiting[9])] {
+        let (_, record) = app.get(&format!("/status/{id}")).await;
+        assert_eq!(record["queue_position"], i, "{record}");
+    }
+    let _w = app.worker(
+        &test_models(),
+        &[("INFERQ_MODELS", "linear"), ("INFERQ_PARTITIONS", "4")],
+    );
+    for id in &waiting {
+        let record = app.wait_done(id, Duration::from_secs(30)).await;
+        assert_eq!(record["status"], "succeeded", "{record}");
+    }
 
     // Dead letters of two partitions, listed together one per page, deleted by dead_id.
     for p in [1, 3] {
