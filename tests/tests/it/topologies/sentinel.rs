@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{load, namespace};
-use crate::support::eventually;
-use crate::support::topology::Sentinels;
+use crate::support::topology::{Sentinels, redis_cli};
+use crate::support::{eventually, eventually_every};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_master_is_followed_and_every_acknowledged_job_succeeds() {
@@ -31,13 +31,28 @@ async fn a_killed_master_is_followed_and_every_acknowledged_job_succeeds() {
     // the sentinels would convert it too, but not while in TILT mode, which a busy machine
     // can put them in), so submissions can be held by a replica again.
     set.master.restart_as_replica_of(set.replica.port);
-    eventually(
-        Duration::from_secs(30),
+    let new = set.replica.port.to_string();
+    let since = std::time::Instant::now();
+    eventually_every(
+        Duration::from_secs(1),
+        Duration::from_secs(60),
         "the old master replicates the new one",
         async || {
-            crate::support::topology::redis_cli(old, &["INFO", "replication"])
-                .contains("master_link_status:up")
-                .then_some(())
+            let info = redis_cli(old, &["INFO", "replication"]);
+            if info.contains("master_link_status:up") {
+                return Ok(());
+            }
+            // A sync that has not begun after a while is asked for again, as an operator would
+            // (a loaded machine has been seen to leave the first one pending).
+            if since.elapsed() > Duration::from_secs(20)
+                && !info.contains("master_sync_in_progress:1")
+            {
+                redis_cli(old, &["REPLICAOF", "127.0.0.1", &new]);
+            }
+            Err(format!(
+                "old master: {info}; new master: {}",
+                redis_cli(set.replica.port, &["INFO", "replication"])
+            ))
         },
     )
     .await;
