@@ -23,7 +23,7 @@ if not rec[1] then
   return false
 end
 if rec[1] == 'queued' or rec[1] == 'running' or rec[1] == 'scheduled' then
-  local ends = ending({now = ARGV[A.now], ttl = tonumber(ARGV[A.ttl]),
+  local ends = ending({now = ARGV[A.now], ttl = ARGV[A.ttl],
     channel = ARGV[A.channel], active = KEYS[3], hooks = KEYS[4],
     deliveries = KEYS[5]})
   redis.call('HSET', KEYS[1], F.status, 'cancelled', F.finished_at, ARGV[A.now])

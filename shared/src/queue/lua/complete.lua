@@ -25,7 +25,7 @@
 -- Returns one integer per outcome: 1 recorded; 0 discarded because a newer attempt owns the
 -- job (its lease expired and another worker reclaimed it) or the job was cancelled meanwhile.
 local group, now = ARGV[A.group], ARGV[A.now]
-local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
+local ends = ending({now = now, ttl = ARGV[A.ttl], channel = ARGV[A.channel],
   active = KEYS[4], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS], done = KEYS[2],
   failures = KEYS[3], keep_failures = tonumber(ARGV[A.keep_failures]), model = ARGV[A.model]})
 local out, acks = {}, {}
@@ -42,12 +42,13 @@ for i = 5, 4 + n do
   local done = 0
   if rec[2] == token then
     if rec[1] == 'running' then
-      local version = (tonumber(rec[6]) or 0) + 1
+      -- A string: a number passed to redis.call costs a `%.17g` (see start.lua).
+      local version = tostring((tonumber(rec[6]) or 0) + 1)
       if status == 'succeeded' then
         redis.call('HSET', job, F.status, status, F.finished_at, now, F.result, a,
           F.version, version)
         if rec[4] then
-          redis.call('SET', rec[4], a, 'EX', tonumber(rec[5]))
+          redis.call('SET', rec[4], a, 'EX', rec[5])
         end
       else
         redis.call('HSET', job, F.status, status, F.finished_at, now,

@@ -13,6 +13,7 @@
 -- `ending(c)` is called once per script call, with what is the same for all its jobs:
 --   c.now          ms since the epoch
 --   c.ttl          seconds a finished record is kept when it names no `ttl` of its own
+-- (both as the strings the caller got them as: see start.lua on numbers)
 --   c.channel      channel of terminal events
 --   c.active       tenants' active jobs (hash: tenant -> jobs waiting or running)
 --   c.hooks        due webhook deliveries; c.deliveries: the deliveries' hash (outbox)
@@ -38,7 +39,7 @@ local function ending(c)
     end
     -- What only a live job needs goes: a finished record keeps what clients read.
     redis.call('HDEL', job, F.entry, F.delivery, F.ttl, F.deadline)
-    redis.call('EXPIRE', job, tonumber(ttl) or c.ttl)
+    redis.call('EXPIRE', job, ttl or c.ttl)
     if upload then
       redis.call('DEL', upload)
     end
@@ -60,7 +61,7 @@ local function ending(c)
       redis.call('PUBLISH', c.channel, table.concat(lines, '\n'))
       if c.done then
         redis.call('INCRBY', c.done, #lines)
-        redis.call('EXPIRE', c.done, 120)
+        redis.call('EXPIRE', c.done, '120')
       end
     end
     if failed > 0 then

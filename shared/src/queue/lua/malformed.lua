@@ -24,7 +24,7 @@
 -- Returns how many entries were set aside.
 local group, now, model = ARGV[A.group], ARGV[A.now], ARGV[A.model]
 local message = 'the job\'s queue entry could not be read'
-local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
+local ends = ending({now = now, ttl = ARGV[A.ttl], channel = ARGV[A.channel],
   active = KEYS[5], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS],
   failures = KEYS[4], keep_failures = tonumber(ARGV[A.keep_failures]), model = model})
 local k, moved = 6, 0

@@ -33,7 +33,7 @@ for l = 1, lanes do
     return -1
   end
 end
-local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
+local ends = ending({now = now, ttl = ARGV[A.ttl], channel = ARGV[A.channel],
   active = KEYS[4], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS]})
 local failed = 0
 for i = lanes + 6, #KEYS - 2 do

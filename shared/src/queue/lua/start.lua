@@ -18,6 +18,7 @@
 -- A.progress       channel of progress (non-terminal) events
 -- A.model          model name
 -- A.keep_failures  most entries kept in the list of recent failures
+-- A.low, A.high    the least and the greatest of the entries' ids ('' when there are none)
 -- then per entry, aligned with KEYS[6..], the fields of `StartEntry` (J.<field>):
 --   J.id (job id), J.entry (stream entry id)
 -- KEYS[6 + n..]  (pipeline streams only) the entries' upload keys, in the same order, n = the
@@ -36,7 +37,11 @@
 -- reclaim increments it). Starting the same delivery again (a retry after an ambiguous error)
 -- returns the token it already got and adds no attempt.
 -- Events go out as one message per channel, one `<id> <status>` line per job.
-local group, now = ARGV[A.group], tonumber(ARGV[A.now])
+-- Values are written as the strings they arrived as, and numbers computed here as strings
+-- made by tostring: Redis 7.0 formats a number passed to redis.call with `%.17g`, which costs
+-- more than most of the commands here (docs/benchmarks.md, "What a script's step costs").
+local group, now_s = ARGV[A.group], ARGV[A.now]
+local now = tonumber(now_s)
 local max_attempts, consumer, progress = tonumber(ARGV[A.max_attempts]), ARGV[A.consumer],
   ARGV[A.progress]
 local model = ARGV[A.model]
@@ -44,14 +49,14 @@ local out, started_events = {}, {}
 local n = (#ARGV - A.REST + 1) / J.WIDTH
 local uploads = #KEYS - 2 > 5 + n
 local hooks, deliveries = KEYS[#KEYS - 1], KEYS[#KEYS]
-local ends = ending({now = now, ttl = tonumber(ARGV[A.ttl]), channel = ARGV[A.channel],
+local ends = ending({now = now_s, ttl = ARGV[A.ttl], channel = ARGV[A.channel],
   active = KEYS[5], hooks = hooks, deliveries = deliveries,
   failures = KEYS[4], keep_failures = tonumber(ARGV[A.keep_failures]), model = model})
 
 -- `rec` is the job's HMGET below; `upload` its upload key, or nil.
 local function fail(job, id, code, message, rec, upload)
-  redis.call('HSET', job, F.status, 'failed', F.finished_at, now,
-    F.error_code, code, F.error_message, message, F.version, (tonumber(rec[6]) or 0) + 1)
+  redis.call('HSET', job, F.status, 'failed', F.finished_at, now_s,
+    F.error_code, code, F.error_message, message, F.version, tostring((tonumber(rec[6]) or 0) + 1))
   ends.job(job, id, 'failed', rec[7], rec[8], rec[9], rec[10], upload)
   ends.failure(id, code, message)
 end
@@ -59,23 +64,9 @@ end
 -- Which of the entries this consumer holds, and their delivery counts: one XPENDING over the
 -- span of the call's entries (this consumer's pending entries in it are at most the ones it
 -- is starting and the few it is still running), not one per entry.
-local function id_parts(e)
-  local ms, seq = string.match(e, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function before(x, y)
-  local xm, xs = id_parts(x)
-  local ym, ys = id_parts(y)
-  return xm < ym or (xm == ym and xs < ys)
-end
-local low, high = nil, nil
-for j = 0, n - 1 do
-  local e = ARGV[A.REST + j * J.WIDTH + J.entry]
-  if not low or before(e, low) then low = e end
-  if not high or before(high, e) then high = e end
-end
+local low, high = ARGV[A.low], ARGV[A.high]
 local held = {}
-if low then
+if low ~= '' then
   for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, low, high, 1000000, consumer)) do
     held[p[1]] = p[4]
   end
@@ -108,7 +99,7 @@ for i = 6, 5 + n do
         ' and its worker stopped before finishing each time; it was moved to the dead-letter stream'
       fail(job, id, 'max_attempts_exceeded', message, rec, upload)
       ended = true
-      local fields = {'reason', 'max_attempts_exceeded', 'failed_at', ARGV[A.now], 'model', model,
+      local fields = {'reason', 'max_attempts_exceeded', 'failed_at', now_s, 'model', model,
         'attempts', attempts, 'message', message}
       fields[#fields + 1] = 'tenant'
       fields[#fields + 1] = rec[8] or C.default_tenant
@@ -124,9 +115,9 @@ for i = 6, 5 + n do
       redis.call('HSET', KEYS[3], id, dead)
     else
       token = attempts + 1
-      redis.call('HSET', job, F.status, 'running', F.attempts, token, F.started_at, now,
-        F.worker, consumer, F.entry, entry, F.delivery, delivery,
-        F.version, (tonumber(rec[6]) or 0) + 1)
+      redis.call('HSET', job, F.status, 'running', F.attempts, tostring(token),
+        F.started_at, now_s, F.worker, consumer, F.entry, entry, F.delivery, delivery,
+        F.version, tostring((tonumber(rec[6]) or 0) + 1))
       started_events[#started_events + 1] = id .. ' running'
       -- The outbox writes nothing for a webhook that does not announce `started`.
       if rec[10] and string.find(rec[11] or '', ',started,', 1, true) then

@@ -51,7 +51,10 @@
 -- (the key was used before with the same request: that job answers); 'IDEMPOTENCY_REUSED'
 -- (the key was used before with another request). For a group where one job cannot be
 -- enqueued, that job's reason and 'NOT_SUBMITTED' for the others.
+-- Values are compared as strings where that is enough and written as the strings they arrived
+-- as (see start.lua on numbers).
 local now, limit = ARGV[A.now], tonumber(ARGV[A.limit])
+local now_n = tonumber(now)
 local idem_ttl, group = tonumber(ARGV[A.idem_ttl]), ARGV[A.group]
 local fetch_allow = ARGV[A.fetch_allow]
 local count = (#KEYS - 5) / 4
@@ -148,11 +151,11 @@ for i = 0, count - 1 do
   local id, model, payload = ARGV[b + J.id], ARGV[b + J.model], ARGV[b + J.payload]
   local deadline, ttl, hash = ARGV[b + J.deadline], ARGV[b + J.ttl], ARGV[b + J.hash]
   local cache_key, cache_ttl = ARGV[b + J.cache_key], ARGV[b + J.cache_ttl]
-  local due, traceparent = tonumber(ARGV[b + J.due]), ARGV[b + J.traceparent]
+  local due, traceparent = ARGV[b + J.due], ARGV[b + J.traceparent]
   local tenant, priority = ARGV[b + J.tenant], ARGV[b + J.priority]
   local quota, webhook = tonumber(ARGV[b + J.quota]), ARGV[b + J.webhook]
   local webhook_events = ARGV[b + J.webhook_events]
-  local scheduled = due > tonumber(now)
+  local scheduled = due ~= '0' and tonumber(due) > now_n
   local prev = hash ~= '' and redis.call('GET', idem)
   if prev then
     local sep = string.find(prev, ' ', 1, true)
@@ -174,9 +177,9 @@ for i = 0, count - 1 do
     -- Listed first: the job's creation time is its index entry's time, so the listing's
     -- order (the entries') and its creation times agree, whichever replica wrote it.
     local listed = redis.call('XADD', KEYS[2], '*', C.index_field, id)
-    local rec = {F.model, model, F.created_at, string.match(listed, '^%d+'), F.version, 1,
+    local rec = {F.model, model, F.created_at, string.match(listed, '^%d+'), F.version, '1',
       F.ttl, ttl}
-    if tonumber(deadline) > 0 then
+    if deadline ~= '0' then
       rec[#rec + 1], rec[#rec + 2] = F.deadline, deadline
     end
     if tenant ~= C.default_tenant then

@@ -10,6 +10,7 @@ use super::{Retention, script, with_ending};
 use crate::job::{JobError, JobId, Priority};
 use crate::queue::keys::{GROUP, RECENT_FAILURES, pipeline_of};
 use crate::queue::lua::{Argv, argv};
+use crate::queue::walk::Cursor;
 use crate::queue::{Delivery, EntryRef, Queue, QueueError};
 use crate::time::now_ms;
 
@@ -61,6 +62,8 @@ argv! {
         progress: String,
         model: &'a str,
         keep_failures: usize,
+        low: &'a str,
+        high: &'a str,
     }
 }
 
@@ -217,6 +220,15 @@ impl Queue {
             }
         }
         inv.key(keys.hooks()).key(keys.deliveries());
+        // The span of the entries, for the script's one XPENDING (ids as numbers here, where
+        // the script would pay for the conversion on every call).
+        let ids = || {
+            deliveries
+                .iter()
+                .filter_map(|d| Some((Cursor::parse(&d.entry.id)?, d.entry.id.as_str())))
+        };
+        let low = ids().min_by_key(|(c, _)| *c).map_or("", |(_, id)| id);
+        let high = ids().max_by_key(|(c, _)| *c).map_or("", |(_, id)| id);
         StartCall {
             group: GROUP,
             now: now_ms(),
@@ -227,6 +239,8 @@ impl Queue {
             progress: self.keys.progress_events(),
             model,
             keep_failures: RECENT_FAILURES,
+            low,
+            high,
         }
         .push(&mut inv);
         for d in deliveries {
