@@ -5,6 +5,7 @@
 //! until it is delivered or given up.
 
 use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::Script;
@@ -94,19 +95,24 @@ pub enum HookOutcome {
 }
 
 impl Queue {
-    /// Claims up to `count` due deliveries for `lease` (`hook_claim.lua`). Deliveries that no
-    /// longer parse (a job id or event this build does not know) are skipped and left to
-    /// their lease.
+    /// Claims up to `count` due deliveries for `lease` (`hook_claim.lua`), from the
+    /// partitions in turn: each call starts one partition further than the last, so a
+    /// partition with more due deliveries than one call claims does not hold up the others'.
+    /// Deliveries that no longer parse (a job id or event this build does not know) are
+    /// skipped and left to their lease.
     pub async fn claim_hooks(
         &self,
         count: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>, QueueError> {
         let mut out = Vec::new();
-        for (_, keys) in self.each_partition() {
+        let n = self.parts.count();
+        let first = self.hook_turn.fetch_add(1, Ordering::Relaxed) % n;
+        for p in (first..n).chain(0..first) {
             if out.len() >= count {
                 break;
             }
+            let keys = self.partition_keys(p);
             self.claim_hooks_in(keys, count - out.len(), lease, &mut out)
                 .await?;
         }

@@ -110,6 +110,9 @@ pub struct Queue {
     parts: Arc<partition::Partitions>,
     /// The partition a worker's read starts at next (see [`Queue::read`]).
     turn: Arc<std::sync::atomic::AtomicUsize>,
+    /// Counts webhook claim rounds: each starts one partition further
+    /// ([`Queue::claim_hooks`]).
+    hook_turn: Arc<std::sync::atomic::AtomicUsize>,
     /// New ids given so far (see [`Queue::new_id`]).
     next_id: Arc<std::sync::atomic::AtomicU64>,
     conn: conn::Conn,
@@ -166,6 +169,7 @@ impl Queue {
                 cfg.partition_count(),
             )),
             turn: Arc::default(),
+            hook_turn: Arc::default(),
             next_id: Arc::default(),
             conn,
             submit_conn,

@@ -75,3 +75,58 @@ async fn a_delivery_in_the_old_shape_is_claimed_and_settled() {
     assert_eq!(left, 0, "a settled delivery leaves no field behind");
     assert_eq!(f.queue.pending_hooks().await.unwrap(), 0);
 }
+
+/// Each claim starts one partition further than the last: a partition with more due
+/// deliveries than one claim takes does not hold up another partition's.
+#[tokio::test]
+async fn a_busy_partition_does_not_hold_up_another_partitions_deliveries() {
+    let redis = crate::support::Redis::start_with(false);
+    let namespace = format!("h{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let config = inferq_shared::config::RedisConfig {
+        partitions: Some(2),
+        ..inferq_shared::config::RedisConfig::new(&redis.url(), &namespace)
+    };
+    let queue = inferq_shared::queue::Queue::connect(&config, Duration::ZERO)
+        .await
+        .unwrap();
+    let mut conn = redis.conn().await;
+    // 20 due deliveries in partition 0, one in partition 1 (due last).
+    let due = |p: usize, at: u64| {
+        let keys = queue.partition_keys(p).clone();
+        let job = JobId::new();
+        let id = format!("msg_{}_1", job.0.simple());
+        let mut pipe = redis::pipe();
+        pipe.hset_multiple(
+            keys.legacy_hook(&id),
+            &[
+                ("job", job.to_string()),
+                ("event", "succeeded".into()),
+                ("url", "http://127.0.0.1:9/hook".into()),
+                ("at", at.to_string()),
+                ("tenant", "default".into()),
+                ("attempts", "0".into()),
+                ("claim", "0".into()),
+                ("fetch_allow", String::new()),
+            ],
+        )
+        .zadd(keys.hooks(), &id, at);
+        (pipe, id)
+    };
+    for i in 0..20 {
+        let (pipe, _) = due(0, 1_000 + i);
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+    }
+    let (pipe, other) = due(1, 5_000);
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+
+    let mut claimed = Vec::new();
+    for _ in 0..2 {
+        let round = queue.claim_hooks(8, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(round.len(), 8, "each round claims as many as it asks");
+        claimed.extend(round.into_iter().map(|c| c.id));
+    }
+    assert!(
+        claimed.contains(&other),
+        "partition 1's delivery waited behind partition 0's: {claimed:?}"
+    );
+}
