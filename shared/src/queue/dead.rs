@@ -9,6 +9,7 @@ use redis::{AsyncCommands, Script, Value};
 
 use super::keys::{Keys, entry};
 use super::lua::{Argv, argv, lua_script_with};
+use super::reply::stream_entries;
 use super::walk::Cursor;
 use super::{Queue, QueueError};
 use crate::job::{JobId, Priority};
@@ -90,46 +91,6 @@ fn parse_entry_id(id: &str) -> Option<(u64, u64)> {
             .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
     };
     Some((num(ms)?, num(seq)?))
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// A stream entry: its id and its fields.
-pub(crate) type RawEntry = (String, HashMap<String, String>);
-
-/// `[[id, [field, value, ...]], ...]` into entries.
-pub(crate) fn stream_entries(reply: Value) -> Result<Vec<RawEntry>, QueueError> {
-    let Value::Array(items) = reply else {
-        return Err(QueueError::Protocol("stream range is not an array"));
-    };
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Value::Array(mut pair) = item else {
-            return Err(QueueError::Protocol("stream entry is not a pair"));
-        };
-        if pair.len() != 2 {
-            return Err(QueueError::Protocol("stream entry is not a pair"));
-        }
-        let fields = pair.pop().unwrap_or(Value::Nil);
-        let id = text(&pair[0]).ok_or(QueueError::Protocol("stream entry id"))?;
-        let mut map = HashMap::new();
-        if let Value::Array(kv) = fields {
-            for f in kv.chunks_exact(2) {
-                if let (Some(k), Some(v)) = (text(&f[0]), text(&f[1])) {
-                    map.insert(k, v);
-                }
-            }
-        }
-        out.push((id, map));
-    }
-    Ok(out)
 }
 
 fn dead_letter(dead_id: String, f: &HashMap<String, String>) -> DeadLetter {

@@ -176,7 +176,7 @@ impl Queue {
             .arg(count)
             .query_async(&mut conn)
             .await?;
-        let entries = super::dead::stream_entries(reply)?;
+        let entries = super::reply::stream_entries(reply)?;
         let ids: Vec<Option<JobId>> = entries
             .iter()
             .map(|(_, f)| f.get(INDEX_FIELD).and_then(|v| v.parse().ok()))

@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use super::dead::stream_entries;
 use super::keys::Keys;
+use super::reply::stream_entries;
 use super::walk::Cursor;
 use super::{Queue, QueueError};
 

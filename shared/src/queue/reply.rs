@@ -1,4 +1,5 @@
-//! Reading stream replies (`XREADGROUP`, `XAUTOCLAIM`) into deliveries. One unreadable entry
+//! Reading stream replies: `XREADGROUP` and `XAUTOCLAIM` into deliveries, `XRANGE` and
+//! `XREVRANGE` into plain entries ([`stream_entries`]). One unreadable delivery
 //! never spoils its neighbours: it comes back as [`Entry::Malformed`] for the worker to set
 //! aside while the others run.
 
@@ -197,6 +198,47 @@ pub(crate) fn string(v: Value) -> Result<String, QueueError> {
         Value::SimpleString(s) => Ok(s),
         _ => Err(QueueError::Protocol("expected a string")),
     }
+}
+
+/// A reply value as text (bulk and simple strings, integers).
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// A stream entry: its id and its fields.
+pub(crate) type RawEntry = (String, HashMap<String, String>);
+
+/// `[[id, [field, value, ...]], ...]` into entries.
+pub(crate) fn stream_entries(reply: Value) -> Result<Vec<RawEntry>, QueueError> {
+    let Value::Array(items) = reply else {
+        return Err(QueueError::Protocol("stream range is not an array"));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Array(mut pair) = item else {
+            return Err(QueueError::Protocol("stream entry is not a pair"));
+        };
+        if pair.len() != 2 {
+            return Err(QueueError::Protocol("stream entry is not a pair"));
+        }
+        let fields = pair.pop().unwrap_or(Value::Nil);
+        let id = text(&pair[0]).ok_or(QueueError::Protocol("stream entry id"))?;
+        let mut map = HashMap::new();
+        if let Value::Array(kv) = fields {
+            for f in kv.chunks_exact(2) {
+                if let (Some(k), Some(v)) = (text(&f[0]), text(&f[1])) {
+                    map.insert(k, v);
+                }
+            }
+        }
+        out.push((id, map));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
