@@ -68,7 +68,7 @@ pub async fn run(
     queue
         .guard_partitions()
         .await
-        .context("checking INFERQ_PARTITIONS")?;
+        .context("first contact with Redis (the connection settings, INFERQ_PARTITIONS)")?;
     if config.auth == AuthMode::Disabled {
         tracing::warn!(
             "INFERQ_AUTH=disabled: every client may submit, read and cancel every job, and \

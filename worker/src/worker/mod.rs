@@ -91,7 +91,7 @@ impl Worker {
         queue
             .guard_partitions()
             .await
-            .context("checking INFERQ_PARTITIONS")?;
+            .context("first contact with Redis (the connection settings, INFERQ_PARTITIONS)")?;
         let reader = Queue::connect(&config.redis, READ_BLOCK)
             .await?
             .with_aging(Duration::from_secs(config.priority_aging_secs));

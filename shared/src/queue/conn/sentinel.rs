@@ -3,7 +3,9 @@
 //! one); the connection to it is a `ConnectionManager`. A command that finds the master gone
 //! (refused, dropped, timed out) or demoted (`READONLY`) fails as any unavailable Redis does,
 //! and makes the next command ask the sentinels again, so the API and every worker are on the
-//! new master as soon as the sentinels have promoted it.
+//! new master as soon as the sentinels have promoted it. A master name no sentinel monitors
+//! (a mistyped `INFERQ_REDIS_SENTINEL_MASTER`) is a configuration error, not an outage: the
+//! process refuses to start, where it would otherwise answer 503 for ever.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,8 +25,11 @@ pub(crate) struct SentinelConn(Arc<Inner>);
 
 struct Inner {
     sentinel: tokio::sync::Mutex<SentinelClient>,
+    /// What [`monitored`] asks the sentinels with.
+    cfg: RedisConfig,
+    sentinels: Vec<RedisUrl>,
+    master: String,
     config: ConnectionManagerConfig,
-    timeout: std::time::Duration,
     db: i64,
     /// The master's connection and its generation, or none until a command asks.
     current: Mutex<Option<(u64, ConnectionManager)>>,
@@ -85,20 +90,66 @@ pub(super) async fn master_client(
     master: &str,
 ) -> RedisResult<redis::Client> {
     let (mut client, _) = sentinel_client(cfg, sentinels, master)?;
-    ask(&mut client, cfg.timeout()).await
+    ask(&mut client, cfg, sentinels, master).await
 }
 
+/// The master's client, from `client`; when no sentinel names a valid master, whether that is
+/// because none monitors one of that name (a configuration error) or because it is down (a
+/// failover, or an outage: unavailable, as any unreachable Redis).
 async fn ask(
     client: &mut SentinelClient,
-    timeout: std::time::Duration,
+    cfg: &RedisConfig,
+    sentinels: &[RedisUrl],
+    master: &str,
 ) -> RedisResult<redis::Client> {
-    match tokio::time::timeout(timeout, client.async_get_client()).await {
+    let found = match tokio::time::timeout(cfg.timeout(), client.async_get_client()).await {
         Ok(found) => found,
         Err(_) => Err(RedisError::from((
             redis::ErrorKind::Io,
             "no sentinel named a master in time",
         ))),
+    };
+    match found {
+        Err(e) if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel => {
+            match monitored(cfg, sentinels, master).await {
+                Some(answered) if answered > 0 => Err(RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "unknown master",
+                    format!(
+                        "INFERQ_REDIS_SENTINEL_MASTER is '{master}', and none of the {answered} \
+                         sentinel(s) that answered (of {}) monitors a master of that name",
+                        sentinels.len()
+                    ),
+                ))),
+                _ => Err(e),
+            }
+        }
+        other => other,
     }
+}
+
+/// Whether the sentinels monitor a master named `master` (`SENTINEL
+/// get-master-addr-by-name`): `None` as soon as one does, else how many answered that they do
+/// not (0: none could be asked).
+async fn monitored(cfg: &RedisConfig, sentinels: &[RedisUrl], master: &str) -> Option<usize> {
+    let mut answered = 0;
+    for url in sentinels {
+        let asked = async {
+            let client = cfg.node_client(url)?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(master)
+                .query_async::<Option<Vec<String>>>(&mut conn)
+                .await
+        };
+        match tokio::time::timeout(cfg.timeout(), asked).await {
+            Ok(Ok(Some(_))) => return None,
+            Ok(Ok(None)) => answered += 1,
+            _ => {}
+        }
+    }
+    Some(answered)
 }
 
 /// Whether `e` says the master this connection reached may no longer be the master.
@@ -120,8 +171,10 @@ impl SentinelConn {
         let (client, db) = sentinel_client(cfg, sentinels, master)?;
         Ok(Self(Arc::new(Inner {
             sentinel: tokio::sync::Mutex::new(client),
+            cfg: cfg.clone(),
+            sentinels: sentinels.to_vec(),
+            master: master.to_owned(),
             config,
-            timeout: cfg.timeout(),
             db,
             current: Mutex::new(None),
             generations: AtomicU64::new(0),
@@ -142,7 +195,8 @@ impl SentinelConn {
         if let Some(current) = self.current() {
             return Ok(current);
         }
-        let client = ask(&mut sentinel, self.0.timeout).await?;
+        let inner = &self.0;
+        let client = ask(&mut sentinel, &inner.cfg, &inner.sentinels, &inner.master).await?;
         let conn = ConnectionManager::new_lazy_with_config(client, self.0.config.clone())?;
         let generation = self.0.generations.fetch_add(1, Ordering::Relaxed) + 1;
         *self.0.current.lock().expect("not poisoned") = Some((generation, conn.clone()));

@@ -59,8 +59,8 @@ local function ending(c)
   function e.flush()
     if #lines > 0 then
       redis.call('PUBLISH', c.channel, table.concat(lines, '\n'))
-      if c.done then
-        redis.call('INCRBY', c.done, #lines)
+      -- The second's count gets its expiry when this call created it.
+      if c.done and redis.call('INCRBY', c.done, #lines) == #lines then
         redis.call('EXPIRE', c.done, '120')
       end
     end

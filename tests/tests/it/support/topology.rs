@@ -105,7 +105,8 @@ impl Sentinels {
     }
 }
 
-fn sentinel(master_port: u16) -> SentinelProcess {
+/// A sentinel monitoring the master at `master_port` as [`Sentinels::NAME`].
+pub(crate) fn sentinel(master_port: u16) -> SentinelProcess {
     let port = free_port();
     let dir =
         std::env::temp_dir().join(format!("inferq-sentinel-{}", uuid::Uuid::new_v4().simple()));

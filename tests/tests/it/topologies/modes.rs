@@ -1,6 +1,6 @@
-//! The connection settings as a user meets them: two modes at once refuse to start, and a
-//! submission that no replica confirmed is a `503` whose retry (same `Idempotency-Key`) makes
-//! no second job.
+//! The connection settings as a user meets them: two modes at once refuse to start, so does a
+//! master name no sentinel monitors, and a submission that no replica confirmed is a `503`
+//! whose retry (same `Idempotency-Key`) makes no second job.
 
 use std::process::Command;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::support::topology::redis_cli;
+use crate::support::topology::{Sentinels, redis_cli, sentinel};
 use crate::support::{
     AppOptions, Redis, all_under, api_binary, eventually_blocking, linear_job, spawn_app_with,
     test_models, worker_binary,
@@ -57,6 +57,33 @@ fn two_connection_modes_are_a_startup_error_naming_both() {
             "{binary}: {said}"
         );
     }
+}
+
+#[test]
+fn a_master_name_no_sentinel_monitors_is_a_startup_error() {
+    let master = Redis::start_with(false);
+    let watcher = sentinel(master.port);
+    let env = [
+        (
+            "INFERQ_REDIS_SENTINELS",
+            format!("redis://127.0.0.1:{}", watcher.port),
+        ),
+        ("INFERQ_REDIS_SENTINEL_MASTER", "no-such-master".to_owned()),
+        ("INFERQ_NAMESPACE", super::namespace()),
+    ];
+    for (binary, said) in refused_starts(&env) {
+        assert!(
+            said.contains("INFERQ_REDIS_SENTINEL_MASTER is 'no-such-master'")
+                && said.contains("monitors a master of that name"),
+            "{binary}: {said}"
+        );
+    }
+    // The name the sentinel does monitor is no error.
+    let asked = redis_cli(
+        watcher.port,
+        &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", Sentinels::NAME],
+    );
+    assert!(asked.contains(&master.port.to_string()), "{asked}");
 }
 
 #[test]
