@@ -341,6 +341,17 @@ impl Cluster {
             .sum()
     }
 
+    /// Webhook deliveries not yet made (the members of every `…:hooks` set), summed over the
+    /// nodes that hold the namespace.
+    pub(crate) fn pending_webhooks(&self) -> Option<u64> {
+        let count = "EVAL \"local n = 0 for _, k in ipairs(redis.call('KEYS', '*:hooks')) do \
+            n = n + redis.call('ZCARD', k) end return tostring(n)\" 0";
+        self.holders()
+            .into_iter()
+            .map(|a| redis_bulk(a, count).ok()?.trim().parse::<u64>().ok())
+            .sum()
+    }
+
     /// Redis commands executed so far, by name, summed over the nodes that hold the
     /// namespace.
     pub(crate) fn redis_commands(&self) -> Vec<(String, u64)> {

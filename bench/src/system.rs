@@ -117,6 +117,21 @@ pub(crate) async fn system(
     };
     // Every job of a closed loop is terminal here, its record kept for its retention: the
     // growth is what finished jobs cost Redis (streams are empty again once acknowledged).
+    // Webhooks are delivered after their jobs end: memory is read once they all were, so the
+    // figure is what a finished job keeps, not its delivery while it waits.
+    if let (Some(c), Some(_)) = (&cluster, &receiver) {
+        let (ended, pending) = (Instant::now(), c.pending_webhooks().unwrap_or(0));
+        let mut left = pending;
+        while left > 0 && ended.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = c.pending_webhooks().unwrap_or(0);
+        }
+        eprintln!(
+            "webhooks: {pending} deliveries pending when the load ended, {left} still pending \
+             {:.1} s later",
+            ended.elapsed().as_secs_f64()
+        );
+    }
     let redis_memory = match (&cluster, memory_before) {
         (Some(c), Some(before)) if !args.submit_only => c
             .redis_used_memory()

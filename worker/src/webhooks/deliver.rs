@@ -62,18 +62,30 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A round that found a full load of due deliveries is followed at once by the next:
+        // waiting for the tick after each would cap delivery at PER_ROUND per TICK (128 a
+        // second), far below the rate jobs can end at, and a backlog would only grow.
+        let mut backlog = false;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => return,
+            if backlog {
+                if stop.is_cancelled() {
+                    return;
+                }
+            } else {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
             }
             let claimed = match d.queue.claim_hooks(PER_ROUND, LEASE).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming webhook deliveries failed");
+                    backlog = false;
                     continue;
                 }
             };
+            backlog = claimed.len() >= PER_ROUND;
             join_all(claimed.into_iter().map(|c| d.deliver(c))).await;
         }
     })
