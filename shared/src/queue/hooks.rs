@@ -106,7 +106,7 @@ impl Queue {
         lease: Duration,
     ) -> Result<Vec<Claimed>, QueueError> {
         let mut out = Vec::new();
-        let n = self.parts.count();
+        let n = self.partitions();
         let first = self.hook_turn.fetch_add(1, Ordering::Relaxed) % n;
         for p in (first..n).chain(0..first) {
             if out.len() >= count {

@@ -90,17 +90,20 @@ pub(super) async fn master_client(
     master: &str,
 ) -> RedisResult<redis::Client> {
     let (mut client, _) = sentinel_client(cfg, sentinels, master)?;
-    ask(&mut client, cfg, sentinels, master).await
+    ask(&mut client, cfg, sentinels, master, false).await
 }
 
-/// The master's client, from `client`; when no sentinel names a valid master, whether that is
-/// because none monitors one of that name (a configuration error) or because it is down (a
-/// failover, or an outage: unavailable, as any unreachable Redis).
+/// The master's client, from `client`. When no sentinel names a valid master and `check_name`
+/// is set (no master was found yet: the process is starting), whether that is because none
+/// monitors one of that name (a configuration error) or because it is down (a failover, or an
+/// outage: unavailable, as any unreachable Redis). Once a master was found, a failover asks
+/// the sentinels nothing more.
 async fn ask(
     client: &mut SentinelClient,
     cfg: &RedisConfig,
     sentinels: &[RedisUrl],
     master: &str,
+    check_name: bool,
 ) -> RedisResult<redis::Client> {
     let found = match tokio::time::timeout(cfg.timeout(), client.async_get_client()).await {
         Ok(found) => found,
@@ -110,7 +113,7 @@ async fn ask(
         ))),
     };
     match found {
-        Err(e) if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel => {
+        Err(e) if check_name && e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel => {
             match monitored(cfg, sentinels, master).await {
                 Some(answered) if answered > 0 => Err(RedisError::from((
                     redis::ErrorKind::InvalidClientConfig,
@@ -129,11 +132,10 @@ async fn ask(
 }
 
 /// Whether the sentinels monitor a master named `master` (`SENTINEL
-/// get-master-addr-by-name`): `None` as soon as one does, else how many answered that they do
-/// not (0: none could be asked).
+/// get-master-addr-by-name`, all asked at once, so an unreachable one costs one timeout in
+/// all): `None` when one does, else how many answered that they do not (0: none answered).
 async fn monitored(cfg: &RedisConfig, sentinels: &[RedisUrl], master: &str) -> Option<usize> {
-    let mut answered = 0;
-    for url in sentinels {
+    let asks = sentinels.iter().map(|url| async move {
         let asked = async {
             let client = cfg.node_client(url)?;
             let mut conn = client.get_multiplexed_async_connection().await?;
@@ -143,13 +145,13 @@ async fn monitored(cfg: &RedisConfig, sentinels: &[RedisUrl], master: &str) -> O
                 .query_async::<Option<Vec<String>>>(&mut conn)
                 .await
         };
-        match tokio::time::timeout(cfg.timeout(), asked).await {
-            Ok(Ok(Some(_))) => return None,
-            Ok(Ok(None)) => answered += 1,
-            _ => {}
-        }
+        tokio::time::timeout(cfg.timeout(), asked).await.ok()?.ok()
+    });
+    let answers: Vec<Option<Option<Vec<String>>>> = futures_util::future::join_all(asks).await;
+    if answers.iter().any(|a| matches!(a, Some(Some(_)))) {
+        return None;
     }
-    Some(answered)
+    Some(answers.iter().filter(|a| a.is_some()).count())
 }
 
 /// Whether `e` says the master this connection reached may no longer be the master.
@@ -196,7 +198,15 @@ impl SentinelConn {
             return Ok(current);
         }
         let inner = &self.0;
-        let client = ask(&mut sentinel, &inner.cfg, &inner.sentinels, &inner.master).await?;
+        let first = inner.generations.load(Ordering::Relaxed) == 0;
+        let client = ask(
+            &mut sentinel,
+            &inner.cfg,
+            &inner.sentinels,
+            &inner.master,
+            first,
+        )
+        .await?;
         let conn = ConnectionManager::new_lazy_with_config(client, self.0.config.clone())?;
         let generation = self.0.generations.fetch_add(1, Ordering::Relaxed) + 1;
         *self.0.current.lock().expect("not poisoned") = Some((generation, conn.clone()));
