@@ -181,11 +181,15 @@ impl Queue {
         })
     }
 
-    /// Returns once the replicas `INFERQ_REDIS_WAIT_REPLICAS` asks for hold every write this
-    /// queue made so far (at once when it asks for none); the submission steps call it before
-    /// they answer.
-    pub(crate) async fn committed(&self) -> Result<(), QueueError> {
-        self.commit.wait(&self.submit_conn).await
+    /// Runs the submission script `write` on the submit connection and answers once the
+    /// replicas `INFERQ_REDIS_WAIT_REPLICAS` asks for hold what it wrote (at once when it asks
+    /// for none); `wrote` says whether a reply is of a call that wrote anything.
+    pub(crate) async fn commit<T: redis::FromRedisValue>(
+        &self,
+        write: &redis::ScriptInvocation<'_>,
+        wrote: impl Fn(&T) -> bool,
+    ) -> Result<T, QueueError> {
+        self.commit.write(&self.submit_conn, write, wrote).await
     }
 
     /// The same queue, writing `retention` into the record of every job it submits that names

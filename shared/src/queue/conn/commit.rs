@@ -1,61 +1,64 @@
 //! Durability before the answer (`INFERQ_REDIS_WAIT_REPLICAS`): a submission is acknowledged
 //! only once that many replicas hold it. Redis's `WAIT` blocks until the replicas have every
-//! write its connection made before it, so one `WAIT` covers all the submissions of a burst:
-//! a submission whose write returned waits for the first `WAIT` sent after it (one at a time
-//! per connection), and the submissions that arrive while a `WAIT` runs share the next one.
+//! write its connection made before it, so a submission's write and its `WAIT` go out as one
+//! request (a pipeline of the two): one request is never split over two connections. Sent
+//! apart, a connection lost between them would make the `WAIT` run on a fresh connection that
+//! wrote nothing, which Redis answers at once with every replica still connected, however far
+//! behind. Submissions still share the `WAIT`: the jobs that arrive together go in one write
+//! (the API's group commit, a batch, a group), and that write's `WAIT` covers them all.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use redis::{FromRedisValue, ScriptInvocation, ServerErrorKind};
 
 use super::Conn;
 use crate::queue::QueueError;
 
-/// The replicas a submission waits for, and the rounds of `WAIT` on one connection.
+/// The replicas a submission waits for, and for how long at most.
 pub(crate) struct Commit {
     replicas: u32,
     timeout: Duration,
-    /// Rounds sent so far (a round is counted just before its `WAIT` is sent).
-    started: AtomicU64,
-    /// The last finished round and the replicas its `WAIT` counted, or why it failed.
-    finished: tokio::sync::Mutex<(u64, Result<u32, redis::RedisError>)>,
 }
 
 impl Commit {
     pub(crate) fn new(replicas: u32, timeout: Duration) -> Self {
-        Self {
-            replicas,
-            timeout,
-            started: AtomicU64::new(0),
-            finished: tokio::sync::Mutex::new((0, Ok(0))),
-        }
+        Self { replicas, timeout }
     }
 
-    /// Returns once `replicas` replicas hold every write `conn` made before this call, or
-    /// [`QueueError::NotReplicated`] when fewer did within the timeout (the write is on the
-    /// master, and may be lost if it fails before a replica copies it).
-    pub(crate) async fn wait(&self, conn: &Conn) -> Result<(), QueueError> {
+    /// Runs the script `write` on `conn`; when replicas are asked for, also its `WAIT`, in the
+    /// same request. A reply for which `wrote` says the script wrote something is returned
+    /// only once the replicas hold it: else [`QueueError::NotReplicated`] when fewer did
+    /// within the timeout (the write is on the master, and may be lost if it fails before a
+    /// replica copies it).
+    pub(crate) async fn write<T: FromRedisValue>(
+        &self,
+        conn: &Conn,
+        write: &ScriptInvocation<'_>,
+        wrote: impl Fn(&T) -> bool,
+    ) -> Result<T, QueueError> {
+        let mut conn = conn.clone();
         if self.replicas == 0 {
-            return Ok(());
+            return Ok(write.invoke_async(&mut conn).await?);
         }
-        // The first round sent after this point covers this caller's writes.
-        let covering = self.started.load(Ordering::SeqCst) + 1;
-        let mut finished = self.finished.lock().await;
-        if finished.0 < covering {
-            let round = self.started.fetch_add(1, Ordering::SeqCst) + 1;
-            let acked: Result<u32, redis::RedisError> = redis::cmd("WAIT")
-                .arg(self.replicas)
-                .arg(self.timeout.as_millis() as u64)
-                .query_async(&mut conn.clone())
-                .await;
-            *finished = (round, acked);
-        }
-        match &finished.1 {
-            Ok(acked) if *acked >= self.replicas => Ok(()),
-            Ok(acked) => Err(QueueError::NotReplicated {
-                acked: *acked,
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(write)
+            .cmd("WAIT")
+            .arg(self.replicas)
+            .arg(self.timeout.as_millis() as u64);
+        let (reply, acked): (T, u32) = match pipe.query_async(&mut conn).await {
+            // The script was not run (Redis restarted, or a new node): load it, send both again.
+            Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => {
+                write.load_async(&mut conn).await?;
+                pipe.query_async(&mut conn).await?
+            }
+            answer => answer?,
+        };
+        if acked < self.replicas && wrote(&reply) {
+            return Err(QueueError::NotReplicated {
+                acked,
                 wanted: self.replicas,
-            }),
-            Err(e) => Err(QueueError::Redis(e.clone())),
+            });
         }
+        Ok(reply)
     }
 }

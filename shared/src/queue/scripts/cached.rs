@@ -54,10 +54,8 @@ impl Queue {
             tenant,
         }
         .push(&mut inv);
-        let hit: i64 = inv.invoke_async(&mut self.submit_conn.clone()).await?;
-        if hit == 1 {
-            self.committed().await?;
-        }
+        // A miss writes nothing, so nothing of it needs the replicas.
+        let hit: i64 = self.commit(&inv, |hit| *hit == 1).await?;
         Ok(hit == 1)
     }
 }

@@ -115,8 +115,7 @@ impl Queue {
             fetch_allow: self.fetch_allow.clone(),
         }
         .push(&mut inv);
-        let reply: String = inv.invoke_async(&mut self.submit_conn.clone()).await?;
-        self.committed().await?;
+        let reply: String = self.commit(&inv, |_| true).await?;
         Ok(match reply.as_str() {
             "QUEUE_FULL" => Submitted::QueueFull,
             other => parse_refusal(other)?.unwrap_or(Submitted::Queued),

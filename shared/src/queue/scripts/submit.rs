@@ -225,7 +225,6 @@ impl Queue {
             Ok::<_, QueueError>((idx, got))
         });
         let answers = futures_util::future::try_join_all(calls).await?;
-        self.committed().await?;
         let mut out = vec![Submitted::NotSubmitted; jobs.len()];
         for (idx, got) in answers {
             scatter(
@@ -309,7 +308,8 @@ impl Queue {
             }
             .push(&mut inv);
         }
-        let replies: Vec<String> = inv.invoke_async(&mut self.submit_conn.clone()).await?;
+        // Every answer waits for the replicas, a refusal's too: a call's jobs share one answer.
+        let replies: Vec<String> = self.commit(&inv, |_| true).await?;
         replies
             .into_iter()
             .map(|r| {

@@ -1,6 +1,7 @@
 //! The connection settings as a user meets them: two modes at once refuse to start, so does a
 //! master name no sentinel monitors, and a submission that no replica confirmed is a `503`
-//! whose retry (same `Idempotency-Key`) makes no second job.
+//! whose retry (same `Idempotency-Key`) makes no second job, also when its connection is lost
+//! while it waits.
 
 use std::process::Command;
 use std::time::Duration;
@@ -194,4 +195,78 @@ async fn an_unreplicated_submission_is_503_and_its_retry_makes_no_second_job() {
         .unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert!(jobs[0].ends_with(body["id"].as_str().unwrap()));
+}
+
+/// The hole a `WAIT` sent apart from its write leaves: a connection lost between the two makes
+/// the `WAIT` run on a fresh connection that wrote nothing, and Redis answers it at once with
+/// every replica still connected, however far behind. Here the replica is stopped (still
+/// connected, acknowledging nothing) and the submitting connections are killed while
+/// submissions wait; no submission may be answered as replicated.
+#[tokio::test]
+async fn a_lost_connection_never_confirms_a_submission_no_replica_holds() {
+    let app = spawn_app_with(AppOptions {
+        tweak: Some(|c| {
+            c.redis.redis_wait_replicas = 1;
+            c.redis.redis_wait_timeout_ms = 400;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let replica = Redis::start_with_args(
+        false,
+        vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            app.redis.port.to_string(),
+        ],
+    );
+    eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
+        redis_cli(replica.port, &["INFO", "replication"])
+            .contains("master_link_status:up")
+            .then_some(())
+    });
+    let _worker = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    app.wait_models(&["linear"]).await;
+    let batch = serde_json::json!({"jobs": [linear_job(&[[1.0, 2.0, 3.0, 4.0]])]});
+    let (status, body) = app.post_json("/jobs/batch", &batch).await;
+    assert_eq!(status, 200, "with the replica acknowledging: {body}");
+
+    let pid = redis_cli(replica.port, &["INFO", "server"])
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .expect("INFO server names the process")
+        .trim()
+        .to_owned();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(ok.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let mut answers = Vec::new();
+    for _round in 0..3 {
+        // Several submissions at once: one `WAIT` runs, the others' writes are done.
+        let submissions: Vec<_> = (0..6)
+            .map(|_| {
+                let client = app.anonymous();
+                let batch = batch.clone();
+                tokio::spawn(async move { client.post_json("/jobs/batch", &batch).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        redis_cli(
+            app.redis.port,
+            &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+        );
+        for s in submissions {
+            answers.push(s.await.unwrap());
+        }
+    }
+    signal("-CONT");
+    for (status, body) in &answers {
+        assert_ne!(
+            *status, 200,
+            "a submission no replica holds was answered as replicated: {body}"
+        );
+        assert_eq!(*status, 503, "{body}");
+    }
 }
