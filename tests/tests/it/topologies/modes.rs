@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::support::topology::{Sentinels, redis_cli, sentinel};
 use crate::support::{
-    AppOptions, Redis, all_under, api_binary, eventually_blocking, linear_job, spawn_app_with,
-    test_models, worker_binary,
+    ApiProcess, AppOptions, Client, Redis, all_under, api_binary, eventually_blocking, linear_job,
+    spawn_app_with, test_models, worker_binary,
 };
 
 /// Runs the API and the worker binary with `env` (and what they need besides), each of
@@ -231,17 +231,7 @@ async fn a_lost_connection_never_confirms_a_submission_no_replica_holds() {
     let (status, body) = app.post_json("/jobs/batch", &batch).await;
     assert_eq!(status, 200, "with the replica acknowledging: {body}");
 
-    let pid = redis_cli(replica.port, &["INFO", "server"])
-        .lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .expect("INFO server names the process")
-        .trim()
-        .to_owned();
-    let signal = |sig: &str| {
-        let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
-        assert!(ok.success(), "kill {sig} {pid}");
-    };
-    signal("-STOP");
+    let stopped = Stopped::stop(&replica);
     let mut answers = Vec::new();
     for _round in 0..3 {
         // Several submissions at once: one `WAIT` runs, the others' writes are done.
@@ -261,12 +251,125 @@ async fn a_lost_connection_never_confirms_a_submission_no_replica_holds() {
             answers.push(s.await.unwrap());
         }
     }
-    signal("-CONT");
+    drop(stopped);
     for (status, body) in &answers {
         assert_ne!(
             *status, 200,
             "a submission no replica holds was answered as replicated: {body}"
         );
         assert_eq!(*status, 503, "{body}");
+    }
+}
+
+/// A retry of a submission (its `Idempotency-Key` answering with the job the first attempt
+/// made) is confirmed only once a replica holds that job, also through another API process,
+/// whose submit connection made none of the job's writes: the replay is a script call, after
+/// which Redis's `WAIT` covers the whole replication stream so far (a plain read would leave
+/// the fresh connection's `WAIT` answered at once). The replica is stopped, still connected
+/// and acknowledging nothing: a replica far behind its master.
+#[tokio::test]
+async fn a_replayed_submission_is_confirmed_only_once_a_replica_holds_its_job() {
+    let durable = |c: &mut inferq_api::Config| {
+        c.redis.redis_wait_replicas = 1;
+        c.redis.redis_wait_timeout_ms = 300;
+    };
+    let app = spawn_app_with(AppOptions {
+        tweak: Some(durable),
+        ..AppOptions::default()
+    })
+    .await;
+    let replica = Redis::start_with_args(
+        false,
+        vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            app.redis.port.to_string(),
+        ],
+    );
+    let in_sync = || {
+        eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
+            redis_cli(replica.port, &["INFO", "replication"])
+                .contains("master_link_status:up")
+                .then_some(())
+        })
+    };
+    in_sync();
+    let _worker = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
+    app.wait_models(&["linear"]).await;
+    let other = ApiProcess::start(
+        &app,
+        &[
+            ("INFERQ_REDIS_WAIT_REPLICAS", "1"),
+            ("INFERQ_REDIS_WAIT_TIMEOUT_MS", "300"),
+        ],
+    )
+    .await;
+    let submit = async |client: Client| {
+        let r = client
+            .request(Method::POST, "/jobs")
+            .header("Idempotency-Key", "replayed")
+            .json(&linear_job(&[[1.0, 2.0, 3.0, 4.0]]))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    };
+
+    let stopped = Stopped::stop(&replica);
+    let (status, body) = submit(app.anonymous()).await;
+    assert_eq!(status, 503, "{body}");
+    // The retry through the other API: its connection wrote nothing of the job.
+    let (status, body) = submit(other.client(None)).await;
+    assert_eq!(
+        status, 503,
+        "a retry was confirmed while no replica held its job: {body}"
+    );
+    assert_eq!(body["error"]["code"], "not_replicated", "{body}");
+
+    drop(stopped);
+    in_sync();
+    let (status, body) = submit(other.client(None)).await;
+    assert!([200, 202].contains(&status), "{status}: {body}");
+    let jobs: Vec<String> = redis::cmd("KEYS")
+        .arg(all_under(&app.keys().job_prefix()))
+        .query_async(&mut app.redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(jobs[0].ends_with(body["id"].as_str().unwrap()));
+}
+
+/// A `redis-server` stopped (`SIGSTOP`) until dropped: its connections stay open, and it
+/// answers nothing, a replica acknowledges nothing.
+struct Stopped {
+    pid: String,
+}
+
+impl Stopped {
+    fn stop(redis: &Redis) -> Self {
+        let pid = redis_cli(redis.port, &["INFO", "server"])
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .expect("INFO server names the process")
+            .trim()
+            .to_owned();
+        let stopped = Self { pid };
+        stopped.signal("-STOP");
+        stopped
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig} {}", self.pid);
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.signal("-CONT");
     }
 }
