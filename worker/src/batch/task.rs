@@ -39,6 +39,14 @@ fn job_span(d: &Delivery, model: &str, attempt: u64) -> Span {
     span
 }
 
+/// Whether retried jobs run one by one in the reverse of the order they were read: on every
+/// other attempt (the third, the fifth, …). Jobs read together stay in one order between reads
+/// (by entry), so a job that was to run after the one that killed the last worker, and died
+/// with it, runs before it next time: a poison job cannot use up its batch-mates' attempts.
+fn quarantine_reversed(attempts: impl Iterator<Item = u64>) -> bool {
+    attempts.max().unwrap_or(0) % 2 == 1
+}
+
 fn outcome(ran: Ran) -> Outcome {
     match ran {
         Ok(result) => Outcome::Succeeded(result),
@@ -127,7 +135,11 @@ impl BatchTask {
                 permit = Some(self.threads.quarantine(p).await);
             }
             tracing::info!(model = %name, jobs = run.len(), "running retried jobs one at a time");
-            run.into_iter().map(|r| vec![r]).collect()
+            let mut one_by_one: Vec<Vec<Job>> = run.into_iter().map(|r| vec![r]).collect();
+            if quarantine_reversed(one_by_one.iter().map(|g| g[0].0.fence.attempt())) {
+                one_by_one.reverse();
+            }
+            one_by_one
         } else {
             vec![run]
         };
