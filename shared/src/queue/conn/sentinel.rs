@@ -113,20 +113,20 @@ async fn ask(
         ))),
     };
     match found {
-        Err(e) if check_name && e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel => {
-            match monitored(cfg, sentinels, master).await {
-                Some(answered) if answered > 0 => Err(RedisError::from((
-                    redis::ErrorKind::InvalidClientConfig,
-                    "unknown master",
-                    format!(
-                        "INFERQ_REDIS_SENTINEL_MASTER is '{master}', and none of the {answered} \
+        // Whatever the crate reports (with a sentinel down, its error rather than the others'
+        // "not found"), the sentinels that answer decide.
+        Err(e) if check_name => match monitored(cfg, sentinels, master).await {
+            Some(answered) if answered > 0 => Err(RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "unknown master",
+                format!(
+                    "INFERQ_REDIS_SENTINEL_MASTER is '{master}', and none of the {answered} \
                          sentinel(s) that answered (of {}) monitors a master of that name",
-                        sentinels.len()
-                    ),
-                ))),
-                _ => Err(e),
-            }
-        }
+                    sentinels.len()
+                ),
+            ))),
+            _ => Err(e),
+        },
         other => other,
     }
 }

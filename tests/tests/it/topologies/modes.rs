@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::support::topology::{Sentinels, redis_cli, sentinel};
 use crate::support::{
-    ApiProcess, AppOptions, Client, Redis, all_under, api_binary, eventually_blocking, linear_job,
-    spawn_app_with, test_models, worker_binary,
+    ApiProcess, AppOptions, Client, Redis, all_under, api_binary, eventually_blocking, free_port,
+    linear_job, spawn_app_with, test_models, worker_binary,
 };
 
 /// Runs the API and the worker binary with `env` (and what they need besides), each of
@@ -64,20 +64,28 @@ fn two_connection_modes_are_a_startup_error_naming_both() {
 fn a_master_name_no_sentinel_monitors_is_a_startup_error() {
     let master = Redis::start_with(false);
     let watcher = sentinel(master.port);
-    let env = [
-        (
-            "INFERQ_REDIS_SENTINELS",
-            format!("redis://127.0.0.1:{}", watcher.port),
-        ),
-        ("INFERQ_REDIS_SENTINEL_MASTER", "no-such-master".to_owned()),
-        ("INFERQ_NAMESPACE", super::namespace()),
-    ];
-    for (binary, said) in refused_starts(&env) {
-        assert!(
-            said.contains("INFERQ_REDIS_SENTINEL_MASTER is 'no-such-master'")
-                && said.contains("monitors a master of that name"),
-            "{binary}: {said}"
-        );
+    // Also with a sentinel listed that is down: the one that answers decides.
+    let down = format!("redis://127.0.0.1:{}", free_port());
+    let up = format!("redis://127.0.0.1:{}", watcher.port);
+    for (sentinels, answered) in [
+        (up.clone(), "1 sentinel(s) that answered (of 1)"),
+        (format!("{up},{down}"), "1 sentinel(s) that answered (of 2)"),
+        (format!("{down},{up}"), "1 sentinel(s) that answered (of 2)"),
+    ] {
+        let env = [
+            ("INFERQ_REDIS_SENTINELS", sentinels),
+            ("INFERQ_REDIS_SENTINEL_MASTER", "no-such-master".to_owned()),
+            ("INFERQ_REDIS_TIMEOUT_MS", "1000".to_owned()),
+            ("INFERQ_NAMESPACE", super::namespace()),
+        ];
+        for (binary, said) in refused_starts(&env) {
+            assert!(
+                said.contains("INFERQ_REDIS_SENTINEL_MASTER is 'no-such-master'")
+                    && said.contains(answered)
+                    && said.contains("monitors a master of that name"),
+                "{binary}: {said}"
+            );
+        }
     }
     // The name the sentinel does monitor is no error.
     let asked = redis_cli(
