@@ -137,7 +137,8 @@ pub mod field {
     ];
 }
 
-/// Webhook delivery hash fields (`H.<field>` in the Lua scripts).
+/// A webhook delivery's fields (`H.<field>` in the Lua scripts), packed in this order into
+/// the delivery's one field of the partition's deliveries hash (`lua/outbox.lua`).
 pub mod hook {
     /// The job the delivery is about.
     pub const JOB: &str = "job";

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::lua::{Argv, argv, lua_script_with};
+use super::lua::{Argv, OUTBOX, argv, lua_script_with};
 use super::{Queue, QueueError};
 use crate::egress::Allow;
 use crate::job::JobId;
@@ -19,7 +19,7 @@ use crate::webhook::WebhookEvent;
 
 pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     lua_script_with(
-        &[],
+        &[OUTBOX],
         include_str!("lua/hook_claim.lua"),
         Argv::head(ClaimCall::NAMES),
     )
@@ -34,7 +34,7 @@ argv! {
 }
 pub(crate) static DONE: LazyLock<Script> = LazyLock::new(|| {
     lua_script_with(
-        &[],
+        &[OUTBOX],
         include_str!("lua/hook_done.lua"),
         Argv::head(DoneCall::NAMES),
     )

@@ -258,8 +258,8 @@ impl Keys {
     pub fn hooks(&self) -> String {
         format!("{}:hooks", self.prefix)
     }
-    /// The webhook deliveries of the partition: one hash, `<delivery id>:<field>` -> value
-    /// (the [`hook`] fields).
+    /// The webhook deliveries of the partition: one hash, a field per delivery
+    /// (`<delivery id>:job` -> the [`hook`] fields packed, see `lua/outbox.lua`).
     pub fn deliveries(&self) -> String {
         format!("{}:deliveries", self.prefix)
     }

@@ -2,7 +2,7 @@
 -- the job record when the delivery is the job's latest.
 --
 -- KEYS[1]  due deliveries (sorted set)
--- KEYS[2]  the deliveries' hash (`<delivery id>:<field>`, see outbox.lua)
+-- KEYS[2]  the deliveries' hash (one packed field per delivery, see outbox.lua)
 -- KEYS[3]  the job's hash
 -- ARGV: the fields of `DoneCall` (hooks.rs), in order, named here A.<field>:
 -- A.id        delivery id
@@ -14,30 +14,31 @@
 -- A.body      the body sent, kept so that retries send the same ('' = keep what is there)
 --
 -- Returns 1 when recorded, 0 when the claim was taken over (nothing written).
-local d, f = KEYS[2], ARGV[A.id] .. ':'
-local rec = redis.call('HMGET', d, f .. H.claim, f .. H.attempts)
-if rec[1] ~= ARGV[A.claim] then
+local d, name = KEYS[2], ARGV[A.id] .. ':' .. H.job
+local packed = redis.call('HGET', d, name)
+-- Gone, or not packed: a claim packs the delivery it takes, so another claim took it over.
+if not packed or not hook_packed(packed) then
   return 0
 end
+local t = hook_unpack(packed)
+if tostring(t[H.claim]) ~= ARGV[A.claim] then
+  return 0
+end
+local attempts = tostring(t[H.attempts])
 if ARGV[A.state] == 'retry' then
   redis.call('ZADD', KEYS[1], tonumber(ARGV[A.retry_at]), ARGV[A.id])
   if ARGV[A.body] ~= '' then
-    redis.call('HSET', d, f .. H.body, ARGV[A.body])
+    t[H.body] = ARGV[A.body]
+    redis.call('HSET', d, name, hook_pack(t))
   end
 else
-  -- Every field of a delivery (`fields::hook::ALL`).
-  local fields = {}
-  for _, name in ipairs({H.job, H.event, H.url, H.at, H.tenant, H.attempts, H.claim, H.body,
-    H.fetch_allow}) do
-    fields[#fields + 1] = f .. name
-  end
-  redis.call('HDEL', d, unpack(fields))
+  redis.call('HDEL', d, name)
   redis.call('ZREM', KEYS[1], ARGV[A.id])
 end
 -- A record that expired is not brought back.
 if redis.call('HGET', KEYS[3], F.webhook_latest) == ARGV[A.id] then
   local state = ARGV[A.state] == 'retry' and 'pending' or ARGV[A.state]
-  redis.call('HSET', KEYS[3], F.webhook_state, state, F.webhook_attempts, rec[2])
+  redis.call('HSET', KEYS[3], F.webhook_state, state, F.webhook_attempts, attempts)
   if ARGV[A.status] ~= '' then
     redis.call('HSET', KEYS[3], F.webhook_last_status, ARGV[A.status])
   else

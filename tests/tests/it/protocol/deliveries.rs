@@ -1,6 +1,7 @@
-//! Webhook deliveries kept as fields of the partition's one deliveries hash: a delivery an
-//! older release wrote as a hash of its own (`{ns}:hook:<id>`) is moved over by the claim that
-//! meets it, delivered like any other, and gone once settled.
+//! Webhook deliveries kept as one packed field each in the partition's deliveries hash: a
+//! delivery an older release wrote as a hash of its own (`{ns}:hook:<id>`) or as a field per
+//! delivery field is packed by the claim that meets it, delivered like any other, and gone once
+//! settled; counters an older deliverer left beside a packed delivery keep the claim fenced.
 
 use std::time::Duration;
 
@@ -128,5 +129,145 @@ async fn a_busy_partition_does_not_hold_up_another_partitions_deliveries() {
     assert!(
         claimed.contains(&other),
         "partition 1's delivery waited behind partition 0's: {claimed:?}"
+    );
+}
+
+/// The fields of a due delivery as an older release wrote them, one field each in the
+/// deliveries hash (`<id>:<field>`), with `claims` claims already made.
+async fn due_in_fields(f: &crate::support::queue::Fixture, claims: u64) -> (JobId, String) {
+    let keys = f.queue.keys();
+    let job = JobId::new();
+    let id = format!("msg_{}_1", job.0.simple());
+    let field = |name: &str| format!("{id}:{name}");
+    let claims = claims.to_string();
+    let _: () = redis::pipe()
+        .hset_multiple(
+            keys.deliveries(),
+            &[
+                (field("job"), job.to_string().as_str()),
+                (field("event"), "succeeded"),
+                (field("url"), "http://127.0.0.1:9/hook"),
+                (field("at"), "1000"),
+                (field("tenant"), "default"),
+                (field("attempts"), claims.as_str()),
+                (field("claim"), claims.as_str()),
+                (field("fetch_allow"), ""),
+            ],
+        )
+        .zadd(keys.hooks(), &id, 0)
+        .query_async(&mut f.conn.clone())
+        .await
+        .unwrap();
+    (job, id)
+}
+
+/// The deliveries hash: its field names, and whether each value is packed (a msgpack array).
+async fn stored(f: &crate::support::queue::Fixture) -> Vec<(String, bool)> {
+    let all: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+        .arg(f.queue.keys().deliveries())
+        .query_async(&mut f.conn.clone())
+        .await
+        .unwrap();
+    all.into_iter()
+        .map(|(k, v)| (k, v.first() == Some(&0x99)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_delivery_written_a_field_each_is_packed_into_one_field_by_its_claim() {
+    let f = setup().await;
+    let (job, id) = due_in_fields(&f, 0).await;
+    assert_eq!(stored(&f).await.len(), 8);
+
+    let claimed = f
+        .queue
+        .claim_hooks(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let c = &claimed[0];
+    assert_eq!(
+        (c.job, c.event, c.attempt, c.claim),
+        (job, WebhookEvent::Succeeded, 1, 1)
+    );
+    assert_eq!(
+        (c.url.as_str(), c.at, c.tenant.as_str()),
+        ("http://127.0.0.1:9/hook", 1000, "default")
+    );
+    assert_eq!(stored(&f).await, vec![(format!("{id}:job"), true)]);
+
+    // A retry keeps the body in the packed field; the next claim hands it back.
+    let retry = HookOutcome::Retry {
+        at: 0,
+        status: Some(503),
+        error: "busy".into(),
+    };
+    assert!(
+        f.queue
+            .settle_hook(c, &retry, b"{\"sent\":1}")
+            .await
+            .unwrap()
+    );
+    let again = f
+        .queue
+        .claim_hooks(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!((again[0].attempt, again[0].claim), (2, 2));
+    assert_eq!(again[0].body.as_deref(), Some(&b"{\"sent\":1}"[..]));
+    assert!(
+        !f.queue
+            .settle_hook(c, &HookOutcome::Delivered { status: 200 }, b"{}")
+            .await
+            .unwrap(),
+        "the first claim was taken over"
+    );
+    assert!(
+        f.queue
+            .settle_hook(&again[0], &HookOutcome::Delivered { status: 200 }, b"{}")
+            .await
+            .unwrap()
+    );
+    assert!(
+        stored(&f).await.is_empty(),
+        "a settled delivery leaves no field behind"
+    );
+    assert_eq!(f.queue.pending_hooks().await.unwrap(), 0);
+}
+
+/// An older deliverer that meets a packed delivery finds its `<id>:job` field, counts its
+/// claim beside it (`<id>:claim`, `<id>:attempts`), cannot read it and leaves it to its lease;
+/// the next claim takes those counts in, so its token is above every one given out.
+#[tokio::test]
+async fn counters_an_older_deliverer_left_beside_a_packed_delivery_keep_the_fence() {
+    let f = setup().await;
+    let (_, id) = due_in_fields(&f, 0).await;
+    let first = f
+        .queue
+        .claim_hooks(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(first[0].claim, 1);
+    let keys = f.queue.keys();
+    let _: () = redis::pipe()
+        .hset(keys.deliveries(), format!("{id}:claim"), 3)
+        .hset(keys.deliveries(), format!("{id}:attempts"), 3)
+        .zadd(keys.hooks(), &id, 0)
+        .query_async(&mut f.conn.clone())
+        .await
+        .unwrap();
+
+    let next = f
+        .queue
+        .claim_hooks(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!((next[0].attempt, next[0].claim), (4, 4));
+    assert_eq!(stored(&f).await, vec![(format!("{id}:job"), true)]);
+    assert!(
+        !f.queue
+            .settle_hook(&first[0], &HookOutcome::Delivered { status: 200 }, b"{}")
+            .await
+            .unwrap()
     );
 }
