@@ -26,6 +26,7 @@ pub mod reply;
 pub mod scripts;
 pub mod stored;
 mod walk;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,6 +117,9 @@ pub struct Queue {
     /// New ids given so far (see [`Queue::new_id`]).
     next_id: Arc<std::sync::atomic::AtomicU64>,
     conn: conn::Conn,
+    /// On a cluster with several partitions, the connections a worker's blocking read watches
+    /// them all on ([`Queue::read_any`]); `None` elsewhere and for a queue that does not block.
+    watch: Option<Arc<watch::Watch>>,
     /// The connection submissions write on and `WAIT` for: a connection of its own when
     /// `INFERQ_REDIS_WAIT_REPLICAS` asks for replicas (a `WAIT` holds up every command queued
     /// behind it on its connection, which should not be a status read), else `conn`.
@@ -171,6 +175,10 @@ impl Queue {
             turn: Arc::default(),
             hook_turn: Arc::default(),
             next_id: Arc::default(),
+            watch: (extra_timeout > Duration::ZERO
+                && cfg.partition_count() > 1
+                && conn.is_cluster())
+            .then(|| Arc::new(watch::Watch::new(cfg, extra_timeout))),
             conn,
             submit_conn,
             commit: Arc::new(conn::commit::Commit::new(cfg.redis_wait_replicas, wait)),

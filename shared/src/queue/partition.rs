@@ -52,15 +52,17 @@ pub fn tag(namespace: &str, p: usize, count: usize) -> String {
 #[derive(Debug)]
 pub(crate) struct Partitions {
     pub(crate) parts: Vec<Keys>,
+    /// Each partition's Cluster slot.
+    pub(crate) slots: Vec<u16>,
 }
 
 impl Partitions {
     pub(crate) fn new(namespace: &str, count: usize) -> Self {
         let count = count.max(1);
+        let tags: Vec<String> = (0..count).map(|p| tag(namespace, p, count)).collect();
         Self {
-            parts: (0..count)
-                .map(|p| Keys::tagged(&tag(namespace, p, count)))
-                .collect(),
+            parts: tags.iter().map(|t| Keys::tagged(t)).collect(),
+            slots: tags.iter().map(|t| slot(t) as u16).collect(),
         }
     }
 

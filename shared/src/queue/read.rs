@@ -226,11 +226,12 @@ impl Queue {
     /// Returns them with the index of their queue, higher lanes first. (Lanes that receive
     /// entries in the same instant can give more than `count` in all.)
     ///
-    /// One blocking read covers one partition (one Cluster slot): with several, it blocks on
-    /// the next partition in turn for `block` divided among the partitions (at least
-    /// [`MIN_PARTITION_BLOCK`]), so an idle worker that keeps calling it watches each
-    /// partition in turn and a job arriving anywhere waits at most about `block` to be seen.
-    /// Without `block`, every partition is read once, without blocking.
+    /// With several partitions the blocking read watches all of them at once: on one node (or
+    /// behind Sentinel) in one `XREADGROUP`; on a cluster, where one command covers one slot,
+    /// in one read per partition on connections of their own ([`Queue::watch_all`]), when this
+    /// queue was made for blocking reads. Otherwise it blocks on the next partition in turn for
+    /// `block` divided among the partitions (at least [`MIN_PARTITION_BLOCK`]). Without
+    /// `block`, every partition is read once, without blocking.
     pub async fn read_any(
         &self,
         consumer: &str,
@@ -242,35 +243,73 @@ impl Queue {
         let Some(block) = block else {
             let mut out = Vec::new();
             for p in 0..n {
-                out.extend(self.read_any_in(p, consumer, queues, count, None).await?);
+                out.extend(
+                    self.read_any_in(&[p], consumer, queues, count, None)
+                        .await?,
+                );
             }
             return Ok(out);
         };
+        if n == 1 {
+            return self
+                .read_any_in(&[0], consumer, queues, count, Some(block))
+                .await;
+        }
+        if !self.conn.is_cluster() {
+            let all: Vec<usize> = (0..n).collect();
+            return self
+                .read_any_in(&all, consumer, queues, count, Some(block))
+                .await;
+        }
+        if let Some(watch) = &self.watch {
+            return self.watch_all(watch, consumer, queues, count, block).await;
+        }
         let p = self.turn.fetch_add(1, Ordering::Relaxed) % n;
-        let block = if n == 1 {
-            block
-        } else {
-            (block / n as u32).max(MIN_PARTITION_BLOCK).min(block)
-        };
-        self.read_any_in(p, consumer, queues, count, Some(block))
+        let block = (block / n as u32).max(MIN_PARTITION_BLOCK).min(block);
+        self.read_any_in(&[p], consumer, queues, count, Some(block))
             .await
     }
 
+    /// [`Queue::read_any_on`] on this queue's connection.
     async fn read_any_in(
         &self,
-        p: usize,
+        parts: &[usize],
         consumer: &str,
         queues: &[&str],
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<(usize, Entry)>, QueueError> {
-        let keys = self.partition_keys(p);
-        let mut streams: HashMap<String, (usize, Priority)> = HashMap::new();
+        self.read_any_on(
+            &mut self.conn.clone(),
+            parts,
+            consumer,
+            queues,
+            count,
+            block,
+        )
+        .await
+    }
+
+    /// One `XREADGROUP` over every lane of `queues` in the partitions `parts` (all in one slot
+    /// on a cluster), on `conn`.
+    pub(super) async fn read_any_on(
+        &self,
+        conn: &mut super::conn::Conn,
+        parts: &[usize],
+        consumer: &str,
+        queues: &[&str],
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<(usize, Entry)>, QueueError> {
+        let mut streams: HashMap<String, (usize, Priority, usize)> = HashMap::new();
         let mut names = Vec::new();
-        for (i, q) in queues.iter().enumerate() {
-            for (priority, key) in keys.lanes(q) {
-                names.push(key.clone());
-                streams.insert(key, (i, priority));
+        for &p in parts {
+            let keys = self.partition_keys(p);
+            for (i, q) in queues.iter().enumerate() {
+                for (priority, key) in keys.lanes(q) {
+                    names.push(key.clone());
+                    streams.insert(key, (i, priority, p));
+                }
             }
         }
         let mut cmd = redis::cmd("XREADGROUP");
@@ -286,10 +325,10 @@ impl Queue {
         for _ in &names {
             cmd.arg(">");
         }
-        let reply: Value = cmd.query_async(&mut self.conn.clone()).await?;
+        let reply: Value = cmd.query_async(conn).await?;
         let mut out = Vec::new();
         for (stream, entries) in reply::stream_pairs(reply)? {
-            let Some(&(idx, priority)) = streams.get(&stream) else {
+            let Some(&(idx, priority, p)) = streams.get(&stream) else {
                 return Err(QueueError::Protocol("XREADGROUP named an unknown stream"));
             };
             for e in reply::parse_entries(entries, (p as u16, priority))? {

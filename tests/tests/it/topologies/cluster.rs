@@ -285,3 +285,60 @@ async fn a_hot_models_jobs_spread_over_every_master() {
     assert_eq!(seen.len(), 3000);
     assert!(ids.iter().all(|id| seen.contains(id)));
 }
+
+/// An idle worker's blocking read watches every partition of a cluster at once: an entry
+/// arriving in any partition wakes it, and the reads of the other partitions are ended rather
+/// than left to their block (20 s here: the answer must come long before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_read_wakes_for_an_entry_in_any_partition() {
+    use inferq_shared::queue::keys::GROUP;
+    let cluster = Cluster::start();
+    let ns = namespace();
+    let config = inferq_shared::config::RedisConfig {
+        redis_cluster: cluster
+            .seeds()
+            .split(',')
+            .map(|s| s.parse().unwrap())
+            .collect(),
+        partitions: Some(DEFAULT_CLUSTER_PARTITIONS as u16),
+        redis_url: None,
+        ..inferq_shared::config::RedisConfig::new("", &ns)
+    };
+    let block = Duration::from_secs(20);
+    let queue = inferq_shared::queue::Queue::connect(&config, block + Duration::from_secs(5))
+        .await
+        .unwrap();
+    let masters = cluster.masters();
+    // Every lane of every partition has the group; entries go to the default lane.
+    let mut lanes = Vec::new();
+    for p in 0..DEFAULT_CLUSTER_PARTITIONS {
+        for (priority, lane) in queue.partition_keys(p).lanes("m") {
+            let port = masters[cluster.master_of(&lane)];
+            redis_cli(port, &["XGROUP", "CREATE", &lane, GROUP, "$", "MKSTREAM"]);
+            if priority == inferq_shared::job::Priority::DEFAULT {
+                lanes.push(lane);
+            }
+        }
+    }
+    for target in [DEFAULT_CLUSTER_PARTITIONS - 1, 2] {
+        let lane = lanes[target].clone();
+        let port = masters[cluster.master_of(&lane)];
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            redis_cli(
+                port,
+                &["XADD", &lane, "*", "id", &uuid::Uuid::new_v4().to_string()],
+            );
+        });
+        let started = std::time::Instant::now();
+        let got = queue.read_any("c", &["m"], 1, Some(block)).await.unwrap();
+        let waited = started.elapsed();
+        writer.await.unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(usize::from(got[0].1.entry().partition), target);
+        assert!(
+            waited < Duration::from_secs(10),
+            "the read waited {waited:?} for an entry added after 0.3 s"
+        );
+    }
+}
