@@ -9,12 +9,8 @@
 set -euo pipefail
 
 calls="${1:-60000}"
-dir="$(mktemp -d)"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
-  --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# shellcheck source=bench/scratch-redis.sh
+source "$(dirname "$0")/scratch-redis.sh"
 
 cli() { redis-cli -p "$port" "$@"; }
 # A finished small job's record, as the lean protocol leaves it.

@@ -21,16 +21,7 @@ async fn a_delivery_in_the_old_shape_is_claimed_and_settled() {
     let mut conn = f.conn.clone();
     let _: () = redis::cmd("HSET")
         .arg(&legacy)
-        .arg(&[
-            ("job", job.to_string().as_str()),
-            ("event", "succeeded"),
-            ("url", "http://127.0.0.1:9/hook"),
-            ("at", "1000"),
-            ("tenant", "default"),
-            ("attempts", "0"),
-            ("claim", "0"),
-            ("fetch_allow", ""),
-        ])
+        .arg(old_fields(job, 1000, 0, ""))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -42,11 +33,7 @@ async fn a_delivery_in_the_old_shape_is_claimed_and_settled() {
         .await
         .unwrap();
 
-    let claimed = f
-        .queue
-        .claim_hooks(10, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let claimed = claim(&f).await;
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     let c = &claimed[0];
     assert_eq!(
@@ -97,20 +84,8 @@ async fn a_busy_partition_does_not_hold_up_another_partitions_deliveries() {
         let job = JobId::new();
         let id = format!("msg_{}_1", job.0.simple());
         let mut pipe = redis::pipe();
-        pipe.hset_multiple(
-            keys.legacy_hook(&id),
-            &[
-                ("job", job.to_string()),
-                ("event", "succeeded".into()),
-                ("url", "http://127.0.0.1:9/hook".into()),
-                ("at", at.to_string()),
-                ("tenant", "default".into()),
-                ("attempts", "0".into()),
-                ("claim", "0".into()),
-                ("fetch_allow", String::new()),
-            ],
-        )
-        .zadd(keys.hooks(), &id, at);
+        pipe.hset_multiple(keys.legacy_hook(&id), &old_fields(job, at, 0, ""))
+            .zadd(keys.hooks(), &id, at);
         (pipe, id)
     };
     for i in 0..20 {
@@ -138,21 +113,10 @@ async fn due_in_fields(f: &crate::support::queue::Fixture, claims: u64) -> (JobI
     let keys = f.queue.keys();
     let job = JobId::new();
     let id = format!("msg_{}_1", job.0.simple());
-    let field = |name: &str| format!("{id}:{name}");
-    let claims = claims.to_string();
     let _: () = redis::pipe()
         .hset_multiple(
             keys.deliveries(),
-            &[
-                (field("job"), job.to_string().as_str()),
-                (field("event"), "succeeded"),
-                (field("url"), "http://127.0.0.1:9/hook"),
-                (field("at"), "1000"),
-                (field("tenant"), "default"),
-                (field("attempts"), claims.as_str()),
-                (field("claim"), claims.as_str()),
-                (field("fetch_allow"), ""),
-            ],
+            &old_fields(job, 1000, claims, &format!("{id}:")),
         )
         .zadd(keys.hooks(), &id, 0)
         .query_async(&mut f.conn.clone())
@@ -179,11 +143,7 @@ async fn a_delivery_written_a_field_each_is_packed_into_one_field_by_its_claim()
     let (job, id) = due_in_fields(&f, 0).await;
     assert_eq!(stored(&f).await.len(), 8);
 
-    let claimed = f
-        .queue
-        .claim_hooks(10, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let claimed = claim(&f).await;
     assert_eq!(claimed.len(), 1, "{claimed:?}");
     let c = &claimed[0];
     assert_eq!(
@@ -208,11 +168,7 @@ async fn a_delivery_written_a_field_each_is_packed_into_one_field_by_its_claim()
             .await
             .unwrap()
     );
-    let again = f
-        .queue
-        .claim_hooks(10, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let again = claim(&f).await;
     assert_eq!((again[0].attempt, again[0].claim), (2, 2));
     assert_eq!(again[0].body.as_deref(), Some(&b"{\"sent\":1}"[..]));
     assert!(
@@ -242,11 +198,7 @@ async fn a_delivery_written_a_field_each_is_packed_into_one_field_by_its_claim()
 async fn counters_an_older_deliverer_left_beside_a_packed_delivery_keep_the_fence() {
     let f = setup().await;
     let (_, id) = due_in_fields(&f, 0).await;
-    let first = f
-        .queue
-        .claim_hooks(10, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let first = claim(&f).await;
     assert_eq!(first[0].claim, 1);
     let keys = f.queue.keys();
     let _: () = redis::pipe()
@@ -257,11 +209,7 @@ async fn counters_an_older_deliverer_left_beside_a_packed_delivery_keep_the_fenc
         .await
         .unwrap();
 
-    let next = f
-        .queue
-        .claim_hooks(10, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let next = claim(&f).await;
     assert_eq!((next[0].attempt, next[0].claim), (4, 4));
     assert_eq!(stored(&f).await, vec![(format!("{id}:job"), true)]);
     assert!(
@@ -270,4 +218,30 @@ async fn counters_an_older_deliverer_left_beside_a_packed_delivery_keep_the_fenc
             .await
             .unwrap()
     );
+}
+
+/// A delivery's fields as older releases kept them (a field each: in a hash of its own with
+/// no `prefix`, or in the deliveries hash named `<delivery id>:<field>`), `claims` claims made.
+fn old_fields(job: JobId, at: u64, claims: u64, prefix: &str) -> Vec<(String, String)> {
+    [
+        ("job", job.to_string()),
+        ("event", "succeeded".into()),
+        ("url", "http://127.0.0.1:9/hook".into()),
+        ("at", at.to_string()),
+        ("tenant", "default".into()),
+        ("attempts", claims.to_string()),
+        ("claim", claims.to_string()),
+        ("fetch_allow", String::new()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (format!("{prefix}{name}"), value))
+    .collect()
+}
+
+/// One claim of up to 10 due deliveries, leased for 30 s.
+async fn claim(f: &crate::support::queue::Fixture) -> Vec<inferq_shared::queue::hooks::Claimed> {
+    f.queue
+        .claim_hooks(10, Duration::from_secs(30))
+        .await
+        .unwrap()
 }

@@ -180,19 +180,7 @@ async fn an_unreplicated_submission_is_503_and_its_retry_makes_no_second_job() {
     );
 
     // A replica joins; the retry is answered with the one job the first attempt made.
-    let replica = Redis::start_with_args(
-        false,
-        vec![
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            app.redis.port.to_string(),
-        ],
-    );
-    eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
-        redis_cli(replica.port, &["INFO", "replication"])
-            .contains("master_link_status:up")
-            .then_some(())
-    });
+    let _replica = replica_of(app.redis.port);
     let (status, _, body) = submit().await;
     assert!([200, 202].contains(&status), "{status}: {body}");
     let mut conn = app.redis.conn().await;
@@ -220,19 +208,7 @@ async fn a_lost_connection_never_confirms_a_submission_no_replica_holds() {
         ..AppOptions::default()
     })
     .await;
-    let replica = Redis::start_with_args(
-        false,
-        vec![
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            app.redis.port.to_string(),
-        ],
-    );
-    eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
-        redis_cli(replica.port, &["INFO", "replication"])
-            .contains("master_link_status:up")
-            .then_some(())
-    });
+    let replica = replica_of(app.redis.port);
     let _worker = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
     app.wait_models(&["linear"]).await;
     let batch = serde_json::json!({"jobs": [linear_job(&[[1.0, 2.0, 3.0, 4.0]])]});
@@ -286,22 +262,7 @@ async fn a_replayed_submission_is_confirmed_only_once_a_replica_holds_its_job() 
         ..AppOptions::default()
     })
     .await;
-    let replica = Redis::start_with_args(
-        false,
-        vec![
-            "--replicaof".into(),
-            "127.0.0.1".into(),
-            app.redis.port.to_string(),
-        ],
-    );
-    let in_sync = || {
-        eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
-            redis_cli(replica.port, &["INFO", "replication"])
-                .contains("master_link_status:up")
-                .then_some(())
-        })
-    };
-    in_sync();
+    let replica = replica_of(app.redis.port);
     let _worker = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
     app.wait_models(&["linear"]).await;
     let other = ApiProcess::start(
@@ -336,7 +297,7 @@ async fn a_replayed_submission_is_confirmed_only_once_a_replica_holds_its_job() 
     assert_eq!(body["error"]["code"], "not_replicated", "{body}");
 
     drop(stopped);
-    in_sync();
+    in_sync(&replica);
     let (status, body) = submit(other.client(None)).await;
     assert!([200, 202].contains(&status), "{status}: {body}");
     let jobs: Vec<String> = redis::cmd("KEYS")
@@ -380,4 +341,23 @@ impl Drop for Stopped {
     fn drop(&mut self) {
         self.signal("-CONT");
     }
+}
+
+/// A replica of the Redis on `port`, once it is in sync.
+fn replica_of(port: u16) -> Redis {
+    let replica = Redis::start_with_args(
+        false,
+        vec!["--replicaof".into(), "127.0.0.1".into(), port.to_string()],
+    );
+    in_sync(&replica);
+    replica
+}
+
+/// Waits until `replica`'s link to its master is up.
+fn in_sync(replica: &Redis) {
+    eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
+        redis_cli(replica.port, &["INFO", "replication"])
+            .contains("master_link_status:up")
+            .then_some(())
+    });
 }
