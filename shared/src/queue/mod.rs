@@ -117,8 +117,8 @@ pub struct Queue {
     /// New ids given so far (see [`Queue::new_id`]).
     next_id: Arc<std::sync::atomic::AtomicU64>,
     conn: conn::Conn,
-    /// On a cluster with several partitions, the connections a worker's blocking read watches
-    /// them all on ([`Queue::read_any`]); `None` elsewhere and for a queue that does not block.
+    /// On a cluster with several partitions, the connections a blocking read watches them all
+    /// on ([`Queue::read_any`]), made on the first one; `None` elsewhere.
     watch: Option<Arc<watch::Watch>>,
     /// The connection submissions write on and `WAIT` for: a connection of its own when
     /// `INFERQ_REDIS_WAIT_REPLICAS` asks for replicas (a `WAIT` holds up every command queued
@@ -175,10 +175,8 @@ impl Queue {
             turn: Arc::default(),
             hook_turn: Arc::default(),
             next_id: Arc::default(),
-            watch: (extra_timeout > Duration::ZERO
-                && cfg.partition_count() > 1
-                && conn.is_cluster())
-            .then(|| Arc::new(watch::Watch::new(cfg, extra_timeout))),
+            watch: (cfg.partition_count() > 1 && conn.is_cluster())
+                .then(|| Arc::new(watch::Watch::new(cfg, extra_timeout))),
             conn,
             submit_conn,
             commit: Arc::new(conn::commit::Commit::new(cfg.redis_wait_replicas, wait)),

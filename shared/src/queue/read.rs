@@ -17,9 +17,6 @@ use super::{Entry, Queue, QueueError};
 use crate::job::Priority;
 use crate::time;
 
-/// The shortest block of one partition's blocking read (see [`Queue::read_any`]).
-pub(crate) const MIN_PARTITION_BLOCK: Duration = Duration::from_millis(20);
-
 /// How long [`Queue::read`] trusts what it read of a queue's used-lanes set.
 pub const USED_LANES_TTL: Duration = Duration::from_secs(1);
 
@@ -49,7 +46,7 @@ impl Queue {
     /// the first partition with waiting entries, taking the partitions in turn (each read
     /// starts one past the partition the last one read from, so none starves), each across its
     /// priority lanes in rank order (`read.lua`); when none waits and `block` is given, then
-    /// blocking on every lane of the next partition in turn ([`Queue::read_any`]).
+    /// blocking on every lane of every partition at once ([`Queue::read_any`]).
     ///
     /// A queue whose jobs all had the default priority so far (its used-lanes set is empty) is
     /// read with a plain `XREADGROUP` of its default lane: ranking has nothing to rank, and
@@ -226,12 +223,10 @@ impl Queue {
     /// Returns them with the index of their queue, higher lanes first. (Lanes that receive
     /// entries in the same instant can give more than `count` in all.)
     ///
-    /// With several partitions the blocking read watches all of them at once: on one node (or
-    /// behind Sentinel) in one `XREADGROUP`; on a cluster, where one command covers one slot,
-    /// in one read per partition on connections of their own ([`Queue::watch_all`]), when this
-    /// queue was made for blocking reads. Otherwise it blocks on the next partition in turn for
-    /// `block` divided among the partitions (at least [`MIN_PARTITION_BLOCK`]). Without
-    /// `block`, every partition is read once, without blocking.
+    /// One command covers one slot, so on a cluster each partition is read by a command of its
+    /// own: without `block` one after the other, with it all at once, each on a connection of
+    /// its own ([`Queue::watch_all`]). On one node (or behind Sentinel) one `XREADGROUP` covers
+    /// every partition.
     pub async fn read_any(
         &self,
         consumer: &str,
@@ -240,58 +235,29 @@ impl Queue {
         block: Option<Duration>,
     ) -> Result<Vec<(usize, Entry)>, QueueError> {
         let n = self.partitions();
-        let Some(block) = block else {
-            let mut out = Vec::new();
-            for p in 0..n {
-                out.extend(
-                    self.read_any_in(&[p], consumer, queues, count, None)
-                        .await?,
-                );
-            }
-            return Ok(out);
-        };
-        if n == 1 {
-            return self
-                .read_any_in(&[0], consumer, queues, count, Some(block))
-                .await;
-        }
-        if !self.conn.is_cluster() {
-            let all: Vec<usize> = (0..n).collect();
-            return self
-                .read_any_in(&all, consumer, queues, count, Some(block))
-                .await;
-        }
-        if let Some(watch) = &self.watch {
+        if let (Some(watch), Some(block)) = (&self.watch, block) {
             return self.watch_all(watch, consumer, queues, count, block).await;
         }
-        let p = self.turn.fetch_add(1, Ordering::Relaxed) % n;
-        let block = (block / n as u32).max(MIN_PARTITION_BLOCK).min(block);
-        self.read_any_in(&[p], consumer, queues, count, Some(block))
-            .await
-    }
-
-    /// [`Queue::read_any_on`] on this queue's connection.
-    async fn read_any_in(
-        &self,
-        parts: &[usize],
-        consumer: &str,
-        queues: &[&str],
-        count: usize,
-        block: Option<Duration>,
-    ) -> Result<Vec<(usize, Entry)>, QueueError> {
-        self.read_any_on(
-            &mut self.conn.clone(),
-            parts,
-            consumer,
-            queues,
-            count,
-            block,
-        )
-        .await
+        let reads: Vec<Vec<usize>> = if self.conn.is_cluster() {
+            (0..n).map(|p| vec![p]).collect()
+        } else {
+            vec![(0..n).collect()]
+        };
+        let mut out = Vec::new();
+        for parts in reads {
+            let mut conn = self.conn.clone();
+            out.extend(
+                self.read_any_on(&mut conn, &parts, consumer, queues, count, block)
+                    .await?,
+            );
+        }
+        // Highest priority first, whatever order Redis answered in.
+        out.sort_by_key(|(idx, e)| (*idx, std::cmp::Reverse(e.entry().priority)));
+        Ok(out)
     }
 
     /// One `XREADGROUP` over every lane of `queues` in the partitions `parts` (all in one slot
-    /// on a cluster), on `conn`.
+    /// on a cluster), on `conn`, in the order Redis answers (the callers rank them).
     pub(super) async fn read_any_on(
         &self,
         conn: &mut super::conn::Conn,
@@ -335,8 +301,6 @@ impl Queue {
                 out.push((idx, e));
             }
         }
-        // Highest priority first, whatever order Redis answered in.
-        out.sort_by_key(|(idx, e)| (*idx, std::cmp::Reverse(e.entry().priority)));
         Ok(out)
     }
 

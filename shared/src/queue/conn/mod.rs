@@ -62,9 +62,7 @@ impl Conn {
             }
         })
     }
-}
 
-impl Conn {
     /// Whether this is a cluster connection.
     pub(crate) fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
