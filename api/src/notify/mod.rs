@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use inferq_shared::config::RedisConfig;
-use inferq_shared::queue::Keys;
-use inferq_shared::queue::events::JobEvents;
+use inferq_shared::queue::events::{EventChannels, JobEvents};
 
 pub(crate) use waiters::WaitGuard;
 pub(crate) use watchers::{JobWatch, JobWatchers};
@@ -31,15 +30,14 @@ impl Notifier {
     /// Subscribes to the queue's job events for as long as this notifier lives, reconnecting
     /// with backoff when Redis goes away. One connection serves every waiting client and every
     /// event stream.
-    pub(crate) fn spawn_listener(self: &Arc<Self>, redis: RedisConfig, keys: Keys) {
+    pub(crate) fn spawn_listener(self: &Arc<Self>, redis: RedisConfig, channels: EventChannels) {
         let notifier = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match JobEvents::subscribe(&redis, &keys).await {
+                match JobEvents::subscribe(&redis, &channels).await {
                     Ok(mut events) => {
-                        let (terminal, progress) = (keys.events(), keys.progress_events());
-                        tracing::debug!(%terminal, %progress, "subscribed to job events");
+                        tracing::debug!(channels = %channels.describe(), "subscribed to job events");
                         backoff = Duration::from_millis(100);
                         // Changes made while unsubscribed were not heard: streams read again.
                         if let Some(n) = notifier.upgrade() {

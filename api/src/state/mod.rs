@@ -123,6 +123,6 @@ impl AppState {
     /// Subscribes to job events for the life of this state (see [`Notifier`]).
     pub(crate) fn spawn_event_listener(&self) {
         self.notifier
-            .spawn_listener(self.config.redis.clone(), self.queue.keys().clone());
+            .spawn_listener(self.config.redis.clone(), self.queue.event_channels());
     }
 }

@@ -30,6 +30,8 @@ argv! {
         id: String,
         model: &'a str,
         now: u64,
+        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
+        publish: &'static str,
         progress: String,
         default_tenant: &'static str,
         other_lane: u8,
@@ -232,12 +234,14 @@ impl Queue {
             .key(keys.models())
             .key(keys.tenant_active())
             .key(keys.used_lanes(&model));
+        let publish = self.publish(keys);
         RetryCall {
             dead_id: &entry,
             id: job.to_string(),
             model: &model,
             now: now_ms(),
-            progress: self.keys.progress_events(),
+            publish: publish.command,
+            progress: publish.progress,
             default_tenant: crate::auth::DEFAULT_TENANT,
             other_lane: u8::from(dead.priority != Priority::DEFAULT),
             ttl: self.retention.secs(),

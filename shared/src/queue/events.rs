@@ -1,22 +1,97 @@
 //! The job events the queue publishes, read back: every state change of a job (and every
 //! progress update of a running one) is published by the script that makes it, as a
-//! `<job id> <status>` line on the namespace's terminal or progress channel. [`JobEvents`]
-//! subscribes to both and yields them as a stream of `(job id, status)`.
+//! `<job id> <status>` line on a terminal or a progress channel. [`JobEvents`] subscribes to
+//! every channel a namespace's events go to and yields them as a stream of `(job id, status)`.
+//!
+//! Where they go ([`Queue::publish`]): on one node or behind Sentinel, the namespace's two
+//! channels (`PUBLISH`). On a cluster, each partition's own two channels, under its hash tag,
+//! as shard channels (`SPUBLISH`): the message stays with the partition's master (and its
+//! replicas), where a `PUBLISH` would go to every node over the cluster bus, which Redis writes
+//! to with Nagle's algorithm on, so an event could wait there up to about 40 ms
+//! (docs/benchmarks.md, "Job events on a cluster"). A subscriber then listens on every
+//! partition's master, and on the namespace's channels too, which processes of older releases
+//! still publish to.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::{Stream, StreamExt};
 
-use super::{Keys, QueueError};
-use crate::config::RedisConfig;
+use redis::cluster::ClusterClientBuilder;
+use redis::{PushInfo, PushKind};
+
+use super::{Keys, Queue, QueueError};
+use crate::config::{RedisConfig, RedisMode};
 use crate::job::{JobId, JobStatus};
+
+/// Where a script of one partition publishes its events: the command and its two channels.
+pub(crate) struct Publish {
+    /// `PUBLISH`, or on a cluster `SPUBLISH`.
+    pub(crate) command: &'static str,
+    pub(crate) terminal: String,
+    pub(crate) progress: String,
+}
+
+/// Every channel a namespace's events are published on (see the module's header).
+#[derive(Debug, Clone)]
+pub struct EventChannels {
+    /// The namespace's terminal and progress channels.
+    global: [String; 2],
+    /// Each partition's two shard channels (a cluster only; empty elsewhere).
+    sharded: Vec<[String; 2]>,
+}
+
+impl EventChannels {
+    /// The terminal channels, for the log.
+    pub fn describe(&self) -> String {
+        let mut all = vec![self.global[0].clone()];
+        all.extend(self.sharded.iter().map(|c| c[0].clone()));
+        all.join(", ")
+    }
+}
+
+impl Queue {
+    /// Where the scripts working on the partition with keys `part` publish.
+    pub(crate) fn publish(&self, part: &Keys) -> Publish {
+        if self.conn.is_cluster() {
+            Publish {
+                command: "SPUBLISH",
+                terminal: part.events(),
+                progress: part.progress_events(),
+            }
+        } else {
+            Publish {
+                command: "PUBLISH",
+                terminal: self.keys.events(),
+                progress: self.keys.progress_events(),
+            }
+        }
+    }
+
+    /// Every channel this namespace's events go to.
+    pub fn event_channels(&self) -> EventChannels {
+        let sharded = if self.conn.is_cluster() {
+            self.each_partition()
+                .map(|(_, k)| [k.events(), k.progress_events()])
+                .collect()
+        } else {
+            Vec::new()
+        };
+        EventChannels {
+            global: [self.keys.events(), self.keys.progress_events()],
+            sharded,
+        }
+    }
+}
 
 /// One pub/sub connection's job events, in the order they were published. The stream ends
 /// when the connection is lost: events published while no one is subscribed are not heard,
 /// so a reader subscribes again and re-reads what it follows.
 pub struct JobEvents {
-    messages: Pin<Box<dyn Stream<Item = redis::Msg> + Send>>,
+    /// Each message's payload, in order.
+    messages: Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>,
+    /// A cluster subscription's connection, kept for as long as the stream is read.
+    _cluster: Option<redis::cluster_async::ClusterConnection>,
     /// The events of the last message not yet yielded.
     pending: std::vec::IntoIter<(JobId, JobStatus)>,
 }
@@ -28,15 +103,89 @@ impl std::fmt::Debug for JobEvents {
 }
 
 impl JobEvents {
-    /// Subscribes to the job events of `keys`' namespace, on a connection of its own.
-    pub async fn subscribe(redis: &RedisConfig, keys: &Keys) -> Result<Self, QueueError> {
+    /// Subscribes to every channel of `channels`, on connections of its own.
+    pub async fn subscribe(
+        redis: &RedisConfig,
+        channels: &EventChannels,
+    ) -> Result<Self, QueueError> {
+        if let RedisMode::Cluster(seeds) = redis.mode().map_err(QueueError::Config)?
+            && !channels.sharded.is_empty()
+        {
+            return Self::subscribe_cluster(redis, &seeds, channels).await;
+        }
         let client = super::conn::pubsub_client(redis).await?;
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub
-            .subscribe(&[keys.events(), keys.progress_events()])
-            .await?;
+        pubsub.subscribe(&channels.global).await?;
+        let messages = pubsub
+            .into_on_message()
+            .map(|m| m.get_payload_bytes().to_vec());
         Ok(Self {
-            messages: Box::pin(pubsub.into_on_message()),
+            messages: Box::pin(messages),
+            _cluster: None,
+            pending: Vec::new().into_iter(),
+        })
+    }
+
+    /// On a cluster: the crate's cluster client (RESP3, its pushes on a channel) subscribes
+    /// to each partition's shard channels on the master that owns them and to the
+    /// namespace's channels on one node. The stream ends when a connection is lost or a
+    /// subscription moves (a failover, a slot migration: Redis ends a shard subscription
+    /// whose slot leaves the node, and the crate subscribes again where it went): events of
+    /// that moment may not have been heard, so the reader subscribes afresh and re-reads
+    /// what it follows, as on one node.
+    async fn subscribe_cluster(
+        redis: &RedisConfig,
+        seeds: &[crate::config::RedisUrl],
+        channels: &EventChannels,
+    ) -> Result<Self, QueueError> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
+        let mut builder = ClusterClientBuilder::new(seeds.iter().map(|u| u.expose()))
+            .connection_timeout(redis.timeout())
+            .response_timeout(redis.timeout())
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(tx);
+        if let Some(certs) = redis.tls_certificates()? {
+            builder = builder.certs(certs);
+        }
+        let mut conn = builder.build()?.get_async_connection().await?;
+        conn.subscribe(&channels.global).await?;
+        for pair in &channels.sharded {
+            conn.ssubscribe(pair).await?;
+        }
+        // Each channel confirms its subscription once; a second confirmation is a
+        // subscription made again after a move.
+        let mut confirmed = std::collections::HashSet::new();
+        let pushes = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|push| (push, rx))
+        });
+        let messages = pushes
+            .take_while(move |push| {
+                let go_on = match push.kind {
+                    PushKind::Subscribe | PushKind::SSubscribe => push
+                        .data
+                        .first()
+                        .and_then(|c| redis::from_redis_value_ref::<Vec<u8>>(c).ok())
+                        .is_some_and(|c| confirmed.insert(c)),
+                    PushKind::Disconnection | PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                        false
+                    }
+                    _ => true,
+                };
+                std::future::ready(go_on)
+            })
+            .filter_map(|push| {
+                let payload = match push.kind {
+                    PushKind::Message | PushKind::SMessage => push
+                        .data
+                        .get(1)
+                        .and_then(|p| redis::from_redis_value_ref::<Vec<u8>>(p).ok()),
+                    _ => None,
+                };
+                std::future::ready(payload)
+            });
+        Ok(Self {
+            messages: Box::pin(messages),
+            _cluster: Some(conn),
             pending: Vec::new().into_iter(),
         })
     }
@@ -51,10 +200,8 @@ impl Stream for JobEvents {
                 return Poll::Ready(Some(event));
             }
             match self.messages.poll_next_unpin(cx) {
-                Poll::Ready(Some(msg)) => {
-                    self.pending = parse(msg.get_payload_bytes())
-                        .collect::<Vec<_>>()
-                        .into_iter();
+                Poll::Ready(Some(payload)) => {
+                    self.pending = parse(&payload).collect::<Vec<_>>().into_iter();
                 }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,

@@ -43,6 +43,8 @@ argv! {
         model: &'a str,
         now: u64,
         ttl: u64,
+        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
+        publish: &'static str,
         channel: String,
         lanes: usize,
     }
@@ -234,11 +236,13 @@ impl Queue {
                 inv.key(keys.job(*j));
             }
             inv.key(keys.hooks()).key(keys.deliveries());
+            let publish = self.publish(keys);
             RetireCall {
                 model,
                 now: now_ms(),
                 ttl: retention.secs(),
-                channel: self.keys.events(),
+                publish: publish.command,
+                channel: publish.terminal,
                 lanes: lanes.len(),
             }
             .push(&mut inv);

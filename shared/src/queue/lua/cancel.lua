@@ -12,6 +12,7 @@
 -- ARGV: the fields of `CancelCall` (scripts/attempts.rs), in order, named here A.<field>:
 -- A.now          now, ms since the epoch
 -- A.ttl          seconds a finished job record is kept when it names no `ttl` of its own
+-- A.publish      PUBLISH, or on a cluster SPUBLISH (queue/events.rs)
 -- A.channel      channel of terminal events
 -- A.group        consumer group
 -- A.id           job id
@@ -24,7 +25,7 @@ if not rec[1] then
 end
 if rec[1] == 'queued' or rec[1] == 'running' or rec[1] == 'scheduled' then
   local ends = ending({now = ARGV[A.now], ttl = ARGV[A.ttl],
-    channel = ARGV[A.channel], active = KEYS[3], hooks = KEYS[4],
+    publish = ARGV[A.publish], channel = ARGV[A.channel], active = KEYS[3], hooks = KEYS[4],
     deliveries = KEYS[5]})
   redis.call('HSET', KEYS[1], F.status, 'cancelled', F.finished_at, ARGV[A.now])
   redis.call('HDEL', KEYS[1], F.payload)

@@ -14,6 +14,7 @@
 -- A.group          consumer group
 -- A.now            now, ms since the epoch
 -- A.ttl            seconds a finished job record is kept when it names no `ttl` of its own
+-- A.publish        PUBLISH, or on a cluster SPUBLISH (queue/events.rs)
 -- A.channel        channel of terminal events (one message, one `<id> <status>` line per job)
 -- A.model          model name
 -- A.keep_failures  most entries kept in the list of recent failures
@@ -25,8 +26,9 @@
 -- Returns one integer per outcome: 1 recorded; 0 discarded because a newer attempt owns the
 -- job (its lease expired and another worker reclaimed it) or the job was cancelled meanwhile.
 local group, now = ARGV[A.group], ARGV[A.now]
-local ends = ending({now = now, ttl = ARGV[A.ttl], channel = ARGV[A.channel],
-  active = KEYS[4], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS], done = KEYS[2],
+local ends = ending({now = now, ttl = ARGV[A.ttl], publish = ARGV[A.publish],
+  channel = ARGV[A.channel], active = KEYS[4], hooks = KEYS[#KEYS - 1],
+  deliveries = KEYS[#KEYS], done = KEYS[2],
   failures = KEYS[3], keep_failures = tonumber(ARGV[A.keep_failures]), model = ARGV[A.model]})
 local out, acks = {}, {}
 local n = (#ARGV - A.REST + 1) / J.WIDTH

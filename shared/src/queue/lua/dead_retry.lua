@@ -16,6 +16,7 @@
 -- A.id              job id
 -- A.model           model name
 -- A.now             now, ms since the epoch
+-- A.publish         PUBLISH, or on a cluster SPUBLISH (queue/events.rs)
 -- A.progress        channel of progress (non-terminal) events
 -- A.default_tenant  the default tenant: the owner of a job whose record (expired) and dead
 --                   letter (from before dead letters named their tenant) name none
@@ -73,5 +74,5 @@ end
 redis.call('PERSIST', KEYS[3])
 redis.call('XDEL', KEYS[1], ARGV[A.dead_id])
 redis.call('HDEL', KEYS[2], ARGV[A.id])
-redis.call('PUBLISH', ARGV[A.progress], ARGV[A.id] .. ' queued')
+redis.call(ARGV[A.publish], ARGV[A.progress], ARGV[A.id] .. ' queued')
 return fresh

@@ -14,6 +14,8 @@
 --   c.now          ms since the epoch
 --   c.ttl          seconds a finished record is kept when it names no `ttl` of its own
 -- (both as the strings the caller got them as: see start.lua on numbers)
+--   c.publish      the command events go out with: PUBLISH, or on a cluster SPUBLISH (a
+--                  shard channel of the call's partition: queue/events.rs)
 --   c.channel      channel of terminal events
 --   c.active       tenants' active jobs (hash: tenant -> jobs waiting or running)
 --   c.hooks        due webhook deliveries; c.deliveries: the deliveries' hash (outbox)
@@ -58,7 +60,7 @@ local function ending(c)
 
   function e.flush()
     if #lines > 0 then
-      redis.call('PUBLISH', c.channel, table.concat(lines, '\n'))
+      redis.call(c.publish, c.channel, table.concat(lines, '\n'))
       -- The second's count gets its expiry when this call created it.
       if c.done and redis.call('INCRBY', c.done, #lines) == #lines then
         redis.call('EXPIRE', c.done, '120')

@@ -15,6 +15,7 @@
 -- A.group          consumer group
 -- A.now            now, ms since the epoch
 -- A.ttl            seconds a finished job record is kept when it names no `ttl` of its own
+-- A.publish        PUBLISH, or on a cluster SPUBLISH (queue/events.rs)
 -- A.channel        channel of terminal events
 -- A.model          model name
 -- A.keep_failures  most entries kept in the list of recent failures
@@ -24,8 +25,8 @@
 -- Returns how many entries were set aside.
 local group, now, model = ARGV[A.group], ARGV[A.now], ARGV[A.model]
 local message = 'the job\'s queue entry could not be read'
-local ends = ending({now = now, ttl = ARGV[A.ttl], channel = ARGV[A.channel],
-  active = KEYS[5], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS],
+local ends = ending({now = now, ttl = ARGV[A.ttl], publish = ARGV[A.publish],
+  channel = ARGV[A.channel], active = KEYS[5], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS],
   failures = KEYS[4], keep_failures = tonumber(ARGV[A.keep_failures]), model = model})
 local k, moved = 6, 0
 for b = A.REST, #ARGV, J.WIDTH do

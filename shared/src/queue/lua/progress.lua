@@ -7,6 +7,7 @@
 -- A.token     fencing token of the attempt
 -- A.done      seconds of input processed
 -- A.total     seconds of input in all; '' while unknown
+-- A.publish   PUBLISH, or on a cluster SPUBLISH (queue/events.rs)
 -- A.progress  channel of progress (non-terminal) events
 -- A.id        job id
 --
@@ -22,5 +23,5 @@ else
   redis.call('HSET', KEYS[1], F.progress_done, ARGV[A.done], F.progress_total, ARGV[A.total])
 end
 redis.call('HINCRBY', KEYS[1], F.version, 1)
-redis.call('PUBLISH', ARGV[A.progress], ARGV[A.id] .. ' running')
+redis.call(ARGV[A.publish], ARGV[A.progress], ARGV[A.id] .. ' running')
 return 1

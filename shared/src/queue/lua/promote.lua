@@ -8,6 +8,7 @@
 --   its priority, the model's used-lanes set (for a job whose record was gone, KEYS[1] twice)
 -- ARGV: the fields of `PromoteCall` (scripts/submit.rs), in order, named here A.<field>:
 -- A.now       now, ms since the epoch
+-- A.publish   PUBLISH, or on a cluster SPUBLISH (queue/events.rs)
 -- A.progress  channel of progress (non-terminal) events
 -- then per job the fields of `PromoteJob` (J.<field>), in KEYS order: J.id, J.model and
 --   J.priority as the caller read them; a job that is no longer due, or whose record now
@@ -52,6 +53,6 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
   end
 end
 if #events > 0 then
-  redis.call('PUBLISH', ARGV[A.progress], table.concat(events, '\n'))
+  redis.call(ARGV[A.publish], ARGV[A.progress], table.concat(events, '\n'))
 end
 return moved

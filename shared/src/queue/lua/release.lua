@@ -8,6 +8,7 @@
 -- KEYS[3..]  job hashes, one per entry
 -- ARGV: the fields of `ReleaseCall` (scripts/attempts.rs), in order, named here A.<field>:
 -- A.group       consumer group
+-- A.publish     PUBLISH, or on a cluster SPUBLISH (queue/events.rs)
 -- A.progress    channel of progress (non-terminal) events
 -- A.other_lane  '1' when KEYS[1] is not the model's default lane: it is then added to KEYS[2]
 --               when an entry is put back
@@ -37,7 +38,7 @@ for i = 3, #KEYS do
     end
     redis.call('HDEL', job, F.worker, F.delivery)
     if rec[1] == 'running' then
-      redis.call('PUBLISH', channel, id .. ' queued')
+      redis.call(ARGV[A.publish], channel, id .. ' queued')
     end
     released = released + 1
   end

@@ -18,6 +18,7 @@
 -- A.model        model name
 -- A.now          now, ms since the epoch
 -- A.ttl          seconds a finished job record is kept when it names no `ttl` of its own
+-- A.publish      PUBLISH, or on a cluster SPUBLISH (queue/events.rs)
 -- A.channel      channel of terminal events
 -- A.lanes        L, the number of lanes
 -- then L values: the id of the newest entry the caller listed in each lane ('' for an empty
@@ -33,8 +34,8 @@ for l = 1, lanes do
     return -1
   end
 end
-local ends = ending({now = now, ttl = ARGV[A.ttl], channel = ARGV[A.channel],
-  active = KEYS[4], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS]})
+local ends = ending({now = now, ttl = ARGV[A.ttl], publish = ARGV[A.publish],
+  channel = ARGV[A.channel], active = KEYS[4], hooks = KEYS[#KEYS - 1], deliveries = KEYS[#KEYS]})
 local failed = 0
 for i = lanes + 6, #KEYS - 2 do
   local job, id = KEYS[i], ARGV[A.REST - 6 + i]

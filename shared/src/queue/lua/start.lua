@@ -12,6 +12,7 @@
 -- A.group          consumer group
 -- A.now            now, ms since the epoch
 -- A.max_attempts   maximum attempts per job
+-- A.publish        PUBLISH, or on a cluster SPUBLISH (queue/events.rs)
 -- A.channel        channel of terminal events
 -- A.ttl            seconds a finished job record is kept when it names no `ttl` of its own
 -- A.consumer       consumer (worker) name
@@ -49,8 +50,8 @@ local out, started_events = {}, {}
 local n = (#ARGV - A.REST + 1) / J.WIDTH
 local uploads = #KEYS - 2 > 5 + n
 local hooks, deliveries = KEYS[#KEYS - 1], KEYS[#KEYS]
-local ends = ending({now = now_s, ttl = ARGV[A.ttl], channel = ARGV[A.channel],
-  active = KEYS[5], hooks = hooks, deliveries = deliveries,
+local ends = ending({now = now_s, ttl = ARGV[A.ttl], publish = ARGV[A.publish],
+  channel = ARGV[A.channel], active = KEYS[5], hooks = hooks, deliveries = deliveries,
   failures = KEYS[4], keep_failures = tonumber(ARGV[A.keep_failures]), model = model})
 
 -- `rec` is the job's HMGET below; `upload` its upload key, or nil.
@@ -140,6 +141,6 @@ for i = 6, 5 + n do
 end
 ends.flush()
 if #started_events > 0 then
-  redis.call('PUBLISH', progress, table.concat(started_events, '\n'))
+  redis.call(ARGV[A.publish], progress, table.concat(started_events, '\n'))
 end
 return out

@@ -56,6 +56,8 @@ argv! {
         group: &'static str,
         now: u64,
         max_attempts: u32,
+        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
+        publish: &'static str,
         channel: String,
         ttl: u64,
         consumer: &'a str,
@@ -81,6 +83,8 @@ argv! {
         group: &'static str,
         now: u64,
         ttl: u64,
+        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
+        publish: &'static str,
         channel: String,
         model: &'a str,
         keep_failures: usize,
@@ -103,6 +107,8 @@ argv! {
     /// `release.lua`'s ARGV, once per call.
     struct ReleaseCall {
         group: &'static str,
+        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
+        publish: &'static str,
         progress: String,
         other_lane: u8,
     }
@@ -229,14 +235,16 @@ impl Queue {
         };
         let low = ids().min_by_key(|(c, _)| *c).map_or("", |(_, id)| id);
         let high = ids().max_by_key(|(c, _)| *c).map_or("", |(_, id)| id);
+        let publish = self.publish(keys);
         StartCall {
             group: GROUP,
             now: now_ms(),
             max_attempts,
-            channel: self.keys.events(),
+            publish: publish.command,
+            channel: publish.terminal,
             ttl: retention.secs(),
             consumer,
-            progress: self.keys.progress_events(),
+            progress: publish.progress,
             model,
             keep_failures: RECENT_FAILURES,
             low,
@@ -298,11 +306,13 @@ impl Queue {
             }
         }
         inv.key(keys.hooks()).key(keys.deliveries());
+        let publish = self.publish(keys);
         CompleteCall {
             group: GROUP,
             now,
             ttl: retention.secs(),
-            channel: self.keys.events(),
+            publish: publish.command,
+            channel: publish.terminal,
             model,
             keep_failures: RECENT_FAILURES,
         }
@@ -369,9 +379,11 @@ impl Queue {
             for &i in &idx {
                 inv.key(keys.job(entries[i].0));
             }
+            let publish = self.publish(keys);
             ReleaseCall {
                 group: GROUP,
-                progress: self.keys.progress_events(),
+                publish: publish.command,
+                progress: publish.progress,
                 other_lane: u8::from(priority != Priority::DEFAULT),
             }
             .push(&mut inv);

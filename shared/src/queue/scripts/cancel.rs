@@ -24,6 +24,8 @@ argv! {
     struct CancelCall {
         now: u64,
         ttl: u64,
+        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
+        publish: &'static str,
         channel: String,
         group: &'static str,
         id: String,
@@ -62,10 +64,12 @@ impl Queue {
         if pipeline_of(&model).is_some() {
             inv.key(keys.upload(id));
         }
+        let publish = self.publish(keys);
         CancelCall {
             now: now_ms(),
             ttl: retention.secs(),
-            channel: self.keys.events(),
+            publish: publish.command,
+            channel: publish.terminal,
             group: GROUP,
             id: id.to_string(),
         }

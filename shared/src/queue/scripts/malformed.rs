@@ -27,6 +27,8 @@ argv! {
         group: &'static str,
         now: u64,
         ttl: u64,
+        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
+        publish: &'static str,
         channel: String,
         model: &'a str,
         keep_failures: usize,
@@ -86,11 +88,13 @@ impl Queue {
             }
         }
         inv.key(keys.hooks()).key(keys.deliveries());
+        let publish = self.publish(keys);
         MalformedCall {
             group: GROUP,
             now: now_ms(),
             ttl: retention.secs(),
-            channel: self.keys.events(),
+            publish: publish.command,
+            channel: publish.terminal,
             model,
             keep_failures: RECENT_FAILURES,
         }

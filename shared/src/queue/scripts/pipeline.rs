@@ -54,6 +54,8 @@ argv! {
         token: u64,
         done: f64,
         total: String,
+        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
+        publish: &'static str,
         progress: String,
         id: String,
     }
@@ -133,11 +135,13 @@ impl Queue {
     ) -> Result<bool, QueueError> {
         let mut inv = PROGRESS.prepare_invoke();
         inv.key(self.job_keys(id).job(id));
+        let publish = self.publish(self.job_keys(id));
         ProgressCall {
             token,
             done,
             total: total.map(|t| t.to_string()).unwrap_or_default(),
-            progress: self.keys.progress_events(),
+            publish: publish.command,
+            progress: publish.progress,
             id: id.to_string(),
         }
         .push(&mut inv);

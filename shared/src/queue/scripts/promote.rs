@@ -26,6 +26,8 @@ argv! {
     /// `promote.lua`'s ARGV, once per call.
     struct PromoteCall {
         now: u64,
+        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
+        publish: &'static str,
         progress: String,
     }
 }
@@ -93,9 +95,11 @@ impl Queue {
             inv.key(keys.job(*id)).key(lane).key(used);
             jobs.push((id.to_string(), model, priority.level()));
         }
+        let publish = self.publish(keys);
         PromoteCall {
             now,
-            progress: self.keys.progress_events(),
+            publish: publish.command,
+            progress: publish.progress,
         }
         .push(&mut inv);
         for (id, model, priority) in &jobs {

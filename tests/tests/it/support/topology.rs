@@ -232,6 +232,52 @@ impl Cluster {
             .expect("a live master serves every slot")
     }
 
+    /// Moves 100 slots, those `redis-cli --cluster reshard --cluster-slots 100` takes first,
+    /// from the master serving `tag` to another master; returns the other master's port.
+    pub(crate) async fn reshard_from(&self, tag: &str) -> u16 {
+        let from = self.nodes[self.master_of(tag)].port;
+        let to = self.masters().into_iter().find(|p| *p != from).unwrap();
+        let id = |port: u16| redis_cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let (from_id, to_id) = (id(from), id(to));
+        let entry = format!("127.0.0.1:{from}");
+        let moved = tokio::task::spawn_blocking(move || {
+            Command::new("redis-cli")
+                .args(["--cluster", "reshard", &entry, "--cluster-from", &from_id])
+                .args([
+                    "--cluster-to",
+                    &to_id,
+                    "--cluster-slots",
+                    "100",
+                    "--cluster-yes",
+                ])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            moved.status.success(),
+            "reshard: {}",
+            String::from_utf8_lossy(&moved.stdout)
+        );
+        self.wait_ok();
+        to
+    }
+
+    /// Every node's `CLUSTER INFO` counter `name`, summed.
+    pub(crate) fn counter(&self, name: &str) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| {
+                redis_cli(n.port, &["CLUSTER", "INFO"])
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .map_or(0, |v| v.trim().parse().unwrap())
+            })
+            .sum()
+    }
+
     /// `INFERQ_REDIS_CLUSTER`'s value: every node as a seed.
     pub(crate) fn seeds(&self) -> String {
         self.nodes

@@ -8,9 +8,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use inferq_shared::config::DEFAULT_CLUSTER_PARTITIONS;
-use inferq_shared::queue::partition_tag;
 
-use super::{load, namespace, walk_listing};
+use super::{load, low_slot_namespace, namespace, walk_listing};
 use crate::support::audio::{fixture, models_dir, multipart};
 use crate::support::topology::{Cluster, redis_cli};
 use crate::support::{
@@ -165,57 +164,12 @@ async fn a_killed_master_is_replaced_and_every_acknowledged_job_succeeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slot_migration_under_load_loses_nothing() {
     let cluster = Cluster::start();
-    // A namespace whose first partition's slot is among the first 100 of the master serving
-    // slot 0: the ones `redis-cli --cluster reshard --cluster-slots 100` moves from it.
-    let mut conn = cluster.nodes[0].conn().await;
-    let (mut ns, mut tag);
-    loop {
-        ns = namespace();
-        tag = format!("{{{}}}", partition_tag(&ns, 0, DEFAULT_CLUSTER_PARTITIONS));
-        let slot: u64 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(&tag)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if slot < 100 {
-            break;
-        }
-    }
+    let (ns, tag) = low_slot_namespace(&cluster).await;
     let seeds = cluster.seeds();
     let redis = [("INFERQ_REDIS_CLUSTER", seeds.as_str())];
     let run = load::Run::start(&redis, &ns, &[]).await;
 
-    let from = cluster.master_of(&tag);
-    let to = cluster
-        .masters()
-        .into_iter()
-        .find(|p| *p != cluster.nodes[from].port)
-        .unwrap();
-    let id = |port: u16| redis_cli(port, &["CLUSTER", "MYID"]).trim().to_owned();
-    let (from_id, to_id) = (id(cluster.nodes[from].port), id(to));
-    let entry = cluster.nodes[from].addr();
-    let moved = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("redis-cli")
-            .args(["--cluster", "reshard", &entry, "--cluster-from", &from_id])
-            .args([
-                "--cluster-to",
-                &to_id,
-                "--cluster-slots",
-                "100",
-                "--cluster-yes",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        moved.status.success(),
-        "reshard: {}",
-        String::from_utf8_lossy(&moved.stdout)
-    );
-    cluster.wait_ok();
+    let to = cluster.reshard_from(&tag).await;
     assert_eq!(
         cluster.nodes[cluster.master_of(&tag)].port,
         to,

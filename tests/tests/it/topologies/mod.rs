@@ -3,14 +3,39 @@
 //! of their own, and what a client sees when a master is killed under load.
 
 mod cluster;
+mod events;
 mod load;
 mod modes;
 mod partitions;
 mod sentinel;
 
+use inferq_shared::config::DEFAULT_CLUSTER_PARTITIONS;
+use inferq_shared::queue::partition_tag;
+
+use crate::support::topology::Cluster;
+
 /// A namespace of its own for a test.
 fn namespace() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A namespace whose first partition's slot is among the first 100 of the master serving slot
+/// 0 (those [`Cluster::reshard_from`] moves), and that partition's hash tag.
+async fn low_slot_namespace(cluster: &Cluster) -> (String, String) {
+    let mut conn = cluster.nodes[0].conn().await;
+    loop {
+        let ns = namespace();
+        let tag = format!("{{{}}}", partition_tag(&ns, 0, DEFAULT_CLUSTER_PARTITIONS));
+        let slot: u64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&tag)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if slot < 100 {
+            return (ns, tag);
+        }
+    }
 }
 
 /// The API's settings in the failover tests: a 202 only once a replica holds the job, and
