@@ -79,7 +79,10 @@
 //! - `{ns}:events`: pub/sub channel of terminal states, and `{ns}:events:progress` of the
 //!   others (queued again, running, a pipeline's progress update); each message holds one
 //!   `<job id> <status>` line per job of one atomic step. Every API process subscribes to
-//!   both on one connection (`?wait=` long-polls and event streams).
+//!   both on one connection (`?wait=` long-polls and event streams). On a cluster, the
+//!   scripts publish on their partition's own pair instead (`{ns.p<n>}:events` and
+//!   `…:events:progress`, shard channels: `SPUBLISH`), and the API subscribes to every
+//!   partition's pair on its master besides the namespace's ([`events`](super::events)).
 
 use crate::job::{JobId, Priority};
 

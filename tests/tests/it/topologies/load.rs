@@ -143,6 +143,19 @@ impl Run {
     /// API followed the new topology), and every job that got `202` succeeds with its result.
     pub(super) async fn finish(self, what: &str) {
         let settled = Instant::now();
+        // A loaded machine can take a while past `settled` to serve writes again (a replica's
+        // first sync, the API finding the new master): until the API accepts a job, up to
+        // 30 s, then three seconds more of the load.
+        let client = self.api.client(None);
+        eventually(
+            Duration::from_secs(30),
+            "the API accepts jobs again",
+            async || {
+                let (status, _) = client.post_json("/jobs", &linear_job(&[[1.0; 4]])).await;
+                (status == 202).then_some(())
+            },
+        )
+        .await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         self.stop.store(true, Ordering::SeqCst);
         let accepted = self.running.await.unwrap();
