@@ -30,7 +30,6 @@ argv! {
         id: String,
         model: &'a str,
         now: u64,
-        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
         publish: &'static str,
         progress: String,
         default_tenant: &'static str,

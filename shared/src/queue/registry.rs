@@ -43,7 +43,6 @@ argv! {
         model: &'a str,
         now: u64,
         ttl: u64,
-        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
         publish: &'static str,
         channel: String,
         lanes: usize,

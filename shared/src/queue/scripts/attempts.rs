@@ -56,7 +56,6 @@ argv! {
         group: &'static str,
         now: u64,
         max_attempts: u32,
-        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
         publish: &'static str,
         channel: String,
         ttl: u64,
@@ -83,7 +82,6 @@ argv! {
         group: &'static str,
         now: u64,
         ttl: u64,
-        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
         publish: &'static str,
         channel: String,
         model: &'a str,
@@ -107,7 +105,6 @@ argv! {
     /// `release.lua`'s ARGV, once per call.
     struct ReleaseCall {
         group: &'static str,
-        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
         publish: &'static str,
         progress: String,
         other_lane: u8,
@@ -396,8 +393,7 @@ impl Queue {
                 }
                 .push(&mut inv);
             }
-            let n: usize = inv.invoke_async(&mut self.conn.clone()).await?;
-            released += n;
+            released += inv.invoke_async::<usize>(&mut self.conn.clone()).await?;
         }
         Ok(released)
     }

@@ -24,7 +24,6 @@ argv! {
     struct CancelCall {
         now: u64,
         ttl: u64,
-        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
         publish: &'static str,
         channel: String,
         group: &'static str,

@@ -27,7 +27,6 @@ argv! {
         group: &'static str,
         now: u64,
         ttl: u64,
-        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
         publish: &'static str,
         channel: String,
         model: &'a str,

@@ -54,7 +54,6 @@ argv! {
         token: u64,
         done: f64,
         total: String,
-        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
         publish: &'static str,
         progress: String,
         id: String,

@@ -26,7 +26,6 @@ argv! {
     /// `promote.lua`'s ARGV, once per call.
     struct PromoteCall {
         now: u64,
-        /// `PUBLISH`, or on a cluster `SPUBLISH` (see `queue::events`)
         publish: &'static str,
         progress: String,
     }
