@@ -262,12 +262,11 @@ async fn a_blocking_read_wakes_for_an_entry_in_any_partition() {
     let queue = inferq_shared::queue::Queue::connect(&config, block + Duration::from_secs(5))
         .await
         .unwrap();
-    let masters = cluster.masters();
     // Every lane of every partition has the group; entries go to the default lane.
     let mut lanes = Vec::new();
     for p in 0..DEFAULT_CLUSTER_PARTITIONS {
         for (priority, lane) in queue.partition_keys(p).lanes("m") {
-            let port = masters[cluster.master_of(&lane)];
+            let port = cluster.nodes[cluster.master_of(&lane)].port;
             redis_cli(port, &["XGROUP", "CREATE", &lane, GROUP, "$", "MKSTREAM"]);
             if priority == inferq_shared::job::Priority::DEFAULT {
                 lanes.push(lane);
@@ -276,7 +275,7 @@ async fn a_blocking_read_wakes_for_an_entry_in_any_partition() {
     }
     for target in [DEFAULT_CLUSTER_PARTITIONS - 1, 2] {
         let lane = lanes[target].clone();
-        let port = masters[cluster.master_of(&lane)];
+        let port = cluster.nodes[cluster.master_of(&lane)].port;
         let writer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             redis_cli(
