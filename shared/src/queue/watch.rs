@@ -19,9 +19,10 @@ use super::conn::Conn;
 use super::{Entry, Queue, QueueError};
 use crate::config::RedisConfig;
 
-/// How often the partitions still blocked are told to stop, until each has answered (a read
-/// still on its way to Redis is not blocked yet when the first `CLIENT UNBLOCK` arrives).
-const UNBLOCK_EVERY: Duration = Duration::from_millis(2);
+/// How often a read not blocked yet when it was told to stop is told again, until it has
+/// answered (a read still on its way to Redis is not blocked yet when its `CLIENT UNBLOCK`
+/// arrives).
+const UNBLOCK_EVERY: Duration = Duration::from_millis(1);
 
 /// The connections of a queue's watch, one per partition, made on its first use.
 pub(crate) struct Watch {
@@ -89,29 +90,25 @@ impl Queue {
         let mut out = Vec::new();
         let mut failed = None;
         let mut unblocking = false;
-        let mut tick = tokio::time::interval(UNBLOCK_EVERY);
+        let mut unblock = std::pin::pin!(futures_util::future::Fuse::terminated());
         loop {
             tokio::select! {
                 next = reads.next() => match next {
                     None => break,
                     Some(Ok(got)) => {
-                        unblocking |= !got.is_empty();
+                        if !got.is_empty() && !unblocking {
+                            unblocking = true;
+                            unblock.set(futures_util::FutureExt::fuse(
+                                self.unblock_rest(&ids, &answered),
+                            ));
+                        }
                         out.extend(got);
                     }
                     Some(Err(e)) => {
                         failed.get_or_insert(e);
                     }
                 },
-                _ = tick.tick(), if unblocking => {
-                    for q in (0..n).filter(|&q| !answered[q].load(Ordering::Relaxed)) {
-                        let id = ids[q].load(Ordering::Relaxed);
-                        if id > 0 {
-                            let unblock = client(&["UNBLOCK", &id.to_string()]);
-                            // A failure leaves that read to its own time.
-                            let _ = self.conn.clone().on_slot(unblock, self.parts.slots[q]).await;
-                        }
-                    }
-                }
+                () = &mut unblock => {}
             }
         }
         match failed {
@@ -122,6 +119,32 @@ impl Queue {
                 Ok(out)
             }
         }
+    }
+}
+
+impl Queue {
+    /// Ends every read of a watch that has not answered: `CLIENT UNBLOCK` each, all at once,
+    /// and again for one that was not blocked yet (its id not yet known, or its read still on
+    /// its way to Redis), at most every [`UNBLOCK_EVERY`], until each has answered.
+    async fn unblock_rest(&self, ids: &[AtomicI64], answered: &[AtomicBool]) {
+        let waiting = |q: usize| !answered[q].load(Ordering::Relaxed);
+        let ends = (0..ids.len()).filter(|&q| waiting(q)).map(|q| async move {
+            let slot = self.parts.slots[q];
+            while waiting(q) {
+                let id = ids[q].load(Ordering::Relaxed);
+                if id > 0 {
+                    let unblock = client(&["UNBLOCK", &id.to_string()]);
+                    // 1: it was blocked and now answers; 0: not blocked (yet); an error
+                    // leaves that read to its own time.
+                    match self.conn.clone().on_slot(unblock, slot).await {
+                        Ok(Value::Int(1)) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+                tokio::time::sleep(UNBLOCK_EVERY).await;
+            }
+        });
+        futures_util::future::join_all(ends).await;
     }
 }
 
