@@ -120,9 +120,7 @@ impl Queue {
             }
         }
     }
-}
 
-impl Queue {
     /// Ends every read of a watch that has not answered: `CLIENT UNBLOCK` each, all at once,
     /// and again for one that was not blocked yet (its id not yet known, or its read still on
     /// its way to Redis), at most every [`UNBLOCK_EVERY`], until each has answered.
