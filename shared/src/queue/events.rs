@@ -6,11 +6,11 @@
 //! Where they go ([`Queue::publish`]): on one node or behind Sentinel, the namespace's two
 //! channels (`PUBLISH`). On a cluster, each partition's own two channels, under its hash tag,
 //! as shard channels (`SPUBLISH`): the message stays with the partition's master (and its
-//! replicas), where a `PUBLISH` would go to every node over the cluster bus, which Redis writes
-//! to with Nagle's algorithm on, so an event could wait there up to about 40 ms
-//! (docs/benchmarks.md, "Job events on a cluster"). A subscriber then listens on every
-//! partition's master, and on the namespace's channels too, which processes of older releases
-//! still publish to.
+//! replicas), where a `PUBLISH` would go to every node over the cluster bus, where Redis 7.0
+//! sends with Nagle's algorithm on (`TCP_NODELAY` only on the bus connections a node
+//! accepts), so an event could wait there up to about 40 ms (docs/benchmarks.md, "Job events
+//! on a cluster"). A subscriber then listens on every partition's master, and on the
+//! namespace's channels too, which processes of older releases still publish to.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
