@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 
 use futures_util::{Stream, StreamExt};
 
-use redis::cluster::ClusterClientBuilder;
 use redis::{PushInfo, PushKind};
 
 use super::{Keys, Queue, QueueError};
@@ -139,15 +138,12 @@ impl JobEvents {
         channels: &EventChannels,
     ) -> Result<Self, QueueError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
-        let mut builder = ClusterClientBuilder::new(seeds.iter().map(|u| u.expose()))
-            .connection_timeout(redis.timeout())
-            .response_timeout(redis.timeout())
+        let mut conn = super::conn::cluster_builder(redis, seeds)?
             .use_protocol(redis::ProtocolVersion::RESP3)
-            .push_sender(tx);
-        if let Some(certs) = redis.tls_certificates()? {
-            builder = builder.certs(certs);
-        }
-        let mut conn = builder.build()?.get_async_connection().await?;
+            .push_sender(tx)
+            .build()?
+            .get_async_connection()
+            .await?;
         conn.subscribe(&channels.global).await?;
         for pair in &channels.sharded {
             conn.ssubscribe(pair).await?;

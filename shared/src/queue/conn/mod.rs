@@ -46,15 +46,11 @@ impl Conn {
                 manager_config,
             )?),
             RedisMode::Cluster(seeds) => {
-                let mut builder = ClusterClientBuilder::new(seeds.iter().map(|u| u.expose()))
-                    .connection_timeout(cfg.timeout())
+                let client = cluster_builder(cfg, &seeds)?
                     .response_timeout(cfg.timeout() + extra_timeout)
                     .retries(8)
-                    .max_retry_wait(500);
-                if let Some(certs) = cfg.tls_certificates()? {
-                    builder = builder.certs(certs);
-                }
-                let client = builder.build()?;
+                    .max_retry_wait(500)
+                    .build()?;
                 Self::Cluster(client.get_pending_async_connection_with_config(Default::default()))
             }
             RedisMode::Sentinel { sentinels, master } => {
@@ -115,6 +111,20 @@ impl ConnectionLike for Conn {
             Self::Sentinel(c) => c.get_db(),
         }
     }
+}
+
+/// A cluster client's settings from the seeds: the configured timeouts and TLS certificates.
+pub(crate) fn cluster_builder(
+    cfg: &RedisConfig,
+    seeds: &[crate::config::RedisUrl],
+) -> Result<ClusterClientBuilder, QueueError> {
+    let mut builder = ClusterClientBuilder::new(seeds.iter().map(|u| u.expose()))
+        .connection_timeout(cfg.timeout())
+        .response_timeout(cfg.timeout());
+    if let Some(certs) = cfg.tls_certificates()? {
+        builder = builder.certs(certs);
+    }
+    Ok(builder)
 }
 
 /// A client for a pub/sub connection in the configured mode: the node; in a cluster, the
