@@ -103,6 +103,36 @@ async fn a_signed_message_is_retried_with_the_same_id_until_delivered() {
     assert_eq!(record["status"], "succeeded");
 }
 
+/// Messages to one receiver go over a kept-alive connection: one after another, failed
+/// attempts and retries included, they share one connection instead of opening one each.
+#[tokio::test]
+async fn messages_to_one_receiver_share_a_kept_alive_connection() {
+    let receiver = Receiver::start(1).await;
+    let app = app().await;
+    let _w = start_worker(&app, &worker_env("200"));
+    app.wait_models(&["linear"]).await;
+
+    for n in 0..6u8 {
+        let job = with_webhook(
+            linear_job(&[[f32::from(n); 4]]),
+            json!({"url": receiver.url}),
+        );
+        let id = app.submit(&job).await;
+        wait_webhook(&app, &id, "delivered").await;
+    }
+    let seen = receiver.seen();
+    assert_eq!(
+        seen.iter().map(|m| m.answered).collect::<Vec<_>>(),
+        [500, 204, 204, 204, 204, 204, 204]
+    );
+    let peers: std::collections::HashSet<_> = seen.iter().map(|m| m.peer).collect();
+    assert_eq!(
+        peers.len(),
+        1,
+        "one connection for every message: {peers:?}"
+    );
+}
+
 #[tokio::test]
 async fn chosen_events_and_cancellations_are_delivered() {
     let receiver = Receiver::start(0).await;

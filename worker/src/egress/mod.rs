@@ -6,6 +6,7 @@
 //! proxy is used (a proxy would connect where the guard never looked).
 
 mod conn;
+mod pool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,8 @@ pub(crate) struct Egress {
     tls: TlsConnector,
     allow: Arc<Allow>,
     limits: Limits,
+    /// Kept-alive connections of webhook deliveries, shared by every clone.
+    pool: Arc<pool::Pool>,
 }
 
 impl std::fmt::Debug for Egress {
@@ -90,6 +93,7 @@ impl Egress {
             tls: TlsConnector::from(Arc::new(config)),
             allow: Arc::new(allow),
             limits,
+            pool: Arc::default(),
         })
     }
 
@@ -210,7 +214,7 @@ impl Egress {
     }
 
     /// POSTs a webhook message (no redirects: a 3xx is an answer, and not a 2xx) and returns
-    /// the status, within `timeout`.
+    /// the status, within `timeout`; over a kept-alive connection to the host when one is idle.
     pub(crate) async fn post(
         &self,
         url: &str,
@@ -219,18 +223,18 @@ impl Egress {
         timeout: Duration,
     ) -> Result<StatusCode, FetchError> {
         let url = self.allow.check_url(url)?;
-        let mut request = Request::post(target(&url))
-            .header(header::HOST, authority(&url))
-            .header(header::USER_AGENT, USER_AGENT)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| FetchError::Failed(e.to_string()))?;
-        request.headers_mut().extend(headers);
-        let send = async {
-            let response = self.send(&url, request).await?;
-            Ok::<_, Retryable>(response.status())
+        let body = Bytes::from(body);
+        let make = || {
+            let mut request = Request::post(target(&url))
+                .header(header::HOST, authority(&url))
+                .header(header::USER_AGENT, USER_AGENT)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(body.clone()))
+                .map_err(|e| Retryable::No(FetchError::Failed(e.to_string())))?;
+            request.headers_mut().extend(headers.clone());
+            Ok(request)
         };
-        match tokio::time::timeout(timeout, send).await {
+        match tokio::time::timeout(timeout, self.send_kept(&url, make)).await {
             Err(_) => Err(FetchError::Failed(format!(
                 "no answer within {} s",
                 timeout.as_secs_f64()

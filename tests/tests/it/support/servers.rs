@@ -2,12 +2,13 @@
 //! a webhook receiver that checks every message's Standard Webhooks signature with its own
 //! HMAC (not the worker's code) and fails the first attempts on purpose.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -21,7 +22,8 @@ use super::eventually;
 pub(crate) async fn serve(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
     base
 }
 
@@ -36,6 +38,8 @@ pub(crate) struct Received {
     pub body: Value,
     /// What the receiver answered.
     pub answered: u16,
+    /// The sender's address: one per connection.
+    pub peer: SocketAddr,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +136,7 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> Result<(String, u64), String> {
 
 async fn receive(
     State(inbox): State<Arc<Mutex<Inbox>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
@@ -153,6 +158,7 @@ async fn receive(
         timestamp,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         answered: answered.as_u16(),
+        peer,
     });
     answered
 }
