@@ -174,7 +174,8 @@ impl Queue {
     }
 
     /// Records an attempt's outcome (`hook_done.lua`); `body` is what was sent, kept for the
-    /// retries. False when the claim was taken over meanwhile.
+    /// retries (so it goes to Redis only with the first retry). False when the claim was taken
+    /// over meanwhile.
     pub async fn settle_hook(
         &self,
         claimed: &Claimed,
@@ -198,7 +199,12 @@ impl Queue {
             retry_at: at,
             status: status.map(|s| s.to_string()).unwrap_or_default(),
             error,
-            body,
+            // Stored by the first retry; later ones keep it.
+            body: if state == "retry" && claimed.body.is_none() {
+                body
+            } else {
+                &[]
+            },
         }
         .push(&mut inv);
         let done: i64 = inv.invoke_async(&mut self.conn.clone()).await?;

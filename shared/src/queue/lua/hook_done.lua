@@ -36,18 +36,26 @@ else
   redis.call('ZREM', KEYS[1], ARGV[A.id])
 end
 -- A record that expired is not brought back.
-if redis.call('HGET', KEYS[3], F.webhook_latest) == ARGV[A.id] then
+-- One write and at most one removal for the record's fields.
+local latest = redis.call('HMGET', KEYS[3], F.webhook_latest, F.webhook_last_status,
+  F.webhook_last_error)
+if latest[1] == ARGV[A.id] then
   local state = ARGV[A.state] == 'retry' and 'pending' or ARGV[A.state]
-  redis.call('HSET', KEYS[3], F.webhook_state, state, F.webhook_attempts, attempts)
+  local set = {F.webhook_state, state, F.webhook_attempts, attempts}
+  local gone = {}
   if ARGV[A.status] ~= '' then
-    redis.call('HSET', KEYS[3], F.webhook_last_status, ARGV[A.status])
-  else
-    redis.call('HDEL', KEYS[3], F.webhook_last_status)
+    set[#set + 1], set[#set + 2] = F.webhook_last_status, ARGV[A.status]
+  elseif latest[2] then
+    gone[#gone + 1] = F.webhook_last_status
   end
   if ARGV[A.error] ~= '' then
-    redis.call('HSET', KEYS[3], F.webhook_last_error, ARGV[A.error])
-  else
-    redis.call('HDEL', KEYS[3], F.webhook_last_error)
+    set[#set + 1], set[#set + 2] = F.webhook_last_error, ARGV[A.error]
+  elseif latest[3] then
+    gone[#gone + 1] = F.webhook_last_error
+  end
+  redis.call('HSET', KEYS[3], unpack(set))
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[3], unpack(gone))
   end
 end
 return 1

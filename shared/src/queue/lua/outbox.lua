@@ -38,7 +38,7 @@ end
 
 local function outbox(hooks, deliveries, job, id, event, now)
   local w = redis.call('HMGET', job, F.webhook, F.webhook_events, F.tenant, F.webhook_latest,
-    F.fetch_allow)
+    F.fetch_allow, F.webhook_seq, F.webhook_last_status, F.webhook_last_error)
   if not w[1] then
     return
   end
@@ -50,13 +50,17 @@ local function outbox(hooks, deliveries, job, id, event, now)
     end
     return
   end
-  local n = redis.call('HINCRBY', job, F.webhook_seq, 1)
+  -- The job's count of deliveries, and the latest outcome's fields (cleared for the new
+  -- delivery) only when an earlier delivery left them: no command for what is not there.
+  local n = tostring((tonumber(w[6]) or 0) + 1)
   local msg = 'msg_' .. (string.gsub(id, '-', '')) .. '_' .. n
   redis.call('HSET', deliveries, msg .. ':' .. H.job, hook_pack({[H.job] = id, [H.event] = event,
     [H.url] = w[1], [H.at] = now, [H.tenant] = w[3], [H.fetch_allow] = w[5]}))
   redis.call('ZADD', hooks, now, msg)
-  redis.call('HSET', job, F.webhook_state, 'pending', F.webhook_attempts, 0,
-    F.webhook_latest, msg)
-  redis.call('HDEL', job, F.webhook_last_status, F.webhook_last_error)
+  redis.call('HSET', job, F.webhook_state, 'pending', F.webhook_attempts, '0',
+    F.webhook_latest, msg, F.webhook_seq, n)
+  if w[7] or w[8] then
+    redis.call('HDEL', job, F.webhook_last_status, F.webhook_last_error)
+  end
 end
 
