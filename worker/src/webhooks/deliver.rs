@@ -37,11 +37,23 @@ struct Deliverer {
 
 /// The body of a message: `{"type": "job.<event>", "timestamp", "data": <job record>}`.
 #[derive(Serialize)]
-struct Message<'a> {
+struct Message<'a, T> {
     #[serde(rename = "type")]
     kind: String,
     timestamp: String,
-    data: &'a serde_json::Value,
+    data: &'a T,
+}
+
+impl<'a, T: Serialize> Message<'a, T> {
+    /// The message of `c` with `data`, rendered straight from it.
+    fn render(c: &Claimed, data: &'a T) -> Result<Vec<u8>, String> {
+        let message = Message {
+            kind: format!("job.{}", c.event.as_str()),
+            timestamp: rfc3339_ms(c.at),
+            data,
+        };
+        serde_json::to_vec(&message).map_err(|e| e.to_string())
+    }
 }
 
 /// Runs the deliverer until `stop`; a round in flight finishes first (each attempt is bounded
@@ -122,21 +134,16 @@ impl Deliverer {
     /// The message body: the job's record as it stands now (or, once the record expired, its
     /// id and the event's status).
     async fn render(&self, c: &Claimed) -> Result<Vec<u8>, String> {
-        let data = match self.queue.record(c.job).await.map_err(|e| e.to_string())? {
+        match self.queue.record(c.job).await.map_err(|e| e.to_string())? {
             Some(job) => {
                 let record = JobRecord::try_from(job).map_err(|e| e.to_string())?;
-                serde_json::to_value(&record).map_err(|e| e.to_string())?
+                Message::render(c, &record)
             }
             None => {
-                serde_json::json!({"id": c.job, "status": inferq_shared::JobStatus::from(c.event)})
+                let status = inferq_shared::JobStatus::from(c.event);
+                Message::render(c, &serde_json::json!({"id": c.job, "status": status}))
             }
-        };
-        let message = Message {
-            kind: format!("job.{}", c.event.as_str()),
-            timestamp: rfc3339_ms(c.at),
-            data: &data,
-        };
-        serde_json::to_vec(&message).map_err(|e| e.to_string())
+        }
     }
 
     /// One signed POST, and what it means for the delivery.
