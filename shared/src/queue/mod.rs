@@ -81,24 +81,38 @@ impl QueueError {
                 | redis::ErrorKind::NoValidReplicasFoundBySentinel
                 | redis::ErrorKind::ClusterConnectionNotFound
         );
+        // A server error of a pipeline (a submission and its `WAIT`) is looked at one by one:
+        // the error's own code names only a first one the client library knows.
+        let in_pipeline = || {
+            e.clone()
+                .into_server_errors()
+                .is_some_and(|items| items.iter().any(|(_, s)| passes(s.code())))
+        };
         failing_over
             || e.is_io_error()
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
-            || matches!(
-                e.code(),
-                Some(
-                    "LOADING"
-                        | "BUSY"
-                        | "MASTERDOWN"
-                        | "TRYAGAIN"
-                        | "CLUSTERDOWN"
-                        | "READONLY"
-                        | "NOREPLICAS"
-                )
-            )
+            || e.code().is_some_and(passes)
+            || in_pipeline()
     }
+}
+
+/// Whether a Redis error code names a condition that passes by itself. `UNBLOCKED`: a `WAIT`
+/// (or another blocking command) ended because the node stopped being a master, as in a
+/// failover that turns the old master into a replica.
+fn passes(code: &str) -> bool {
+    matches!(
+        code,
+        "LOADING"
+            | "BUSY"
+            | "MASTERDOWN"
+            | "TRYAGAIN"
+            | "CLUSTERDOWN"
+            | "READONLY"
+            | "NOREPLICAS"
+            | "UNBLOCKED"
+    )
 }
 
 /// A handle on the queue: cheap to clone, reconnects by itself after Redis comes back.

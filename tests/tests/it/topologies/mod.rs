@@ -3,6 +3,7 @@
 //! of their own, and what a client sees when a master is killed under load.
 
 mod cluster;
+mod demotion;
 mod events;
 mod load;
 mod modes;
