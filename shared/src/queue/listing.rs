@@ -185,7 +185,12 @@ impl Queue {
         for id in ids.iter().flatten() {
             pipe.exists(keys.job(*id));
         }
-        let exists: Vec<bool> = pipe.query_async(&mut conn).await?;
+        // An empty pipeline is refused by the client: none is sent when no entry names a job.
+        let exists: Vec<bool> = if ids.iter().any(Option::is_some) {
+            pipe.query_async(&mut conn).await?
+        } else {
+            Vec::new()
+        };
         let mut exists = exists.into_iter();
         let gone: Vec<&str> = entries
             .iter()

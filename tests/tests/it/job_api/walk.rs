@@ -309,3 +309,41 @@ async fn the_sweeper_drops_the_entries_of_expired_jobs_and_keeps_the_others() {
     let ids: Vec<&str> = left.iter().map(|(_, f)| f[0].1.as_str()).collect();
     assert_eq!(ids, [live[0].to_string(), live[1].to_string()]);
 }
+
+/// An empty index, and one whose entries name no job, are swept without an error (the
+/// sweeper once sent an empty pipeline for them, which the client refuses, and so never
+/// dropped an entry naming no job).
+#[tokio::test]
+async fn the_sweeper_goes_through_an_empty_index_and_one_naming_no_job() {
+    use inferq_shared::config::RedisConfig;
+    use inferq_shared::queue::Queue;
+
+    let app = spawn_app().await;
+    let queue = Queue::connect(
+        &RedisConfig::new(&app.redis.url(), &app.namespace),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    let (next, gone) = queue.sweep_index(0, None, 1000).await.unwrap();
+    assert!(next.is_none() && gone == 0);
+
+    let keys = app.keys();
+    let mut conn = app.redis.conn().await;
+    let _: String = redis::cmd("XADD")
+        .arg(keys.index())
+        .arg("*")
+        .arg("i")
+        .arg("not a job")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // (The app's own sweeper may drop it first.)
+    queue.sweep_index(0, None, 1000).await.unwrap();
+    let left: u64 = redis::cmd("XLEN")
+        .arg(keys.index())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the entry naming no job is dropped");
+}
