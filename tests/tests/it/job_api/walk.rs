@@ -315,33 +315,23 @@ async fn the_sweeper_drops_the_entries_of_expired_jobs_and_keeps_the_others() {
 /// dropped an entry naming no job).
 #[tokio::test]
 async fn the_sweeper_goes_through_an_empty_index_and_one_naming_no_job() {
-    use inferq_shared::config::RedisConfig;
-    use inferq_shared::queue::Queue;
-
-    let app = spawn_app().await;
-    let queue = Queue::connect(
-        &RedisConfig::new(&app.redis.url(), &app.namespace),
-        Duration::ZERO,
-    )
-    .await
-    .unwrap();
-    let (next, gone) = queue.sweep_index(0, None, 1000).await.unwrap();
+    let f = crate::support::queue::setup().await;
+    let (next, gone) = f.queue.sweep_index(0, None, 1000).await.unwrap();
     assert!(next.is_none() && gone == 0);
 
-    let keys = app.keys();
-    let mut conn = app.redis.conn().await;
+    let index = f.queue.keys().index();
+    let mut conn = f.conn.clone();
     let _: String = redis::cmd("XADD")
-        .arg(keys.index())
+        .arg(&index)
         .arg("*")
         .arg("i")
         .arg("not a job")
         .query_async(&mut conn)
         .await
         .unwrap();
-    // (The app's own sweeper may drop it first.)
-    queue.sweep_index(0, None, 1000).await.unwrap();
+    assert_eq!(f.queue.sweep_index(0, None, 1000).await.unwrap().1, 1);
     let left: u64 = redis::cmd("XLEN")
-        .arg(keys.index())
+        .arg(&index)
         .query_async(&mut conn)
         .await
         .unwrap();

@@ -5,13 +5,9 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
-use serde_json::Value;
-
+use super::{replica_of, submit_keyed};
 use crate::support::topology::redis_cli;
-use crate::support::{
-    AppOptions, Redis, eventually, eventually_blocking, linear_job, spawn_app_with, test_models,
-};
+use crate::support::{AppOptions, eventually, spawn_app_with, test_models};
 
 #[tokio::test]
 async fn a_submission_whose_wait_redis_ends_with_unblocked_is_503() {
@@ -26,31 +22,9 @@ async fn a_submission_whose_wait_redis_ends_with_unblocked_is_503() {
     let _worker = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
     app.wait_models(&["linear"]).await;
     let port = app.redis.port;
-    let submit = |key: &'static str| {
-        let client = app.anonymous();
-        async move {
-            let r = client
-                .request(Method::POST, "/jobs")
-                .header("Idempotency-Key", key)
-                .json(&linear_job(&[[1.0, 2.0, 3.0, 4.0]]))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let retry_after = r.headers().contains_key("retry-after");
-            (status, retry_after, r.json::<Value>().await.unwrap())
-        }
-    };
+    let submit = |key: &'static str| submit_keyed(app.anonymous(), key);
     // A first submission with a replica in sync: acknowledged (and the script loaded).
-    let replica = Redis::start_with_args(
-        false,
-        vec!["--replicaof".into(), "127.0.0.1".into(), port.to_string()],
-    );
-    eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
-        redis_cli(replica.port, &["INFO", "replication"])
-            .contains("master_link_status:up")
-            .then_some(())
-    });
+    let replica = replica_of(port);
     let (status, _, body) = submit("first").await;
     assert_eq!(status, 202, "{body}");
     drop(replica);

@@ -10,10 +10,13 @@ mod modes;
 mod partitions;
 mod sentinel;
 
+use std::time::Duration;
+
 use inferq_shared::config::DEFAULT_CLUSTER_PARTITIONS;
 use inferq_shared::queue::partition_tag;
 
-use crate::support::topology::Cluster;
+use crate::support::topology::{Cluster, redis_cli};
+use crate::support::{Client, Redis, eventually_blocking, linear_job};
 
 /// A namespace of its own for a test.
 fn namespace() -> String {
@@ -74,4 +77,38 @@ async fn walk_listing(
             None => return seen,
         }
     }
+}
+
+/// A replica of the Redis on `port`, once it is in sync.
+pub(super) fn replica_of(port: u16) -> Redis {
+    let replica = Redis::start_with_args(
+        false,
+        vec!["--replicaof".into(), "127.0.0.1".into(), port.to_string()],
+    );
+    in_sync(&replica);
+    replica
+}
+
+/// Waits until `replica`'s link to its master is up.
+pub(super) fn in_sync(replica: &Redis) {
+    eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
+        redis_cli(replica.port, &["INFO", "replication"])
+            .contains("master_link_status:up")
+            .then_some(())
+    });
+}
+
+/// `POST /jobs` of one small linear job with `Idempotency-Key: key`: the status, whether a
+/// `Retry-After` came, and the body.
+pub(super) async fn submit_keyed(client: Client, key: &str) -> (u16, bool, serde_json::Value) {
+    let r = client
+        .request(reqwest::Method::POST, "/jobs")
+        .header("Idempotency-Key", key)
+        .json(&linear_job(&[[1.0, 2.0, 3.0, 4.0]]))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry_after = r.headers().contains_key("retry-after");
+    (status, retry_after, r.json().await.unwrap())
 }

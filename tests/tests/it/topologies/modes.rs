@@ -9,10 +9,11 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
+use super::{in_sync, replica_of, submit_keyed};
 use crate::support::topology::{Sentinels, redis_cli, sentinel};
 use crate::support::{
-    ApiProcess, AppOptions, Client, Redis, all_under, api_binary, eventually_blocking, free_port,
-    linear_job, spawn_app_with, test_models, worker_binary,
+    ApiProcess, AppOptions, Client, Redis, all_under, api_binary, free_port, linear_job,
+    spawn_app_with, test_models, worker_binary,
 };
 
 /// Runs the API and the worker binary with `env` (and what they need besides), each of
@@ -153,19 +154,7 @@ async fn an_unreplicated_submission_is_503_and_its_retry_makes_no_second_job() {
     .await;
     let _worker = app.worker(&test_models(), &[("INFERQ_MODELS", "linear")]);
     app.wait_models(&["linear"]).await;
-    let submit = async || {
-        let r = app
-            .anonymous()
-            .request(Method::POST, "/jobs")
-            .header("Idempotency-Key", "only-once")
-            .json(&linear_job(&[[1.0, 2.0, 3.0, 4.0]]))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let retry_after = r.headers().contains_key("retry-after");
-        (status, retry_after, r.json::<Value>().await.unwrap())
-    };
+    let submit = || submit_keyed(app.anonymous(), "only-once");
     // No replica: the master holds the job, but the answer says it is not safe yet.
     let (status, retry_after, body) = submit().await;
     assert_eq!(status, 503, "{body}");
@@ -352,23 +341,4 @@ impl Drop for Stopped {
     fn drop(&mut self) {
         self.signal("-CONT");
     }
-}
-
-/// A replica of the Redis on `port`, once it is in sync.
-fn replica_of(port: u16) -> Redis {
-    let replica = Redis::start_with_args(
-        false,
-        vec!["--replicaof".into(), "127.0.0.1".into(), port.to_string()],
-    );
-    in_sync(&replica);
-    replica
-}
-
-/// Waits until `replica`'s link to its master is up.
-fn in_sync(replica: &Redis) {
-    eventually_blocking(Duration::from_secs(10), "the replica is in sync", || {
-        redis_cli(replica.port, &["INFO", "replication"])
-            .contains("master_link_status:up")
-            .then_some(())
-    });
 }
