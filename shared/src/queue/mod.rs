@@ -81,9 +81,9 @@ impl QueueError {
                 | redis::ErrorKind::NoValidReplicasFoundBySentinel
                 | redis::ErrorKind::ClusterConnectionNotFound
         );
-        // A server error of a pipeline (a submission and its `WAIT`) is looked at one by one:
-        // the error's own code names only a first one the client library knows.
-        let in_pipeline = || {
+        // Each server error is looked at, a pipeline's (a submission and its `WAIT`) one by
+        // one: the error's own code names only a first one the client library knows.
+        let server_says = || {
             e.clone()
                 .into_server_errors()
                 .is_some_and(|items| items.iter().any(|(_, s)| passes(s.code())))
@@ -93,8 +93,7 @@ impl QueueError {
             || e.is_timeout()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
-            || e.code().is_some_and(passes)
-            || in_pipeline()
+            || server_says()
     }
 }
 
